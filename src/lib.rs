@@ -1,0 +1,1 @@
+//! amlops: a Kubernetes operator for Azure Machine Learning inference clusters.
