@@ -1,1 +1,4 @@
 //! amlops: a Kubernetes operator for Azure Machine Learning inference clusters.
+
+pub mod crd;
+pub mod validate;

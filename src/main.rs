@@ -1,1 +1,50 @@
-fn main() {}
+//! `amlops` command line: thin dispatch to the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "amlops", version, about = "Kubernetes operator for Azure Machine Learning inference clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as YAML (or write one file per CRD with --out).
+    Crds {
+        /// Directory to write `<plural>.<group>.yaml` files into (e.g. `crds/`).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Check manifests offline with the same rules as admission; exit 1 on any error.
+    Validate(amlops::validate::ValidateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crds { out } => print_crds(out),
+        Command::Validate(args) => amlops::validate::run_cli(&args, &mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_crds(out: Option<std::path::PathBuf>) -> anyhow::Result<bool> {
+    for (file, yaml) in amlops::crd::crd_files()? {
+        match &out {
+            Some(dir) => std::fs::write(dir.join(&file), yaml)?,
+            None => println!("---\n{yaml}"),
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,149 @@
+//! Status shared by both kinds (DESIGN §1.3).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::TlsMode;
+
+/// Where a resource is in its lifecycle.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Validating,
+    Creating,
+    Attaching,
+    Updating,
+    Scaling,
+    #[serde(rename = "BackingUpTLS")]
+    BackingUpTls,
+    Detaching,
+    Reattaching,
+    Ready,
+    Failed,
+    Deleting,
+}
+
+impl Phase {
+    /// The value shown in `status.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Validating => "Validating",
+            Self::Creating => "Creating",
+            Self::Attaching => "Attaching",
+            Self::Updating => "Updating",
+            Self::Scaling => "Scaling",
+            Self::BackingUpTls => "BackingUpTLS",
+            Self::Detaching => "Detaching",
+            Self::Reattaching => "Reattaching",
+            Self::Ready => "Ready",
+            Self::Failed => "Failed",
+            Self::Deleting => "Deleting",
+        }
+    }
+}
+
+/// One entry of Azure's `provisioningErrors`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ProvisioningError {
+    /// Azure's error code.
+    pub code: String,
+    /// Azure's error message.
+    pub message: String,
+}
+
+/// TLS facts recorded by the operator; never the certificate or key themselves.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsStatus {
+    /// Mode last applied to Azure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<TlsMode>,
+    /// Secret in this namespace holding the verified backup of `azuremlfessl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_secret_name: Option<String>,
+    /// Expiry of the served certificate (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// SHA-256 fingerprint of the served certificate (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_fingerprint: Option<String>,
+    /// Host name the endpoint serves (cname, or the Microsoft-issued name for Auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// The in-flight ARM long-running operation; survives operator restarts.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    /// Create, Attach, Update, Scale, Detach or Delete.
+    pub kind: String,
+    /// `Azure-AsyncOperation` (or `Location`) URL to poll.
+    pub url: String,
+    /// `AsyncOperation` or `Location`: how to read `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    /// When the operation was started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+
+/// Observed state of an `InferenceCluster` or `ClusterAttachment`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Lifecycle phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// kstatus conditions: Ready, Reconciling, Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Name of the Azure ML compute (spec.computeName or metadata.name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_name: Option<String>,
+    /// ARM id of the compute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_id: Option<String>,
+    /// ARM id of the AKS managed cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aks_resource_id: Option<String>,
+    /// Azure's own provisioningState of the compute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<String>,
+    /// Azure's provisioningErrors of the compute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provisioning_errors: Vec<ProvisioningError>,
+    /// Kubernetes version of the AKS cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// FQDN of the scoring endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_fqdn: Option<String>,
+    /// Whether Azure ML sees the compute as attached (true after any reattach).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_attached_compute: Option<bool>,
+    /// Agent count last observed (InferenceCluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_count: Option<i32>,
+    /// TLS facts and the backup Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+    /// The in-flight ARM operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationStatus>,
+    /// Hash of the Azure-relevant spec last applied successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_hash: Option<String>,
+    /// Value of the `amlops.dev/reattach` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reattach_token: Option<String>,
+    /// Failed-compute retries so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+}

@@ -1,0 +1,86 @@
+//! Reading manifests from files, directories and stdin, one YAML document at a time.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One YAML document and where it came from.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// File name (`-` for stdin).
+    pub source: String,
+    /// 1-based index of the document in its file.
+    pub index: usize,
+    /// The document, or why it could not be parsed.
+    pub value: Result<Value, String>,
+}
+
+/// A file or directory that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct LoadError {
+    path: String,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Split multi-document YAML; empty documents are skipped, broken ones reported.
+pub fn parse_documents(source: &str, text: &str) -> Vec<Document> {
+    let mut docs = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = match Value::deserialize(de) {
+            Ok(Value::Null) => continue,
+            Ok(v) if v.is_object() => Ok(v),
+            Ok(_) => Err("document is not a mapping (expected a Kubernetes object)".to_string()),
+            Err(e) => Err(format!("invalid YAML: {e}")),
+        };
+        let broken = value.is_err();
+        docs.push(Document { source: source.to_string(), index: i + 1, value });
+        if broken {
+            break; // the YAML parser cannot resynchronise after a syntax error
+        }
+    }
+    docs
+}
+
+/// Read every path: files, directories (their `*.yaml`/`*.yml`/`*.json`, recursively, sorted) and `-` for stdin.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
+    let mut docs = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| LoadError { path: "-".into(), source })?;
+            docs.extend(parse_documents("-", &text));
+            continue;
+        }
+        for file in files_under(path)? {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|source| LoadError { path: file.display().to_string(), source })?;
+            docs.extend(parse_documents(&file.display().to_string(), &text));
+        }
+    }
+    Ok(docs)
+}
+
+fn files_under(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let err = |source| LoadError { path: path.display().to_string(), source };
+    if !path.is_dir() {
+        std::fs::metadata(path).map_err(err)?;
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(err)? {
+        let p = entry.map_err(err)?.path();
+        if p.is_dir() {
+            out.extend(files_under(&p)?);
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

