@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "amlops", version, about = "Kubernetes operator for Azure Machine Learning inference clusters")]
+#[command(
+    name = "amlops",
+    version,
+    about = "Kubernetes operator for Azure Machine Learning inference clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

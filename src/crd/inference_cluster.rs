@@ -169,7 +169,11 @@ pub struct NetworkSpec {
     ))]
     pub service_cidr: Option<String>,
     /// Cluster DNS service address, inside `serviceCidr`.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "dnsServiceIP")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "dnsServiceIP"
+    )]
     #[schemars(length(max = 15))]
     #[x_kube(validation = Rule::new(IPV4_RULE).message(
         "network.dnsServiceIP must be an IPv4 address such as 10.0.0.10 (octets 0-255)"

@@ -11,17 +11,18 @@ mod common;
 mod inference_cluster;
 mod status;
 
-pub use cluster_attachment::{AksClusterRef, ClusterAttachment, ClusterAttachmentSpec, ReattachPolicy};
+pub use cluster_attachment::{
+    AksClusterRef, ClusterAttachment, ClusterAttachmentSpec, ReattachPolicy,
+};
 pub use common::{
-    ComputeName,
-    ClusterPurpose, DeletionPolicy, LoadBalancerSpec, LoadBalancerType, SecretRef, TlsMode, TlsSpec,
-    WorkspaceRef,
+    ClusterPurpose, ComputeName, DeletionPolicy, LoadBalancerSpec, LoadBalancerType, SecretRef,
+    TlsMode, TlsSpec, WorkspaceRef,
 };
 pub use inference_cluster::{InferenceCluster, InferenceClusterSpec, NetworkSpec};
 pub use status::{ClusterStatus, OperationStatus, Phase, ProvisioningError, TlsStatus};
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// API group of both kinds.
 pub const GROUP: &str = "amlops.dev";

@@ -37,7 +37,11 @@ pub fn parse_documents(source: &str, text: &str) -> Vec<Document> {
             Err(e) => Err(format!("invalid YAML: {e}")),
         };
         let broken = value.is_err();
-        docs.push(Document { source: source.to_string(), index: i + 1, value });
+        docs.push(Document {
+            source: source.to_string(),
+            index: i + 1,
+            value,
+        });
         if broken {
             break; // the YAML parser cannot resynchronise after a syntax error
         }
@@ -53,13 +57,18 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
-                .map_err(|source| LoadError { path: "-".into(), source })?;
+                .map_err(|source| LoadError {
+                    path: "-".into(),
+                    source,
+                })?;
             docs.extend(parse_documents("-", &text));
             continue;
         }
         for file in files_under(path)? {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|source| LoadError { path: file.display().to_string(), source })?;
+            let text = std::fs::read_to_string(&file).map_err(|source| LoadError {
+                path: file.display().to_string(),
+                source,
+            })?;
             docs.extend(parse_documents(&file.display().to_string(), &text));
         }
     }
@@ -67,7 +76,10 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
 }
 
 fn files_under(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let err = |source| LoadError { path: path.display().to_string(), source };
+    let err = |source| LoadError {
+        path: path.display().to_string(),
+        source,
+    };
     if !path.is_dir() {
         std::fs::metadata(path).map_err(err)?;
         return Ok(vec![path.to_path_buf()]);
@@ -77,7 +89,10 @@ fn files_under(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
         let p = entry.map_err(err)?.path();
         if p.is_dir() {
             out.extend(files_under(&p)?);
-        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             out.push(p);
         }
     }

@@ -28,7 +28,10 @@ pub struct Finding {
 impl Finding {
     /// A finding at `path`.
     pub fn new(path: &str, message: impl Into<String>) -> Self {
-        Self { path: path.to_string(), message: message.into() }
+        Self {
+            path: path.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -71,9 +74,16 @@ fn describe(kind: &str, meta: &kube::core::ObjectMeta) -> String {
 
 /// Kind of a document's object, for reports, even when it is invalid.
 pub fn describe_value(value: &Value) -> String {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("<no kind>");
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("<no kind>");
     let meta = value.get("metadata");
-    let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_string);
+    let field = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     format!(
         "{kind} {}/{}",
         field("namespace").unwrap_or_else(|| "default".into()),
@@ -91,13 +101,17 @@ pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<F
         (Some(av), Some(k)) if av.starts_with("amlops.dev/") => {
             return Err(vec![Finding::new(
                 "",
-                format!("unknown amlops kind {k} in {av}: expected apiVersion amlops.dev/v1alpha1 with kind InferenceCluster or ClusterAttachment"),
+                format!(
+                    "unknown amlops kind {k} in {av}: expected apiVersion amlops.dev/v1alpha1 with kind InferenceCluster or ClusterAttachment"
+                ),
             )]);
         }
         (Some(av), Some(k)) => {
             return Err(vec![Finding::new(
                 "",
-                format!("not an amlops object ({av}, kind {k}): amlops validate checks InferenceCluster and ClusterAttachment"),
+                format!(
+                    "not an amlops object ({av}, kind {k}): amlops validate checks InferenceCluster and ClusterAttachment"
+                ),
             )]);
         }
         _ => return Err(vec![Finding::new("", "apiVersion and kind must be set")]),
@@ -105,7 +119,10 @@ pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<F
     let mut findings = Vec::new();
     let name = value.pointer("/metadata/name").and_then(Value::as_str);
     if name.is_none_or(str::is_empty) {
-        findings.push(Finding::new("metadata.name", "required value: every object needs a name"));
+        findings.push(Finding::new(
+            "metadata.name",
+            "required value: every object needs a name",
+        ));
     }
     let Some(schema) = crd
         .spec
@@ -127,23 +144,32 @@ pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<F
         return Err(findings); // CEL rules assume a well-typed object, as on the API server
     }
     if let Err(errors) = Validator::new().validate(&schema, &user_part, old) {
-        findings.extend(errors.iter().map(|e| Finding::new(&e.field_path, e.message.clone())));
+        findings.extend(
+            errors
+                .iter()
+                .map(|e| Finding::new(&e.field_path, e.message.clone())),
+        );
     }
     if !findings.is_empty() {
         return Err(findings);
     }
     let defaulted = kube::core::cel::apply_defaults(&schema, &user_part);
     let manifest = match kind {
-        Some("InferenceCluster") => serde_json::from_value::<InferenceCluster>(defaulted)
-            .map(|o| {
+        Some("InferenceCluster") => {
+            serde_json::from_value::<InferenceCluster>(defaulted).map(|o| {
                 semantic::check_inference_cluster(&o.spec, &mut findings);
                 Manifest::InferenceCluster(Box::new(o))
-            }),
+            })
+        }
         _ => serde_json::from_value::<ClusterAttachment>(defaulted).map(|o| {
             semantic::check_cluster_attachment(&o.spec, &mut findings);
             Manifest::ClusterAttachment(Box::new(o))
         }),
     }
     .map_err(|e| vec![Finding::new("", format!("cannot read object: {e}"))])?;
-    if findings.is_empty() { Ok(manifest) } else { Err(findings) }
+    if findings.is_empty() {
+        Ok(manifest)
+    } else {
+        Err(findings)
+    }
 }

@@ -9,7 +9,10 @@ use super::Finding;
 pub fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) {
     if value.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) && !path.is_empty() {
-            out.push(Finding::new(path, "must not be null: remove the field or give it a value"));
+            out.push(Finding::new(
+                path,
+                "must not be null: remove the field or give it a value",
+            ));
         }
         return;
     }
@@ -38,13 +41,21 @@ pub fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) 
         let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
         out.push(Finding::new(
             path,
-            format!("unsupported value {value}: supported values are {}", list.join(", ")),
+            format!(
+                "unsupported value {value}: supported values are {}",
+                list.join(", ")
+            ),
         ));
     }
-    if let (Some(max), Some(s)) = (schema.get("maxLength").and_then(Value::as_u64), value.as_str())
-        && s.chars().count() as u64 > max
+    if let (Some(max), Some(s)) = (
+        schema.get("maxLength").and_then(Value::as_u64),
+        value.as_str(),
+    ) && s.chars().count() as u64 > max
     {
-        out.push(Finding::new(path, format!("too long: may not be longer than {max} characters")));
+        out.push(Finding::new(
+            path,
+            format!("too long: may not be longer than {max} characters"),
+        ));
     }
     match value {
         Value::Object(map) => {
@@ -56,7 +67,10 @@ pub fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) 
             if let Some(required) = schema.get("required").and_then(Value::as_array) {
                 for name in required.iter().filter_map(Value::as_str) {
                     if !map.contains_key(name) {
-                        out.push(Finding::new(&join(path, name), "required value: this field must be set"));
+                        out.push(Finding::new(
+                            &join(path, name),
+                            "required value: this field must be set",
+                        ));
                     }
                 }
             }
@@ -70,7 +84,9 @@ pub fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) 
                     None if preserve || props.is_none() => {}
                     None => out.push(Finding::new(
                         &join(path, key),
-                        format!("unknown field \"{key}\": check its spelling and `kubectl explain`"),
+                        format!(
+                            "unknown field \"{key}\": check its spelling and `kubectl explain`"
+                        ),
                     )),
                 }
             }
@@ -87,7 +103,11 @@ pub fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) 
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {

@@ -21,11 +21,18 @@ impl Cidr {
     pub fn parse(s: &str) -> Option<Self> {
         let (addr, prefix) = s.split_once('/')?;
         let prefix: u8 = prefix.parse().ok()?;
-        (prefix <= 32).then_some(Self { addr: addr.parse().ok()?, prefix })
+        (prefix <= 32).then_some(Self {
+            addr: addr.parse().ok()?,
+            prefix,
+        })
     }
 
     fn mask(self) -> u32 {
-        if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) }
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
     }
 
     /// First address of the range.
@@ -53,7 +60,10 @@ impl Cidr {
 pub fn check_network(net: &NetworkSpec, out: &mut Vec<Finding>) {
     let service = net.service_cidr.as_deref().and_then(Cidr::parse);
     let bridge = net.docker_bridge_cidr.as_deref().and_then(Cidr::parse);
-    let dns = net.dns_service_ip.as_deref().and_then(|s| s.parse::<Ipv4Addr>().ok());
+    let dns = net
+        .dns_service_ip
+        .as_deref()
+        .and_then(|s| s.parse::<Ipv4Addr>().ok());
     if let (Some(service), Some(dns)) = (service, dns) {
         let first = Ipv4Addr::from(service.network());
         if !service.contains(dns) {

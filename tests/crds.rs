@@ -1,0 +1,184 @@
+//! The committed `crds/` match `amlops crds`, and the generated CRDs are structural and loadable
+//! by a Kubernetes 1.25+ API server (CEL rules compile, stay within the cost budget and use only
+//! features every supported version has).
+
+use amlops::crd::{all_crds, crd_files};
+use kube::core::cel::{ScopeContext, analyze_rule, compile_schema};
+use serde_json::Value;
+
+#[test]
+fn committed_crds_match_generated() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let files = crd_files().expect("serialise CRDs");
+    let mut committed: Vec<_> = std::fs::read_dir(&root)
+        .expect("crds/ exists")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    committed.sort();
+    let mut expected: Vec<_> = files.iter().map(|(f, _)| f.clone()).collect();
+    expected.sort();
+    assert_eq!(
+        committed, expected,
+        "crds/ holds other files than `amlops crds` generates"
+    );
+    for (file, yaml) in files {
+        let on_disk = std::fs::read_to_string(root.join(&file)).unwrap();
+        assert!(
+            on_disk == yaml,
+            "crds/{file} is out of date: run `cargo run -- crds --out crds` and commit the result"
+        );
+    }
+}
+
+/// Walk every schema node with its path.
+fn walk<'a>(node: &'a Value, path: String, visit: &mut dyn FnMut(&str, &'a Value)) {
+    visit(&path, node);
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            walk(v, format!("{path}.{k}"), visit);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        walk(items, format!("{path}[]"), visit);
+    }
+    if let Some(ap) = node.get("additionalProperties").filter(|v| v.is_object()) {
+        walk(ap, format!("{path}{{}}"), visit);
+    }
+}
+
+#[test]
+fn crds_are_structural_and_cel_is_sound() {
+    for crd in all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        assert_eq!(crd.spec.versions.len(), 1);
+        let version = &crd.spec.versions[0];
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
+            "{name}: status subresource"
+        );
+        let schema = serde_json::to_value(
+            version
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        let mut rules = 0;
+        walk(&schema, String::new(), &mut |path, node| {
+            // Structural: every node is typed (or int-or-string / preserve-unknown), no $ref,
+            // no types or defaults inside logical junctors, properties XOR additionalProperties.
+            let typed = node.get("type").is_some()
+                || node.get("x-kubernetes-int-or-string").is_some()
+                || node.get("x-kubernetes-preserve-unknown-fields").is_some();
+            if !typed {
+                problems.push(format!("{path}: no type"));
+            }
+            if node.get("$ref").is_some()
+                || node.get("definitions").is_some()
+                || node.get("$defs").is_some()
+            {
+                problems.push(format!("{path}: $ref/definitions are not allowed"));
+            }
+            for junctor in ["allOf", "anyOf", "oneOf", "not"] {
+                if let Some(j) = node.get(junctor) {
+                    let text = j.to_string();
+                    if text.contains("\"type\"")
+                        || text.contains("\"default\"")
+                        || text.contains("\"nullable\"")
+                    {
+                        problems.push(format!("{path}: {junctor} carries type/default/nullable"));
+                    }
+                }
+            }
+            if node.get("properties").is_some() && node.get("additionalProperties").is_some() {
+                problems.push(format!("{path}: both properties and additionalProperties"));
+            }
+            if let Some(Value::Array(list)) = node.get("x-kubernetes-validations") {
+                if node.get("type").is_none() {
+                    problems.push(format!("{path}: CEL on an untyped node"));
+                }
+                let compiled = compile_schema(node);
+                if compiled.has_errors() {
+                    problems.push(format!(
+                        "{path}: CEL does not compile: {:?}",
+                        compiled.compilation_errors()
+                    ));
+                }
+                for rule in list {
+                    rules += 1;
+                    let keys: Vec<&str> = rule
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .map(String::as_str)
+                        .collect();
+                    // messageExpression (1.27), reason/fieldPath (1.28), optionalOldSelf (1.29) are not on every version.
+                    if keys.iter().any(|k| !matches!(*k, "rule" | "message")) {
+                        problems.push(format!("{path}: rule uses {keys:?}"));
+                    }
+                    let text = rule["rule"].as_str().unwrap();
+                    if rule
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .is_none_or(|m| m.len() < 20)
+                    {
+                        problems.push(format!("{path}: rule `{text}` lacks a helpful message"));
+                    }
+                    let warnings = analyze_rule(text, &compiled, ScopeContext::CrdValidation);
+                    if !warnings.is_empty() {
+                        problems.push(format!("{path}: `{text}`: {warnings:?}"));
+                    }
+                }
+            }
+        });
+        assert!(rules > 20, "{name}: only {rules} CEL rules");
+        assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
+    }
+}
+
+#[test]
+fn schema_defaults_are_valid_values() {
+    // A default must itself pass the schema (the API server refuses a CRD otherwise).
+    for crd in all_crds() {
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+        let mut defaults = 0;
+        walk(&schema, String::new(), &mut |path, node| {
+            if let Some(default) = node.get("default") {
+                defaults += 1;
+                let ty = node["type"].as_str().unwrap();
+                let ok = match ty {
+                    "string" => default.is_string(),
+                    "integer" => default.is_i64(),
+                    "boolean" => default.is_boolean(),
+                    "object" => default.is_object(),
+                    _ => false,
+                };
+                assert!(ok, "{path}: default {default} is not a {ty}");
+                if let Some(allowed) = node.get("enum").and_then(Value::as_array) {
+                    assert!(
+                        allowed.contains(default),
+                        "{path}: default {default} not in enum"
+                    );
+                }
+            }
+        });
+        assert!(defaults >= 5);
+    }
+}
