@@ -1,4 +1,5 @@
 //! amlops: a Kubernetes operator for Azure Machine Learning inference clusters.
 
 pub mod crd;
+pub mod engine;
 pub mod validate;

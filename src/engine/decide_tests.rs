@@ -1,0 +1,463 @@
+use super::*;
+use crate::crd::{ClusterPurpose, LoadBalancerSpec, SecretRef, TlsMode, TlsSpec, WorkspaceRef};
+
+fn desired(create: bool) -> Desired {
+    Desired {
+        kind: if create {
+            "InferenceCluster"
+        } else {
+            "ClusterAttachment"
+        },
+        namespace: "ml".into(),
+        name: "c".into(),
+        workspace: WorkspaceRef {
+            subscription_id: "00000000-0000-0000-0000-000000000000".into(),
+            resource_group: "ml-rg".into(),
+            name: "ml-ws".into(),
+        },
+        compute_name: "aks1".into(),
+        flavor: if create {
+            Flavor::Create {
+                location: None,
+                agent_count: 3,
+                vm_size: "Standard_D3_v2".into(),
+                network: None,
+            }
+        } else {
+            Flavor::Attach { aks_id: "/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerService/managedClusters/shared".into() }
+        },
+        purpose: ClusterPurpose::FastProd,
+        description: None,
+        load_balancer: LoadBalancerSpec::default(),
+        tls: TlsSpec::default(),
+        deletion_policy: if create {
+            DeletionPolicy::Delete
+        } else {
+            DeletionPolicy::Detach
+        },
+        manual_reattach: false,
+        reattach_token: None,
+        adopt: false,
+        max_retries: 3,
+        deleting: false,
+        generation: Some(1),
+    }
+}
+
+fn compute(state: AzState) -> ObservedCompute {
+    ObservedCompute {
+        state,
+        raw_state: format!("{state:?}"),
+        errors: vec![],
+        attached: false,
+        aks_id: Some("/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerService/managedClusters/shared".into()),
+        description: None,
+        lb_type: LoadBalancerType::PublicIp,
+        lb_subnet: None,
+        tls_enabled: false,
+        fqdn: None,
+    }
+}
+
+fn owned(d: &Desired, phase: Phase) -> ClusterStatus {
+    ClusterStatus {
+        phase: Some(phase),
+        compute_id: Some(d.compute_id()),
+        last_applied_hash: Some(d.attach_hash()),
+        ..Default::default()
+    }
+}
+
+fn obs(c: Option<ObservedCompute>) -> Observed {
+    Observed {
+        compute: c,
+        agent_count: Some(3),
+        aks_exists: None,
+    }
+}
+
+#[test]
+fn decide_table() {
+    let ic = desired(true);
+    let ca = desired(false);
+    let ready = |d: &Desired| owned(d, Phase::Ready);
+    let with = |f: &dyn Fn(&mut Desired)| {
+        let mut d = desired(true);
+        f(&mut d);
+        d
+    };
+    let attached = |s: AzState| ObservedCompute {
+        attached: true,
+        ..compute(s)
+    };
+    let tls_on = ObservedCompute {
+        tls_enabled: true,
+        ..compute(AzState::Succeeded)
+    };
+    let failed = ObservedCompute {
+        errors: vec![(
+            "BadArgument".into(),
+            "Agent cores Cluster should have at least 12 cores to operate.".into(),
+        )],
+        ..compute(AzState::Failed)
+    };
+    let retries = |n: u32| ClusterStatus {
+        retries: Some(n),
+        ..ready(&ic)
+    };
+    let new_tls = with(&|d| {
+        d.tls = TlsSpec {
+            mode: TlsMode::Auto,
+            leaf_domain_label: Some("new".into()),
+            ..Default::default()
+        }
+    });
+    let new_purpose = with(&|d| d.purpose = ClusterPurpose::DevTest);
+    let token = with(&|d| d.reattach_token = Some("t1".into()));
+    let token_done = ClusterStatus {
+        last_reattach_token: Some("t1".into()),
+        ..ready(&token)
+    };
+    let manual = |tok: Option<&str>| {
+        let mut d = desired(false);
+        d.manual_reattach = true;
+        d.purpose = ClusterPurpose::DevTest;
+        d.reattach_token = tok.map(str::to_string);
+        d
+    };
+    let adopt_ca = {
+        let mut d = desired(false);
+        d.adopt = true;
+        d
+    };
+    let adopt_other = ObservedCompute { aks_id: Some("/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerService/managedClusters/other".into()), ..compute(AzState::Succeeded) };
+    let scaled = with(&|d| {
+        if let Flavor::Create { agent_count, .. } = &mut d.flavor {
+            *agent_count = 5
+        }
+    });
+    let ilb = with(&|d| {
+        d.load_balancer = LoadBalancerSpec {
+            type_: LoadBalancerType::InternalLoadBalancer,
+            subnet: Some("aks".into()),
+        }
+    });
+    let described = with(&|d| d.description = Some("scoring".into()));
+    let deleting = |policy: DeletionPolicy, create: bool| {
+        let mut d = desired(create);
+        d.deleting = true;
+        d.deletion_policy = policy;
+        d
+    };
+    let custom = with(&|d| {
+        d.tls = TlsSpec {
+            mode: TlsMode::Custom,
+            cname: Some("a.contoso.com".into()),
+            secret_ref: Some(SecretRef { name: "s".into() }),
+            ..Default::default()
+        }
+    });
+
+    // (row, desired, observed, status, expected)
+    let rows: Vec<(&str, Desired, Observed, ClusterStatus, Action)> = vec![
+        (
+            "new create",
+            ic.clone(),
+            obs(None),
+            ClusterStatus::default(),
+            Action::Provision { drift: false },
+        ),
+        (
+            "new attach",
+            ca.clone(),
+            obs(None),
+            ClusterStatus::default(),
+            Action::Provision { drift: false },
+        ),
+        (
+            "intent recorded, PUT lost",
+            ic.clone(),
+            obs(None),
+            owned(&ic, Phase::Creating),
+            Action::Provision { drift: false },
+        ),
+        (
+            "deleted outside the operator",
+            ic.clone(),
+            obs(None),
+            ready(&ic),
+            Action::Provision { drift: true },
+        ),
+        (
+            "404 after our detach = reattach",
+            ca.clone(),
+            obs(None),
+            owned(&ca, Phase::Detaching),
+            Action::Reattach,
+        ),
+        (
+            "404 while reattaching = reattach",
+            ca.clone(),
+            obs(None),
+            owned(&ca, Phase::Reattaching),
+            Action::Reattach,
+        ),
+        (
+            "exists, never ours",
+            ic.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            ClusterStatus::default(),
+            Action::Stall(Stall {
+                reason: "ComputeExists",
+                message: String::new(),
+            }),
+        ),
+        (
+            "adopt matching attach",
+            adopt_ca.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            ClusterStatus::default(),
+            Action::Adopt,
+        ),
+        (
+            "adopt non-matching",
+            adopt_ca.clone(),
+            obs(Some(adopt_other)),
+            ClusterStatus::default(),
+            Action::Stall(Stall {
+                reason: "ComputeExists",
+                message: String::new(),
+            }),
+        ),
+        (
+            "creating: wait",
+            ic.clone(),
+            obs(Some(compute(AzState::Busy))),
+            owned(&ic, Phase::Creating),
+            Action::Wait,
+        ),
+        (
+            "failed: retry create",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            retries(0),
+            Action::RetryFailed { detach: false },
+        ),
+        (
+            "failed attach: retry by detach",
+            ca.clone(),
+            obs(Some(ObservedCompute {
+                attached: true,
+                ..failed.clone()
+            })),
+            ClusterStatus {
+                retries: Some(1),
+                ..ready(&ca)
+            },
+            Action::RetryFailed { detach: true },
+        ),
+        (
+            "failed: retries exhausted",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            retries(3),
+            Action::Stall(Stall {
+                reason: "ComputeFailed",
+                message: String::new(),
+            }),
+        ),
+        (
+            "steady state",
+            ic.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&ic),
+            Action::Ready,
+        ),
+        (
+            "scale 3 -> 5",
+            scaled.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&ic),
+            Action::Scale { from: 3, to: 5 },
+        ),
+        (
+            "ILB in place",
+            ilb.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&ilb),
+            Action::UpdateInPlace,
+        ),
+        (
+            "description in place",
+            described.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&described),
+            Action::UpdateInPlace,
+        ),
+        (
+            "tls change, tls off: detach",
+            new_tls.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&ic),
+            Action::Detach,
+        ),
+        (
+            "tls change, tls on: backup first",
+            custom.clone(),
+            obs(Some(tls_on.clone())),
+            ready(&ic),
+            Action::BackupTls {
+                then: Phase::Reattaching,
+            },
+        ),
+        (
+            "purpose change: reattach",
+            new_purpose.clone(),
+            obs(Some(tls_on.clone())),
+            ready(&ic),
+            Action::BackupTls {
+                then: Phase::Reattaching,
+            },
+        ),
+        (
+            "reattach annotation",
+            token.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&token),
+            Action::Detach,
+        ),
+        (
+            "reattach annotation already done",
+            token.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            token_done,
+            Action::Ready,
+        ),
+        (
+            "resume backup after crash",
+            ic.clone(),
+            obs(Some(tls_on.clone())),
+            owned(&ic, Phase::BackingUpTls),
+            Action::BackupTls {
+                then: Phase::Reattaching,
+            },
+        ),
+        (
+            "resume detach after crash",
+            ic.clone(),
+            obs(Some(tls_on.clone())),
+            owned(&ic, Phase::Detaching),
+            Action::Detach,
+        ),
+        (
+            "manual policy waits",
+            manual(None),
+            obs(Some(attached(AzState::Succeeded))),
+            ready(&desired(false)),
+            Action::ReattachPending,
+        ),
+        (
+            "manual policy + annotation",
+            manual(Some("now")),
+            obs(Some(attached(AzState::Succeeded))),
+            ready(&desired(false)),
+            Action::Detach,
+        ),
+        (
+            "delete: orphan",
+            deleting(DeletionPolicy::Orphan, true),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&ic),
+            Action::Finished,
+        ),
+        (
+            "delete: created compute",
+            deleting(DeletionPolicy::Delete, true),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&ic),
+            Action::DeleteCompute,
+        ),
+        (
+            "delete: compute attached after reattach",
+            deleting(DeletionPolicy::Delete, true),
+            obs(Some(attached(AzState::Succeeded))),
+            ready(&ic),
+            Action::Detach,
+        ),
+        (
+            "delete: then the AKS cluster",
+            deleting(DeletionPolicy::Delete, true),
+            Observed {
+                aks_exists: Some(true),
+                ..obs(None)
+            },
+            ClusterStatus {
+                is_attached_compute: Some(true),
+                ..ready(&ic)
+            },
+            Action::DeleteAks,
+        ),
+        (
+            "delete: AKS gone",
+            deleting(DeletionPolicy::Delete, true),
+            Observed {
+                aks_exists: Some(false),
+                ..obs(None)
+            },
+            ClusterStatus {
+                is_attached_compute: Some(true),
+                ..ready(&ic)
+            },
+            Action::Finished,
+        ),
+        (
+            "delete: busy",
+            deleting(DeletionPolicy::Delete, true),
+            obs(Some(compute(AzState::Busy))),
+            ready(&ic),
+            Action::Wait,
+        ),
+        (
+            "detach: tls on, backup first",
+            deleting(DeletionPolicy::Detach, false),
+            obs(Some(tls_on.clone())),
+            ready(&ca),
+            Action::BackupTls {
+                then: Phase::Detaching,
+            },
+        ),
+        (
+            "detach: after backup",
+            deleting(DeletionPolicy::Detach, false),
+            obs(Some(tls_on.clone())),
+            owned(&ca, Phase::Detaching),
+            Action::Detach,
+        ),
+        (
+            "detach: tls off",
+            deleting(DeletionPolicy::Detach, false),
+            obs(Some(compute(AzState::Succeeded))),
+            ready(&ca),
+            Action::Detach,
+        ),
+        (
+            "detach: gone",
+            deleting(DeletionPolicy::Detach, false),
+            obs(None),
+            ready(&ca),
+            Action::Finished,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (row, d, o, s, expected) in rows {
+        let got = decide(&d, &o, &s);
+        let same = match (&got, &expected) {
+            (Action::Stall(a), Action::Stall(b)) => a.reason == b.reason && !a.message.is_empty(),
+            (a, b) => a == b,
+        };
+        if !same {
+            failures.push(format!("{row}: expected {expected:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
