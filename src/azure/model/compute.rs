@@ -420,3 +420,210 @@ mod tests {
         assert!(json.contains("BEGIN PRIVATE KEY"), "the body must carry the key");
     }
 }
+
+/// Request bodies checked against the official swagger with `swagger_check.py`.
+#[cfg(test)]
+mod swagger_tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    const SPEC: &str =
+        "/work/shared/azure-specs/mls-2025-09-01/machineLearningServices.compute-excerpt.json";
+    const TOOL: &str = "/work/shared/tools/swagger_check.py";
+
+    fn swagger_check(spec: &str, definition: &str, mode: &str, body: &serde_json::Value) {
+        let (ok, problems) = run_check(spec, definition, mode, body);
+        assert!(ok, "{definition} {mode} rejected:\n{problems}\nbody: {body:#}");
+    }
+
+    fn run_check(
+        spec: &str,
+        definition: &str,
+        mode: &str,
+        body: &serde_json::Value,
+    ) -> (bool, String) {
+        let mut child = Command::new("python3")
+            .args([TOOL, spec, definition, mode])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn the_checker_catches_read_only_fields() {
+        // Guard against a vacuous check: the raw GET answer is not a valid request.
+        let raw = serde_json::to_value(observed()).unwrap();
+        let (ok, problems) = run_check(SPEC, "ComputeResource", "--request", &raw);
+        assert!(!ok);
+        assert!(problems.contains("provisioningState"), "{problems}");
+    }
+
+    /// What the engine sends to create a cluster: location, computeLocation, agents,
+    /// network, TLS Auto, load balancer — no resourceId.
+    fn create_body() -> ComputeResource {
+        ComputeResource::aks(
+            "eastus",
+            AksCompute {
+                compute_location: Some("eastus".into()),
+                description: Some("Scoring cluster".into()),
+                properties: Some(AksProperties {
+                    agent_count: Some(3),
+                    agent_vm_size: Some("Standard_D3_v2".into()),
+                    cluster_purpose: Some(ClusterPurpose::FastProd),
+                    ssl_configuration: Some(SslConfiguration {
+                        status: Some(SslConfigStatus::Auto),
+                        leaf_domain_label: Some("contoso".into()),
+                        overwrite_existing_domain: Some(false),
+                        ..Default::default()
+                    }),
+                    aks_networking_configuration: Some(AksNetworkingConfiguration {
+                        subnet_id: Some("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/vnet/subnets/aks".into()),
+                        service_cidr: Some("10.0.0.0/16".into()),
+                        dns_service_ip: Some("10.0.0.10".into()),
+                        docker_bridge_cidr: Some("172.17.0.1/16".into()),
+                    }),
+                    load_balancer_type: Some(LoadBalancerType::PublicIp),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// What the engine sends to attach: resourceId, purpose, TLS Enabled with cert and key,
+    /// internal load balancer — none of the create-only fields.
+    fn attach_body() -> ComputeResource {
+        ComputeResource::aks(
+            "eastus",
+            AksCompute {
+                resource_id: Some("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/shared".into()),
+                properties: Some(AksProperties {
+                    cluster_purpose: Some(ClusterPurpose::DevTest),
+                    ssl_configuration: Some(SslConfiguration {
+                        status: Some(SslConfigStatus::Enabled),
+                        cert: Some(Secret::new("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")),
+                        key: Some(Secret::new("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")),
+                        cname: Some("scoring.contoso.com".into()),
+                        ..Default::default()
+                    }),
+                    load_balancer_type: Some(LoadBalancerType::InternalLoadBalancer),
+                    load_balancer_subnet: Some("aks-subnet".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A GET answer with every read-only field set, as Azure returns it.
+    fn observed() -> ComputeResource {
+        let mut c = attach_body();
+        c.id = Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/computes/c".into());
+        c.name = Some("c".into());
+        c.resource_type = Some("Microsoft.MachineLearningServices/workspaces/computes".into());
+        let p = &mut c.properties;
+        p.provisioning_state = Some(ProvisioningState::Succeeded);
+        p.provisioning_errors = Some(vec![]);
+        p.is_attached_compute = Some(true);
+        p.created_on = Some("2021-04-01T22:00:00.0000000+00:00".into());
+        p.modified_on = Some("2021-04-01T22:00:00.0000000+00:00".into());
+        let inner = p.properties.as_mut().unwrap();
+        inner.cluster_fqdn = Some("shared-abc.hcp.eastus.azmk8s.io".into());
+        inner.system_services = Some(vec![SystemService {
+            system_service_type: Some("ScoringFrontEnd".into()),
+            public_ip_address: Some("1.2.3.4".into()),
+            version: Some("1".into()),
+        }]);
+        if let Some(ssl) = inner.ssl_configuration.as_mut() {
+            ssl.cert = None;
+            ssl.key = None;
+        }
+        c
+    }
+
+    #[test]
+    fn create_body_matches_swagger() {
+        let body = serde_json::to_value(create_body().for_request()).unwrap();
+        assert!(body["properties"].get("resourceId").is_none());
+        swagger_check(SPEC, "ComputeResource", "--request", &body);
+    }
+
+    #[test]
+    fn attach_body_matches_swagger() {
+        let body = serde_json::to_value(attach_body().for_request()).unwrap();
+        let props = &body["properties"];
+        for create_only in ["computeLocation"] {
+            assert!(props.get(create_only).is_none());
+        }
+        for create_only in ["agentCount", "agentVmSize", "aksNetworkingConfiguration"] {
+            assert!(props["properties"].get(create_only).is_none());
+        }
+        assert_eq!(
+            props["properties"]["sslConfiguration"]["key"],
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+        );
+        swagger_check(SPEC, "ComputeResource", "--request", &body);
+    }
+
+    #[test]
+    fn update_of_an_observed_compute_drops_read_only_fields() {
+        let observed = observed();
+        // As a response, every field is legitimate…
+        swagger_check(
+            SPEC,
+            "ComputeResource",
+            "--response",
+            &serde_json::to_value(&observed).unwrap(),
+        );
+        // …but a GET-modify-PUT update must not send the read-only ones.
+        let mut update = observed.for_request();
+        update.properties.description = Some("new".into());
+        let body = serde_json::to_value(&update).unwrap();
+        for ro in ["id", "name", "type"] {
+            assert!(body.get(ro).is_none(), "{ro}");
+        }
+        for ro in [
+            "provisioningState",
+            "provisioningErrors",
+            "isAttachedCompute",
+            "createdOn",
+            "modifiedOn",
+        ] {
+            assert!(body["properties"].get(ro).is_none(), "{ro}");
+        }
+        assert!(body["properties"]["properties"].get("systemServices").is_none());
+        // clusterFqdn is not read-only in the swagger: kept.
+        assert!(body["properties"]["properties"].get("clusterFqdn").is_some());
+        swagger_check(SPEC, "ComputeResource", "--request", &body);
+    }
+
+    #[test]
+    fn official_request_examples_round_trip_through_the_model() {
+        for example in [
+            "mls-2025-09-01/examples/Compute/createOrUpdate/AKSCompute.json",
+            "mls-2025-09-01/examples/Compute/createOrUpdate/BasicAKSCompute.json",
+        ] {
+            let text =
+                std::fs::read_to_string(format!("/work/shared/azure-specs/{example}")).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let c: ComputeResource =
+                serde_json::from_value(v["parameters"]["parameters"].clone()).unwrap();
+            let body = serde_json::to_value(c.for_request()).unwrap();
+            assert_eq!(body, v["parameters"]["parameters"], "{example}");
+            swagger_check(SPEC, "ComputeResource", "--request", &body);
+        }
+    }
+}
