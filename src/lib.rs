@@ -1,5 +1,6 @@
 //! amlops: a Kubernetes operator for Azure Machine Learning inference clusters.
 
+pub mod azure;
 pub mod crd;
 pub mod engine;
 pub mod validate;

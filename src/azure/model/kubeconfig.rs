@@ -1,0 +1,170 @@
+//! Kubeconfigs returned by AKS `listClusterUserCredential`/`listClusterAdminCredential`
+//! (base64) and by compute `listKeys` (plain YAML). They hold cluster credentials, so the
+//! wrapper never prints its content and its errors never quote it.
+
+use std::fmt;
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer};
+
+use crate::azure::error::AzureError;
+
+/// A kubeconfig document (YAML). `Debug`/`Display` print `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KubeconfigSecret(String);
+
+impl KubeconfigSecret {
+    /// Wraps a kubeconfig YAML document.
+    pub fn new(yaml: impl Into<String>) -> Self {
+        Self(yaml.into())
+    }
+
+    /// Decodes a base64 kubeconfig (the AKS credential format).
+    pub fn from_base64(value: &str) -> Result<Self, AzureError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|_| AzureError::decode("kubeconfig", "the kubeconfig is not valid base64"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| AzureError::decode("kubeconfig", "the kubeconfig is not UTF-8"))?;
+        Ok(Self(text))
+    }
+
+    /// The YAML. Call only where it is handed to a Kubernetes client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses the document as a kubeconfig. Parser messages are withheld from the error:
+    /// they can quote values, and values here are credentials.
+    pub fn parse(&self) -> Result<kube::config::Kubeconfig, AzureError> {
+        kube::config::Kubeconfig::from_yaml(&self.0).map_err(|_| {
+            AzureError::decode(
+                "kubeconfig",
+                "the kubeconfig is not a valid kubeconfig document (details withheld: it holds credentials)",
+            )
+        })
+    }
+
+    /// A `kube::Config` for the kubeconfig's current context (or `context`).
+    pub async fn to_kube_config(&self, context: Option<&str>) -> Result<kube::Config, AzureError> {
+        let kubeconfig = self.parse()?;
+        let options = kube::config::KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..Default::default()
+        };
+        kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| {
+                // Loader errors name missing contexts/clusters/users, not secret values.
+                AzureError::Config(format!("kubeconfig cannot be used: {}", kind_of(&e)))
+            })
+    }
+
+    /// A `kube::Client` for the kubeconfig's current context (or `context`).
+    pub async fn client(&self, context: Option<&str>) -> Result<kube::Client, AzureError> {
+        let config = self.to_kube_config(context).await?;
+        kube::Client::try_from(config)
+            .map_err(|e| AzureError::Config(format!("cannot build a Kubernetes client: {e}")))
+    }
+}
+
+/// A coarse description of a kubeconfig loader error.
+fn kind_of(e: &kube::config::KubeconfigError) -> String {
+    use kube::config::KubeconfigError as E;
+    match e {
+        E::CurrentContextNotSet => "no current-context".to_owned(),
+        E::LoadContext(name) => format!("context {name:?} not found"),
+        E::LoadClusterOfContext(name) => format!("cluster {name:?} not found"),
+        E::LoadCertificateAuthority(_) => "the cluster CA cannot be loaded".to_owned(),
+        E::LoadClientCertificate(_) | E::LoadClientKey(_) => {
+            "the client certificate or key cannot be loaded".to_owned()
+        }
+        E::MissingClusterUrl => "the cluster has no server URL".to_owned(),
+        E::ParseClusterUrl(_) => "the cluster server URL is invalid".to_owned(),
+        _ => "invalid kubeconfig (details withheld: it holds credentials)".to_owned(),
+    }
+}
+
+impl fmt::Debug for KubeconfigSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KubeconfigSecret(<redacted>)")
+    }
+}
+
+impl fmt::Display for KubeconfigSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Compute `listKeys` returns plain YAML; accept base64 too, in case a service version
+/// encodes it like AKS does.
+impl<'de> Deserialize<'de> for KubeconfigSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let looks_base64 = !s.trim().is_empty()
+            && !s.contains(char::is_whitespace)
+            && !s.contains(':')
+            && s.len() % 4 == 0;
+        if looks_base64 && let Ok(k) = Self::from_base64(&s) {
+            return Ok(k);
+        }
+        Ok(Self(s))
+    }
+}
+
+/// One kubeconfig of an AKS credential answer (`value` is base64).
+#[derive(Clone, Debug, Deserialize)]
+pub struct CredentialResult {
+    /// Credential name (e.g. `clusterUser`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The kubeconfig.
+    #[serde(default, deserialize_with = "base64_kubeconfig")]
+    pub value: Option<KubeconfigSecret>,
+}
+
+/// AKS `listClusterUserCredential` / `listClusterAdminCredential` answer.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CredentialResults {
+    /// The kubeconfigs.
+    #[serde(default)]
+    pub kubeconfigs: Vec<CredentialResult>,
+}
+
+fn base64_kubeconfig<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<KubeconfigSecret>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    value
+        .map(|v| KubeconfigSecret::from_base64(&v).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_official_example() {
+        let text = std::fs::read_to_string(
+            "/work/shared/azure-specs/aks-2025-10-01/examples/ManagedClustersListClusterUserCredentials.json",
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let r: CredentialResults =
+            serde_json::from_value(v["responses"]["200"]["body"].clone()).unwrap();
+        let k = r.kubeconfigs[0].value.as_ref().unwrap();
+        assert_eq!(k.expose(), "credentialValue1");
+        assert!(!format!("{r:?}").contains("credentialValue1"));
+    }
+
+    #[test]
+    fn invalid_base64_is_a_decode_error_without_content() {
+        let e = KubeconfigSecret::from_base64("!!!not-base64-secretstuff").unwrap_err();
+        assert!(!e.to_string().contains("secretstuff"));
+        let bad = KubeconfigSecret::new("apiVersion: v1\nusers: [{name: u, user: {token: [tok-secret-1]}}]");
+        let e = bad.parse().unwrap_err();
+        assert!(!e.to_string().contains("tok-secret-1"), "{e}");
+    }
+}
