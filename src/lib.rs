@@ -1,6 +1,8 @@
 //! amlops: a Kubernetes operator for Azure Machine Learning inference clusters.
 
 pub mod azure;
+pub mod azure_args;
 pub mod crd;
 pub mod engine;
+pub mod tls;
 pub mod validate;

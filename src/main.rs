@@ -25,6 +25,15 @@ enum Command {
     },
     /// Check manifests offline with the same rules as admission; exit 1 on any error.
     Validate(amlops::validate::ValidateArgs),
+    /// TLS helpers.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Write cert.pem and key.pem of a cluster's azuremlfessl (verified) to a directory.
+    Backup(amlops::tls::BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +41,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crds { out } => print_crds(out),
         Command::Validate(args) => amlops::validate::run_cli(&args, &mut std::io::stdout().lock()),
+        Command::Tls(TlsCommand::Backup(args)) => {
+            runtime().and_then(|rt| rt.block_on(amlops::tls::run_cli(args)))
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -41,6 +53,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn print_crds(out: Option<std::path::PathBuf>) -> anyhow::Result<bool> {

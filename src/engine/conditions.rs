@@ -1,0 +1,83 @@
+//! kstatus conditions (Ready, Reconciling, Stalled) so Flux and Argo CD read health.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::ClusterStatus;
+
+/// Overall health to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Azure matches the spec.
+    Ready,
+    /// Work in progress.
+    Progressing,
+    /// User action needed.
+    Stalled,
+    /// Waiting for the user on purpose (ReattachPending): not ready, not stalled.
+    Waiting,
+}
+
+fn set(
+    status: &mut ClusterStatus,
+    type_: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let value = if on { "True" } else { "False" };
+    let now = Time(jiff::Timestamp::now());
+    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != value {
+                c.last_transition_time = now;
+            }
+            c.status = value.into();
+            c.reason = reason.into();
+            c.message = message.into();
+            c.observed_generation = generation;
+        }
+        None => status.conditions.push(Condition {
+            type_: type_.into(),
+            status: value.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: generation,
+            last_transition_time: now,
+        }),
+    }
+}
+
+/// Set the three conditions for `health`, with `reason`/`message` on the one that is true.
+pub fn apply(
+    status: &mut ClusterStatus,
+    health: Health,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let (ready, reconciling, stalled) = match health {
+        Health::Ready => (true, false, false),
+        Health::Progressing => (false, true, false),
+        Health::Stalled => (false, false, true),
+        Health::Waiting => (false, false, false),
+    };
+    set(status, "Ready", ready, reason, message, generation);
+    set(
+        status,
+        "Reconciling",
+        reconciling,
+        if reconciling { reason } else { "Idle" },
+        if reconciling { message } else { "" },
+        generation,
+    );
+    set(
+        status,
+        "Stalled",
+        stalled,
+        if stalled { reason } else { "Healthy" },
+        if stalled { message } else { "" },
+        generation,
+    );
+    status.observed_generation = generation;
+}

@@ -1,0 +1,156 @@
+//! The engine's narrow view of Kubernetes: Secrets, status, events and sibling claims. The
+//! controller implements it against the API server; [`MemoryStore`] keeps it in memory for
+//! the demo and tests.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::crd::ClusterStatus;
+
+/// Identity of a CR: kind, namespace, name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjKey {
+    /// `InferenceCluster` or `ClusterAttachment`.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// What another CR claims in Azure (for conflict checks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The claiming CR.
+    pub key: ObjKey,
+    /// ARM id of the compute (lowercase comparison).
+    pub compute_id: String,
+    /// ARM id of the AKS cluster it attaches, if any.
+    pub aks_id: Option<String>,
+}
+
+/// A Kubernetes event the engine emits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The CR it is about.
+    pub key: ObjKey,
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Message (never a secret).
+    pub message: String,
+}
+
+/// Failure of the Kubernetes side.
+#[derive(Debug, thiserror::Error)]
+#[error("kubernetes: {0}")]
+pub struct StoreError(pub String);
+
+/// Kubernetes operations the engine needs.
+pub trait KubeStore: Send + Sync {
+    /// Read a Secret of `namespace`.
+    fn get_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Secret>, StoreError>> + Send;
+    /// Create or replace a Secret.
+    fn apply_secret(&self, secret: Secret) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Persist the status of a CR (called before every Azure write, so intent survives a crash).
+    fn save_status(
+        &self,
+        key: &ObjKey,
+        status: &ClusterStatus,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Emit an event.
+    fn emit(&self, event: Event) -> impl Future<Output = ()> + Send;
+    /// Claims of every CR other than `key`.
+    fn claims(&self, key: &ObjKey) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+}
+
+#[derive(Default)]
+struct Inner {
+    secrets: BTreeMap<(String, String), Secret>,
+    statuses: BTreeMap<ObjKey, ClusterStatus>,
+    events: Vec<Event>,
+    claims: Vec<Claim>,
+}
+
+/// In-memory [`KubeStore`]; clones share state.
+#[derive(Clone, Default)]
+pub struct MemoryStore(Arc<Mutex<Inner>>);
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Put a Secret (test set-up).
+    pub fn insert_secret(&self, secret: Secret) {
+        let key = (
+            secret.metadata.namespace.clone().unwrap_or_default(),
+            secret.metadata.name.clone().unwrap_or_default(),
+        );
+        self.lock().secrets.insert(key, secret);
+    }
+    /// A Secret, if present.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
+        self.lock()
+            .secrets
+            .get(&(namespace.into(), name.into()))
+            .cloned()
+    }
+    /// The last saved status of a CR.
+    pub fn status(&self, key: &ObjKey) -> Option<ClusterStatus> {
+        self.lock().statuses.get(key).cloned()
+    }
+    /// Every event so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().events.clone()
+    }
+    /// Register what a CR claims (the controller derives this from its caches).
+    pub fn set_claim(&self, claim: Claim) {
+        let mut inner = self.lock();
+        inner.claims.retain(|c| c.key != claim.key);
+        inner.claims.push(claim);
+    }
+    /// Forget a CR's claim (deleted).
+    pub fn remove_claim(&self, key: &ObjKey) {
+        self.lock().claims.retain(|c| &c.key != key);
+    }
+}
+
+impl KubeStore for MemoryStore {
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(self.secret(namespace, name))
+    }
+    async fn apply_secret(&self, secret: Secret) -> Result<(), StoreError> {
+        self.insert_secret(secret);
+        Ok(())
+    }
+    async fn save_status(&self, key: &ObjKey, status: &ClusterStatus) -> Result<(), StoreError> {
+        self.lock().statuses.insert(key.clone(), status.clone());
+        Ok(())
+    }
+    async fn emit(&self, event: Event) {
+        self.lock().events.push(event);
+    }
+    async fn claims(&self, key: &ObjKey) -> Result<Vec<Claim>, StoreError> {
+        Ok(self
+            .lock()
+            .claims
+            .iter()
+            .filter(|c| &c.key != key)
+            .cloned()
+            .collect())
+    }
+}

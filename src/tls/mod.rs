@@ -1,0 +1,34 @@
+//! TLS safety for detach/reattach (DESIGN §3): PEM checks and the `azuremlfessl` backup.
+
+mod backup;
+mod pem;
+
+pub use backup::{
+    AZUREMLFESSL, BackupArgs, backup_secret, cert_and_key_from_secret, read_azuremlfessl, run_cli,
+};
+pub use pem::{CertInfo, verify_pair};
+
+/// Why TLS material could not be used; `reason()` is the Stalled condition reason.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A referenced Secret does not exist.
+    #[error("Secret {0} not found")]
+    SecretNotFound(String),
+    /// The certificate or key is malformed or they do not match.
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
+    /// The cluster's `azuremlfessl` could not be read.
+    #[error("cannot read the serving certificate from the AKS cluster: {0}")]
+    BackupFailed(String),
+}
+
+impl TlsError {
+    /// Condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::SecretNotFound(_) => "SecretNotFound",
+            Self::InvalidCertificate(_) => "InvalidCertificate",
+            Self::BackupFailed(_) => "TLSBackupFailed",
+        }
+    }
+}
