@@ -1,1 +1,2 @@
 //! amlops: a Kubernetes operator for Azure Machine Learning inference clusters.
+pub mod emulator;
