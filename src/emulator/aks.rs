@@ -1,0 +1,508 @@
+//! AKS (Microsoft.ContainerService) and Resource SKUs (Microsoft.Compute): managed
+//! cluster GET/DELETE, credentials, agent pools (scale, 409 while busy), Kubernetes
+//! versions, VM sizes.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::arm::Req;
+use super::config::{minor_of, version_key};
+use super::errors::{ArmError, ErrorDetail, msg};
+use super::lro::{Effect, NewOp, Provider, add_lro_headers};
+use super::state::{AgentPool, Cluster, Inner, cluster_key};
+
+/// Path parameters of a managed cluster.
+pub struct ClusterPath<'a> {
+    /// Subscription.
+    pub sub: &'a str,
+    /// Resource group.
+    pub rg: &'a str,
+    /// Cluster name.
+    pub name: &'a str,
+}
+
+const NODE_IMAGE: &str = "AKSUbuntu-2204gen2containerd-202501.12.0";
+
+fn cluster<'a>(inner: &'a Inner, p: &ClusterPath) -> Result<&'a Cluster, ArmError> {
+    inner
+        .clusters
+        .get(&cluster_key(p.sub, p.rg, p.name))
+        .ok_or_else(|| not_found(p))
+}
+
+fn not_found(p: &ClusterPath) -> ArmError {
+    ArmError::new(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        msg::not_found("Microsoft.ContainerService/managedClusters", p.name, p.rg),
+    )
+}
+
+fn busy(inner: &Inner, c: &Cluster) -> Option<ArmError> {
+    let (op, pool) = c.operation.as_ref()?;
+    let running = inner
+        .operations
+        .get(op)
+        .is_some_and(|o| o.status == "InProgress");
+    running.then(|| ArmError::new(StatusCode::CONFLICT, "OperationNotAllowed", msg::aks_busy(pool)))
+}
+
+fn pool_props(c: &Cluster, p: &AgentPool) -> serde_json::Map<String, Value> {
+    let mut props = p.extra.clone();
+    let version = props
+        .get("orchestratorVersion")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| c.kubernetes_version.clone());
+    let fixed = json!({
+        "count": p.count,
+        "vmSize": p.vm_size,
+        "mode": p.mode,
+        "osType": props.get("osType").cloned().unwrap_or(json!("Linux")),
+        "type": props.get("type").cloned().unwrap_or(json!("VirtualMachineScaleSets")),
+        "maxPods": props.get("maxPods").cloned().unwrap_or(json!(110)),
+        "osDiskSizeGB": props.get("osDiskSizeGB").cloned().unwrap_or(json!(128)),
+        "enableAutoScaling": props.get("enableAutoScaling").cloned().unwrap_or(json!(false)),
+        "orchestratorVersion": version,
+        "currentOrchestratorVersion": version,
+        "nodeImageVersion": NODE_IMAGE,
+        "provisioningState": p.provisioning_state,
+        "powerState": {"code": c.power_state},
+        "eTag": c.etag,
+    });
+    if let Value::Object(f) = fixed {
+        props.extend(f);
+    }
+    props
+}
+
+/// The agentPools resource body.
+pub fn pool_json(c: &Cluster, pool: &str) -> Option<Value> {
+    let p = c.pools.iter().find(|p| p.name.eq_ignore_ascii_case(pool))?;
+    Some(json!({
+        "id": format!("{}/agentPools/{}", c.id(), p.name),
+        "name": p.name,
+        "type": "Microsoft.ContainerService/managedClusters/agentPools",
+        "properties": pool_props(c, p),
+    }))
+}
+
+/// The managedClusters resource body.
+pub fn cluster_json(c: &Cluster) -> Value {
+    let profiles: Vec<Value> = c
+        .pools
+        .iter()
+        .map(|p| {
+            let mut props = pool_props(c, p);
+            props.insert("name".into(), json!(p.name));
+            Value::Object(props)
+        })
+        .collect();
+    let mut props = json!({
+        "provisioningState": c.provisioning_state,
+        "powerState": {"code": c.power_state},
+        "maxAgentPools": 100,
+        "kubernetesVersion": c.kubernetes_version,
+        "currentKubernetesVersion": c.kubernetes_version,
+        "dnsPrefix": c.dns_prefix,
+        "fqdn": c.fqdn,
+        "azurePortalFQDN": c.fqdn.replacen(".hcp.", ".portal.hcp.", 1),
+        "agentPoolProfiles": profiles,
+        "nodeResourceGroup": format!("MC_{}_{}_{}", c.resource_group, c.name, c.location),
+        "enableRBAC": true,
+        "supportPlan": "KubernetesOfficial",
+        "disableLocalAccounts": false,
+        "resourceUID": c.uid,
+        "networkProfile": {
+            "networkPlugin": "kubenet",
+            "podCidr": "10.244.0.0/16",
+            "serviceCidr": "10.0.0.0/16",
+            "dnsServiceIP": "10.0.0.10",
+            "outboundType": "loadBalancer",
+            "loadBalancerSku": "standard",
+            "podCidrs": ["10.244.0.0/16"],
+            "serviceCidrs": ["10.0.0.0/16"],
+            "ipFamilies": ["IPv4"],
+        },
+    });
+    if let Some(o) = props.as_object_mut() {
+        if c.private || c.authorized_ip_ranges.is_some() {
+            let mut access = json!({"enablePrivateCluster": c.private});
+            if let (Some(a), Some(r)) = (access.as_object_mut(), &c.authorized_ip_ranges) {
+                a.insert("authorizedIPRanges".into(), json!(r));
+            }
+            o.insert("apiServerAccessProfile".into(), access);
+        }
+        if c.private {
+            o.insert(
+                "privateFQDN".into(),
+                json!(c.fqdn.replacen(".hcp.", ".privatelink.", 1)),
+            );
+        }
+    }
+    json!({
+        "id": c.id(),
+        "name": c.name,
+        "type": "Microsoft.ContainerService/managedClusters",
+        "location": c.location,
+        "tags": c.tags,
+        "eTag": c.etag,
+        "sku": {"name": "Base", "tier": "Free"},
+        "properties": props,
+    })
+}
+
+/// GET managed cluster.
+pub fn get(inner: &Inner, p: &ClusterPath) -> Result<Response, ArmError> {
+    let c = cluster(inner, p)?;
+    Ok((StatusCode::OK, axum::Json(cluster_json(c))).into_response())
+}
+
+/// POST listClusterUserCredential / listClusterAdminCredential.
+pub fn credentials(inner: &Inner, req: &Req, p: &ClusterPath, admin: bool) -> Result<Response, ArmError> {
+    let c = cluster(inner, p)?;
+    let text = super::kube_api::kubeconfig(c, req.base, admin);
+    let name = if admin { "clusterAdmin" } else { "clusterUser" };
+    let body = json!({"kubeconfigs": [{
+        "name": name,
+        "value": base64::engine::general_purpose::STANDARD.encode(text),
+    }]});
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// DELETE managed cluster (long-running).
+pub fn delete(inner: &mut Inner, req: &Req, p: &ClusterPath) -> Result<Response, ArmError> {
+    let key = cluster_key(p.sub, p.rg, p.name);
+    let Some(c) = inner.clusters.get(&key) else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    if let Some(e) = busy(inner, c) {
+        return Err(e);
+    }
+    let (location, target) = (c.location.clone(), c.id());
+    let forced = inner.take_lro_fault(req);
+    let op = inner.start_op(
+        NewOp {
+            kind: "DeleteCluster",
+            provider: Provider::Aks,
+            subscription: p.sub.to_string(),
+            location,
+            target,
+            effect: Effect::DeleteCluster(key.clone()),
+            forced_error: forced,
+            api_version: req.api_version.to_string(),
+        },
+        req.now,
+    );
+    if let Some(c) = inner.clusters.get_mut(&key) {
+        c.provisioning_state = "Deleting".into();
+        c.operation = Some((op.clone(), c.pools.first().map(|p| p.name.clone()).unwrap_or_default()));
+    }
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Some(o) = inner.operations.get(&op) {
+        add_lro_headers(&mut resp, o, req.base, req.now);
+    }
+    Ok(resp)
+}
+
+/// GET agentPools (list).
+pub fn list_pools(inner: &Inner, p: &ClusterPath) -> Result<Response, ArmError> {
+    let c = cluster(inner, p)?;
+    let value: Vec<Value> = c.pools.iter().filter_map(|pl| pool_json(c, &pl.name)).collect();
+    Ok((StatusCode::OK, axum::Json(json!({"value": value}))).into_response())
+}
+
+/// GET agentPools/{pool}.
+pub fn get_pool(inner: &Inner, p: &ClusterPath, pool: &str) -> Result<Response, ArmError> {
+    let c = cluster(inner, p)?;
+    let body = pool_json(c, pool).ok_or_else(|| {
+        ArmError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            // emulator wording
+            format!("Agent pool {pool} was not found in managed cluster {}.", p.name),
+        )
+    })?;
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// PUT agentPools/{pool}: create or scale (long-running; 409 while another runs).
+pub fn put_pool(inner: &mut Inner, req: &Req, p: &ClusterPath, pool: &str) -> Result<Response, ArmError> {
+    let key = cluster_key(p.sub, p.rg, p.name);
+    let c = cluster(inner, p)?;
+    if let Some(e) = busy(inner, c) {
+        return Err(e);
+    }
+    let body: Value = serde_json::from_slice(req.body).map_err(|e| {
+        ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: '{e}'."),
+        )
+    })?;
+    let Some(props) = body.get("properties").and_then(Value::as_object).cloned() else {
+        return Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: 'properties' is required.",
+        ));
+    };
+    let invalid = |m: String| ArmError::new(StatusCode::BAD_REQUEST, "InvalidParameter", m);
+    let count = match props.get("count") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .filter(|n| (0..=1000).contains(n))
+                // emulator wording
+                .ok_or_else(|| invalid(format!("Invalid value {v} for properties.count: it must be between 0 and 1000.")))?,
+        ),
+    };
+    let vm_size = props.get("vmSize").and_then(Value::as_str).map(str::to_string);
+    let mode = props.get("mode").and_then(Value::as_str).map(str::to_string);
+    if let Some(v) = &vm_size
+        && inner.vcpus(v).is_none()
+    {
+        return Err(ArmError::bad_request(msg::vm_size_not_allowed(pool, &c.location)));
+    }
+    let existing = c.pools.iter().position(|pl| pl.name.eq_ignore_ascii_case(pool));
+    if let (Some(i), Some(v)) = (existing, &vm_size)
+        && !c.pools[i].vm_size.eq_ignore_ascii_case(v)
+    {
+        return Err(ArmError::bad_request(
+            "Changing property 'properties.vmSize' is not allowed.",
+        )
+        .with_code("PropertyChangeNotAllowed"));
+    }
+    let mode_now = existing.map(|i| c.pools[i].mode.clone());
+    let final_mode = mode.clone().or(mode_now).unwrap_or_else(|| "User".into());
+    if final_mode.eq_ignore_ascii_case("System") && count == Some(0) {
+        // emulator wording
+        return Err(invalid("A System agent pool needs at least 1 node.".into()));
+    }
+    let (location, target) = (c.location.clone(), format!("{}/agentPools/{pool}", c.id()));
+    let forced = inner.take_lro_fault(req);
+    let op = inner.start_op(
+        NewOp {
+            kind: "Scale",
+            provider: Provider::Aks,
+            subscription: p.sub.to_string(),
+            location,
+            target,
+            effect: Effect::ScalePool {
+                cluster: key.clone(),
+                pool: pool.to_string(),
+            },
+            forced_error: forced,
+            api_version: req.api_version.to_string(),
+        },
+        req.now,
+    );
+    let mut extra = props.clone();
+    for k in [
+        "count", "vmSize", "mode", "provisioningState", "currentOrchestratorVersion",
+        "nodeImageVersion", "powerState", "eTag",
+    ] {
+        extra.remove(k);
+    }
+    let Some(c) = inner.clusters.get_mut(&key) else {
+        return Err(not_found(p));
+    };
+    let status = match existing {
+        Some(i) => {
+            let pl = &mut c.pools[i];
+            if let Some(n) = count {
+                pl.count = n;
+            }
+            pl.mode = final_mode;
+            pl.extra.extend(extra);
+            pl.provisioning_state = "Updating".into();
+            StatusCode::OK
+        }
+        None => {
+            c.pools.push(AgentPool {
+                name: pool.to_string(),
+                count: count.unwrap_or(1),
+                vm_size: vm_size.unwrap_or_else(|| "Standard_D2_v2".into()),
+                mode: final_mode,
+                provisioning_state: "Creating".into(),
+                extra,
+            });
+            StatusCode::CREATED
+        }
+    };
+    c.operation = Some((op.clone(), pool.to_string()));
+    c.etag = uuid::Uuid::new_v4().to_string();
+    let body = pool_json(c, pool).unwrap_or(Value::Null);
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Some(o) = inner.operations.get(&op) {
+        add_lro_headers(&mut resp, o, req.base, req.now);
+    }
+    Ok(resp)
+}
+
+impl ArmError {
+    /// Replaces the error code.
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.detail.code = code.to_string();
+        self
+    }
+}
+
+impl Inner {
+    /// Completion of an agent-pool PUT.
+    pub fn finish_scale(&mut self, cluster: &str, pool: &str) -> Result<(), ErrorDetail> {
+        if let Some(c) = self.clusters.get_mut(cluster) {
+            c.operation = None;
+            if let Some(p) = c.pools.iter_mut().find(|p| p.name.eq_ignore_ascii_case(pool)) {
+                p.provisioning_state = "Succeeded".into();
+            }
+        }
+        Ok(())
+    }
+
+    /// Completion of a managed cluster DELETE. Computes still pointing at it break.
+    pub fn finish_delete_cluster(&mut self, key: &str) -> Result<(), ErrorDetail> {
+        let Some(c) = self.clusters.remove(key) else {
+            return Ok(());
+        };
+        let id = c.id();
+        let broken: Vec<String> = self
+            .computes
+            .iter()
+            .filter(|(_, comp)| {
+                comp.resource_id
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(&id))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in broken {
+            // emulator wording
+            let e = ErrorDetail::new(
+                "ResourceNotFound",
+                format!("The AKS cluster {id} of this compute was deleted."),
+            );
+            self.fail_compute(&k, vec![e]);
+        }
+        Ok(())
+    }
+}
+
+/// GET kubernetesVersions of a location.
+pub fn kubernetes_versions(inner: &Inner) -> Result<Response, ArmError> {
+    let mut versions = inner.settings.kubernetes_versions.clone();
+    versions.sort_by_key(|v| version_key(v));
+    versions.dedup();
+    let mut minors: Vec<String> = versions.iter().map(|v| minor_of(v)).collect();
+    minors.dedup();
+    let default_minor = minor_of(&inner.settings.default_version);
+    let values: Vec<Value> = minors
+        .iter()
+        .enumerate()
+        .map(|(i, minor)| {
+            let next = minors.get(i + 1);
+            let patches: BTreeMap<String, Value> = versions
+                .iter()
+                .filter(|v| &minor_of(v) == minor)
+                .map(|v| {
+                    let upgrades: Vec<&String> = versions
+                        .iter()
+                        .filter(|u| {
+                            (&minor_of(u) == minor && version_key(u) > version_key(v))
+                                || Some(&minor_of(u)) == next
+                        })
+                        .collect();
+                    (v.clone(), json!({"upgrades": upgrades}))
+                })
+                .collect();
+            json!({
+                "version": minor,
+                "isDefault": *minor == default_minor,
+                "isPreview": false,
+                "capabilities": {"supportPlan": ["KubernetesOfficial"]},
+                "patchVersions": patches,
+            })
+        })
+        .collect();
+    Ok((StatusCode::OK, axum::Json(json!({"values": values}))).into_response())
+}
+
+/// `location eq 'westus'` → `westus`.
+fn filter_location(filter: &str) -> Option<String> {
+    let lower = filter.to_ascii_lowercase();
+    let start = lower.find("location eq '")? + "location eq '".len();
+    let end = filter[start..].find('\'')? + start;
+    Some(filter[start..end].to_string())
+}
+
+/// GET Resource SKUs (virtual machines only), filtered by location.
+pub fn skus(inner: &Inner, req: &Req) -> Result<Response, ArmError> {
+    let locations: Vec<String> = match req.q("$filter") {
+        Some(f) => vec![filter_location(f).ok_or_else(|| {
+            // emulator wording
+            ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidFilterInQueryString",
+                format!("Unsupported $filter '{f}'; the emulator understands \"location eq '<region>'\"."),
+            )
+        })?],
+        None => {
+            let mut l: Vec<String> = inner
+                .workspaces
+                .values()
+                .map(|w| w.location.clone())
+                .chain(inner.clusters.values().map(|c| c.location.clone()))
+                .collect();
+            l.sort();
+            l.dedup();
+            l
+        }
+    };
+    let value: Vec<Value> = locations
+        .iter()
+        .flat_map(|loc| {
+            inner.settings.vm_sizes.iter().map(move |s| {
+                let cap = |n: &str, v: String| json!({"name": n, "value": v});
+                json!({
+                    "resourceType": "virtualMachines",
+                    "name": s.name,
+                    "tier": "Standard",
+                    "size": s.name.strip_prefix("Standard_").unwrap_or(&s.name),
+                    "family": s.family,
+                    "locations": [loc],
+                    "locationInfo": [{"location": loc, "zones": ["1", "2", "3"], "zoneDetails": []}],
+                    "capabilities": [
+                        cap("vCPUs", s.vcpus.to_string()),
+                        cap("vCPUsAvailable", s.vcpus.to_string()),
+                        cap("MemoryGB", s.memory_gb.to_string()),
+                        cap("HyperVGenerations", "V1,V2".into()),
+                        cap("MaxDataDiskCount", (s.vcpus * 4).to_string()),
+                        cap("LowPriorityCapable", "True".into()),
+                        cap("PremiumIO", (s.name.contains("s_") || s.name.contains("DS")).to_string().replace("true", "True").replace("false", "False")),
+                        cap("vCPUsPerCore", "1".into()),
+                        cap("MaxNetworkInterfaces", "2".into()),
+                    ],
+                    "restrictions": [],
+                })
+            })
+        })
+        .collect();
+    Ok((StatusCode::OK, axum::Json(json!({"value": value, "nextLink": null}))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_parsing() {
+        assert_eq!(filter_location("location eq 'westus'").as_deref(), Some("westus"));
+        assert_eq!(filter_location("Location EQ 'EastUS'").as_deref(), Some("EastUS"));
+        assert_eq!(filter_location("name eq 'x'"), None);
+    }
+}

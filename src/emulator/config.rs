@@ -1,0 +1,277 @@
+//! Emulator configuration: the seed (subscriptions, workspaces, AKS clusters), the
+//! Kubernetes versions and VM sizes Azure offers, LRO timing, faults and budget.
+//! The same structure is the `--config` YAML file and the body of `POST /admin/seed`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::faults::{Budget, FaultRule};
+
+/// Everything the emulator starts with. YAML/JSON field names are camelCase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EmulatorConfig {
+    /// Bearer token accepted on ARM calls.
+    pub token: String,
+    /// Optional token for `/admin/...` (header `x-admin-token` or `Authorization: Bearer`).
+    pub admin_token: Option<String>,
+    /// Duration of long-running operations, in seconds (0 = done on first poll).
+    pub op_seconds: f64,
+    /// Page size of the compute list.
+    pub page_size: usize,
+    /// Kubernetes versions AKS offers and Azure ML supports (patch versions, e.g. `1.30.4`).
+    pub kubernetes_versions: Vec<String>,
+    /// Default version for clusters Azure ML creates; first of the list's newest minor when empty.
+    pub default_kubernetes_version: Option<String>,
+    /// VM sizes (Resource SKUs) available in every location.
+    pub vm_sizes: Vec<VmSize>,
+    /// Subscriptions with their workspaces and AKS clusters.
+    pub subscriptions: Vec<SubscriptionSeed>,
+    /// Faults active from the start.
+    pub faults: Vec<FaultRule>,
+    /// Optional per-subscription ARM request budget (429 when exceeded).
+    pub budget: Option<Budget>,
+}
+
+/// A VM size of the Resource SKUs table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VmSize {
+    /// e.g. `Standard_D3_v2`.
+    pub name: String,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Memory in GB.
+    #[serde(default)]
+    pub memory_gb: f64,
+    /// SKU family, e.g. `standardDv2Family`.
+    #[serde(default)]
+    pub family: String,
+}
+
+/// One subscription of the seed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionSeed {
+    /// Subscription id (GUID).
+    pub id: String,
+    /// Azure ML workspaces.
+    pub workspaces: Vec<WorkspaceSeed>,
+    /// Existing AKS clusters (for attach scenarios).
+    pub aks_clusters: Vec<ClusterSeed>,
+}
+
+/// An Azure ML workspace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceSeed {
+    /// Resource group.
+    pub resource_group: String,
+    /// Workspace name.
+    pub name: String,
+    /// Azure region, e.g. `eastus`.
+    #[serde(default = "default_location")]
+    pub location: String,
+}
+
+/// An AKS managed cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterSeed {
+    /// Resource group.
+    pub resource_group: String,
+    /// Cluster name.
+    pub name: String,
+    /// Azure region.
+    pub location: String,
+    /// Kubernetes version, e.g. `1.30.4`.
+    pub kubernetes_version: String,
+    /// Agent pools.
+    pub agent_pools: Vec<PoolSeed>,
+    /// `Running` or `Stopped`.
+    pub power_state: String,
+    /// `apiServerAccessProfile.enablePrivateCluster`.
+    pub private: bool,
+    /// `apiServerAccessProfile.authorizedIPRanges`.
+    pub authorized_ip_ranges: Option<Vec<String>>,
+    /// Whether the emulated API server answers (defaults to `!private`).
+    pub data_plane_reachable: Option<bool>,
+    /// Resource tags.
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ClusterSeed {
+    fn default() -> Self {
+        Self {
+            resource_group: String::new(),
+            name: String::new(),
+            location: default_location(),
+            kubernetes_version: "1.30.4".into(),
+            agent_pools: vec![PoolSeed::default()],
+            power_state: "Running".into(),
+            private: false,
+            authorized_ip_ranges: None,
+            data_plane_reachable: None,
+            tags: Default::default(),
+        }
+    }
+}
+
+/// An agent pool of a seeded cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PoolSeed {
+    /// Pool name.
+    pub name: String,
+    /// Node count.
+    pub count: i64,
+    /// VM size.
+    pub vm_size: String,
+    /// `System` or `User`.
+    pub mode: String,
+}
+
+impl Default for PoolSeed {
+    fn default() -> Self {
+        Self {
+            name: "nodepool1".into(),
+            count: 3,
+            vm_size: "Standard_D3_v2".into(),
+            mode: "System".into(),
+        }
+    }
+}
+
+fn default_location() -> String {
+    "eastus".into()
+}
+
+/// The subscription of the embedded default seed.
+pub const DEFAULT_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
+
+/// The realistic default SKU table.
+pub fn default_vm_sizes() -> Vec<VmSize> {
+    let t: [(&str, u32, f64, &str); 10] = [
+        ("Standard_D2_v2", 2, 7.0, "standardDv2Family"),
+        ("Standard_D3_v2", 4, 14.0, "standardDv2Family"),
+        ("Standard_D4_v2", 8, 28.0, "standardDv2Family"),
+        ("Standard_DS3_v2", 4, 14.0, "standardDSv2Family"),
+        ("Standard_D4s_v3", 4, 16.0, "standardDSv3Family"),
+        ("Standard_D8s_v3", 8, 32.0, "standardDSv3Family"),
+        ("Standard_D16s_v3", 16, 64.0, "standardDSv3Family"),
+        ("Standard_NC6", 6, 56.0, "standardNCFamily"),
+        ("Standard_A2_v2", 2, 4.0, "standardAv2Family"),
+        ("Standard_B2s", 2, 4.0, "standardBSFamily"),
+    ];
+    t.iter()
+        .map(|(n, c, m, f)| VmSize {
+            name: (*n).into(),
+            vcpus: *c,
+            memory_gb: *m,
+            family: (*f).into(),
+        })
+        .collect()
+}
+
+impl Default for EmulatorConfig {
+    /// One subscription, workspace `ml-rg/ml-ws` in `eastus`, AKS cluster `aks-rg/shared`
+    /// (1.30.4, 3 × Standard_D3_v2) for attach scenarios, 5 s operations.
+    fn default() -> Self {
+        Self {
+            token: "emulator-token".into(),
+            admin_token: None,
+            op_seconds: 5.0,
+            page_size: 20,
+            kubernetes_versions: [
+                "1.29.9", "1.29.12", "1.30.4", "1.30.7", "1.31.2", "1.31.4",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            default_kubernetes_version: Some("1.30.7".into()),
+            vm_sizes: default_vm_sizes(),
+            subscriptions: vec![SubscriptionSeed {
+                id: DEFAULT_SUBSCRIPTION.into(),
+                workspaces: vec![WorkspaceSeed {
+                    resource_group: "ml-rg".into(),
+                    name: "ml-ws".into(),
+                    location: "eastus".into(),
+                }],
+                aks_clusters: vec![ClusterSeed {
+                    resource_group: "aks-rg".into(),
+                    name: "shared".into(),
+                    ..ClusterSeed::default()
+                }],
+            }],
+            faults: Vec::new(),
+            budget: None,
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// The default seed with demo timing (operations take a few seconds, as on Azure but shorter).
+    pub fn demo() -> Self {
+        Self {
+            op_seconds: 5.0,
+            ..Self::default()
+        }
+    }
+
+    /// The default seed with instant operations and small list pages: what tests want.
+    pub fn for_tests() -> Self {
+        Self {
+            op_seconds: 0.0,
+            page_size: 2,
+            ..Self::default()
+        }
+    }
+
+    /// An empty seed (no subscriptions) with the default versions and VM sizes.
+    pub fn empty() -> Self {
+        Self {
+            subscriptions: Vec::new(),
+            ..Self::for_tests()
+        }
+    }
+
+    /// Parses a YAML (or JSON) config file body. Missing fields take their defaults.
+    pub fn from_yaml(text: &str) -> anyhow::Result<Self> {
+        Ok(serde_yaml::from_str(text)?)
+    }
+
+    /// LRO duration.
+    pub fn op_duration(&self) -> Duration {
+        secs_to_duration(self.op_seconds)
+    }
+
+    /// The default Kubernetes version for new clusters.
+    pub fn default_version(&self) -> String {
+        if let Some(v) = &self.default_kubernetes_version {
+            return v.clone();
+        }
+        let mut versions = self.kubernetes_versions.clone();
+        versions.sort_by_key(|v| version_key(v));
+        versions.last().cloned().unwrap_or_else(|| "1.30.4".into())
+    }
+}
+
+/// Converts float seconds into a Duration (negative or NaN → zero).
+pub fn secs_to_duration(secs: f64) -> Duration {
+    if secs.is_finite() && secs > 0.0 {
+        Duration::from_secs_f64(secs)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Sort key of a dotted version (`1.30.4` → [1, 30, 4]); non-numeric parts count as 0.
+pub fn version_key(v: &str) -> Vec<u64> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// `major.minor` of a version.
+pub fn minor_of(v: &str) -> String {
+    v.split('.').take(2).collect::<Vec<_>>().join(".")
+}

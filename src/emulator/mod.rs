@@ -1,0 +1,277 @@
+//! The Azure emulator: a faithful fake of the Azure Resource Manager APIs amlops uses
+//! (Azure ML computes of type AKS, AKS managed clusters and agent pools, Kubernetes
+//! versions, Resource SKUs), plus a tiny Kubernetes API per emulated AKS cluster, faults
+//! on demand and admin endpoints. A real axum HTTP server, on loopback by default.
+//!
+//! In tests: `let emu = Emulator::start(EmulatorConfig::for_tests()).await?;` then talk
+//! to `emu.base_url()` with `Authorization: Bearer {emu.token()}`.
+
+pub mod admin;
+pub mod aks;
+pub mod arm;
+pub mod compute;
+pub mod config;
+pub mod conn;
+pub mod errors;
+pub mod faults;
+pub mod kube_api;
+pub mod lro;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{
+    ClusterSeed, DEFAULT_SUBSCRIPTION, EmulatorConfig, PoolSeed, SubscriptionSeed, VmSize,
+    WorkspaceSeed,
+};
+pub use errors::ErrorDetail;
+pub use faults::{Budget, FaultKind, FaultMatch, FaultRule};
+pub use state::{ClusterView, ComputeView, RequestRecord, StateSnapshot, TlsSecretView};
+
+use conn::{ConnInfo, KillableListener};
+use state::{Inner, Shared};
+
+/// `amlops emulator` command-line arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (loopback by default; admin endpoints only answer loopback peers).
+    #[arg(long, default_value = "127.0.0.1:8640", env = "AMLOPS_EMULATOR_LISTEN")]
+    pub listen: SocketAddr,
+    /// YAML seed file (subscriptions, workspaces, AKS clusters, versions, VM sizes, faults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Duration of long-running operations in seconds [default: 5, or the config file's opSeconds].
+    #[arg(long, value_name = "N")]
+    pub op_seconds: Option<f64>,
+    /// Bearer token accepted on ARM calls [default: emulator-token, or the config file's token].
+    #[arg(long, env = "AMLOPS_EMULATOR_TOKEN")]
+    pub token: Option<String>,
+}
+
+/// Starts emulators.
+pub struct Emulator;
+
+impl Emulator {
+    /// Starts an emulator on `127.0.0.1:0` (a random free port).
+    pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts an emulator on the given address.
+    pub async fn start_on(config: EmulatorConfig, addr: SocketAddr) -> anyhow::Result<EmulatorHandle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let host = if local.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], local.port()))
+        } else {
+            local
+        };
+        let base_url = format!("http://{host}");
+        let shared = Shared::new(Inner::new(config, base_url.clone()));
+        let app = Router::new()
+            .nest("/admin", admin::router(shared.clone()))
+            .fallback(arm::entry)
+            .with_state(shared.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = axum::serve(
+            KillableListener::new(listener),
+            app.into_make_service_with_connect_info::<ConnInfo>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        });
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "emulator server failed");
+            }
+        });
+        tracing::info!(url = %base_url, "Azure emulator listening");
+        Ok(EmulatorHandle {
+            shared,
+            base_url,
+            addr: local,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running emulator. Dropping it stops the server too (without waiting).
+pub struct EmulatorHandle {
+    shared: Shared,
+    base_url: String,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:{port}`: use it as the ARM endpoint.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The accepted ARM bearer token.
+    pub fn token(&self) -> String {
+        self.shared.lock().settings.token.clone()
+    }
+
+    /// Full state (operations that are due are completed first).
+    pub fn state(&self) -> StateSnapshot {
+        let mut inner = self.shared.lock();
+        inner.tick(Instant::now());
+        inner.snapshot()
+    }
+
+    /// Every request received so far (ARM and AKS data plane).
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().log.clone()
+    }
+
+    /// Empties the request log.
+    pub fn clear_requests(&self) {
+        self.shared.lock().log.clear();
+    }
+
+    /// Adds a fault rule; returns its id.
+    pub fn inject_fault(&self, rule: FaultRule) -> u64 {
+        self.shared.lock().faults.add(rule)
+    }
+
+    /// Removes one fault rule.
+    pub fn remove_fault(&self, id: u64) -> bool {
+        self.shared.lock().faults.remove(id)
+    }
+
+    /// Removes all fault rules.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Sets (or removes) the per-subscription request budget; counters restart.
+    pub fn set_budget(&self, budget: Option<Budget>) {
+        let mut inner = self.shared.lock();
+        inner.budgets.budget = budget;
+        inner.budgets.reset();
+    }
+
+    /// Adds (or replaces) a workspace; returns its ARM id.
+    pub fn seed_workspace(&self, subscription: &str, workspace: WorkspaceSeed) -> String {
+        self.shared.lock().seed_workspace(subscription, &workspace)
+    }
+
+    /// Adds (or replaces) an AKS cluster; returns its ARM id.
+    pub fn seed_aks_cluster(&self, subscription: &str, cluster: ClusterSeed) -> String {
+        self.shared.lock().seed_cluster(subscription, &cluster)
+    }
+
+    /// Duration of operations started from now on.
+    pub fn set_op_duration(&self, duration: Duration) {
+        self.shared.lock().settings.op_duration = duration;
+    }
+
+    /// Sets the compute list page size.
+    pub fn set_page_size(&self, size: usize) {
+        self.shared.lock().settings.page_size = size.max(1);
+    }
+
+    /// Sets the supported Kubernetes versions and the default one.
+    pub fn set_kubernetes_versions(&self, versions: Vec<String>, default: String) {
+        let mut inner = self.shared.lock();
+        inner.settings.kubernetes_versions = versions;
+        inner.settings.default_version = default;
+    }
+
+    /// Replaces the Resource SKUs table.
+    pub fn set_vm_sizes(&self, sizes: Vec<VmSize>) {
+        self.shared.lock().settings.vm_sizes = sizes;
+    }
+
+    /// Back to the initial config (state, log and faults).
+    pub fn reset(&self) {
+        self.shared.lock().reset();
+    }
+
+    /// Stops the server and waits (at most 5 s) for it to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// `amlops emulator`: serves until Ctrl-C.
+pub async fn run_cli(args: EmulatorArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            EmulatorConfig::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?
+        }
+        None => EmulatorConfig::demo(),
+    };
+    if let Some(s) = args.op_seconds {
+        config.op_seconds = s;
+    }
+    if let Some(t) = args.token {
+        config.token = t;
+    }
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(listen = %args.listen, "emulator listening beyond loopback; admin endpoints still answer loopback only");
+    }
+    let example = config
+        .subscriptions
+        .iter()
+        .find_map(|s| s.workspaces.first().map(|w| (s.id.clone(), w.clone())));
+    let handle = Emulator::start_on(config, args.listen).await?;
+    println!("Azure emulator listening on {}", handle.base_url());
+    println!("ARM bearer token: {}", handle.token());
+    match example {
+        Some((sub, w)) => println!(
+            "try: curl -H 'Authorization: Bearer {}' '{}/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}/computes?api-version=2025-09-01'   (state: {}/admin/state)",
+            handle.token(),
+            handle.base_url(),
+            w.resource_group,
+            w.name,
+            handle.base_url()
+        ),
+        None => println!(
+            "seed it: curl -X POST {}/admin/seed -d @seed.json   (state: {}/admin/state)",
+            handle.base_url(),
+            handle.base_url()
+        ),
+    }
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    handle.shutdown().await;
+    Ok(())
+}
