@@ -6,7 +6,9 @@ use super::compute::delete_outcome;
 use super::error::AzureError;
 use super::http::Request;
 use super::lro::{LroStart, OperationKind, handle_from_response};
-use super::model::{AgentPool, CredentialResults, KubeconfigSecret, KubernetesVersionList, ManagedCluster};
+use super::model::{
+    AgentPool, CredentialResults, KubeconfigSecret, KubernetesVersionList, ManagedCluster,
+};
 use super::resource_id::{AKS_NAMESPACE, ResourceId};
 use super::{AKS_API_VERSION, ArmClient};
 
@@ -137,7 +139,10 @@ impl ArmClient {
         count: i32,
     ) -> Result<LroStart<AgentPool>, AzureError> {
         let mut current = self.get_agent_pool(cluster, pool).await?.ok_or_else(|| {
-            AzureError::Config(format!("agent pool {pool:?} not found in {}", cluster.name()))
+            AzureError::Config(format!(
+                "agent pool {pool:?} not found in {}",
+                cluster.name()
+            ))
         })?;
         if current.properties.enable_auto_scaling == Some(true) {
             return Err(AzureError::Config(format!(

@@ -41,7 +41,10 @@ fn expect_compute(id: &ResourceId) -> Result<(), AzureError> {
 
 impl ArmClient {
     /// GET a compute; `Ok(None)` when it does not exist.
-    pub async fn get_compute(&self, id: &ResourceId) -> Result<Option<ComputeResource>, AzureError> {
+    pub async fn get_compute(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Option<ComputeResource>, AzureError> {
         expect_compute(id)?;
         let url = self.resource_url(id, "", MLS_API_VERSION, &[]);
         self.get_optional("compute.get", url).await

@@ -120,7 +120,9 @@ impl AzureCloud {
             "china" | "azurechina" | "azurechinacloud" => Ok(Self::China),
             _ => {
                 let url = Url::parse(value).map_err(|e| {
-                    AzureError::Config(format!("ARM endpoint is neither a cloud name nor a URL: {e}"))
+                    AzureError::Config(format!(
+                        "ARM endpoint is neither a cloud name nor a URL: {e}"
+                    ))
                 })?;
                 if !matches!(url.scheme(), "http" | "https") {
                     return Err(AzureError::Config(

@@ -422,7 +422,11 @@ mod tests {
             (400, "OperationNotAllowed", ErrorCategory::Conflict),
             (412, "PreconditionFailed", ErrorCategory::Conflict),
             (429, "TooManyRequests", ErrorCategory::Throttled),
-            (401, "InvalidAuthenticationToken", ErrorCategory::Unauthorized),
+            (
+                401,
+                "InvalidAuthenticationToken",
+                ErrorCategory::Unauthorized,
+            ),
             (403, "AuthorizationFailed", ErrorCategory::Forbidden),
             (400, "BadRequest", ErrorCategory::BadRequest),
             (422, "Unprocessable", ErrorCategory::BadRequest),

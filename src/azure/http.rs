@@ -282,8 +282,7 @@ impl Transport {
                 return Err(err);
             }
             let wait = wait.unwrap_or_else(|| retry::backoff(&self.retry, retries));
-            if retries >= self.retry.max_retries || start.elapsed() + wait > self.retry.max_total
-            {
+            if retries >= self.retry.max_retries || start.elapsed() + wait > self.retry.max_total {
                 return Err(err);
             }
             tracing::debug!(
@@ -410,7 +409,10 @@ mod tests {
                 "http://127.0.0.1:1/prefix/subscriptions/s1/providers/x",
                 Some("s1"),
             ),
-            ("https://management.azure.com/providers/Microsoft.Compute", None),
+            (
+                "https://management.azure.com/providers/Microsoft.Compute",
+                None,
+            ),
             ("https://management.azure.com/subscriptions/", None),
         ];
         for (u, want) in cases {

@@ -157,7 +157,10 @@ struct AsyncOperationBody {
 }
 
 /// The handle of an operation a PUT/DELETE response started, if it started one.
-pub(crate) fn handle_from_response(kind: OperationKind, resp: &Response) -> Option<OperationHandle> {
+pub(crate) fn handle_from_response(
+    kind: OperationKind,
+    resp: &Response,
+) -> Option<OperationHandle> {
     let retry_after = retry::retry_after(&resp.headers);
     if let Some(url) = resp.header("azure-asyncoperation") {
         return Some(OperationHandle {
@@ -233,8 +236,7 @@ impl ArmClient {
             LroStyle::AsyncOperation => {
                 let resp = t.send(req).await?;
                 let wait = retry::retry_after(&resp.headers).unwrap_or(default_wait);
-                parse_async_status(&resp.body, wait)
-                    .map_err(|e| AzureError::decode("lro.poll", e))
+                parse_async_status(&resp.body, wait).map_err(|e| AzureError::decode("lro.poll", e))
             }
             LroStyle::Location => match t.send(req).await {
                 Ok(resp) => {
@@ -250,7 +252,9 @@ impl ArmClient {
                 Err(AzureError::Api(e))
                     if matches!(
                         super::error::category_for(e.status, &e.code),
-                        ErrorCategory::BadRequest | ErrorCategory::Conflict | ErrorCategory::NotFound
+                        ErrorCategory::BadRequest
+                            | ErrorCategory::Conflict
+                            | ErrorCategory::NotFound
                     ) =>
                 {
                     Ok(OperationStatus::Failed {
@@ -397,10 +401,9 @@ mod tests {
         assert_eq!(json["retryAfterMs"], 1500);
         let back: OperationHandle = serde_json::from_value(json).unwrap();
         assert_eq!(back, h);
-        let no_wait: OperationHandle = serde_json::from_str(
-            r#"{"kind":"Delete","style":"Location","url":"https://x/y"}"#,
-        )
-        .unwrap();
+        let no_wait: OperationHandle =
+            serde_json::from_str(r#"{"kind":"Delete","style":"Location","url":"https://x/y"}"#)
+                .unwrap();
         assert_eq!(no_wait.retry_after, None);
         assert!(
             !serde_json::to_string(&no_wait)
@@ -418,7 +421,15 @@ mod tests {
         let e = s.error(OperationKind::Create).unwrap();
         assert_eq!(e.category(), ErrorCategory::OperationFailed);
         assert_eq!(e.code(), Some("BadArgument"));
-        assert!(OperationStatus::Succeeded.error(OperationKind::Create).is_none());
-        assert!(OperationStatus::Canceled.error(OperationKind::Delete).is_some());
+        assert!(
+            OperationStatus::Succeeded
+                .error(OperationKind::Create)
+                .is_none()
+        );
+        assert!(
+            OperationStatus::Canceled
+                .error(OperationKind::Delete)
+                .is_some()
+        );
     }
 }

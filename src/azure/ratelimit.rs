@@ -252,10 +252,7 @@ mod tests {
 
     #[test]
     fn classes() {
-        assert_eq!(
-            RequestClass::of(&reqwest::Method::GET),
-            RequestClass::Read
-        );
+        assert_eq!(RequestClass::of(&reqwest::Method::GET), RequestClass::Read);
         for m in [
             reqwest::Method::PUT,
             reqwest::Method::POST,

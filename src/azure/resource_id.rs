@@ -109,7 +109,8 @@ impl ResourceId {
     /// The child `{type}/{name}` of this resource.
     pub fn child(&self, resource_type: &str, name: &str) -> Result<Self, AzureError> {
         let mut id = self.clone();
-        id.segments.push((resource_type.to_owned(), name.to_owned()));
+        id.segments
+            .push((resource_type.to_owned(), name.to_owned()));
         id.validate()?;
         Ok(id)
     }
@@ -222,7 +223,9 @@ impl FromStr for ResourceId {
 impl PartialEq for ResourceId {
     fn eq(&self, other: &Self) -> bool {
         self.subscription.eq_ignore_ascii_case(&other.subscription)
-            && self.resource_group.eq_ignore_ascii_case(&other.resource_group)
+            && self
+                .resource_group
+                .eq_ignore_ascii_case(&other.resource_group)
             && self.namespace.eq_ignore_ascii_case(&other.namespace)
             && self.segments.len() == other.segments.len()
             && self
@@ -322,7 +325,9 @@ mod tests {
         let c = ResourceId::compute(SUB, "ml-rg", "ml-ws", "prodaks").unwrap();
         assert_eq!(
             c.to_string(),
-            format!("/subscriptions/{SUB}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ml-ws/computes/prodaks")
+            format!(
+                "/subscriptions/{SUB}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ml-ws/computes/prodaks"
+            )
         );
         assert_eq!(
             c.parent().unwrap(),

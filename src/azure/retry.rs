@@ -92,7 +92,10 @@ mod tests {
             (&[], None),
             (&[("Retry-After", "7")], Some(Duration::from_secs(7))),
             (&[("Retry-After", " 0 ")], Some(Duration::ZERO)),
-            (&[("retry-after-ms", "250")], Some(Duration::from_millis(250))),
+            (
+                &[("retry-after-ms", "250")],
+                Some(Duration::from_millis(250)),
+            ),
             (
                 &[("x-ms-retry-after-ms", "1500")],
                 Some(Duration::from_millis(1500)),

@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-
 string_enum! {
     /// Whether a cluster or pool is running.
     PowerStateCode {
@@ -53,7 +52,10 @@ impl ManagedCluster {
     /// running (older API answers omit it).
     pub fn is_running(&self) -> bool {
         !matches!(
-            self.properties.power_state.as_ref().and_then(|p| p.code.as_ref()),
+            self.properties
+                .power_state
+                .as_ref()
+                .and_then(|p| p.code.as_ref()),
             Some(PowerStateCode::Stopped)
         )
     }
@@ -237,7 +239,10 @@ mod tests {
         .unwrap();
         assert!(!stopped.is_running());
         assert!(stopped.is_private());
-        assert_eq!(stopped.properties.private_fqdn.as_deref(), Some("x.privatelink"));
+        assert_eq!(
+            stopped.properties.private_fqdn.as_deref(),
+            Some("x.privatelink")
+        );
     }
 
     #[test]

@@ -346,7 +346,10 @@ mod tests {
         let req: ComputeResource =
             serde_json::from_value(put["parameters"]["parameters"].clone()).unwrap();
         assert_eq!(
-            req.properties.properties.as_ref().and_then(|p| p.agent_count),
+            req.properties
+                .properties
+                .as_ref()
+                .and_then(|p| p.agent_count),
             Some(4)
         );
         // Round trip of a request body is lossless.
@@ -417,7 +420,10 @@ mod tests {
         let dbg = format!("{ssl:?}");
         assert!(!dbg.contains("BEGIN"), "{dbg}");
         let json = serde_json::to_string(&ssl).unwrap();
-        assert!(json.contains("BEGIN PRIVATE KEY"), "the body must carry the key");
+        assert!(
+            json.contains("BEGIN PRIVATE KEY"),
+            "the body must carry the key"
+        );
     }
 }
 
@@ -434,7 +440,10 @@ mod swagger_tests {
 
     fn swagger_check(spec: &str, definition: &str, mode: &str, body: &serde_json::Value) {
         let (ok, problems) = run_check(spec, definition, mode, body);
-        assert!(ok, "{definition} {mode} rejected:\n{problems}\nbody: {body:#}");
+        assert!(
+            ok,
+            "{definition} {mode} rejected:\n{problems}\nbody: {body:#}"
+        );
     }
 
     fn run_check(
@@ -604,9 +613,17 @@ mod swagger_tests {
         ] {
             assert!(body["properties"].get(ro).is_none(), "{ro}");
         }
-        assert!(body["properties"]["properties"].get("systemServices").is_none());
+        assert!(
+            body["properties"]["properties"]
+                .get("systemServices")
+                .is_none()
+        );
         // clusterFqdn is not read-only in the swagger: kept.
-        assert!(body["properties"]["properties"].get("clusterFqdn").is_some());
+        assert!(
+            body["properties"]["properties"]
+                .get("clusterFqdn")
+                .is_some()
+        );
         swagger_check(SPEC, "ComputeResource", "--request", &body);
     }
 

@@ -163,7 +163,9 @@ mod tests {
     fn invalid_base64_is_a_decode_error_without_content() {
         let e = KubeconfigSecret::from_base64("!!!not-base64-secretstuff").unwrap_err();
         assert!(!e.to_string().contains("secretstuff"));
-        let bad = KubeconfigSecret::new("apiVersion: v1\nusers: [{name: u, user: {token: [tok-secret-1]}}]");
+        let bad = KubeconfigSecret::new(
+            "apiVersion: v1\nusers: [{name: u, user: {token: [tok-secret-1]}}]",
+        );
         let e = bad.parse().unwrap_err();
         assert!(!e.to_string().contains("tok-secret-1"), "{e}");
     }
