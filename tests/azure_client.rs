@@ -1105,3 +1105,72 @@ async fn no_secret_in_debug_display_errors_or_logs() {
         }
     }
 }
+
+/// A credential that counts calls and returns a new token each time.
+#[derive(Debug, Default)]
+struct CountingCredential(std::sync::atomic::AtomicUsize);
+
+impl azure_core::credentials::TokenCredential for CountingCredential {
+    fn get_token<'a, 'b, 'c, 'd, 'fut>(
+        &'a self,
+        _scopes: &'b [&'c str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'d>>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = azure_core::Result<azure_core::credentials::AccessToken>,
+                > + Send
+                + 'fut,
+        >,
+    >
+    where
+        'a: 'fut,
+        'b: 'fut,
+        'c: 'fut,
+        'd: 'fut,
+        Self: 'fut,
+    {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token = azure_core::credentials::AccessToken::new(
+            format!("token-{n}"),
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+        );
+        Box::pin(async move { Ok(token) })
+    }
+}
+
+#[tokio::test]
+async fn unauthorized_refreshes_the_cached_token_once() {
+    let (stub, base) = start_stub().await;
+    let path = compute_path("c1");
+    stub.on(
+        "GET",
+        &path,
+        vec![canned(
+            401,
+            r#"{"error":{"code":"ExpiredAuthenticationToken","message":"The access token expiry UTC time is earlier than current UTC time."}}"#,
+        )],
+    );
+    let credential = Arc::new(CountingCredential::default());
+    let arm = ArmClient::builder(config(&base))
+        .credential(credential.clone())
+        .build()
+        .unwrap();
+    let err = arm.get_compute(&compute_id("c1")).await.unwrap_err();
+    assert_eq!(err.category(), ErrorCategory::Unauthorized);
+    let auths: Vec<_> = stub.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(
+        auths,
+        vec![Some("Bearer token-0".into()), Some("Bearer token-1".into())]
+    );
+
+    // Tokens are cached between calls: a successful call reuses token-1.
+    stub.on(
+        "GET",
+        &path,
+        vec![canned(200, &compute_json("c1", "Succeeded"))],
+    );
+    arm.get_compute(&compute_id("c1")).await.unwrap();
+    arm.get_compute(&compute_id("c1")).await.unwrap();
+    assert_eq!(credential.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -235,7 +235,7 @@ impl Default for RetryPolicy {
             max_retries: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(20),
-            max_total: Duration::from_secs(60),
+            max_total: Duration::from_secs(30),
         }
     }
 }

@@ -386,6 +386,55 @@ mod tests {
         }
     }
 
+    fn response(status: u16, headers: &[(&'static str, &str)]) -> Response {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, reqwest::header::HeaderValue::from_str(v).unwrap());
+        }
+        Response {
+            operation: "test",
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            headers: map,
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn handles_from_start_responses() {
+        let both = response(
+            202,
+            &[
+                ("Azure-AsyncOperation", "https://arm/op"),
+                ("Location", "https://arm/loc"),
+                ("Retry-After", "10"),
+            ],
+        );
+        let h = handle_from_response(OperationKind::Delete, &both).unwrap();
+        assert_eq!(
+            h.style,
+            LroStyle::AsyncOperation,
+            "preferred when both are sent"
+        );
+        assert_eq!(h.url, "https://arm/op");
+        assert_eq!(h.retry_after, Some(Duration::from_secs(10)));
+
+        let loc = handle_from_response(
+            OperationKind::Detach,
+            &response(202, &[("Location", "https://arm/loc")]),
+        )
+        .unwrap();
+        assert_eq!((loc.style, loc.retry_after), (LroStyle::Location, None));
+
+        // Synchronous completions: no handle.
+        for r in [
+            response(200, &[]),
+            response(204, &[]),
+            response(200, &[("Location", "https://arm/resource")]),
+        ] {
+            assert!(handle_from_response(OperationKind::Update, &r).is_none());
+        }
+    }
+
     #[test]
     fn handle_serialises_for_status() {
         let h = OperationHandle {
