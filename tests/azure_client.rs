@@ -913,6 +913,7 @@ async fn rate_limiter_spaces_writes() {
             per_hour: 36_000,
             burst: 1,
         },
+        max_wait: Duration::from_secs(5),
     };
     let arm = ArmClient::new(cfg).unwrap();
     let t0 = Instant::now();
@@ -1173,4 +1174,36 @@ async fn unauthorized_refreshes_the_cached_token_once() {
     arm.get_compute(&compute_id("c1")).await.unwrap();
     arm.get_compute(&compute_id("c1")).await.unwrap();
     assert_eq!(credential.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn rate_limiter_refuses_long_waits_with_a_retry_after() {
+    let (stub, base) = start_stub().await;
+    stub.on("DELETE", &compute_path("c1"), vec![canned(204, "")]);
+    let mut cfg = config(&base);
+    cfg.rate_limits.writes = BucketConfig {
+        per_hour: 36,
+        burst: 1,
+    };
+    cfg.rate_limits.max_wait = Duration::from_secs(1);
+    let arm = ArmClient::new(cfg).unwrap();
+    let id = compute_id("c1");
+    arm.delete_compute(&id, UnderlyingResourceAction::Delete)
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let err = arm
+        .delete_compute(&id, UnderlyingResourceAction::Delete)
+        .await
+        .unwrap_err();
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "did not park the caller"
+    );
+    assert_eq!(err.category(), ErrorCategory::Throttled);
+    let after = err.retry_after().unwrap();
+    assert!(after > Duration::from_secs(90), "{after:?}");
+    assert_eq!(stub.count("DELETE", &compute_path("c1")), 1);
+    // Reads have their own budget.
+    assert!(arm.get_compute(&id).await.unwrap().is_none());
 }

@@ -214,8 +214,13 @@ impl Transport {
         let mut retries: u32 = 0;
         let mut reauthenticated = false;
         loop {
-            if let Some(sub) = &subscription {
-                self.limiter.acquire(sub, class).await;
+            if let Some(sub) = &subscription
+                && let Err(retry_after) = self.limiter.acquire(sub, class).await
+            {
+                return Err(AzureError::RateLimited {
+                    operation: req.operation,
+                    retry_after,
+                });
             }
             let token = self.tokens.token().await?;
             let t0 = Instant::now();
