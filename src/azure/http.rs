@@ -169,6 +169,10 @@ impl Transport {
         })
     }
 
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
     }

@@ -227,6 +227,11 @@ fn failed(error: Option<ArmErrorDetail>) -> OperationStatus {
 
 impl ArmClient {
     /// Polls a long-running operation once.
+    ///
+    /// The handle's URL must be on the configured ARM endpoint (it is read back from a CR
+    /// status, which is not trusted with the bearer token). Errors are about the poll
+    /// itself (throttling, auth, network); a 404 from an `Azure-AsyncOperation` URL means
+    /// Azure no longer knows the operation — re-observe the resource with a GET.
     pub async fn poll(&self, handle: &OperationHandle) -> Result<OperationStatus, AzureError> {
         let t = self.transport();
         let url = t.trusted_url(&handle.url)?;
