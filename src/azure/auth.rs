@@ -50,7 +50,6 @@ pub fn build_credential(
             client_id: client_id.clone(),
             tenant_id: tenant_id.clone(),
             token_file_path: token_file.clone(),
-            ..Default::default()
         }))
         .map_err(fail)?,
         CredentialConfig::ManagedIdentity { client_id } => {

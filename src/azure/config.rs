@@ -235,7 +235,7 @@ impl Default for RetryPolicy {
             max_retries: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(20),
-            max_total: Duration::from_secs(60),
+            max_total: Duration::from_secs(30),
         }
     }
 }
@@ -258,6 +258,10 @@ pub struct RateLimitConfig {
     pub reads: BucketConfig,
     /// PUT, PATCH, POST, DELETE.
     pub writes: BucketConfig,
+    /// Longest a request waits for a token; beyond it the call fails at once with a
+    /// `Throttled` error whose `retry_after()` says when to come back, so a reconcile
+    /// worker is never parked for minutes.
+    pub max_wait: Duration,
 }
 
 impl Default for RateLimitConfig {
@@ -271,6 +275,7 @@ impl Default for RateLimitConfig {
                 per_hour: 600,
                 burst: 10,
             },
+            max_wait: Duration::from_secs(30),
         }
     }
 }

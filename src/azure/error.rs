@@ -234,6 +234,14 @@ pub enum AzureError {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// The client-side rate limit (or a recent 429) would make this call wait too long.
+    #[error("{operation}: subscription request budget exhausted; retry after {retry_after:?}")]
+    RateLimited {
+        /// Static operation name.
+        operation: &'static str,
+        /// When a token will be available.
+        retry_after: Duration,
+    },
     /// The credential could not produce a token.
     #[error("could not obtain an Azure access token ({credential}): {reason}")]
     Credential {
@@ -263,6 +271,7 @@ impl AzureError {
             Self::OperationFailed { .. } => ErrorCategory::OperationFailed,
             Self::Connection { .. } => ErrorCategory::Transient,
             Self::Timeout { .. } => ErrorCategory::Timeout,
+            Self::RateLimited { .. } => ErrorCategory::Throttled,
             Self::Credential { .. } => ErrorCategory::Unauthorized,
             Self::Decode { .. } => ErrorCategory::Decode,
             Self::Config(_) => ErrorCategory::Config,
@@ -273,6 +282,7 @@ impl AzureError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Api(e) => e.retry_after,
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -461,6 +471,13 @@ mod tests {
                 ErrorCategory::Transient,
             ),
             (AzureError::Config("c".into()), ErrorCategory::Config),
+            (
+                AzureError::RateLimited {
+                    operation: "x",
+                    retry_after: Duration::from_secs(40),
+                },
+                ErrorCategory::Throttled,
+            ),
             (AzureError::decode("x", "bad"), ErrorCategory::Decode),
         ];
         for (err, want) in others {

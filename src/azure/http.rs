@@ -22,8 +22,8 @@ use super::retry;
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("amlops/", env!("CARGO_PKG_VERSION"));
 
-/// One logical ARM call (retried as a whole by [`Transport::send`]).
-#[derive(Debug)]
+/// One logical ARM call (retried as a whole by [`Transport::send`]). `Debug` omits the
+/// body.
 pub(crate) struct Request {
     /// Static operation name for logs and metrics.
     pub operation: &'static str,
@@ -76,8 +76,8 @@ impl Request {
     }
 }
 
-/// A successful (2xx) response.
-#[derive(Debug)]
+/// A successful (2xx) response. `Debug` omits headers and body (credentials answers
+/// carry kubeconfigs).
 pub(crate) struct Response {
     pub operation: &'static str,
     pub status: StatusCode,
@@ -94,6 +94,27 @@ impl Response {
     /// A header as a string.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("operation", &self.operation)
+            .field("method", &self.method)
+            .field("path", &self.url.path())
+            .field("has_body", &self.body.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("operation", &self.operation)
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish()
     }
 }
 
@@ -148,6 +169,10 @@ impl Transport {
         })
     }
 
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
     }
@@ -193,8 +218,13 @@ impl Transport {
         let mut retries: u32 = 0;
         let mut reauthenticated = false;
         loop {
-            if let Some(sub) = &subscription {
-                self.limiter.acquire(sub, class).await;
+            if let Some(sub) = &subscription
+                && let Err(retry_after) = self.limiter.acquire(sub, class).await
+            {
+                return Err(AzureError::RateLimited {
+                    operation: req.operation,
+                    retry_after,
+                });
             }
             let token = self.tokens.token().await?;
             let t0 = Instant::now();

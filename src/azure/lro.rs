@@ -227,6 +227,11 @@ fn failed(error: Option<ArmErrorDetail>) -> OperationStatus {
 
 impl ArmClient {
     /// Polls a long-running operation once.
+    ///
+    /// The handle's URL must be on the configured ARM endpoint (it is read back from a CR
+    /// status, which is not trusted with the bearer token). Errors are about the poll
+    /// itself (throttling, auth, network); a 404 from an `Azure-AsyncOperation` URL means
+    /// Azure no longer knows the operation — re-observe the resource with a GET.
     pub async fn poll(&self, handle: &OperationHandle) -> Result<OperationStatus, AzureError> {
         let t = self.transport();
         let url = t.trusted_url(&handle.url)?;
@@ -383,6 +388,55 @@ mod tests {
                 want,
                 "{status}"
             );
+        }
+    }
+
+    fn response(status: u16, headers: &[(&'static str, &str)]) -> Response {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, reqwest::header::HeaderValue::from_str(v).unwrap());
+        }
+        Response {
+            operation: "test",
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            headers: map,
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn handles_from_start_responses() {
+        let both = response(
+            202,
+            &[
+                ("Azure-AsyncOperation", "https://arm/op"),
+                ("Location", "https://arm/loc"),
+                ("Retry-After", "10"),
+            ],
+        );
+        let h = handle_from_response(OperationKind::Delete, &both).unwrap();
+        assert_eq!(
+            h.style,
+            LroStyle::AsyncOperation,
+            "preferred when both are sent"
+        );
+        assert_eq!(h.url, "https://arm/op");
+        assert_eq!(h.retry_after, Some(Duration::from_secs(10)));
+
+        let loc = handle_from_response(
+            OperationKind::Detach,
+            &response(202, &[("Location", "https://arm/loc")]),
+        )
+        .unwrap();
+        assert_eq!((loc.style, loc.retry_after), (LroStyle::Location, None));
+
+        // Synchronous completions: no handle.
+        for r in [
+            response(200, &[]),
+            response(204, &[]),
+            response(200, &[("Location", "https://arm/resource")]),
+        ] {
+            assert!(handle_from_response(OperationKind::Update, &r).is_none());
         }
     }
 

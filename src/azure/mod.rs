@@ -68,7 +68,16 @@
 //! [`scale_agent_pool`](ArmClient::scale_agent_pool),
 //! [`delete_managed_cluster`](ArmClient::delete_managed_cluster),
 //! [`list_kubernetes_versions`](ArmClient::list_kubernetes_versions); VM sizes
-//! [`list_vm_skus`](ArmClient::list_vm_skus) (cached); operations [`poll`](ArmClient::poll).
+//! [`list_vm_skus`](ArmClient::list_vm_skus) and [`vm_vcpus`](ArmClient::vm_vcpus) (cached
+//! per subscription and location); operations [`poll`](ArmClient::poll) and
+//! [`wait_for`](ArmClient::wait_for) (CLI use); quota
+//! [`remaining_quota`](ArmClient::remaining_quota).
+//!
+//! Retries: 408/429/500/502/503/504 and connection failures are retried with capped
+//! exponential backoff and full jitter, or after the wait Azure asked for, within
+//! [`RetryPolicy::max_total`]. A compute PUT is the exception: Azure's create is not
+//! idempotent, so failures after which Azure may have acted (500/502/504, timeouts,
+//! dropped connections) are returned to the caller to re-observe instead.
 
 mod aks;
 pub mod auth;
@@ -212,6 +221,11 @@ impl ArmClient {
     /// `subscription` (to adapt the resync rate).
     pub fn remaining_quota(&self, subscription: &str) -> Option<RemainingQuota> {
         self.inner.transport.limiter().remaining(subscription)
+    }
+
+    /// The ARM endpoint this client talks to.
+    pub fn endpoint(&self) -> &Url {
+        self.transport().base()
     }
 
     pub(crate) fn transport(&self) -> &Transport {

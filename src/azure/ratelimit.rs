@@ -68,17 +68,23 @@ impl Bucket {
         }
     }
 
-    /// Takes one token; returns how long the caller must wait before using it.
-    fn reserve(&mut self, now: Instant) -> Duration {
+    /// Takes one token and returns how long the caller must wait before using it, or —
+    /// when that wait would exceed `max_wait` — takes nothing and returns `Err(wait)`.
+    fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         self.last = now;
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
+        let after = self.tokens - 1.0;
+        let wait = if after >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
+            Duration::from_secs_f64(-after / self.rate)
+        };
+        if wait > max_wait {
+            return Err(wait);
         }
+        self.tokens = after;
+        Ok(wait)
     }
 }
 
@@ -123,25 +129,31 @@ impl RateLimiter {
         f(state)
     }
 
-    /// Reserves a token and returns the wait before the request may be sent.
-    pub fn reserve(&self, subscription: &str, class: RequestClass) -> Duration {
+    /// Reserves a token and returns the wait before the request may be sent. When the
+    /// wait would exceed `max_wait`, nothing is reserved and `Err(wait)` is returned: the
+    /// caller should requeue rather than hold a worker that long.
+    pub fn reserve(&self, subscription: &str, class: RequestClass) -> Result<Duration, Duration> {
         let now = Instant::now();
+        let max_wait = self.config.max_wait;
         self.with_sub(subscription, |s| {
-            let wait = match class {
-                RequestClass::Read => s.reads.reserve(now),
-                RequestClass::Write => s.writes.reserve(now),
-            };
             let pause = s
                 .paused_until
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or_default();
-            wait.max(pause)
+            if pause > max_wait {
+                return Err(pause);
+            }
+            let wait = match class {
+                RequestClass::Read => s.reads.reserve(now, max_wait)?,
+                RequestClass::Write => s.writes.reserve(now, max_wait)?,
+            };
+            Ok(wait.max(pause))
         })
     }
 
-    /// Waits for a token.
-    pub async fn acquire(&self, subscription: &str, class: RequestClass) {
-        let wait = self.reserve(subscription, class);
+    /// Waits for a token; `Err(wait)` when the wait would exceed `max_wait`.
+    pub async fn acquire(&self, subscription: &str, class: RequestClass) -> Result<(), Duration> {
+        let wait = self.reserve(subscription, class)?;
         if !wait.is_zero() {
             tracing::debug!(
                 wait_ms = wait.as_millis() as u64,
@@ -150,6 +162,7 @@ impl RateLimiter {
             );
             tokio::time::sleep(wait).await;
         }
+        Ok(())
     }
 
     /// After a 429: hold back every request to the subscription for `wait`, since ARM
@@ -202,6 +215,7 @@ mod tests {
         RateLimiter::new(RateLimitConfig {
             reads: b.clone(),
             writes: b,
+            max_wait: Duration::from_secs(60),
         })
     }
 
@@ -209,25 +223,53 @@ mod tests {
     fn burst_then_spaced() {
         // 3600/h = 1 per second, burst 2.
         let l = limiter(3600, 2);
-        assert_eq!(l.reserve("s", RequestClass::Write), Duration::ZERO);
-        assert_eq!(l.reserve("s", RequestClass::Write), Duration::ZERO);
-        let third = l.reserve("s", RequestClass::Write);
-        let fourth = l.reserve("s", RequestClass::Write);
+        assert_eq!(l.reserve("s", RequestClass::Write).unwrap(), Duration::ZERO);
+        assert_eq!(l.reserve("s", RequestClass::Write).unwrap(), Duration::ZERO);
+        let third = l.reserve("s", RequestClass::Write).unwrap();
+        let fourth = l.reserve("s", RequestClass::Write).unwrap();
         assert!(third > Duration::from_millis(900) && third <= Duration::from_secs(1));
         assert!(fourth > Duration::from_millis(1900) && fourth <= Duration::from_secs(2));
         // Reads have their own bucket, subscriptions too (case-insensitively shared).
-        assert_eq!(l.reserve("s", RequestClass::Read), Duration::ZERO);
-        assert_eq!(l.reserve("other", RequestClass::Write), Duration::ZERO);
-        assert!(l.reserve("S", RequestClass::Write) > Duration::from_secs(2));
+        assert_eq!(l.reserve("s", RequestClass::Read).unwrap(), Duration::ZERO);
+        assert_eq!(
+            l.reserve("other", RequestClass::Write).unwrap(),
+            Duration::ZERO
+        );
+        assert!(l.reserve("S", RequestClass::Write).unwrap() > Duration::from_secs(2));
     }
 
     #[test]
     fn pause_delays_everything() {
         let l = limiter(3600, 10);
         l.pause("s", Duration::from_secs(5));
-        let w = l.reserve("s", RequestClass::Read);
+        let w = l.reserve("s", RequestClass::Read).unwrap();
         assert!(w > Duration::from_secs(4), "{w:?}");
-        assert_eq!(l.reserve("t", RequestClass::Read), Duration::ZERO);
+        assert_eq!(l.reserve("t", RequestClass::Read).unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn refuses_waits_beyond_max_wait_without_taking_a_token() {
+        // 3600/h = 1 per second, burst 1, at most 1.5 s of waiting.
+        let l = RateLimiter::new(RateLimitConfig {
+            reads: BucketConfig {
+                per_hour: 3600,
+                burst: 1,
+            },
+            writes: BucketConfig {
+                per_hour: 3600,
+                burst: 1,
+            },
+            max_wait: Duration::from_millis(1500),
+        });
+        assert_eq!(l.reserve("s", RequestClass::Read), Ok(Duration::ZERO));
+        assert!(l.reserve("s", RequestClass::Read).is_ok()); // ~1 s
+        let refused = l.reserve("s", RequestClass::Read).unwrap_err(); // ~2 s > 1.5 s
+        assert!(refused > Duration::from_millis(1500), "{refused:?}");
+        // The refusal took nothing: the next one is refused with the same wait.
+        let again = l.reserve("s", RequestClass::Read).unwrap_err();
+        assert!(again <= refused);
+        l.pause("s", Duration::from_secs(10));
+        assert!(l.reserve("s", RequestClass::Write).unwrap_err() > Duration::from_secs(9));
     }
 
     #[test]

@@ -207,7 +207,7 @@ impl FromStr for ResourceId {
         let rest = s.trim().strip_prefix('/').ok_or_else(bad)?;
         let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
         // subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/{type}/{name}]…
-        if parts.len() < 8 || parts.len() % 2 != 0 {
+        if parts.len() < 8 || !parts.len().is_multiple_of(2) {
             return Err(bad());
         }
         let keyword = |i: usize, want: &str| parts[i].eq_ignore_ascii_case(want);

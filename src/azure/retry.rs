@@ -88,7 +88,8 @@ mod tests {
     fn retry_after_forms() {
         // 1994-11-06T08:49:37Z
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
-        let cases: &[(&[(&str, &str)], Option<Duration>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<Duration>);
+        let cases: &[Case] = &[
             (&[], None),
             (&[("Retry-After", "7")], Some(Duration::from_secs(7))),
             (&[("Retry-After", " 0 ")], Some(Duration::ZERO)),
