@@ -3,6 +3,7 @@
 pub mod azure;
 pub mod azure_args;
 pub mod crd;
+pub mod demo;
 pub mod emulator;
 pub mod engine;
 pub mod tls;

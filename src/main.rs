@@ -17,6 +17,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator's engine on the examples against the built-in Azure emulator.
+    Demo {
+        /// Emulated duration of each Azure operation, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        op_seconds: f64,
+    },
+    /// Run the Azure emulator (loopback by default).
+    Emulator(amlops::emulator::EmulatorArgs),
     /// Print the CustomResourceDefinitions as YAML (or write one file per CRD with --out).
     Crds {
         /// Directory to write `<plural>.<group>.yaml` files into (e.g. `crds/`).
@@ -39,6 +47,12 @@ enum TlsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo { op_seconds } => {
+            runtime().and_then(|rt| rt.block_on(amlops::demo::run_cli(op_seconds)))
+        }
+        Command::Emulator(args) => {
+            runtime().and_then(|rt| rt.block_on(amlops::emulator::run_cli(args)).map(|()| true))
+        }
         Command::Crds { out } => print_crds(out),
         Command::Validate(args) => amlops::validate::run_cli(&args, &mut std::io::stdout().lock()),
         Command::Tls(TlsCommand::Backup(args)) => {

@@ -135,7 +135,9 @@ pub mod msg {
     }
     /// Unsupported Kubernetes version on attach.
     pub fn unsupported_version(v: &str, min: &str, max: &str) -> String {
-        format!("Specified kubernetes version {v} is not supported. Supported versions are between {min} - {max}")
+        format!(
+            "Specified kubernetes version {v} is not supported. Supported versions are between {min} - {max}"
+        )
     }
     /// Using a compute that is not Succeeded.
     pub fn not_succeeded(name: &str, state: &str) -> String {

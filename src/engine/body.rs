@@ -140,3 +140,11 @@ pub fn update_body(current: &ComputeResource, d: &Desired) -> ComputeResource {
     props.ssl_configuration = None;
     body
 }
+
+/// ARM id of the AKS cluster an attachment names (`None` for a create).
+pub fn attach_target_id(d: &Desired) -> Option<String> {
+    match &d.flavor {
+        Flavor::Attach { aks_id } => Some(aks_id.clone()),
+        Flavor::Create { .. } => None,
+    }
+}

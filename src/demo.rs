@@ -1,0 +1,379 @@
+//! `amlops demo`: the emulator in process, the example manifests through the real engine with
+//! an in-memory Kubernetes store, phases shown live, then a TLS-changing reattach that keeps
+//! the certificate, and deletion.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::azure::{
+    ArmClient, ArmClientConfig, AzureCloud, CredentialConfig, config::Secret as Token,
+};
+use crate::crd::{ClusterStatus, SecretRef, TlsMode};
+use crate::emulator::{ClusterSeed, Emulator, EmulatorConfig};
+use crate::engine::store::Claim;
+use crate::engine::{Desired, Engine, EngineConfig, MemoryStore, ObjKey};
+use crate::validate::{Manifest, check_value, parse_documents};
+
+const EXAMPLES: [(&str, &str); 5] = [
+    (
+        "01-minimal-create.yaml",
+        include_str!("../examples/01-minimal-create.yaml"),
+    ),
+    (
+        "02-create-vnet-ilb.yaml",
+        include_str!("../examples/02-create-vnet-ilb.yaml"),
+    ),
+    (
+        "03-create-auto-tls.yaml",
+        include_str!("../examples/03-create-auto-tls.yaml"),
+    ),
+    (
+        "04-attach-custom-tls.yaml",
+        include_str!("../examples/04-attach-custom-tls.yaml"),
+    ),
+    (
+        "05-attach-devtest.yaml",
+        include_str!("../examples/05-attach-devtest.yaml"),
+    ),
+];
+
+/// One resource the demo drives.
+struct Item {
+    desired: Desired,
+    status: ClusterStatus,
+    next: Instant,
+    finished: bool,
+    history: Vec<String>,
+}
+
+/// What the demo observed, for the summary and for tests.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Final phase history per resource.
+    pub histories: BTreeMap<String, Vec<String>>,
+    /// Certificate fingerprint served before and after the reattach.
+    pub fingerprint_before: Option<String>,
+    /// Same, after.
+    pub fingerprint_after: Option<String>,
+    /// ARM requests the emulator received, and how many were writes.
+    pub requests: usize,
+    /// PUT/POST-write/DELETE count.
+    pub writes: usize,
+    /// Computes left in the emulator at the end.
+    pub computes_left: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+fn key(d: &Desired) -> ObjKey {
+    ObjKey {
+        kind: d.kind.into(),
+        namespace: d.namespace.clone(),
+        name: d.name.clone(),
+    }
+}
+
+fn desired_of(m: &Manifest) -> Desired {
+    match m {
+        Manifest::InferenceCluster(o) => Desired::from_inference_cluster(o),
+        Manifest::ClusterAttachment(o) => Desired::from_cluster_attachment(o),
+    }
+}
+
+fn tls_secret(namespace: &str, name: &str, host: &str) -> anyhow::Result<Secret> {
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec![host.to_string()])?.self_signed(&key)?;
+    Ok(Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(BTreeMap::from([
+            ("tls.crt".into(), ByteString(cert.pem().into_bytes())),
+            (
+                "tls.key".into(),
+                ByteString(key.serialize_pem().into_bytes()),
+            ),
+        ])),
+        ..Default::default()
+    })
+}
+
+/// Run the demo; `op_duration` is the emulated Azure operation time; `live` redraws a table.
+pub async fn run(
+    op_duration: Duration,
+    out: &mut (dyn Write + Send),
+    live: bool,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut config = EmulatorConfig::demo();
+    config.op_seconds = op_duration.as_secs_f64();
+    let emu = Emulator::start(config).await?;
+    let sub = "00000000-0000-0000-0000-000000000000";
+    emu.seed_aks_cluster(
+        sub,
+        ClusterSeed {
+            resource_group: "aks-rg".into(),
+            name: "dev".into(),
+            ..Default::default()
+        },
+    );
+    let arm = ArmClient::new(ArmClientConfig::new(
+        AzureCloud::custom(emu.base_url().parse()?),
+        CredentialConfig::StaticToken(Token::new(emu.token())),
+    ))?;
+    let store = MemoryStore::default();
+    store.insert_secret(tls_secret(
+        "ml-platform",
+        "scoring-tls",
+        "scoring.contoso.com",
+    )?);
+    let engine = Engine {
+        arm,
+        store: store.clone(),
+        config: EngineConfig {
+            busy_poll: Duration::from_millis(200),
+            retry_base: Duration::from_millis(200),
+            ..Default::default()
+        },
+    };
+    let mut items = Vec::new();
+    for (file, text) in EXAMPLES {
+        for doc in parse_documents(file, text) {
+            let value = doc.value.map_err(anyhow::Error::msg)?;
+            let manifest =
+                check_value(&value, None).map_err(|f| anyhow::anyhow!("{file}: {f:?}"))?;
+            let desired = desired_of(&manifest);
+            store.set_claim(Claim {
+                key: key(&desired),
+                compute_id: desired.compute_id(),
+                aks_id: crate::engine::body::attach_target_id(&desired),
+            });
+            items.push(Item {
+                desired,
+                status: ClusterStatus::default(),
+                next: Instant::now(),
+                finished: false,
+                history: vec![],
+            });
+        }
+    }
+    writeln!(
+        out,
+        "amlops demo — Azure emulator on {} (operations take {:.1}s)\n",
+        emu.base_url(),
+        op_duration.as_secs_f64()
+    )?;
+
+    writeln!(out, "▶ applying {} manifests from examples/", items.len())?;
+    converge(&engine, &mut items, out, live, |i| {
+        i.status.phase == Some(crate::crd::Phase::Ready)
+    })
+    .await?;
+
+    // A TLS change that keeps the certificate: the Auto cluster switches to Custom, serving its
+    // backed-up Microsoft certificate under the same host name (detach + reattach).
+    let idx = items
+        .iter()
+        .position(|i| i.desired.tls.mode == TlsMode::Auto)
+        .ok_or_else(|| anyhow::anyhow!("no Auto TLS example"))?;
+    let aks = items[idx]
+        .status
+        .aks_resource_id
+        .clone()
+        .unwrap_or_default();
+    let served = |emu_state: &crate::emulator::StateSnapshot| {
+        emu_state
+            .clusters
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(&aks))
+            .and_then(|c| c.azuremlfessl.as_ref())
+            .and_then(|t| crate::tls::verify_pair(&t.cert_pem, &t.key_pem).ok())
+            .map(|i| i.sha256_fingerprint)
+    };
+    let before = served(&emu.state());
+    let tls_status = items[idx].status.tls.clone().unwrap_or_default();
+    let host = tls_status.hostname.clone().unwrap_or_default();
+    let backup = tls_status.backup_secret_name.clone().unwrap_or_default();
+    writeln!(
+        out,
+        "\n▶ {}: tls Auto → Custom {host} from backup Secret {backup} (detach + reattach)",
+        items[idx].desired.name
+    )?;
+    let d = &mut items[idx].desired;
+    d.tls.mode = TlsMode::Custom;
+    d.tls.leaf_domain_label = None;
+    d.tls.cname = Some(host);
+    d.tls.secret_ref = Some(SecretRef { name: backup });
+    d.generation = d.generation.map(|g| g + 1).or(Some(2));
+    items[idx].next = Instant::now();
+    converge(&engine, &mut items, out, live, |i| {
+        i.status.phase == Some(crate::crd::Phase::Ready)
+            && i.status.operation.is_none()
+            && i.status.observed_generation == i.desired.generation
+    })
+    .await?;
+    let after = served(&emu.state());
+    writeln!(
+        out,
+        "  certificate before {} / after {} → {}",
+        short(&before),
+        short(&after),
+        if before.is_some() && before == after {
+            "preserved ✔"
+        } else {
+            "CHANGED ✘"
+        }
+    )?;
+
+    writeln!(out, "\n▶ deleting everything (policies: Delete, Detach)")?;
+    for i in items.iter_mut() {
+        i.desired.deleting = true;
+        i.next = Instant::now();
+    }
+    converge(&engine, &mut items, out, live, |i| i.finished).await?;
+
+    let requests = emu.requests();
+    let writes = requests
+        .iter()
+        .filter(|r| matches!(r.method.as_str(), "PUT" | "DELETE"))
+        .count();
+    let summary = Summary {
+        histories: items
+            .iter()
+            .map(|i| {
+                (
+                    format!("{} {}", i.desired.kind, i.desired.name),
+                    i.history.clone(),
+                )
+            })
+            .collect(),
+        fingerprint_before: before,
+        fingerprint_after: after,
+        requests: requests.len(),
+        writes,
+        computes_left: emu.state().computes.len(),
+        elapsed: started.elapsed(),
+    };
+    writeln!(out, "\n== summary ({:.1}s)", summary.elapsed.as_secs_f64())?;
+    for (name, h) in &summary.histories {
+        writeln!(out, "  {name:<36} {}", h.join(" → "))?;
+    }
+    writeln!(
+        out,
+        "  ARM requests: {} ({} writes); computes left in Azure: {}",
+        summary.requests, summary.writes, summary.computes_left
+    )?;
+    emu.shutdown().await;
+    Ok(summary)
+}
+
+fn short(f: &Option<String>) -> String {
+    f.as_deref()
+        .map(|f| f[..12].to_string())
+        .unwrap_or_else(|| "none".into())
+}
+
+async fn converge(
+    engine: &Engine<MemoryStore>,
+    items: &mut [Item],
+    out: &mut (dyn Write + Send),
+    live: bool,
+    done: impl Fn(&Item) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !items.iter().all(&done) {
+        if Instant::now() > deadline {
+            anyhow::bail!("did not converge in 120 s");
+        }
+        let now = Instant::now();
+        for item in items.iter_mut().filter(|i| !i.finished && i.next <= now) {
+            match engine.reconcile(&item.desired, item.status.clone()).await {
+                Ok(o) => {
+                    item.status = o.status;
+                    item.finished = o.finished;
+                    // The demo resyncs quickly so a changed spec is seen at once.
+                    let wait = o
+                        .requeue
+                        .unwrap_or(Duration::from_millis(500))
+                        .min(Duration::from_millis(500));
+                    item.next = Instant::now() + wait;
+                }
+                Err(e) => {
+                    writeln!(out, "  {}: retrying after error: {e}", item.desired.name)?;
+                    item.next =
+                        Instant::now() + e.retry_after().unwrap_or(Duration::from_millis(500));
+                }
+            }
+            let phase = if item.finished {
+                "Gone".to_string()
+            } else {
+                item.status.phase.unwrap_or_default().as_str().to_string()
+            };
+            if item.history.last() != Some(&phase) {
+                item.history.push(phase.clone());
+                if !live {
+                    writeln!(
+                        out,
+                        "  {:<18} {:<16} {phase}",
+                        item.desired.kind, item.desired.name
+                    )?;
+                }
+            }
+        }
+        if live {
+            draw(items, out)?;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if live {
+        draw(items, out)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn draw(items: &[Item], out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for i in items {
+        let phase = if i.finished {
+            "Gone"
+        } else {
+            i.status.phase.unwrap_or_default().as_str()
+        };
+        let ready = i
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.status.as_str())
+            .unwrap_or("-");
+        let mark = match phase {
+            "Ready" | "Gone" => "✔",
+            _ => "…",
+        };
+        text.push_str(&format!(
+            "\x1b[2K  {mark} {:<18} {:<16} {:<13} Ready={ready:<5}\n",
+            i.desired.kind, i.desired.name, phase
+        ));
+    }
+    write!(out, "{text}\x1b[{}A", items.len())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Entry point of `amlops demo`.
+pub async fn run_cli(op_seconds: f64) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout();
+    let live = stdout.is_terminal();
+    let s = run(Duration::from_secs_f64(op_seconds), &mut stdout, live).await?;
+    Ok(s.computes_left == 0
+        && s.fingerprint_before.is_some()
+        && s.fingerprint_before == s.fingerprint_after)
+}

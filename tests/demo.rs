@@ -1,0 +1,28 @@
+//! The demo as a scenario test: the engine drives every example against the emulator over
+//! real HTTP to Ready, reattaches with the backed-up certificate (same fingerprint served
+//! afterwards), and deletes everything.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_converges_and_preserves_the_certificate() {
+    let mut out = Vec::new();
+    let s = amlops::demo::run(std::time::Duration::from_millis(50), &mut out, false)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(s.fingerprint_before.is_some(), "{text}");
+    assert_eq!(s.fingerprint_before, s.fingerprint_after, "{text}");
+    assert_eq!(s.computes_left, 0, "{text}");
+    let public = &s.histories["InferenceCluster public-scoring"];
+    for phase in ["Creating", "Ready", "Detaching", "Reattaching", "Gone"] {
+        assert!(
+            public.iter().any(|p| p == phase),
+            "{phase} missing from {public:?}\n{text}"
+        );
+    }
+    for (name, h) in &s.histories {
+        assert!(
+            h.contains(&"Ready".to_string()) && h.last().map(String::as_str) == Some("Gone"),
+            "{name}: {h:?}"
+        );
+    }
+}
