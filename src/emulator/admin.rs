@@ -62,7 +62,10 @@ pub fn router(shared: Shared) -> Router<Shared> {
         .route("/reset", post(reset))
         .route("/workspaces", post(add_workspace))
         .route("/aks-clusters", post(add_cluster))
-        .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/faults/{id}", delete(remove_fault))
         .route("/requests", get(requests).delete(clear_requests))
         .route("/op-duration", put(set_op_duration))
@@ -108,7 +111,11 @@ async fn guard(
 }
 
 fn bad(e: impl std::fmt::Display) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": e.to_string()})),
+    )
+        .into_response()
 }
 
 async fn state(State(s): State<Shared>) -> Response {

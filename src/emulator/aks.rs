@@ -48,7 +48,13 @@ fn busy(inner: &Inner, c: &Cluster) -> Option<ArmError> {
         .operations
         .get(op)
         .is_some_and(|o| o.status == "InProgress");
-    running.then(|| ArmError::new(StatusCode::CONFLICT, "OperationNotAllowed", msg::aks_busy(pool)))
+    running.then(|| {
+        ArmError::new(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            msg::aks_busy(pool),
+        )
+    })
 }
 
 fn pool_props(c: &Cluster, p: &AgentPool) -> serde_json::Map<String, Value> {
@@ -164,7 +170,12 @@ pub fn get(inner: &Inner, p: &ClusterPath) -> Result<Response, ArmError> {
 }
 
 /// POST listClusterUserCredential / listClusterAdminCredential.
-pub fn credentials(inner: &Inner, req: &Req, p: &ClusterPath, admin: bool) -> Result<Response, ArmError> {
+pub fn credentials(
+    inner: &Inner,
+    req: &Req,
+    p: &ClusterPath,
+    admin: bool,
+) -> Result<Response, ArmError> {
     let c = cluster(inner, p)?;
     let text = super::kube_api::kubeconfig(c, req.base, admin);
     let name = if admin { "clusterAdmin" } else { "clusterUser" };
@@ -201,7 +212,10 @@ pub fn delete(inner: &mut Inner, req: &Req, p: &ClusterPath) -> Result<Response,
     );
     if let Some(c) = inner.clusters.get_mut(&key) {
         c.provisioning_state = "Deleting".into();
-        c.operation = Some((op.clone(), c.pools.first().map(|p| p.name.clone()).unwrap_or_default()));
+        c.operation = Some((
+            op.clone(),
+            c.pools.first().map(|p| p.name.clone()).unwrap_or_default(),
+        ));
     }
     let mut resp = StatusCode::ACCEPTED.into_response();
     if let Some(o) = inner.operations.get(&op) {
@@ -213,7 +227,11 @@ pub fn delete(inner: &mut Inner, req: &Req, p: &ClusterPath) -> Result<Response,
 /// GET agentPools (list).
 pub fn list_pools(inner: &Inner, p: &ClusterPath) -> Result<Response, ArmError> {
     let c = cluster(inner, p)?;
-    let value: Vec<Value> = c.pools.iter().filter_map(|pl| pool_json(c, &pl.name)).collect();
+    let value: Vec<Value> = c
+        .pools
+        .iter()
+        .filter_map(|pl| pool_json(c, &pl.name))
+        .collect();
     Ok((StatusCode::OK, axum::Json(json!({"value": value}))).into_response())
 }
 
@@ -225,14 +243,22 @@ pub fn get_pool(inner: &Inner, p: &ClusterPath, pool: &str) -> Result<Response, 
             StatusCode::NOT_FOUND,
             "NotFound",
             // emulator wording
-            format!("Agent pool {pool} was not found in managed cluster {}.", p.name),
+            format!(
+                "Agent pool {pool} was not found in managed cluster {}.",
+                p.name
+            ),
         )
     })?;
     Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
 
 /// PUT agentPools/{pool}: create or scale (long-running; 409 while another runs).
-pub fn put_pool(inner: &mut Inner, req: &Req, p: &ClusterPath, pool: &str) -> Result<Response, ArmError> {
+pub fn put_pool(
+    inner: &mut Inner,
+    req: &Req,
+    p: &ClusterPath,
+    pool: &str,
+) -> Result<Response, ArmError> {
     let key = cluster_key(p.sub, p.rg, p.name);
     let c = cluster(inner, p)?;
     if let Some(e) = busy(inner, c) {
@@ -259,24 +285,40 @@ pub fn put_pool(inner: &mut Inner, req: &Req, p: &ClusterPath, pool: &str) -> Re
             v.as_i64()
                 .filter(|n| (0..=1000).contains(n))
                 // emulator wording
-                .ok_or_else(|| invalid(format!("Invalid value {v} for properties.count: it must be between 0 and 1000.")))?,
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "Invalid value {v} for properties.count: it must be between 0 and 1000."
+                    ))
+                })?,
         ),
     };
-    let vm_size = props.get("vmSize").and_then(Value::as_str).map(str::to_string);
-    let mode = props.get("mode").and_then(Value::as_str).map(str::to_string);
+    let vm_size = props
+        .get("vmSize")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mode = props
+        .get("mode")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if let Some(v) = &vm_size
         && inner.vcpus(v).is_none()
     {
-        return Err(ArmError::bad_request(msg::vm_size_not_allowed(pool, &c.location)));
+        return Err(ArmError::bad_request(msg::vm_size_not_allowed(
+            pool,
+            &c.location,
+        )));
     }
-    let existing = c.pools.iter().position(|pl| pl.name.eq_ignore_ascii_case(pool));
+    let existing = c
+        .pools
+        .iter()
+        .position(|pl| pl.name.eq_ignore_ascii_case(pool));
     if let (Some(i), Some(v)) = (existing, &vm_size)
         && !c.pools[i].vm_size.eq_ignore_ascii_case(v)
     {
-        return Err(ArmError::bad_request(
-            "Changing property 'properties.vmSize' is not allowed.",
-        )
-        .with_code("PropertyChangeNotAllowed"));
+        return Err(
+            ArmError::bad_request("Changing property 'properties.vmSize' is not allowed.")
+                .with_code("PropertyChangeNotAllowed"),
+        );
     }
     let mode_now = existing.map(|i| c.pools[i].mode.clone());
     let final_mode = mode.clone().or(mode_now).unwrap_or_else(|| "User".into());
@@ -304,8 +346,14 @@ pub fn put_pool(inner: &mut Inner, req: &Req, p: &ClusterPath, pool: &str) -> Re
     );
     let mut extra = props.clone();
     for k in [
-        "count", "vmSize", "mode", "provisioningState", "currentOrchestratorVersion",
-        "nodeImageVersion", "powerState", "eTag",
+        "count",
+        "vmSize",
+        "mode",
+        "provisioningState",
+        "currentOrchestratorVersion",
+        "nodeImageVersion",
+        "powerState",
+        "eTag",
     ] {
         extra.remove(k);
     }
@@ -358,7 +406,11 @@ impl Inner {
     pub fn finish_scale(&mut self, cluster: &str, pool: &str) -> Result<(), ErrorDetail> {
         if let Some(c) = self.clusters.get_mut(cluster) {
             c.operation = None;
-            if let Some(p) = c.pools.iter_mut().find(|p| p.name.eq_ignore_ascii_case(pool)) {
+            if let Some(p) = c
+                .pools
+                .iter_mut()
+                .find(|p| p.name.eq_ignore_ascii_case(pool))
+            {
                 p.provisioning_state = "Succeeded".into();
             }
         }
@@ -475,7 +527,14 @@ pub fn skus(inner: &Inner, req: &Req) -> Result<Response, ArmError> {
                     "size": s.name.strip_prefix("Standard_").unwrap_or(&s.name),
                     "family": s.family,
                     "locations": [loc],
-                    "locationInfo": [{"location": loc, "zones": ["1", "2", "3"], "zoneDetails": []}],
+                    "locationInfo": [{
+                        "location": loc,
+                        "zones": ["1", "2", "3"],
+                        "zoneDetails": [{
+                            "name": ["1", "2", "3"],
+                            "capabilities": [{"name": "UltraSSDAvailable", "value": "True"}],
+                        }],
+                    }],
                     "capabilities": [
                         cap("vCPUs", s.vcpus.to_string()),
                         cap("vCPUsAvailable", s.vcpus.to_string()),
@@ -492,7 +551,11 @@ pub fn skus(inner: &Inner, req: &Req) -> Result<Response, ArmError> {
             })
         })
         .collect();
-    Ok((StatusCode::OK, axum::Json(json!({"value": value, "nextLink": null}))).into_response())
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"value": value, "nextLink": null})),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -501,8 +564,14 @@ mod tests {
 
     #[test]
     fn filter_parsing() {
-        assert_eq!(filter_location("location eq 'westus'").as_deref(), Some("westus"));
-        assert_eq!(filter_location("Location EQ 'EastUS'").as_deref(), Some("EastUS"));
+        assert_eq!(
+            filter_location("location eq 'westus'").as_deref(),
+            Some("westus")
+        );
+        assert_eq!(
+            filter_location("Location EQ 'EastUS'").as_deref(),
+            Some("EastUS")
+        );
         assert_eq!(filter_location("name eq 'x'"), None);
     }
 }

@@ -89,12 +89,24 @@ fn m(segs: &[&str], pat: &[&str]) -> Option<Vec<String>> {
 }
 
 const WS: [&str; 8] = [
-    "subscriptions", "*", "resourceGroups", "*", "providers",
-    "Microsoft.MachineLearningServices", "workspaces", "*",
+    "subscriptions",
+    "*",
+    "resourceGroups",
+    "*",
+    "providers",
+    "Microsoft.MachineLearningServices",
+    "workspaces",
+    "*",
 ];
 const MC: [&str; 8] = [
-    "subscriptions", "*", "resourceGroups", "*", "providers",
-    "Microsoft.ContainerService", "managedClusters", "*",
+    "subscriptions",
+    "*",
+    "resourceGroups",
+    "*",
+    "providers",
+    "Microsoft.ContainerService",
+    "managedClusters",
+    "*",
 ];
 
 fn with(base: &[&'static str], tail: &[&'static str]) -> Vec<&'static str> {
@@ -133,12 +145,22 @@ fn route(segs: &[&str]) -> Option<(Route, String)> {
         ("computeOperationsResults", false),
     ] {
         let pat = [
-            "subscriptions", "*", "providers", "Microsoft.MachineLearningServices", "locations",
-            "*", leaf, "*",
+            "subscriptions",
+            "*",
+            "providers",
+            "Microsoft.MachineLearningServices",
+            "locations",
+            "*",
+            leaf,
+            "*",
         ];
         if let Some(c) = m(segs, &pat) {
             let (s, _, id, _) = take4(c);
-            let r = if status { Route::MlsOpStatus(id) } else { Route::MlsOpResult(id) };
+            let r = if status {
+                Route::MlsOpStatus(id)
+            } else {
+                Route::MlsOpResult(id)
+            };
             return Some((r, s));
         }
     }
@@ -165,7 +187,13 @@ fn route(segs: &[&str]) -> Option<(Route, String)> {
     }
     let aks_loc = |leaf: &'static str, id: bool| -> Vec<&'static str> {
         let mut v = vec![
-            "subscriptions", "*", "providers", "Microsoft.ContainerService", "locations", "*", leaf,
+            "subscriptions",
+            "*",
+            "providers",
+            "Microsoft.ContainerService",
+            "locations",
+            "*",
+            leaf,
         ];
         if id {
             v.push("*");
@@ -184,7 +212,16 @@ fn route(segs: &[&str]) -> Option<(Route, String)> {
         let (s, _, id, _) = take4(c);
         return Some((Route::AksOpResult(id), s));
     }
-    if let Some(c) = m(segs, &["subscriptions", "*", "providers", "Microsoft.Compute", "skus"]) {
+    if let Some(c) = m(
+        segs,
+        &[
+            "subscriptions",
+            "*",
+            "providers",
+            "Microsoft.Compute",
+            "skus",
+        ],
+    ) {
         let (s, _, _, _) = take4(c);
         return Some((Route::Skus, s));
     }
@@ -202,31 +239,49 @@ fn describe(route: &Route, method: &Method) -> (String, Option<&'static [&'stati
     let cs = "Microsoft.ContainerService";
     match route {
         Route::Workspace(..) => (format!("{mls}/workspaces/{verb}"), Some(MLS_VERSIONS)),
-        Route::ComputeList(..) | Route::Compute(..) => {
-            (format!("{mls}/workspaces/computes/{verb}"), Some(MLS_VERSIONS))
-        }
+        Route::ComputeList(..) | Route::Compute(..) => (
+            format!("{mls}/workspaces/computes/{verb}"),
+            Some(MLS_VERSIONS),
+        ),
         Route::ListKeys(..) => (
             format!("{mls}/workspaces/computes/listKeys/action"),
             Some(MLS_VERSIONS),
         ),
         // Operation URLs carry their api-version; clients poll them verbatim.
-        Route::MlsOpStatus(_) => (format!("{mls}/locations/computeOperationsStatus/read"), None),
-        Route::MlsOpResult(_) => (format!("{mls}/locations/computeOperationsResults/read"), None),
+        Route::MlsOpStatus(_) => (
+            format!("{mls}/locations/computeOperationsStatus/read"),
+            None,
+        ),
+        Route::MlsOpResult(_) => (
+            format!("{mls}/locations/computeOperationsResults/read"),
+            None,
+        ),
         Route::Cluster(..) => (format!("{cs}/managedClusters/{verb}"), Some(AKS_VERSIONS)),
         Route::Credentials(_, _, _, admin) => (
             format!(
                 "{cs}/managedClusters/{}/action",
-                if *admin { "listClusterAdminCredential" } else { "listClusterUserCredential" }
+                if *admin {
+                    "listClusterAdminCredential"
+                } else {
+                    "listClusterUserCredential"
+                }
             ),
             Some(AKS_VERSIONS),
         ),
-        Route::Pools(..) | Route::Pool(..) => {
-            (format!("{cs}/managedClusters/agentPools/{verb}"), Some(AKS_VERSIONS))
-        }
-        Route::AksVersions => (format!("{cs}/locations/kubernetesVersions/read"), Some(AKS_VERSIONS)),
+        Route::Pools(..) | Route::Pool(..) => (
+            format!("{cs}/managedClusters/agentPools/{verb}"),
+            Some(AKS_VERSIONS),
+        ),
+        Route::AksVersions => (
+            format!("{cs}/locations/kubernetesVersions/read"),
+            Some(AKS_VERSIONS),
+        ),
         Route::AksOpStatus(_) => (format!("{cs}/locations/operations/read"), None),
         Route::AksOpResult(_) => (format!("{cs}/locations/operationresults/read"), None),
-        Route::Skus => ("Microsoft.Compute/skus/read".to_string(), Some(SKU_VERSIONS)),
+        Route::Skus => (
+            "Microsoft.Compute/skus/read".to_string(),
+            Some(SKU_VERSIONS),
+        ),
     }
 }
 
@@ -280,7 +335,10 @@ pub async fn entry(
         };
         (out, op, None, fault.map(|f| f.name().to_string()))
     } else {
-        arm(&shared, &method, &path, &query, &headers, &body, &base, started).await
+        arm(
+            &shared, &method, &path, &query, &headers, &body, &base, started,
+        )
+        .await
     };
 
     let (resp, status) = match outcome {
@@ -336,7 +394,12 @@ async fn arm(
     let subscription = routed.as_ref().map(|(_, s)| s.clone());
     let write = !matches!(*method, Method::GET | Method::HEAD);
     let done = |r: Response, f: Option<String>| {
-        (Outcome::Respond(r), operation.clone(), subscription.clone(), f)
+        (
+            Outcome::Respond(r),
+            operation.clone(),
+            subscription.clone(),
+            f,
+        )
     };
 
     // 1. Bearer token (ARM checks it before anything else).
@@ -473,7 +536,12 @@ fn dispatch(
         (Route::Workspace(s, r, w), &Method::GET) => compute::get_workspace(inner, req, s, r, w),
         (Route::ComputeList(s, r, w), &Method::GET) => compute::list(inner, req, s, r, w),
         (Route::Compute(s, r, w, n), m) => {
-            let p = ComputePath { sub: s, rg: r, ws: w, name: n };
+            let p = ComputePath {
+                sub: s,
+                rg: r,
+                ws: w,
+                name: n,
+            };
             match *m {
                 Method::GET => compute::get(inner, &p),
                 Method::PUT => compute::put(inner, req, &p),
@@ -481,9 +549,16 @@ fn dispatch(
                 _ => Err(not_allowed()),
             }
         }
-        (Route::ListKeys(s, r, w, n), &Method::POST) => {
-            compute::list_keys(inner, req, &ComputePath { sub: s, rg: r, ws: w, name: n })
-        }
+        (Route::ListKeys(s, r, w, n), &Method::POST) => compute::list_keys(
+            inner,
+            req,
+            &ComputePath {
+                sub: s,
+                rg: r,
+                ws: w,
+                name: n,
+            },
+        ),
         (Route::MlsOpStatus(id) | Route::AksOpStatus(id), &Method::GET) => {
             lro::get_status(inner, id, req.now)
         }
@@ -491,21 +566,41 @@ fn dispatch(
             lro::get_result(inner, id, req.base, req.now)
         }
         (Route::Cluster(s, r, n), m) => {
-            let p = ClusterPath { sub: s, rg: r, name: n };
+            let p = ClusterPath {
+                sub: s,
+                rg: r,
+                name: n,
+            };
             match *m {
                 Method::GET => aks::get(inner, &p),
                 Method::DELETE => aks::delete(inner, req, &p),
                 _ => Err(not_allowed()),
             }
         }
-        (Route::Credentials(s, r, n, admin), &Method::POST) => {
-            aks::credentials(inner, req, &ClusterPath { sub: s, rg: r, name: n }, *admin)
-        }
-        (Route::Pools(s, r, n), &Method::GET) => {
-            aks::list_pools(inner, &ClusterPath { sub: s, rg: r, name: n })
-        }
+        (Route::Credentials(s, r, n, admin), &Method::POST) => aks::credentials(
+            inner,
+            req,
+            &ClusterPath {
+                sub: s,
+                rg: r,
+                name: n,
+            },
+            *admin,
+        ),
+        (Route::Pools(s, r, n), &Method::GET) => aks::list_pools(
+            inner,
+            &ClusterPath {
+                sub: s,
+                rg: r,
+                name: n,
+            },
+        ),
         (Route::Pool(s, r, n, pool), m) => {
-            let p = ClusterPath { sub: s, rg: r, name: n };
+            let p = ClusterPath {
+                sub: s,
+                rg: r,
+                name: n,
+            };
             match *m {
                 Method::GET => aks::get_pool(inner, &p, pool),
                 Method::PUT => aks::put_pool(inner, req, &p, pool),
@@ -538,7 +633,10 @@ fn check_token(headers: &HeaderMap, token: &str) -> Result<(), ArmError> {
             "AuthenticationFailed",
             "Authentication failed. The access token is invalid.", // emulator wording
         )
-        .header("www-authenticate", www.replace("missing 'Authorization' header", "invalid access token"))),
+        .header(
+            "www-authenticate",
+            www.replace("missing 'Authorization' header", "invalid access token"),
+        )),
         None => Err(ArmError::new(
             StatusCode::UNAUTHORIZED,
             "AuthenticationFailed",
@@ -557,7 +655,11 @@ fn fault_response(kind: &FaultKind, route: &Route, operation: &str) -> ArmError 
         )
         .header("retry-after", retry_after_secs.to_string()),
         FaultKind::Status { status } => match *status {
-            500 => ArmError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", msg::INTERNAL),
+            500 => ArmError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                msg::INTERNAL,
+            ),
             // emulator wording
             502 => ArmError::new(
                 StatusCode::BAD_GATEWAY,
@@ -582,11 +684,19 @@ fn fault_response(kind: &FaultKind, route: &Route, operation: &str) -> ArmError 
                 Route::Pool(_, _, _, p) => p.clone(),
                 _ => "nodepool1".to_string(),
             };
-            ArmError::new(StatusCode::CONFLICT, "OperationNotAllowed", msg::aks_busy(&pool))
+            ArmError::new(
+                StatusCode::CONFLICT,
+                "OperationNotAllowed",
+                msg::aks_busy(&pool),
+            )
         }
         // Handled before; kept total so a new kind cannot slip through silently.
         FaultKind::DropConnection | FaultKind::Slow { .. } | FaultKind::LroFail { .. } => {
-            ArmError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", msg::INTERNAL)
+            ArmError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                msg::INTERNAL,
+            )
         }
     }
 }
@@ -601,8 +711,14 @@ fn ratelimit_headers(resp: &mut Response, write: bool, reads: Option<u64>, write
         (Some(zero), None) => (zero, super::faults::DEFAULT_WRITES),
         _ => (super::faults::DEFAULT_READS, super::faults::DEFAULT_WRITES),
     };
-    h.insert("x-ms-ratelimit-remaining-subscription-reads", HeaderValue::from(r));
-    h.insert("x-ms-ratelimit-remaining-subscription-writes", HeaderValue::from(w));
+    h.insert(
+        "x-ms-ratelimit-remaining-subscription-reads",
+        HeaderValue::from(r),
+    );
+    h.insert(
+        "x-ms-ratelimit-remaining-subscription-writes",
+        HeaderValue::from(w),
+    );
 }
 
 #[cfg(test)]

@@ -33,7 +33,12 @@ pub struct ComputePath<'a> {
 }
 
 /// Looks a workspace up (404 `ResourceNotFound` in ARM's wording when absent).
-pub fn workspace<'a>(inner: &'a Inner, sub: &str, rg: &str, ws: &str) -> Result<&'a Workspace, ArmError> {
+pub fn workspace<'a>(
+    inner: &'a Inner,
+    sub: &str,
+    rg: &str,
+    ws: &str,
+) -> Result<&'a Workspace, ArmError> {
     inner.workspaces.get(&ws_key(sub, rg, ws)).ok_or_else(|| {
         ArmError::new(
             StatusCode::NOT_FOUND,
@@ -56,7 +61,13 @@ fn compute_not_found(p: &ComputePath) -> ArmError {
 }
 
 /// GET workspace.
-pub fn get_workspace(inner: &Inner, req: &Req, sub: &str, rg: &str, ws: &str) -> Result<Response, ArmError> {
+pub fn get_workspace(
+    inner: &Inner,
+    req: &Req,
+    sub: &str,
+    rg: &str,
+    ws: &str,
+) -> Result<Response, ArmError> {
     let w = workspace(inner, sub, rg, ws)?;
     let body = json!({
         "id": w.id(),
@@ -280,7 +291,11 @@ fn bad_argument(message: impl Into<String>) -> ArmError {
     ArmError::new(StatusCode::BAD_REQUEST, "BadArgument", message)
 }
 
-fn one_of(field: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, ArmError> {
+fn one_of(
+    field: &str,
+    value: Option<String>,
+    allowed: &[&str],
+) -> Result<Option<String>, ArmError> {
     match value {
         None => Ok(None),
         Some(v) => allowed
@@ -299,8 +314,11 @@ fn one_of(field: &str, value: Option<String>, allowed: &[&str]) -> Result<Option
 
 fn parse_body(body: &[u8]) -> Result<Parsed, ArmError> {
     let raw: Value = serde_json::from_slice(body).map_err(|e| invalid_content(&e.to_string()))?;
-    let r: ResourceIn = serde_json::from_value(raw.clone()).map_err(|e| invalid_content(&e.to_string()))?;
-    let props = r.properties.ok_or_else(|| invalid_content("'properties' is required"))?;
+    let r: ResourceIn =
+        serde_json::from_value(raw.clone()).map_err(|e| invalid_content(&e.to_string()))?;
+    let props = r
+        .properties
+        .ok_or_else(|| invalid_content("'properties' is required"))?;
     let ctype = props
         .compute_type
         .ok_or_else(|| invalid_content("'properties.computeType' is required"))?;
@@ -368,7 +386,10 @@ fn parse_ssl(s: SslIn) -> Result<(SslSettings, Option<TlsMaterial>), ArmError> {
         overwrite_existing_domain: s.overwrite_existing_domain.unwrap_or(false),
     };
     let material = match status.as_str() {
-        "Enabled" => match (s.cert.filter(|c| !c.is_empty()), s.key.filter(|k| !k.is_empty())) {
+        "Enabled" => match (
+            s.cert.filter(|c| !c.is_empty()),
+            s.key.filter(|k| !k.is_empty()),
+        ) {
             (Some(cert), Some(key)) => {
                 check_pem(&cert, &key)?;
                 Some(TlsMaterial { cert, key })
@@ -430,7 +451,8 @@ fn check_name(name: &str) -> Result<(), ArmError> {
     let ends_digits = name
         .rsplit_once('-')
         .is_some_and(|(_, tail)| !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit()));
-    if (3..=24).contains(&name.len()) && ok_chars && starts && !ends_digits && !name.ends_with('-') {
+    if (3..=24).contains(&name.len()) && ok_chars && starts && !ends_digits && !name.ends_with('-')
+    {
         Ok(())
     } else {
         // emulator wording
@@ -453,13 +475,21 @@ fn is_update(inner: &Inner, existing: &Compute, p: &Parsed) -> bool {
         _ => false,
     };
     same_rid
-        && p.agent_count.is_none_or(|n| Some(n) == live_count || Some(n) == existing.agent_count)
+        && p.agent_count
+            .is_none_or(|n| Some(n) == live_count || Some(n) == existing.agent_count)
         && p.agent_vm_size.as_deref().is_none_or(|v| {
             live_vm.as_deref().is_some_and(|l| eq_ci(l, v))
-                || existing.agent_vm_size.as_deref().is_some_and(|l| eq_ci(l, v))
+                || existing
+                    .agent_vm_size
+                    .as_deref()
+                    .is_some_and(|l| eq_ci(l, v))
         })
-        && p.cluster_purpose.as_deref().is_none_or(|v| eq_ci(v, &existing.cluster_purpose))
-        && p.networking.as_ref().is_none_or(|n| Some(n) == existing.networking.as_ref())
+        && p.cluster_purpose
+            .as_deref()
+            .is_none_or(|v| eq_ci(v, &existing.cluster_purpose))
+        && p.networking
+            .as_ref()
+            .is_none_or(|n| Some(n) == existing.networking.as_ref())
         && p.compute_location.as_deref().is_none_or(|l| {
             existing
                 .compute_location
@@ -481,12 +511,16 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
             return Err(ArmError::bad_request(msg::compute_exists(&existing.name)));
         }
         if existing.provisioning_state != "Succeeded" {
-            return Err(compute_not_succeeded(&existing.name, &existing.provisioning_state));
+            return Err(compute_not_succeeded(
+                &existing.name,
+                &existing.provisioning_state,
+            ));
         }
         let ssl_change = match parsed.ssl {
             None => None,
             Some((ssl, material)) => {
-                if ssl.status == "Enabled" && material.is_none() && existing.ssl.status != "Enabled" {
+                if ssl.status == "Enabled" && material.is_none() && existing.ssl.status != "Enabled"
+                {
                     return Err(enabled_needs_cert());
                 }
                 (ssl != existing.ssl || material.is_some()).then_some((ssl, material))
@@ -563,7 +597,9 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
         cluster_purpose: parsed.cluster_purpose.unwrap_or_else(|| "FastProd".into()),
         ssl,
         networking: parsed.networking,
-        load_balancer_type: parsed.load_balancer_type.unwrap_or_else(|| "PublicIp".into()),
+        load_balancer_type: parsed
+            .load_balancer_type
+            .unwrap_or_else(|| "PublicIp".into()),
         load_balancer_subnet: parsed.load_balancer_subnet,
         cluster_fqdn: None,
         operation: None,
@@ -598,7 +634,13 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
     lro_response(inner, req, &key, &op_id, StatusCode::CREATED)
 }
 
-fn lro_response(inner: &Inner, req: &Req, key: &str, op_id: &str, status: StatusCode) -> Result<Response, ArmError> {
+fn lro_response(
+    inner: &Inner,
+    req: &Req,
+    key: &str,
+    op_id: &str,
+    status: StatusCode,
+) -> Result<Response, ArmError> {
     let body = inner
         .computes
         .get(key)
@@ -725,7 +767,10 @@ impl Inner {
             .agent_vm_size
             .clone()
             .unwrap_or_else(|| DEFAULT_VM_SIZE.to_string());
-        let location = c.compute_location.clone().unwrap_or_else(|| ws.location.clone());
+        let location = c
+            .compute_location
+            .clone()
+            .unwrap_or_else(|| ws.location.clone());
         let mut errors = Vec::new();
         match self.vcpus(&vm) {
             None => errors.push(ErrorDetail::new(
@@ -918,7 +963,9 @@ impl Inner {
             .faults
             .take_lro_fault(req.method, req.path, req.operation)?
         {
-            super::faults::FaultKind::LroFail { code, message } => Some(ErrorDetail::new(code, message)),
+            super::faults::FaultKind::LroFail { code, message } => {
+                Some(ErrorDetail::new(code, message))
+            }
             _ => None,
         }
     }
@@ -960,7 +1007,12 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_400() {
-        for body in [&b"not json"[..], b"{}", b"{\"properties\":{}}", b"{\"properties\":{\"computeType\":3}}"] {
+        for body in [
+            &b"not json"[..],
+            b"{}",
+            b"{\"properties\":{}}",
+            b"{\"properties\":{\"computeType\":3}}",
+        ] {
             let e = parse_body(body).err().map(|e| e.status);
             assert_eq!(e, Some(StatusCode::BAD_REQUEST));
         }

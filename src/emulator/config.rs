@@ -183,12 +183,10 @@ impl Default for EmulatorConfig {
             admin_token: None,
             op_seconds: 5.0,
             page_size: 20,
-            kubernetes_versions: [
-                "1.29.9", "1.29.12", "1.30.4", "1.30.7", "1.31.2", "1.31.4",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            kubernetes_versions: ["1.29.9", "1.29.12", "1.30.4", "1.30.7", "1.31.2", "1.31.4"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             default_kubernetes_version: Some("1.30.7".into()),
             vm_sizes: default_vm_sizes(),
             subscriptions: vec![SubscriptionSeed {

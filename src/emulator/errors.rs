@@ -46,8 +46,8 @@ impl ErrorDetail {
 pub struct ArmError {
     /// HTTP status code.
     pub status: StatusCode,
-    /// The error body.
-    pub detail: ErrorDetail,
+    /// The error body (boxed: keeps `Result<_, ArmError>` small).
+    pub detail: Box<ErrorDetail>,
     /// Extra response headers.
     pub headers: Vec<(&'static str, String)>,
 }
@@ -57,7 +57,7 @@ impl ArmError {
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             status,
-            detail: ErrorDetail::new(code, message),
+            detail: Box::new(ErrorDetail::new(code, message)),
             headers: Vec::new(),
         }
     }
@@ -135,7 +135,9 @@ pub mod msg {
     }
     /// Unsupported Kubernetes version on attach.
     pub fn unsupported_version(v: &str, min: &str, max: &str) -> String {
-        format!("Specified kubernetes version {v} is not supported. Supported versions are between {min} - {max}")
+        format!(
+            "Specified kubernetes version {v} is not supported. Supported versions are between {min} - {max}"
+        )
     }
     /// Using a compute that is not Succeeded.
     pub fn not_succeeded(name: &str, state: &str) -> String {

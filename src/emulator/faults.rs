@@ -154,7 +154,12 @@ impl Faults {
     }
 
     /// The first `LroFail` that fires for a request starting a long-running operation.
-    pub fn take_lro_fault(&mut self, method: &str, path: &str, operation: &str) -> Option<FaultKind> {
+    pub fn take_lro_fault(
+        &mut self,
+        method: &str,
+        path: &str,
+        operation: &str,
+    ) -> Option<FaultKind> {
         self.take(method, path, operation, |k| {
             matches!(k, FaultKind::LroFail { .. })
         })
@@ -316,10 +321,22 @@ mod tests {
     fn times_are_consumed() {
         let mut f = Faults::default();
         f.add(rule(FaultKind::Busy409, Some(2)));
-        assert!(f.take_response_fault("GET", "/x/computes/a", "op").is_some());
-        assert!(f.take_response_fault("PUT", "/x/computes/a", "op").is_none());
-        assert!(f.take_response_fault("get", "/X/COMPUTES/a", "op").is_some());
-        assert!(f.take_response_fault("GET", "/x/computes/a", "op").is_none());
+        assert!(
+            f.take_response_fault("GET", "/x/computes/a", "op")
+                .is_some()
+        );
+        assert!(
+            f.take_response_fault("PUT", "/x/computes/a", "op")
+                .is_none()
+        );
+        assert!(
+            f.take_response_fault("get", "/X/COMPUTES/a", "op")
+                .is_some()
+        );
+        assert!(
+            f.take_response_fault("GET", "/x/computes/a", "op")
+                .is_none()
+        );
         assert!(f.list().is_empty());
     }
 
@@ -360,12 +377,24 @@ mod tests {
             ..Default::default()
         };
         let now = Instant::now();
-        assert!(matches!(b.charge("s", false, now), Charge::Allowed { reads_left: 1, .. }));
-        assert!(matches!(b.charge("s", false, now), Charge::Allowed { reads_left: 0, .. }));
+        assert!(matches!(
+            b.charge("s", false, now),
+            Charge::Allowed { reads_left: 1, .. }
+        ));
+        assert!(matches!(
+            b.charge("s", false, now),
+            Charge::Allowed { reads_left: 0, .. }
+        ));
         assert!(matches!(b.charge("s", false, now), Charge::Exceeded { .. }));
         assert!(matches!(b.charge("s", true, now), Charge::Allowed { .. }));
-        assert!(matches!(b.charge("other", false, now), Charge::Allowed { .. }));
+        assert!(matches!(
+            b.charge("other", false, now),
+            Charge::Allowed { .. }
+        ));
         let later = now + Duration::from_secs(61);
-        assert!(matches!(b.charge("s", false, later), Charge::Allowed { .. }));
+        assert!(matches!(
+            b.charge("s", false, later),
+            Charge::Allowed { .. }
+        ));
     }
 }

@@ -102,7 +102,11 @@ pub fn uninstall_azureml(cluster: &mut Cluster) {
 
 impl Inner {
     /// Installs Azure ML's objects on a cluster for a compute and writes its TLS Secret.
-    pub fn install_azureml(&mut self, cluster_key: &str, compute_key: &str) -> Result<(), ErrorDetail> {
+    pub fn install_azureml(
+        &mut self,
+        cluster_key: &str,
+        compute_key: &str,
+    ) -> Result<(), ErrorDetail> {
         if let Some(cl) = self.clusters.get_mut(cluster_key) {
             cl.azureml_components = AZUREML_COMPONENTS.iter().map(|s| s.to_string()).collect();
             cl.attached_compute = Some(compute_key.to_string());
@@ -147,7 +151,10 @@ impl Inner {
                 };
                 self.leaf_domains.insert(slot, fqdn.clone());
                 let ck = rcgen::generate_simple_self_signed(vec![fqdn.clone()]).map_err(|e| {
-                    ErrorDetail::new("InternalServerError", format!("certificate generation failed: {e}"))
+                    ErrorDetail::new(
+                        "InternalServerError",
+                        format!("certificate generation failed: {e}"),
+                    )
                 })?;
                 if let Some(cl) = self.clusters.get_mut(cluster_key) {
                     cl.put_secret(
@@ -155,7 +162,10 @@ impl Inner {
                         FESSL_NAME,
                         BTreeMap::from([
                             ("cert.pem".to_string(), ck.cert.pem().into_bytes()),
-                            ("key.pem".to_string(), ck.signing_key.serialize_pem().into_bytes()),
+                            (
+                                "key.pem".to_string(),
+                                ck.signing_key.serialize_pem().into_bytes(),
+                            ),
                         ]),
                     );
                 }
@@ -185,7 +195,12 @@ pub enum KubeOutcome {
     Unreachable,
 }
 
-fn status(code: StatusCode, reason: &str, message: String, details: Option<StatusDetails>) -> Response {
+fn status(
+    code: StatusCode,
+    reason: &str,
+    message: String,
+    details: Option<StatusDetails>,
+) -> Response {
     let s = Status {
         code: Some(i32::from(code.as_u16())),
         details,
@@ -215,7 +230,13 @@ fn ok_json<T: serde::Serialize>(value: &T) -> Response {
 }
 
 /// Handles `/aks/{key}/{rest}`.
-pub fn handle(inner: &Inner, method: &str, key: &str, rest: &str, headers: &HeaderMap) -> KubeOutcome {
+pub fn handle(
+    inner: &Inner,
+    method: &str,
+    key: &str,
+    rest: &str,
+    headers: &HeaderMap,
+) -> KubeOutcome {
     let Some(cluster) = inner.clusters.values().find(|c| c.key == key) else {
         return KubeOutcome::Respond(status(
             StatusCode::NOT_FOUND,

@@ -119,7 +119,11 @@ impl Operation {
 
     /// `Azure-AsyncOperation` URL.
     pub fn status_url(&self, base: &str) -> String {
-        format!("{base}{}?api-version={}", self.status_path(), self.api_version)
+        format!(
+            "{base}{}?api-version={}",
+            self.status_path(),
+            self.api_version
+        )
     }
 
     /// `Location` URL.
@@ -267,7 +271,11 @@ impl Inner {
             Effect::ScalePool { cluster, pool } => {
                 if let Some(c) = self.clusters.get_mut(cluster) {
                     c.operation = None;
-                    if let Some(p) = c.pools.iter_mut().find(|p| p.name.eq_ignore_ascii_case(pool)) {
+                    if let Some(p) = c
+                        .pools
+                        .iter_mut()
+                        .find(|p| p.name.eq_ignore_ascii_case(pool))
+                    {
                         p.provisioning_state = "Failed".into();
                     }
                 }
@@ -340,10 +348,12 @@ pub fn get_result(inner: &Inner, id: &str, base: &str, now: Instant) -> Result<R
         }
         "Succeeded" => {
             let body = match &op.effect {
-                Effect::CreateCompute(k) | Effect::AttachCompute(k) | Effect::UpdateCompute(k) => inner
-                    .computes
-                    .get(k)
-                    .and_then(|c| super::compute::compute_json(inner, c)),
+                Effect::CreateCompute(k) | Effect::AttachCompute(k) | Effect::UpdateCompute(k) => {
+                    inner
+                        .computes
+                        .get(k)
+                        .and_then(|c| super::compute::compute_json(inner, c))
+                }
                 Effect::ScalePool { cluster, pool } => inner
                     .clusters
                     .get(cluster)
@@ -367,7 +377,7 @@ pub fn get_result(inner: &Inner, id: &str, base: &str, now: Instant) -> Result<R
             };
             Err(ArmError {
                 status,
-                detail,
+                detail: Box::new(detail),
                 headers: Vec::new(),
             })
         }

@@ -64,7 +64,10 @@ impl Emulator {
     }
 
     /// Starts an emulator on the given address.
-    pub async fn start_on(config: EmulatorConfig, addr: SocketAddr) -> anyhow::Result<EmulatorHandle> {
+    pub async fn start_on(
+        config: EmulatorConfig,
+        addr: SocketAddr,
+    ) -> anyhow::Result<EmulatorHandle> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let host = if local.ip().is_unspecified() {
@@ -210,7 +213,10 @@ impl EmulatorHandle {
         }
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
