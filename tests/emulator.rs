@@ -1723,3 +1723,83 @@ async fn compute_get_matches_the_swagger() {
         swagger_check(item);
     }
 }
+
+#[tokio::test]
+async fn update_of_tls_enabled_compute_keeps_the_certificate() {
+    let ctx = Ctx::default().await;
+    let (cert, key) = self_signed("keep.contoso.com");
+    let ssl = json!({"status": "Enabled", "cert": cert, "key": key, "cname": "keep.contoso.com"});
+    put_and_wait(&ctx, "keeptls", &attach_body(&shared_id(), "FastProd", ssl)).await;
+    // GET-modify-PUT: the body carries sslConfiguration without cert/key (GET hides them).
+    let mut body = ctx.get(&q(&compute("keeptls"), MLS)).await.body;
+    body["properties"]["description"] = json!("only the description");
+    let r = ctx.put(&q(&compute("keeptls"), MLS), &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ctx.wait(&r).await["status"], "Succeeded");
+    let s = fessl(&ctx, &shared_id()).await.expect("still there");
+    assert_eq!(s.data.expect("data")["cert.pem"].0, cert.as_bytes());
+    // Switching TLS off removes the Secret.
+    body["properties"]["properties"]["sslConfiguration"] = json!({"status": "Disabled"});
+    let r = ctx.put(&q(&compute("keeptls"), MLS), &body).await;
+    assert_eq!(ctx.wait(&r).await["status"], "Succeeded");
+    assert!(fessl(&ctx, &shared_id()).await.is_err());
+}
+
+#[tokio::test]
+async fn sdk_v1_alias_and_discovery() {
+    let ctx = Ctx::default().await;
+    put_and_wait(
+        &ctx,
+        "sdkaks",
+        &create_body(3, "Standard_D3_v2", "FastProd"),
+    )
+    .await;
+    let w = ctx
+        .get(&q(&ws_path(DEFAULT_SUBSCRIPTION, "ml-rg", "ml-ws"), MLS))
+        .await;
+    let discovery = w.body["properties"]["discoveryUrl"]
+        .as_str()
+        .expect("discoveryUrl")
+        .to_string();
+    let d: Value = ctx
+        .http
+        .get(&discovery)
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    let api = d["api"].as_str().expect("api").to_string();
+    assert_eq!(api, ctx.emu.base_url());
+    let rp = format!(
+        "{api}/rp/workspaces{}?api-version=2020-02-02",
+        compute("sdkaks")
+    );
+    let r = ctx.get(&rp).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["properties"]["provisioningState"], "Succeeded");
+    // 2020-02-02 is only for the alias.
+    assert_eq!(
+        ctx.get(&q(&compute("sdkaks"), "2020-02-02")).await.status,
+        400
+    );
+    let d = ctx
+        .delete(&format!(
+            "{api}/rp/workspaces{}?api-version=2020-02-02&underlyingResourceAction=delete",
+            compute("sdkaks")
+        ))
+        .await;
+    assert_eq!(d.status, 202);
+}
+
+#[tokio::test]
+async fn shutdown_is_prompt() {
+    let ctx = Ctx::default().await;
+    assert_eq!(ctx.get(&q(&compute("x"), MLS)).await.status, 404);
+    let t = Instant::now();
+    let Ctx { emu, http } = ctx;
+    emu.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(2));
+    drop(http);
+}

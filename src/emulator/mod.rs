@@ -139,7 +139,7 @@ impl EmulatorHandle {
 
     /// Every request received so far (ARM and AKS data plane).
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().log.clone()
+        self.shared.lock().log.iter().cloned().collect()
     }
 
     /// Empties the request log.
