@@ -503,8 +503,8 @@ async fn arm(
             return done(resp, fault_name);
         }
         (Some(allowed), Some(v))
-            if !allowed.contains(&v.as_str())
-                && !(sdk_alias && allowed == MLS_VERSIONS && v == SDK_V1_VERSION) =>
+            if !(allowed.contains(&v.as_str())
+                || (sdk_alias && allowed == MLS_VERSIONS && v == SDK_V1_VERSION)) =>
         {
             let e = ArmError::new(
                 StatusCode::BAD_REQUEST,
