@@ -1803,3 +1803,65 @@ async fn shutdown_is_prompt() {
     assert!(t.elapsed() < Duration::from_secs(2));
     drop(http);
 }
+
+#[tokio::test]
+async fn run_command_reads_azuremlfessl_of_a_private_cluster() {
+    let ctx = Ctx::default().await;
+    let private = ctx.emu.seed_aks_cluster(
+        DEFAULT_SUBSCRIPTION,
+        ClusterSeed {
+            resource_group: "aks-rg".into(),
+            name: "private".into(),
+            private: true,
+            ..ClusterSeed::default()
+        },
+    );
+    let ssl = json!({"status": "Auto", "leafDomainLabel": "priv"});
+    assert_eq!(
+        put_and_wait(&ctx, "privaks", &attach_body(&private, "FastProd", ssl)).await["status"],
+        "Succeeded"
+    );
+    let cmd = json!({"command": "kubectl get secret azuremlfessl -n default -o json"});
+    let r = ctx
+        .send(
+            reqwest::Method::POST,
+            &q(&format!("{private}/runCommand"), AKS),
+            Some(&cmd),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let loc = r.header("location").expect("location");
+    let res = ctx.get(&loc).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["properties"]["exitCode"], 0);
+    let secret: Secret =
+        serde_json::from_str(res.body["properties"]["logs"].as_str().unwrap_or_default())
+            .expect("kubectl -o json output");
+    let want = ctx
+        .emu
+        .state()
+        .cluster("private")
+        .and_then(|c| c.azuremlfessl.clone())
+        .expect("secret");
+    assert_eq!(
+        secret.data.expect("data")["cert.pem"].0,
+        want.cert_pem.as_bytes()
+    );
+    // Unknown secret: kubectl's NotFound, exit code 1.
+    let cmd = json!({"command": "kubectl get secret nope -o json"});
+    let r = ctx
+        .send(
+            reqwest::Method::POST,
+            &q(&format!("{private}/runCommand"), AKS),
+            Some(&cmd),
+        )
+        .await;
+    let res = ctx.get(&r.header("location").expect("location")).await;
+    assert_eq!(res.body["properties"]["exitCode"], 1);
+    assert!(
+        res.body["properties"]["logs"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NotFound")
+    );
+}

@@ -68,6 +68,8 @@ enum Route {
     Cluster(String, String, String),
     Credentials(String, String, String, bool),
     Pools(String, String, String),
+    RunCommand(String, String, String),
+    CommandResult(String, String, String, String),
     Pool(String, String, String, String),
     AksVersions,
     AksOpStatus(String),
@@ -179,6 +181,14 @@ fn route(segs: &[&str]) -> Option<(Route, String)> {
             return Some((Route::Credentials(s.clone(), r, n, admin), s));
         }
     }
+    if let Some(c) = m(segs, &with(&MC, &["runCommand"])) {
+        let (s, r, n, _) = take4(c);
+        return Some((Route::RunCommand(s.clone(), r, n), s));
+    }
+    if let Some(c) = m(segs, &with(&MC, &["commandResults", "*"])) {
+        let (s, r, n, id) = take4(c);
+        return Some((Route::CommandResult(s.clone(), r, n, id), s));
+    }
     if let Some(c) = m(segs, &with(&MC, &["agentPools"])) {
         let (s, r, n, _) = take4(c);
         return Some((Route::Pools(s.clone(), r, n), s));
@@ -268,6 +278,14 @@ fn describe(route: &Route, method: &Method) -> (String, Option<&'static [&'stati
                     "listClusterUserCredential"
                 }
             ),
+            Some(AKS_VERSIONS),
+        ),
+        Route::RunCommand(..) => (
+            format!("{cs}/managedClusters/runCommand/action"),
+            Some(AKS_VERSIONS),
+        ),
+        Route::CommandResult(..) => (
+            format!("{cs}/managedClusters/commandResults/read"),
             Some(AKS_VERSIONS),
         ),
         Route::Pools(..) | Route::Pool(..) => (
@@ -640,6 +658,25 @@ fn dispatch(
                 _ => Err(not_allowed()),
             }
         }
+        (Route::RunCommand(s, r, n), &Method::POST) => aks::run_command(
+            inner,
+            req,
+            &ClusterPath {
+                sub: s,
+                rg: r,
+                name: n,
+            },
+        ),
+        (Route::CommandResult(s, r, n, id), &Method::GET) => aks::command_result(
+            inner,
+            req,
+            &ClusterPath {
+                sub: s,
+                rg: r,
+                name: n,
+            },
+            id,
+        ),
         (Route::AksVersions, &Method::GET) => aks::kubernetes_versions(inner),
         (Route::Skus, &Method::GET) => aks::skus(inner, req),
         _ => Err(not_allowed()),

@@ -291,6 +291,8 @@ pub struct Inner {
     pub log: std::collections::VecDeque<RequestRecord>,
     /// Next request sequence number.
     pub next_seq: u64,
+    /// AKS Run Command results by id.
+    pub command_results: HashMap<String, super::aks::CommandResult>,
     /// Auto-TLS domains by (label, location) → fqdn.
     pub leaf_domains: HashMap<(String, String), String>,
     /// URL of the server (`http://127.0.0.1:port`), used when a request has no Host header.
@@ -373,6 +375,7 @@ impl Inner {
             log: Default::default(),
             next_seq: 0,
             leaf_domains: HashMap::new(),
+            command_results: HashMap::new(),
             base_url,
             config: config.clone(),
         };
