@@ -191,7 +191,8 @@ async fn remove_fault(State(s): State<Shared>, Path(id): Path<u64>) -> Response 
 }
 
 async fn requests(State(s): State<Shared>) -> Response {
-    Json(s.lock().log.clone()).into_response()
+    let log: Vec<_> = s.lock().log.iter().cloned().collect();
+    Json(log).into_response()
 }
 
 async fn clear_requests(State(s): State<Shared>) -> Response {

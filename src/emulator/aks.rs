@@ -393,6 +393,164 @@ pub fn put_pool(
     Ok(resp)
 }
 
+/// Result of an AKS Run Command (computed when the command is posted, revealed once the
+/// operation duration has passed).
+#[derive(Debug, Clone)]
+pub struct CommandResult {
+    /// Command id.
+    pub id: String,
+    /// Cluster ARM id.
+    pub cluster_id: String,
+    /// When the result becomes available.
+    pub due: std::time::Instant,
+    /// Start time.
+    pub started_at: jiff::Timestamp,
+    /// Exit code.
+    pub exit_code: i32,
+    /// Output (stdout + stderr).
+    pub logs: String,
+    /// api-version of the request (echoed in the Location URL).
+    pub api_version: String,
+}
+
+impl CommandResult {
+    fn location(&self, base: &str) -> String {
+        format!(
+            "{base}{}/commandResults/{}?api-version={}",
+            self.cluster_id, self.id, self.api_version
+        )
+    }
+}
+
+/// What `kubectl` would print for the commands the emulator understands:
+/// `kubectl get secret NAME [-n NS] -o json` (the TLS backup path for private clusters).
+fn run_kubectl(cluster: &Cluster, command: &str) -> (i32, String) {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let mut ns = "default".to_string();
+    let mut output = None;
+    let mut positional = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        let next = words.get(i + 1).copied();
+        match w {
+            "-n" | "--namespace" => {
+                ns = next.unwrap_or_default().to_string();
+                i += 1;
+            }
+            "-o" | "--output" => {
+                output = next.map(str::to_string);
+                i += 1;
+            }
+            _ if w.starts_with("--namespace=") => ns = w["--namespace=".len()..].to_string(),
+            _ if w.starts_with("--output=") => output = Some(w["--output=".len()..].to_string()),
+            _ if w.starts_with("-o") && w.len() > 2 => output = Some(w[2..].to_string()),
+            _ => positional.push(w),
+        }
+        i += 1;
+    }
+    let name = match positional.as_slice() {
+        ["kubectl", "get", "secret" | "secrets", name] => Some(name.to_string()),
+        ["kubectl", "get", res] => res
+            .strip_prefix("secret/")
+            .or_else(|| res.strip_prefix("secrets/"))
+            .map(str::to_string),
+        _ => None,
+    };
+    let (Some(name), Some("json")) = (name, output.as_deref()) else {
+        // emulator wording
+        return (
+            1,
+            "the emulator's run command only understands: kubectl get secret NAME [-n NAMESPACE] -o json\n".into(),
+        );
+    };
+    match cluster.secrets.get(&(ns, name.clone())) {
+        Some(s) => (
+            0,
+            serde_json::to_string_pretty(s).unwrap_or_default() + "\n",
+        ),
+        None => (
+            1,
+            format!("Error from server (NotFound): secrets \"{name}\" not found\n"),
+        ),
+    }
+}
+
+/// POST runCommand: accepted (202 + Location), result later at `commandResults/{id}`.
+pub fn run_command(inner: &mut Inner, req: &Req, p: &ClusterPath) -> Result<Response, ArmError> {
+    let c = cluster(inner, p)?;
+    let body: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
+    let Some(command) = body.get("command").and_then(Value::as_str) else {
+        return Err(ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: 'command' is required.",
+        ));
+    };
+    let (exit_code, logs) = run_kubectl(c, command);
+    let result = CommandResult {
+        id: super::state::rand_hex(32),
+        cluster_id: c.id(),
+        due: req.now + inner.settings.op_duration,
+        started_at: jiff::Timestamp::now(),
+        exit_code,
+        logs,
+        api_version: req.api_version.to_string(),
+    };
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&result.location(req.base)) {
+        resp.headers_mut().insert("location", v);
+    }
+    super::lro::add_retry_after(&mut resp, inner.settings.op_duration);
+    inner.command_results.insert(result.id.clone(), result);
+    Ok(resp)
+}
+
+/// GET commandResults/{id}: 202 while running, then 200 with exit code and logs.
+pub fn command_result(
+    inner: &Inner,
+    req: &Req,
+    p: &ClusterPath,
+    id: &str,
+) -> Result<Response, ArmError> {
+    let own = |r: &&CommandResult| {
+        super::state::parse_cluster_id(&r.cluster_id)
+            .is_some_and(|(s, g, n)| cluster_key(&s, &g, &n) == cluster_key(p.sub, p.rg, p.name))
+    };
+    let r = inner.command_results.get(id).filter(own).ok_or_else(|| {
+        // emulator wording
+        ArmError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("Command {id} was not found."),
+        )
+    })?;
+    if req.now < r.due {
+        let mut resp = (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"id": r.id, "properties": {"provisioningState": "Running"}})),
+        )
+            .into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&r.location(req.base)) {
+            resp.headers_mut().insert("location", v);
+        }
+        super::lro::add_retry_after(&mut resp, r.due.saturating_duration_since(req.now));
+        return Ok(resp);
+    }
+    let body = json!({
+        "id": r.id,
+        "properties": {
+            "provisioningState": "Succeeded",
+            "exitCode": r.exit_code,
+            "startedAt": r.started_at.to_string(),
+            "finishedAt": r.started_at.to_string(),
+            "logs": r.logs,
+            "reason": "",
+        }
+    });
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
 impl ArmError {
     /// Replaces the error code.
     pub fn with_code(mut self, code: &str) -> Self {
@@ -527,7 +685,14 @@ pub fn skus(inner: &Inner, req: &Req) -> Result<Response, ArmError> {
                     "size": s.name.strip_prefix("Standard_").unwrap_or(&s.name),
                     "family": s.family,
                     "locations": [loc],
-                    "locationInfo": [{"location": loc, "zones": ["1", "2", "3"], "zoneDetails": []}],
+                    "locationInfo": [{
+                        "location": loc,
+                        "zones": ["1", "2", "3"],
+                        "zoneDetails": [{
+                            "name": ["1", "2", "3"],
+                            "capabilities": [{"name": "UltraSSDAvailable", "value": "True"}],
+                        }],
+                    }],
                     "capabilities": [
                         cap("vCPUs", s.vcpus.to_string()),
                         cap("vCPUsAvailable", s.vcpus.to_string()),

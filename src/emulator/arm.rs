@@ -20,6 +20,8 @@ use super::state::{RequestRecord, Shared};
 
 /// api-versions accepted for Microsoft.MachineLearningServices.
 pub const MLS_VERSIONS: &[&str] = &["2025-09-01", "2025-12-01", "2025-06-01"];
+/// Extra api-version accepted on the Azure ML SDK v1's regional alias `/rp/workspaces/...`.
+pub const SDK_V1_VERSION: &str = "2020-02-02";
 /// api-versions accepted for Microsoft.ContainerService.
 pub const AKS_VERSIONS: &[&str] = &["2025-10-01"];
 /// api-versions accepted for Microsoft.Compute/skus.
@@ -66,6 +68,8 @@ enum Route {
     Cluster(String, String, String),
     Credentials(String, String, String, bool),
     Pools(String, String, String),
+    RunCommand(String, String, String),
+    CommandResult(String, String, String, String),
     Pool(String, String, String, String),
     AksVersions,
     AksOpStatus(String),
@@ -177,6 +181,14 @@ fn route(segs: &[&str]) -> Option<(Route, String)> {
             return Some((Route::Credentials(s.clone(), r, n, admin), s));
         }
     }
+    if let Some(c) = m(segs, &with(&MC, &["runCommand"])) {
+        let (s, r, n, _) = take4(c);
+        return Some((Route::RunCommand(s.clone(), r, n), s));
+    }
+    if let Some(c) = m(segs, &with(&MC, &["commandResults", "*"])) {
+        let (s, r, n, id) = take4(c);
+        return Some((Route::CommandResult(s.clone(), r, n, id), s));
+    }
     if let Some(c) = m(segs, &with(&MC, &["agentPools"])) {
         let (s, r, n, _) = take4(c);
         return Some((Route::Pools(s.clone(), r, n), s));
@@ -268,6 +280,14 @@ fn describe(route: &Route, method: &Method) -> (String, Option<&'static [&'stati
             ),
             Some(AKS_VERSIONS),
         ),
+        Route::RunCommand(..) => (
+            format!("{cs}/managedClusters/runCommand/action"),
+            Some(AKS_VERSIONS),
+        ),
+        Route::CommandResult(..) => (
+            format!("{cs}/managedClusters/commandResults/read"),
+            Some(AKS_VERSIONS),
+        ),
         Route::Pools(..) | Route::Pool(..) => (
             format!("{cs}/managedClusters/agentPools/{verb}"),
             Some(AKS_VERSIONS),
@@ -334,9 +354,29 @@ pub async fn entry(
             _ => kube(&shared, &method, key, tail, &headers),
         };
         (out, op, None, fault.map(|f| f.name().to_string()))
+    } else if path
+        .trim_end_matches('/')
+        .eq_ignore_ascii_case("/discovery")
+        || path.to_ascii_lowercase().starts_with("/discovery/")
+    {
+        // The Azure ML discovery document (SDK v1): every service lives on the emulator.
+        let doc = serde_json::json!({
+            "api": base, "catalog": base, "experimentation": base, "gallery": base,
+            "history": base, "hyperdrive": base, "labeling": base, "modelmanagement": base,
+            "pipelines": base, "studio": base,
+        });
+        let r = (StatusCode::OK, axum::Json(doc)).into_response();
+        (Outcome::Respond(r), "discovery".to_string(), None, None)
+    } else if let Some(rest) = strip_prefix_ci(&path, "/rp/workspaces/") {
+        // The regional alias the Azure ML SDK v1 uses for compute calls.
+        let arm_path = format!("/{rest}");
+        arm(
+            &shared, &method, &arm_path, &query, &headers, &body, &base, started, true,
+        )
+        .await
     } else {
         arm(
-            &shared, &method, &path, &query, &headers, &body, &base, started,
+            &shared, &method, &path, &query, &headers, &body, &base, started, false,
         )
         .await
     };
@@ -367,6 +407,12 @@ pub async fn entry(
     resp
 }
 
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
 fn kube(shared: &Shared, method: &Method, key: &str, tail: &str, headers: &HeaderMap) -> Outcome {
     match kube_api::handle(&shared.lock(), method.as_str(), key, tail, headers) {
         KubeOutcome::Respond(r) => Outcome::Respond(r),
@@ -384,6 +430,7 @@ async fn arm(
     body: &[u8],
     base: &str,
     now: Instant,
+    sdk_alias: bool,
 ) -> (Outcome, String, Option<String>, Option<String>) {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let routed = route(&segs);
@@ -430,7 +477,8 @@ async fn arm(
         Some(FaultKind::Slow { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         Some(other) => {
             let mut resp = fault_response(other, &route, &operation).into_response();
-            ratelimit_headers(&mut resp, write, Some(0), None);
+            let zero = matches!(other, FaultKind::Throttle { .. }).then_some(0);
+            ratelimit_headers(&mut resp, write, zero, None);
             return done(resp, fault_name);
         }
         None => {}
@@ -472,7 +520,10 @@ async fn arm(
             ratelimit_headers(&mut resp, write, Some(reads_left), Some(writes_left));
             return done(resp, fault_name);
         }
-        (Some(allowed), Some(v)) if !allowed.contains(&v.as_str()) => {
+        (Some(allowed), Some(v))
+            if !(allowed.contains(&v.as_str())
+                || (sdk_alias && allowed == MLS_VERSIONS && v == SDK_V1_VERSION)) =>
+        {
             let e = ArmError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidApiVersionParameter",
@@ -607,6 +658,25 @@ fn dispatch(
                 _ => Err(not_allowed()),
             }
         }
+        (Route::RunCommand(s, r, n), &Method::POST) => aks::run_command(
+            inner,
+            req,
+            &ClusterPath {
+                sub: s,
+                rg: r,
+                name: n,
+            },
+        ),
+        (Route::CommandResult(s, r, n, id), &Method::GET) => aks::command_result(
+            inner,
+            req,
+            &ClusterPath {
+                sub: s,
+                rg: r,
+                name: n,
+            },
+            id,
+        ),
         (Route::AksVersions, &Method::GET) => aks::kubernetes_versions(inner),
         (Route::Skus, &Method::GET) => aks::skus(inner, req),
         _ => Err(not_allowed()),

@@ -81,7 +81,7 @@ pub fn get_workspace(
             "friendlyName": w.name,
             "workspaceId": w.workspace_id,
             "provisioningState": "Succeeded",
-            "discoveryUrl": format!("{}/discovery/workspaces/{}", req.base, w.workspace_id),
+            "discoveryUrl": format!("{}/discovery", req.base),
             "hbiWorkspace": false,
             "publicNetworkAccess": "Enabled",
         }

@@ -46,8 +46,8 @@ impl ErrorDetail {
 pub struct ArmError {
     /// HTTP status code.
     pub status: StatusCode,
-    /// The error body.
-    pub detail: ErrorDetail,
+    /// The error body (boxed: keeps `Result<_, ArmError>` small).
+    pub detail: Box<ErrorDetail>,
     /// Extra response headers.
     pub headers: Vec<(&'static str, String)>,
 }
@@ -57,7 +57,7 @@ impl ArmError {
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             status,
-            detail: ErrorDetail::new(code, message),
+            detail: Box::new(ErrorDetail::new(code, message)),
             headers: Vec::new(),
         }
     }

@@ -223,6 +223,11 @@ impl Inner {
         for (_, id) in due {
             self.complete(&id);
         }
+        // Finished operations stay pollable for a day (clients may poll late, e.g. after
+        // a restart), then go, so long runs do not grow without bound.
+        let horizon = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+        self.operations
+            .retain(|_, o| o.end_time.is_none_or(|t| t > horizon));
     }
 
     fn complete(&mut self, id: &str) {
@@ -377,7 +382,7 @@ pub fn get_result(inner: &Inner, id: &str, base: &str, now: Instant) -> Result<R
             };
             Err(ArmError {
                 status,
-                detail,
+                detail: Box::new(detail),
                 headers: Vec::new(),
             })
         }

@@ -5,6 +5,61 @@
 //!
 //! In tests: `let emu = Emulator::start(EmulatorConfig::for_tests()).await?;` then talk
 //! to `emu.base_url()` with `Authorization: Bearer {emu.token()}`.
+//!
+//! # ARM surface (bearer token and `api-version` required)
+//! - `GET  …/providers/Microsoft.MachineLearningServices/workspaces/{ws}` (2025-06-01, 2025-09-01, 2025-12-01)
+//! - `GET|PUT|DELETE …/workspaces/{ws}/computes/{name}`, `GET …/computes` (paged, `$skip`),
+//!   `POST …/computes/{name}/listKeys`; PUT/DELETE are long-running (`Azure-AsyncOperation`,
+//!   `Location`, `Retry-After`, `retry-after-ms`).
+//! - `GET /subscriptions/{s}/providers/Microsoft.MachineLearningServices/locations/{loc}/computeOperationsStatus/{id}`
+//!   (always 200) and `…/computeOperationsResults/{id}` (202 while running).
+//! - `GET|DELETE …/providers/Microsoft.ContainerService/managedClusters/{name}` (2025-10-01),
+//!   `POST …/listClusterUserCredential|listClusterAdminCredential`, `GET …/agentPools`,
+//!   `GET|PUT …/agentPools/{pool}`, `POST …/runCommand` + `GET …/commandResults/{id}`,
+//!   `GET /subscriptions/{s}/providers/Microsoft.ContainerService/locations/{loc}/kubernetesVersions`,
+//!   `…/locations/{loc}/operations/{id}` and `…/operationresults/{id}`.
+//! - `GET /subscriptions/{s}/providers/Microsoft.Compute/skus?api-version=2021-07-01&$filter=location eq '{loc}'`.
+//! - Azure ML SDK v1: `GET /discovery` (no token), the alias `/rp/workspaces/subscriptions/…`
+//!   (also api-version 2020-02-02).
+//!
+//! # AKS data plane
+//! `/aks/{key}/version`, `/api`, `/apis`, `/api/v1/secrets`, `/api/v1/namespaces/{ns}/secrets[/{name}]`,
+//! plain http, bearer token per cluster, as written in the kubeconfigs the credential calls
+//! return. A private cluster's API server is unreachable (the connection is dropped).
+//!
+//! # Admin endpoints (no ARM token; loopback peers only; `x-admin-token` when configured)
+//! `GET /admin/state`, `POST /admin/seed` (`{subscriptions:[…]}` as in the config file),
+//! `POST /admin/reset`, `POST /admin/workspaces` (`{subscriptionId, resourceGroup, name, location}`),
+//! `POST /admin/aks-clusters` (`{subscriptionId, resourceGroup, name, location, kubernetesVersion,
+//! agentPools:[{name,count,vmSize,mode}], powerState, private, authorizedIpRanges,
+//! dataPlaneReachable, tags}`), `GET|POST|DELETE /admin/faults`, `DELETE /admin/faults/{id}`,
+//! `GET|DELETE /admin/requests`, `PUT /admin/op-duration` (`{seconds}`),
+//! `PUT|DELETE /admin/budget` (`{readsPerHour, writesPerHour, windowSecs}`),
+//! `POST /admin/operations/complete` (finish everything in flight now).
+//!
+//! # Config file (`--config`, YAML, camelCase; every field optional)
+//! ```yaml
+//! token: emulator-token
+//! adminToken: null
+//! opSeconds: 5
+//! pageSize: 20
+//! kubernetesVersions: ["1.29.9", "1.29.12", "1.30.4", "1.30.7", "1.31.2", "1.31.4"]
+//! defaultKubernetesVersion: "1.30.7"
+//! vmSizes: [{name: Standard_D3_v2, vcpus: 4, memoryGb: 14, family: standardDv2Family}]
+//! subscriptions:
+//! - id: 00000000-0000-0000-0000-000000000000
+//!   workspaces: [{resourceGroup: ml-rg, name: ml-ws, location: eastus}]
+//!   aksClusters:
+//!   - {resourceGroup: aks-rg, name: shared, location: eastus, kubernetesVersion: 1.30.4,
+//!      agentPools: [{name: nodepool1, count: 3, vmSize: Standard_D3_v2, mode: System}]}
+//! faults:
+//! - {match: {method: GET, path: /computes/}, kind: {type: Throttle, retryAfterSecs: 3}, times: 2}
+//! budget: {readsPerHour: 12000, writesPerHour: 1200, windowSecs: 3600}
+//! ```
+//! Fault kinds: `Throttle{retryAfterSecs}`, `Status{status}`, `Busy409`, `DropConnection`,
+//! `Slow{ms}`, `LroFail{code, message}`; `match` has optional `method`, `path` (substring)
+//! and `operation` (ARM operation name, or a suffix such as `computes/write`); `times` or
+//! `probability` limit how often a rule fires. Faults apply to the data plane too.
 
 pub mod admin;
 pub mod aks;
@@ -139,7 +194,7 @@ impl EmulatorHandle {
 
     /// Every request received so far (ARM and AKS data plane).
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().log.clone()
+        self.shared.lock().log.iter().cloned().collect()
     }
 
     /// Empties the request log.

@@ -287,10 +287,12 @@ pub struct Inner {
     pub faults: Faults,
     /// Budget counters.
     pub budgets: Budgets,
-    /// Request log.
-    pub log: Vec<RequestRecord>,
+    /// Request log (the oldest entries go beyond [`LOG_LIMIT`]).
+    pub log: std::collections::VecDeque<RequestRecord>,
     /// Next request sequence number.
     pub next_seq: u64,
+    /// AKS Run Command results by id.
+    pub command_results: HashMap<String, super::aks::CommandResult>,
     /// Auto-TLS domains by (label, location) → fqdn.
     pub leaf_domains: HashMap<(String, String), String>,
     /// URL of the server (`http://127.0.0.1:port`), used when a request has no Host header.
@@ -298,6 +300,9 @@ pub struct Inner {
     /// The config the world was built from (for reset).
     pub config: EmulatorConfig,
 }
+
+/// Maximum number of request log entries kept (long benchmarks must not grow without bound).
+pub const LOG_LIMIT: usize = 200_000;
 
 /// Key of a workspace: lowercased `sub/rg/ws` (ARM names are case-insensitive).
 pub fn ws_key(sub: &str, rg: &str, ws: &str) -> String {
@@ -367,9 +372,10 @@ impl Inner {
             operations: HashMap::new(),
             faults: Faults::default(),
             budgets: Budgets::default(),
-            log: Vec::new(),
+            log: Default::default(),
             next_seq: 0,
             leaf_domains: HashMap::new(),
+            command_results: HashMap::new(),
             base_url,
             config: config.clone(),
         };
@@ -479,7 +485,10 @@ impl Inner {
     pub fn record(&mut self, mut rec: RequestRecord) {
         self.next_seq += 1;
         rec.seq = self.next_seq;
-        self.log.push(rec);
+        if self.log.len() >= LOG_LIMIT {
+            self.log.pop_front();
+        }
+        self.log.push_back(rec);
     }
 
     /// The full state, for assertions.
