@@ -53,6 +53,35 @@ pub fn run_cli(args: &ValidateArgs, out: &mut dyn Write) -> anyhow::Result<bool>
     Ok(failed == 0)
 }
 
-fn print_plan(_manifest: &Manifest, _out: &mut dyn Write) -> anyhow::Result<()> {
+/// The create/attach PUT body, as the engine builds it; the location is the workspace's (read
+/// at reconcile time) and a Custom certificate and key are shown as `<redacted>`.
+fn print_plan(manifest: &Manifest, out: &mut dyn Write) -> anyhow::Result<()> {
+    use crate::engine::{Desired, body};
+    let d = match manifest {
+        Manifest::InferenceCluster(o) => Desired::from_inference_cluster(o),
+        Manifest::ClusterAttachment(o) => Desired::from_cluster_attachment(o),
+    };
+    let redacted = body::TlsMaterial {
+        cert: "<redacted>".into(),
+        key: "<redacted>".into(),
+        cname: d.tls.cname.clone().unwrap_or_default(),
+    };
+    let custom = d.tls.mode == crate::crd::TlsMode::Custom;
+    let req = body::provision_body(
+        &d,
+        "<workspace location>",
+        custom.then_some(&redacted),
+        None,
+    )
+    .for_request();
+    writeln!(
+        out,
+        "      PUT {}?api-version={}",
+        d.compute_id(),
+        crate::azure::MLS_API_VERSION
+    )?;
+    for line in serde_json::to_string_pretty(&req)?.lines() {
+        writeln!(out, "      {line}")?;
+    }
     Ok(())
 }
