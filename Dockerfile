@@ -1,0 +1,23 @@
+# syntax=docker/dockerfile:1
+# amlops controller image: docker build -t amlops:dev .
+# Multi-stage: build the release binary with the locked dependency set, ship only the
+# binary on distroless (glibc + libgcc, no shell, no package manager), as UID 65532.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+# The whole package (filtered by .dockerignore): Cargo.toml may name targets (benches,
+# tests) whose files must exist for the manifest to load.
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin amlops \
+ && install -D -m 0755 target/release/amlops /out/amlops
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="amlops" \
+      org.opencontainers.image.description="Kubernetes operator for Azure Machine Learning inference clusters" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /out/amlops /amlops
+USER 65532:65532
+ENTRYPOINT ["/amlops"]
+CMD ["run"]
