@@ -15,8 +15,8 @@ use crate::azure::{
 use crate::crd::{ClusterStatus, SecretRef, TlsMode};
 use crate::emulator::{ClusterSeed, Emulator, EmulatorConfig};
 use crate::engine::store::Claim;
-use crate::engine::{Desired, Engine, EngineConfig, MemoryStore, ObjKey};
-use crate::validate::{Manifest, check_value, parse_documents};
+use crate::engine::{Desired, Engine, EngineConfig, MemoryStore};
+use crate::validate::{check_value, parse_documents};
 
 const EXAMPLES: [(&str, &str); 5] = [
     (
@@ -67,21 +67,6 @@ pub struct Summary {
     pub computes_left: usize,
     /// Wall time.
     pub elapsed: Duration,
-}
-
-fn key(d: &Desired) -> ObjKey {
-    ObjKey {
-        kind: d.kind.into(),
-        namespace: d.namespace.clone(),
-        name: d.name.clone(),
-    }
-}
-
-fn desired_of(m: &Manifest) -> Desired {
-    match m {
-        Manifest::InferenceCluster(o) => Desired::from_inference_cluster(o),
-        Manifest::ClusterAttachment(o) => Desired::from_cluster_attachment(o),
-    }
 }
 
 fn tls_secret(namespace: &str, name: &str, host: &str) -> anyhow::Result<Secret> {
@@ -149,9 +134,9 @@ pub async fn run(
             let value = doc.value.map_err(anyhow::Error::msg)?;
             let manifest =
                 check_value(&value, None).map_err(|f| anyhow::anyhow!("{file}: {f:?}"))?;
-            let desired = desired_of(&manifest);
+            let desired = manifest.desired();
             store.set_claim(Claim {
-                key: key(&desired),
+                key: desired.key(),
                 compute_id: desired.compute_id(),
                 aks_id: crate::engine::body::attach_target_id(&desired),
             });

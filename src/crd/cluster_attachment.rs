@@ -130,9 +130,6 @@ pub struct AksClusterRef {
 impl ClusterAttachment {
     /// The compute name: `spec.computeName`, else `metadata.name`.
     pub fn compute_name(&self) -> String {
-        match &self.spec.compute_name {
-            Some(name) => name.0.clone(),
-            None => self.metadata.name.clone().unwrap_or_default(),
-        }
+        ComputeName::or_name(self.spec.compute_name.as_ref(), &self.metadata)
     }
 }

@@ -223,6 +223,16 @@ impl DeletionPolicy {
 ]))]
 pub struct ComputeName(#[schemars(length(max = 24))] pub String);
 
+impl ComputeName {
+    /// `spec.computeName` if set, else `metadata.name` (what both kinds use).
+    pub fn or_name(name: Option<&ComputeName>, meta: &kube::core::ObjectMeta) -> String {
+        match name {
+            Some(n) => n.0.clone(),
+            None => meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// CEL rule (root level) for resources without `spec.computeName`: `metadata.name` is used.
 pub(crate) const NAME_AS_COMPUTE_NAME: &str = "has(self.spec.computeName) || (self.metadata.name.size() >= 3 && self.metadata.name.size() <= 24 && self.metadata.name.matches('^[a-z][a-z0-9-]*[a-z0-9]$') && !self.metadata.name.matches('-[0-9]+$'))";
 /// Message of [`NAME_AS_COMPUTE_NAME`].

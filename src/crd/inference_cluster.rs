@@ -194,9 +194,6 @@ const CIDR_RULE: &str = "self.matches('^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?
 impl InferenceCluster {
     /// The compute name: `spec.computeName`, else `metadata.name`.
     pub fn compute_name(&self) -> String {
-        match &self.spec.compute_name {
-            Some(name) => name.0.clone(),
-            None => self.metadata.name.clone().unwrap_or_default(),
-        }
+        ComputeName::or_name(self.spec.compute_name.as_ref(), &self.metadata)
     }
 }

@@ -158,6 +158,15 @@ impl Desired {
         }
     }
 
+    /// Identity of the CR this view was made from.
+    pub fn key(&self) -> super::store::ObjKey {
+        super::store::ObjKey {
+            kind: self.kind.into(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
     /// ARM id of the workspace.
     pub fn workspace_id(&self) -> String {
         let w = &self.workspace;

@@ -17,7 +17,7 @@ use super::conditions::{Health, apply};
 use super::decide::{Action, AzState, Observed, Stall, decide};
 use super::desired::{Desired, Flavor};
 use super::observe::observe_compute;
-use super::store::{Event, KubeStore, ObjKey, StoreError};
+use super::store::{Event, KubeStore, StoreError};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -129,18 +129,10 @@ fn record(handle: &OperationHandle) -> OperationStatus {
 }
 
 impl<S: KubeStore> Engine<S> {
-    fn key(d: &Desired) -> ObjKey {
-        ObjKey {
-            kind: d.kind.into(),
-            namespace: d.namespace.clone(),
-            name: d.name.clone(),
-        }
-    }
-
     async fn event(&self, d: &Desired, warning: bool, reason: &str, message: impl Into<String>) {
         self.store
             .emit(Event {
-                key: Self::key(d),
+                key: d.key(),
                 warning,
                 reason: reason.into(),
                 message: message.into(),
@@ -158,7 +150,7 @@ impl<S: KubeStore> Engine<S> {
     ) -> Result<(), EngineError> {
         self.set_phase(d, st, phase).await;
         apply(st, Health::Progressing, phase.as_str(), what, d.generation);
-        self.store.save_status(&Self::key(d), st).await?;
+        self.store.save_status(&d.key(), st).await?;
         Ok(())
     }
 
@@ -297,7 +289,7 @@ impl<S: KubeStore> Engine<S> {
         requeue: Option<Duration>,
         finished: bool,
     ) -> Result<Outcome, EngineError> {
-        self.store.save_status(&Self::key(d), &st).await?;
+        self.store.save_status(&d.key(), &st).await?;
         Ok(Outcome {
             status: st,
             requeue,
@@ -552,7 +544,7 @@ impl<S: KubeStore> Engine<S> {
             }
             Action::Stall(s) => self.stall(d, st, s).await,
             Action::Provision { drift } => {
-                if let Err(s) = check_claims(d, &self.store.claims(&Self::key(d)).await?) {
+                if let Err(s) = check_claims(d, &self.store.claims(&d.key()).await?) {
                     return self.stall(d, st, s).await;
                 }
                 let (location, warnings) = match check_azure(&self.arm, d).await {

@@ -55,6 +55,14 @@ pub enum Manifest {
 }
 
 impl Manifest {
+    /// The engine's view of this manifest.
+    pub fn desired(&self) -> crate::engine::Desired {
+        match self {
+            Self::InferenceCluster(o) => crate::engine::Desired::from_inference_cluster(o),
+            Self::ClusterAttachment(o) => crate::engine::Desired::from_cluster_attachment(o),
+        }
+    }
+
     /// `Kind namespace/name` for messages.
     pub fn describe(&self) -> String {
         match self {

@@ -56,11 +56,8 @@ pub fn run_cli(args: &ValidateArgs, out: &mut dyn Write) -> anyhow::Result<bool>
 /// The create/attach PUT body, as the engine builds it; the location is the workspace's (read
 /// at reconcile time) and a Custom certificate and key are shown as `<redacted>`.
 fn print_plan(manifest: &Manifest, out: &mut dyn Write) -> anyhow::Result<()> {
-    use crate::engine::{Desired, body};
-    let d = match manifest {
-        Manifest::InferenceCluster(o) => Desired::from_inference_cluster(o),
-        Manifest::ClusterAttachment(o) => Desired::from_cluster_attachment(o),
-    };
+    use crate::engine::body;
+    let d = manifest.desired();
     let redacted = body::TlsMaterial {
         cert: "<redacted>".into(),
         key: "<redacted>".into(),

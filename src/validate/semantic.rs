@@ -109,7 +109,8 @@ pub fn check_inference_cluster(spec: &InferenceClusterSpec, out: &mut Vec<Findin
 /// Static checks on a `ClusterAttachment` spec.
 pub fn check_cluster_attachment(spec: &ClusterAttachmentSpec, out: &mut Vec<Finding>) {
     if let Some(id) = &spec.aks_cluster.resource_id
-        && let Some(sub) = subscription_of(id)
+        && let Ok(rid) = id.parse::<crate::azure::ResourceId>()
+        && let sub = rid.subscription()
         && !sub.eq_ignore_ascii_case(&spec.workspace.subscription_id)
     {
         out.push(Finding::new(
@@ -119,15 +120,6 @@ pub fn check_cluster_attachment(spec: &ClusterAttachmentSpec, out: &mut Vec<Find
                 spec.workspace.subscription_id
             ),
         ));
-    }
-}
-
-/// Subscription segment of an ARM resource id.
-fn subscription_of(id: &str) -> Option<&str> {
-    let mut parts = id.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next()) {
-        (Some(seg), Some(sub)) if seg.eq_ignore_ascii_case("subscriptions") => Some(sub),
-        _ => None,
     }
 }
 
