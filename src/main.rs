@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller against the current Kubernetes cluster (in-cluster or KUBECONFIG).
+    Run(Box<amlops::controller::RunArgs>),
     /// Run the operator's engine on the examples against the built-in Azure emulator.
     Demo {
         /// Emulated duration of each Azure operation, in seconds.
@@ -47,6 +49,9 @@ enum TlsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => {
+            runtime().and_then(|rt| rt.block_on(amlops::controller::run_cli(*args)))
+        }
         Command::Demo { op_seconds } => {
             runtime().and_then(|rt| rt.block_on(amlops::demo::run_cli(op_seconds)))
         }

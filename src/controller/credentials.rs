@@ -1,0 +1,151 @@
+//! Which Azure identity a resource uses: the operator's own, or the service principal of
+//! its `spec.credentialsRef` Secret — read in the resource's own namespace only, never
+//! another's (a tenant must not borrow a neighbour's identity).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use crate::azure::config::Secret;
+use crate::azure::{ArmClient, ArmClientConfig, ArmObserver, CredentialConfig};
+use crate::engine::KubeStore;
+use crate::engine::decide::Stall;
+
+/// The Secret keys of a `credentialsRef`.
+pub const KEYS: [&str; 3] = ["clientId", "clientSecret", "tenantId"];
+
+/// ARM clients per identity; a rotated Secret (new resourceVersion) gets a new client.
+pub struct Credentials {
+    base: ArmClientConfig,
+    default: ArmClient,
+    observer: Arc<dyn ArmObserver>,
+    cache: Mutex<HashMap<(String, String), (String, ArmClient)>>,
+}
+
+fn stall(reason: &'static str, message: String) -> Stall {
+    Stall { reason, message }
+}
+
+fn key(secret: &KubeSecret, k: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(k))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(k).cloned()))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Refuses a `credentialsRef` naming another namespace. The CRD has no such field (and the
+/// API server prunes unknown fields): this guards objects that reach us some other way,
+/// before any other check can mistake the reference for a same-namespace one.
+pub fn foreign_namespace(obj: &DynamicObject) -> Option<Stall> {
+    let ns = obj.namespace().unwrap_or_default();
+    let other = obj
+        .data
+        .pointer("/spec/credentialsRef/namespace")
+        .and_then(Value::as_str)?;
+    (other != ns).then(|| {
+        stall(
+            "CredentialsRefForbidden",
+            format!(
+                "credentialsRef points to namespace {other}: a resource may only use a Secret of its own namespace ({ns}); copy the Secret into {ns} and drop the namespace"
+            ),
+        )
+    })
+}
+
+impl Credentials {
+    /// `default` is the operator's own client; `base` (cloud, timeouts, limits) is reused
+    /// for the per-resource ones.
+    pub fn new(base: ArmClientConfig, default: ArmClient, observer: Arc<dyn ArmObserver>) -> Self {
+        Self {
+            base,
+            default,
+            observer,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The operator's own client.
+    pub fn default_client(&self) -> &ArmClient {
+        &self.default
+    }
+
+    /// The client `obj` must use, or why it cannot go on.
+    pub async fn client_for(
+        &self,
+        obj: &DynamicObject,
+        store: &impl KubeStore,
+    ) -> Result<ArmClient, Stall> {
+        let Some(r) = obj.data.pointer("/spec/credentialsRef") else {
+            return Ok(self.default.clone());
+        };
+        if let Some(s) = foreign_namespace(obj) {
+            return Err(s);
+        }
+        let ns = obj.namespace().unwrap_or_default();
+        let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
+        let secret = store
+            .get_secret(&ns, name)
+            .await
+            .map_err(|e| stall("SecretNotFound", format!("credentialsRef {name}: {e}")))?
+            .ok_or_else(|| {
+                stall(
+                    "SecretNotFound",
+                    format!(
+                        "credentialsRef: Secret {ns}/{name} does not exist: create it with keys clientId, clientSecret and tenantId"
+                    ),
+                )
+            })?;
+        let version = secret.resource_version().unwrap_or_default();
+        let cache_key = (ns.clone(), name.to_string());
+        if let Some((v, client)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+            && *v == version
+        {
+            return Ok(client.clone());
+        }
+        let missing: Vec<&str> = KEYS
+            .into_iter()
+            .filter(|k| key(&secret, k).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(stall(
+                "SecretNotFound",
+                format!(
+                    "credentialsRef: Secret {ns}/{name} lacks {}: it needs clientId, clientSecret and tenantId",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        let mut config = self.base.clone();
+        config.credential = CredentialConfig::ClientSecret {
+            tenant_id: key(&secret, "tenantId").unwrap_or_default(),
+            client_id: key(&secret, "clientId").unwrap_or_default(),
+            secret: Secret::new(key(&secret, "clientSecret").unwrap_or_default()),
+        };
+        let client = ArmClient::builder(config)
+            .observer(self.observer.clone())
+            .build()
+            .map_err(|e| {
+                stall(
+                    "CredentialsRefInvalid",
+                    format!("credentialsRef {ns}/{name}: {}", e.category().as_str()),
+                )
+            })?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cache_key, (version, client.clone()));
+        Ok(client)
+    }
+}

@@ -1,0 +1,88 @@
+//! `/healthz`, `/readyz` and `/metrics` (axum). Loopback unless told otherwise.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::watch;
+
+use super::metrics::Metrics;
+
+/// Readiness as the probe reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Not ready, with why.
+    NotReady(&'static str),
+    /// Ready.
+    Ready,
+}
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct Probes {
+    /// Current readiness.
+    pub ready: watch::Receiver<Readiness>,
+    /// Metrics, and a hook refreshing the gauges computed from the caches.
+    pub metrics: Metrics,
+    /// Called before each scrape to recount resources per phase.
+    pub refresh: Arc<dyn Fn() + Send + Sync>,
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(p): State<Probes>) -> impl IntoResponse {
+    match &*p.ready.borrow() {
+        Readiness::Ready => (StatusCode::OK, "ready".to_string()),
+        Readiness::NotReady(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+    }
+}
+
+async fn metrics(State(p): State<Probes>) -> impl IntoResponse {
+    (p.refresh)();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        p.metrics.encode(),
+    )
+}
+
+/// The router of the three endpoints.
+pub fn router(probes: Probes) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(probes)
+}
+
+/// Binds `addr` and serves until `stop` turns true. Returns the bound address (port 0 picks
+/// one) and the server task.
+pub async fn serve(
+    addr: SocketAddr,
+    probes: Probes,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(probes);
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "probe server failed");
+        }
+    });
+    Ok((bound, task))
+}

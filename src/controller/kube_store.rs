@@ -1,0 +1,203 @@
+//! [`KubeStore`] against the API server: Secrets through `Api<Secret>`, status through
+//! server-side apply under one field manager, Events through kube-runtime's `Recorder`, and
+//! sibling claims from the controllers' reflector caches (no extra API calls).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::crd::ClusterStatus;
+use crate::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError};
+
+use super::kinds::Kind;
+
+/// The single field manager of everything amlops writes.
+pub const FIELD_MANAGER: &str = "amlops";
+
+/// Events and conditions carry at most this many bytes of message (the events API limit).
+const MAX_NOTE: usize = 1024;
+
+/// Kubernetes-backed store; clones share the client, recorder and caches.
+#[derive(Clone)]
+pub struct ApiStore {
+    client: Client,
+    recorder: Recorder,
+    caches: Arc<Vec<(Kind, Store<DynamicObject>)>>,
+}
+
+fn store_err(e: kube::Error) -> StoreError {
+    // kube errors carry the API server's Status message: never object contents.
+    StoreError(e.to_string())
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+impl ApiStore {
+    /// A store publishing Events as `reporter`, reading claims from `caches`.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        caches: Vec<(Kind, Store<DynamicObject>)>,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            caches: Arc::new(caches),
+        }
+    }
+
+    fn cached(&self, key: &ObjKey) -> Option<Arc<DynamicObject>> {
+        let (kind, store) = self.caches.iter().find(|(k, _)| k.name() == key.kind)?;
+        store.get(&kind.object_ref(&key.namespace, &key.name))
+    }
+
+    fn reference(&self, key: &ObjKey) -> ObjectReference {
+        let kind = Kind::from_name(&key.kind);
+        ObjectReference {
+            api_version: Some(kind.map(|k| k.api_version()).unwrap_or_default()),
+            kind: Some(key.kind.clone()),
+            name: Some(key.name.clone()),
+            namespace: Some(key.namespace.clone()),
+            uid: self.cached(key).and_then(|o| o.metadata.uid.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Every cached object of every kind.
+    pub fn objects(&self) -> Vec<(Kind, Arc<DynamicObject>)> {
+        self.caches
+            .iter()
+            .flat_map(|(k, s)| s.state().into_iter().map(move |o| (*k, o)))
+            .collect()
+    }
+}
+
+/// Whether `a` was created before `b` (name breaks ties): the older of two resources
+/// claiming the same thing keeps it, the newer one stalls.
+fn older(a: &DynamicObject, b: &DynamicObject) -> bool {
+    let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (ta, a.namespace(), a.name_any()) < (tb, b.namespace(), b.name_any())
+}
+
+impl KubeStore for ApiStore {
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, StoreError> {
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(store_err)
+    }
+
+    async fn apply_secret(&self, mut secret: Secret) -> Result<(), StoreError> {
+        let ns = secret.metadata.namespace.clone().unwrap_or_default();
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        secret.metadata.managed_fields = None;
+        secret.metadata.resource_version = None;
+        let mut body = serde_json::to_value(&secret).map_err(|e| StoreError(e.to_string()))?;
+        body["apiVersion"] = json!("v1");
+        body["kind"] = json!("Secret");
+        Api::<Secret>::namespaced(self.client.clone(), &ns)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    async fn save_status(&self, key: &ObjKey, status: &ClusterStatus) -> Result<(), StoreError> {
+        let kind = Kind::from_name(&key.kind)
+            .ok_or_else(|| StoreError(format!("unknown kind {}", key.kind)))?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &kind.api_resource());
+        let body = json!({
+            "apiVersion": kind.api_version(),
+            "kind": kind.name(),
+            "status": status,
+        });
+        api.patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_err)
+    }
+
+    async fn emit(&self, event: Event) {
+        let ev = KubeEvent {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: truncate(&event.reason, 128),
+            note: Some(truncate(&event.message, MAX_NOTE)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&ev, &self.reference(&event.key))
+            .await
+        {
+            // An event that cannot be written must not fail the reconcile.
+            tracing::warn!(error = %e, object = %event.key, "could not publish event");
+        }
+    }
+
+    async fn claims(&self, key: &ObjKey) -> Result<Vec<Claim>, StoreError> {
+        let me = self.cached(key);
+        let mut out = Vec::new();
+        for (kind, obj) in self.objects() {
+            let Ok(d) = kind.desired(&obj) else { continue };
+            if d.key() == *key {
+                continue;
+            }
+            // A sibling counts when it already owns its compute, or was there first.
+            let owns = obj
+                .data
+                .pointer("/status/computeId")
+                .is_some_and(|v| v.is_string());
+            if !owns && me.as_deref().is_some_and(|m| !older(&obj, m)) {
+                continue;
+            }
+            out.push(Claim {
+                key: d.key(),
+                compute_id: d.compute_id(),
+                aks_id: crate::engine::body::attach_target_id(&d),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+    }
+}

@@ -1,0 +1,227 @@
+//! `amlops run`: the Kubernetes controller (DESIGN §2, §5). One kube-runtime `Controller`
+//! per kind drives the engine; both run only while this replica holds the leader Lease and
+//! stop together on SIGTERM or when leadership is lost.
+
+pub mod credentials;
+mod http;
+pub mod kinds;
+pub mod kube_store;
+pub mod leader;
+pub mod metrics;
+pub mod reconciler;
+mod run;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::azure_args::AzureArgs;
+use crate::engine::EngineConfig;
+
+pub use http::Readiness;
+pub use kinds::Kind;
+pub use leader::{Leadership, LeaseConfig};
+pub use metrics::Metrics;
+pub use reconciler::Backoff;
+pub use run::{Operator, Options, Running};
+
+/// Log output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (log collectors).
+    Json,
+}
+
+/// Parses `90s`, `10m`, `1h30m`, `500ms`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return (secs > 0)
+            .then(|| Duration::from_secs(secs))
+            .ok_or_else(|| format!("duration {s:?} must be more than zero"));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit_len = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        if digits == 0 || unit_len == 0 {
+            return Err(format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h30m"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        let unit = &rest[digits..digits + unit_len];
+        total += match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => {
+                return Err(format!(
+                    "invalid duration unit {unit:?} in {s:?}: use ms, s, m or h"
+                ));
+            }
+        };
+        rest = &rest[digits + unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!("duration {s:?} must be more than zero"));
+    }
+    Ok(total)
+}
+
+/// Flags of `amlops run`; each has an environment fallback (flags win).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Azure cloud and credential.
+    #[command(flatten)]
+    pub azure: AzureArgs,
+    /// Address of /healthz, /readyz and /metrics (loopback by default; the chart sets 0.0.0.0:8080).
+    #[arg(long, env = "AMLOPS_METRICS_ADDR", default_value = "127.0.0.1:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Steady-state resync of each resource (one GET compute per period).
+    #[arg(long, env = "AMLOPS_RESYNC", default_value = "10m", value_parser = parse_duration)]
+    pub resync: Duration,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "AMLOPS_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Resources reconciled at once per kind (0: unbounded).
+    #[arg(long, env = "AMLOPS_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, env = "AMLOPS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Elect a leader over a Lease (needed with more than one replica).
+    #[arg(long, env = "AMLOPS_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "AMLOPS_LEASE_NAME", default_value = "amlops-leader")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease (default: the pod's namespace, POD_NAMESPACE).
+    #[arg(long, env = "AMLOPS_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease and in Events (default: POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Namespace of the `azuremlfessl` Secret on the AKS clusters.
+    #[arg(long, env = "AMLOPS_TLS_NAMESPACE", default_value = "default")]
+    pub tls_namespace: String,
+    /// Poll interval of a running Azure operation when Azure gives no Retry-After.
+    #[arg(long, env = "AMLOPS_BUSY_POLL", default_value = "15s", value_parser = parse_duration)]
+    pub busy_poll: Duration,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+impl RunArgs {
+    /// The operator's options from these flags.
+    pub fn options(&self) -> Options {
+        let identity = self
+            .identity
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| format!("amlops-{}", uuid::Uuid::new_v4()));
+        let lease_namespace = self
+            .lease_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| "default".into());
+        Options {
+            namespace: self.namespace.clone().filter(|s| !s.is_empty()),
+            concurrency: self.concurrency,
+            engine: EngineConfig {
+                tls_namespace: self.tls_namespace.clone(),
+                resync: self.resync,
+                busy_poll: self.busy_poll,
+                ..EngineConfig::default()
+            },
+            backoff: Backoff::default(),
+            leader: self
+                .leader_election
+                .then(|| LeaseConfig::new(&self.lease_name, &lease_namespace, &identity)),
+            metrics_addr: self.metrics_addr,
+            identity,
+            crd_poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `amlops run`: runs until SIGTERM/Ctrl-C; `Ok(true)` after a clean shutdown.
+pub async fn run_cli(args: RunArgs) -> anyhow::Result<bool> {
+    init_logging(args.log_format);
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("no Kubernetes configuration (in-cluster or KUBECONFIG): {e}")
+    })?;
+    let config = args.azure.config()?;
+    let operator = Operator::new(client, config, args.options())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = operator.start(stop_rx).await?;
+    tracing::info!(addr = %running.addr, "amlops running; /healthz /readyz /metrics served");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing reconciles in progress, then releasing the Lease");
+    let _ = stop_tx.send(true);
+    running.join().await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("600", 600_000),
+            ("10m", 600_000),
+            ("90s", 90_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for bad in ["", "0", "m", "10x", "1.5m", "0s", "-5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}
