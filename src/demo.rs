@@ -18,7 +18,8 @@ use crate::engine::store::Claim;
 use crate::engine::{Desired, Engine, EngineConfig, MemoryStore};
 use crate::validate::{check_value, parse_documents};
 
-const EXAMPLES: [(&str, &str); 5] = [
+/// The example manifests, embedded so the demo runs from any directory.
+pub const EXAMPLES: [(&str, &str); 5] = [
     (
         "01-minimal-create.yaml",
         include_str!("../examples/01-minimal-create.yaml"),
@@ -69,7 +70,8 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
-fn tls_secret(namespace: &str, name: &str, host: &str) -> anyhow::Result<Secret> {
+/// A `kubernetes.io/tls` Secret with a fresh self-signed certificate for `host`.
+pub fn tls_secret(namespace: &str, name: &str, host: &str) -> anyhow::Result<Secret> {
     let key = rcgen::KeyPair::generate()?;
     let cert = rcgen::CertificateParams::new(vec![host.to_string()])?.self_signed(&key)?;
     Ok(Secret {

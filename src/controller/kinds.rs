@@ -12,7 +12,7 @@ use crate::engine::Desired;
 use crate::validate::{self, Finding};
 
 /// `InferenceCluster` or `ClusterAttachment`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// Azure ML creates the AKS cluster.
     InferenceCluster,

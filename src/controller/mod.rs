@@ -8,6 +8,7 @@ pub mod kinds;
 pub mod kube_store;
 pub mod leader;
 pub mod metrics;
+pub mod rbac;
 pub mod reconciler;
 mod run;
 

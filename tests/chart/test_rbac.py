@@ -38,7 +38,7 @@ def test_single_namespace_mode(custom_render):
     assert [r["metadata"]["name"] for r in cluster_roles] == ["ops-amlops-crd-reader"]
     assert cluster_roles[0]["rules"] == [{"apiGroups": ["apiextensions.k8s.io"],
                                           "resources": ["customresourcedefinitions"],
-                                          "verbs": ["get", "list", "watch"]}]
+                                          "verbs": ["get"]}]
 
 
 def test_single_namespace_equal_to_release_namespace():

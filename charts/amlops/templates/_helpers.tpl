@@ -79,14 +79,14 @@ Keep in sync with deploy/rbac-requirements.yaml (tests/chart checks both).
 {{- define "amlops.watchedRules" -}}
 - apiGroups: ["amlops.dev"]
   resources: ["inferenceclusters", "clusterattachments"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["amlops.dev"]
   resources: ["inferenceclusters/status", "clusterattachments/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update"]
-- apiGroups: ["", "events.k8s.io"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
