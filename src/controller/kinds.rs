@@ -114,3 +114,71 @@ impl Kind {
 pub fn object_name(obj: &DynamicObject) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn example(kind: Kind) -> Value {
+        let file = match kind {
+            Kind::InferenceCluster => crate::demo::EXAMPLES[0],
+            Kind::ClusterAttachment => crate::demo::EXAMPLES[3],
+        };
+        crate::validate::parse_documents(file.0, file.1)
+            .remove(0)
+            .value
+            .unwrap()
+    }
+
+    /// What the API server sends: server-set metadata, a status, a deletion mark.
+    fn as_served(mut v: Value) -> DynamicObject {
+        let m = v["metadata"].as_object_mut().unwrap();
+        m.insert("uid".into(), json!("0b7f6c1e-1111-2222-3333-444455556666"));
+        m.insert("resourceVersion".into(), json!("42"));
+        m.insert("generation".into(), json!(3));
+        m.insert("creationTimestamp".into(), json!("2026-11-23T10:00:00Z"));
+        m.insert("deletionTimestamp".into(), json!("2026-11-23T11:00:00Z"));
+        m.insert("finalizers".into(), json!(["amlops.dev/cleanup"]));
+        m.insert(
+            "managedFields".into(),
+            json!([{"manager": "kubectl", "operation": "Apply", "apiVersion": "amlops.dev/v1alpha1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]),
+        );
+        v["status"] = json!({"phase": "Ready", "observedGeneration": 2, "computeId": "/x"});
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn objects_as_served_validate_and_keep_generation_and_deletion() {
+        for kind in Kind::ALL {
+            let obj = as_served(example(kind));
+            let d = kind
+                .validated(&obj)
+                .unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
+            assert_eq!(d.generation, Some(3));
+            assert!(d.deleting);
+            assert_eq!(kind.desired(&obj).unwrap(), d, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_a_finding_not_a_panic() {
+        let mut v = example(Kind::InferenceCluster);
+        v["spec"]["credentialsRef"] = json!({"name": "azure", "namespace": "other"});
+        v["spec"]["agentCount"] = json!("three");
+        let obj: DynamicObject = serde_json::from_value(v).unwrap();
+        let findings = Kind::InferenceCluster.validated(&obj).unwrap_err();
+        assert!(!findings.is_empty());
+    }
+
+    #[test]
+    fn secret_names_cover_tls_and_credentials() {
+        let mut v = example(Kind::ClusterAttachment);
+        v["spec"]["credentialsRef"] = json!({"name": "team-azure"});
+        let obj: DynamicObject = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            Kind::ClusterAttachment.secret_names(&obj),
+            vec!["scoring-tls".to_string(), "team-azure".to_string()]
+        );
+    }
+}
