@@ -184,7 +184,11 @@ async fn handle(
         .map(str::to_string);
     let query: Vec<(String, String)> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let (body, body_error) = decode_body(content_type.as_deref(), &body);
     let req = Req {
@@ -293,7 +297,11 @@ fn dispatch(shared: &Arc<Shared>, state: &mut State, req: &Req) -> Result<Reply,
     let Some((name, sub)) = item else {
         return collection(shared, state, req, &ty, &version, ns);
     };
-    let Some(ns) = (if ty.namespaced { ns } else { Some(String::new()) }) else {
+    let Some(ns) = (if ty.namespaced {
+        ns
+    } else {
+        Some(String::new())
+    }) else {
         return Err(ApiError::no_route());
     };
     let sub = match sub.as_deref() {
@@ -337,8 +345,7 @@ fn dispatch(shared: &Arc<Shared>, state: &mut State, req: &Req) -> Result<Reply,
                 _ => return Err(ApiError::unsupported_media(ctype)),
             };
             let body = req.json_body()?;
-            let (obj, created) =
-                state.patch(&ty, &version, &ns, &name, &ptype, body, sub, dry)?;
+            let (obj, created) = state.patch(&ty, &version, &ns, &name, &ptype, body, sub, dry)?;
             Ok(Reply::Json(if created { 201 } else { 200 }, show(&obj)))
         }
         Method::DELETE if sub == Sub::Main => {
@@ -425,7 +432,10 @@ fn collection(
                 .filter(|o| labels.matches(o) && fields.matches(o))
                 .map(|o| {
                     let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default();
-                    (s("/metadata/namespace").to_string(), s("/metadata/name").to_string())
+                    (
+                        s("/metadata/namespace").to_string(),
+                        s("/metadata/name").to_string(),
+                    )
                 })
                 .collect();
             let mut items = Vec::new();
@@ -461,7 +471,10 @@ fn list_page(
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
     let end = start.saturating_add(limit).min(items.len());
-    let page: Vec<Value> = items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let page: Vec<Value> = items
+        .get(start..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if end < items.len() {
         metadata["continue"] = json!(end.to_string());
@@ -491,7 +504,11 @@ fn version_info() -> Value {
 
 fn api_groups(state: &State) -> Value {
     let mut groups: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for ty in state.types.values().filter(|t| t.served && !t.group.is_empty()) {
+    for ty in state
+        .types
+        .values()
+        .filter(|t| t.served && !t.group.is_empty())
+    {
         let versions = groups.entry(ty.group.as_str()).or_default();
         for v in &ty.versions {
             if !versions.contains(&v.as_str()) {
@@ -514,7 +531,16 @@ fn api_groups(state: &State) -> Value {
 }
 
 fn resource_list(state: &State, group: &str, version: &str) -> Result<Value, ApiError> {
-    let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
+    let verbs = json!([
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch"
+    ]);
     let mut resources = Vec::new();
     for ty in state
         .types
@@ -540,7 +566,9 @@ fn resource_list(state: &State, group: &str, version: &str) -> Result<Value, Api
     } else {
         format!("{group}/{version}")
     };
-    Ok(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Ok(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 #[cfg(test)]

@@ -309,7 +309,11 @@ impl FakeApiServer {
         let ty = state
             .find_type(api_version, s("/kind"))
             .ok_or_else(|| ApiError::no_route().to_status())?;
-        let version = api_version.rsplit('/').next().unwrap_or_default().to_string();
+        let version = api_version
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let ns = match (ty.namespaced, s("/metadata/namespace")) {
             (false, _) => String::new(),
             (true, "") => "default".to_string(),
@@ -358,7 +362,11 @@ impl FakeApiServer {
     ) -> Option<Value> {
         let state = self.lock();
         let ty = state.find_type(api_version, kind_or_plural)?;
-        let ns = if ty.namespaced { ns.unwrap_or("default") } else { "" };
+        let ns = if ty.namespaced {
+            ns.unwrap_or("default")
+        } else {
+            ""
+        };
         let version = api_version.rsplit('/').next().unwrap_or_default();
         state
             .get(&ty, ns, name)
@@ -393,7 +401,11 @@ impl FakeApiServer {
         let ty = state
             .find_type(api_version, kind_or_plural)
             .ok_or_else(|| ApiError::no_route().to_status())?;
-        let ns = if ty.namespaced { ns.unwrap_or("default") } else { "" };
+        let ns = if ty.namespaced {
+            ns.unwrap_or("default")
+        } else {
+            ""
+        };
         let version = api_version.rsplit('/').next().unwrap_or_default();
         match state.delete(&ty, ns, name, &Value::Null, false) {
             Ok(Deleted::Terminating(o)) => Ok(Some(http::present(&ty, version, &o))),

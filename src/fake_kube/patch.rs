@@ -23,10 +23,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
         if value.is_null() {
             target_map.remove(key);
         } else {
-            merge_patch(
-                target_map.entry(key.clone()).or_insert(Value::Null),
-                value,
-            );
+            merge_patch(target_map.entry(key.clone()).or_insert(Value::Null), value);
         }
     }
 }
@@ -154,7 +151,11 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
             }
             "test" => {
                 let want = get_value(op)?;
-                let have = work.pointer(path);
+                // As the API server's json-patch library does (and kube-runtime's
+                // finalizer helper relies on): a missing path tests equal to null.
+                let have = work
+                    .pointer(path)
+                    .or(Some(&Value::Null).filter(|_| want.is_null()));
                 if have != Some(&want) {
                     return Err(format!(
                         "testing value {path:?} failed: have {}, want {want}",
@@ -281,9 +282,27 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("testing value"), "{err}");
         assert_eq!(doc, before, "failed patch must be atomic");
+        json_patch(
+            &mut doc,
+            &json!([{"op": "test", "path": "/missing", "value": null}]),
+        )
+        .unwrap();
+        assert!(
+            json_patch(
+                &mut doc,
+                &json!([{"op": "test", "path": "/x", "value": null}])
+            )
+            .is_err()
+        );
         assert!(json_patch(&mut doc, &json!({"op": "add"})).is_err());
         assert!(json_patch(&mut doc, &json!([{"op": "remove", "path": "/nope"}])).is_err());
-        assert!(json_patch(&mut doc, &json!([{"op": "remove", "path": "/metadata/finalizers/9"}])).is_err());
+        assert!(
+            json_patch(
+                &mut doc,
+                &json!([{"op": "remove", "path": "/metadata/finalizers/9"}])
+            )
+            .is_err()
+        );
         assert!(json_patch(&mut doc, &json!([{"op": "bogus", "path": "/x"}])).is_err());
     }
 
@@ -291,11 +310,17 @@ mod tests {
     fn deep_merge_and_leaves() {
         let mut doc = json!({"spec": {"a": 1, "l": [1]}, "status": {"x": 1}});
         deep_merge(&mut doc, &json!({"spec": {"b": 2, "l": [2]}}));
-        assert_eq!(doc, json!({"spec": {"a": 1, "b": 2, "l": [2]}, "status": {"x": 1}}));
+        assert_eq!(
+            doc,
+            json!({"spec": {"a": 1, "b": 2, "l": [2]}, "status": {"x": 1}})
+        );
         let l = leaves(&json!({"a": {"b": 1, "c": {}}, "d": [1]}));
         assert_eq!(l.len(), 3);
         remove_path(&mut doc, &["status".into(), "x".into()]);
         assert_eq!(doc, json!({"spec": {"a": 1, "b": 2, "l": [2]}}));
-        assert_eq!(get_path(&doc, &["spec".into(), "a".into()]), Some(&json!(1)));
+        assert_eq!(
+            get_path(&doc, &["spec".into(), "a".into()]),
+            Some(&json!(1))
+        );
     }
 }

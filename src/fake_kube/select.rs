@@ -99,7 +99,9 @@ impl LabelSelector {
                 | LabelReq::NotExists(k) => k,
             };
             if !valid_key(key) {
-                return Err(format!("unable to parse requirement: invalid label key {key:?}"));
+                return Err(format!(
+                    "unable to parse requirement: invalid label key {key:?}"
+                ));
             }
             reqs.push(req);
         }
@@ -137,7 +139,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             let path: Vec<String> = path.trim().split('.').map(str::to_string).collect();
             if path.iter().any(String::is_empty) {
@@ -190,7 +194,11 @@ mod tests {
             ("app notin (web,api)", false),
             ("tier in (be), app=web", false),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a b").is_err());
@@ -205,7 +213,11 @@ mod tests {
             ("metadata.namespace!=x,type=Opaque", true),
             ("spec.missing=", true),
         ] {
-            assert_eq!(FieldSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                FieldSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(FieldSelector::parse("metadata.name").is_err());
         assert!(FieldSelector::parse("metadata..name=a").is_err());

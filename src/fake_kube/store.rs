@@ -294,6 +294,38 @@ fn validate_meta(ty: &TypeInfo, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Built-in behaviour of the few kinds where it matters to clients: a Secret's write-only
+/// `stringData` is folded into `data` (base64) and `type` defaults to `Opaque`.
+fn normalize_builtin(ty: &TypeInfo, obj: &mut Value) {
+    use base64::Engine as _;
+    if !(ty.group.is_empty() && ty.plural == "secrets") {
+        return;
+    }
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(strings)) = map.remove("stringData") {
+        if !map.get("data").is_some_and(Value::is_object) {
+            map.insert("data".into(), json!({}));
+        }
+        if let Some(Value::Object(data)) = map.get_mut("data") {
+            for (k, v) in strings {
+                if let Some(text) = v.as_str() {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                    data.insert(k, json!(encoded));
+                }
+            }
+        }
+    }
+    if map
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        map.insert("type".into(), json!("Opaque"));
+    }
+}
+
 /// Leaves `null`s out of an applied configuration: SSA treats them as "not specified".
 fn strip_nulls(v: &mut Value) {
     if let Value::Object(map) = v {
@@ -580,6 +612,7 @@ impl State {
             m.insert("generation".into(), json!(1));
         }
         validate_meta(ty, &obj)?;
+        normalize_builtin(ty, &mut obj);
         let is_crd = self.is_crd_kind(ty);
         if is_crd {
             crd_type(&obj).map_err(|e| ApiError::invalid(ty, &name, &e))?;
@@ -702,9 +735,7 @@ impl State {
         let candidate = match ptype {
             PatchType::Merge | PatchType::Strategic => {
                 if !body.is_object() {
-                    return Err(ApiError::bad_request(
-                        "a merge patch must be a JSON object",
-                    ));
+                    return Err(ApiError::bad_request("a merge patch must be a JSON object"));
                 }
                 let mut c = old.clone();
                 merge_patch(&mut c, body);
@@ -765,7 +796,11 @@ impl State {
             return Err(ApiError::bad_request("an apply patch must be an object"));
         }
         for field in ["apiVersion", "kind"] {
-            if body.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+            if body
+                .get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return Err(ApiError::bad_request(&format!(
                     "error decoding patch: Object '{}' is missing",
                     if field == "kind" { "Kind" } else { field }
@@ -924,6 +959,7 @@ impl State {
         new["apiVersion"] = old.get("apiVersion").cloned().unwrap_or(Value::Null);
         new["kind"] = json!(ty.kind);
         validate_meta(ty, &new)?;
+        normalize_builtin(ty, &mut new);
         if is_terminating(old) {
             let before: BTreeSet<String> = finalizers(old).into_iter().collect();
             if finalizers(&new).iter().any(|f| !before.contains(f)) {
@@ -1115,7 +1151,11 @@ impl State {
     /// Lets a held CRD become Established (a MODIFIED event, then its kind is served).
     pub fn establish(&mut self, name: &str) -> bool {
         self.held_crds.remove(name);
-        let Some(crd_ty) = self.types.get(&(CRD_GROUP.into(), CRD_PLURAL.into())).cloned() else {
+        let Some(crd_ty) = self
+            .types
+            .get(&(CRD_GROUP.into(), CRD_PLURAL.into()))
+            .cloned()
+        else {
             return false;
         };
         let Some(old) = self.get(&crd_ty, "", name).cloned() else {
