@@ -399,12 +399,28 @@ async fn watcher_relists_after_410() {
         .await
         .unwrap();
     assert!(fake.wait_until(WAIT, |_| reader.state().len() == 1).await);
+    // Compaction alone does not disturb a watcher that keeps up (bookmarks move it on).
     fake.compact();
     secrets
         .create(&PostParams::default(), &secret("two", &[]))
         .await
         .unwrap();
     assert!(fake.wait_until(WAIT, |_| reader.state().len() == 2).await);
+    let lists = |f: &FakeApiServer| {
+        f.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && !r.is_watch())
+            .count()
+    };
+    assert_eq!(lists(&fake), 1);
+    // An expired watch (410) makes the watcher relist.
+    fake.expire_watches();
+    assert!(fake.wait_until(WAIT, |f| lists(f) >= 2).await);
+    secrets
+        .create(&PostParams::default(), &secret("three", &[]))
+        .await
+        .unwrap();
+    assert!(fake.wait_until(WAIT, |_| reader.state().len() == 3).await);
     task.abort();
     fake.shutdown().await;
 }

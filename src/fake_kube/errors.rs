@@ -161,10 +161,10 @@ impl ApiError {
         status
     }
 
-    /// As `kube::core::Status`, the type `kube::Error::Api` carries.
-    pub fn to_status(&self) -> kube::core::Status {
-        serde_json::from_value(self.to_json()).unwrap_or_else(|_| {
+    /// As a boxed `kube::core::Status`, like `kube::Error::Api` carries.
+    pub fn to_status(&self) -> Box<kube::core::Status> {
+        Box::new(serde_json::from_value(self.to_json()).unwrap_or_else(|_| {
             kube::core::Status::failure(&self.message, self.reason).with_code(self.code)
-        })
+        }))
     }
 }

@@ -26,6 +26,8 @@ use super::watch;
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub shutdown: tokio_watch::Receiver<bool>,
+    /// Bumped by `expire_watches`: open watches end with a 410 ERROR event.
+    pub expire: tokio_watch::Receiver<u64>,
     /// How often open watches send a BOOKMARK (when they asked for bookmarks).
     pub bookmark_interval: Duration,
 }

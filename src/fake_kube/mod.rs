@@ -56,6 +56,8 @@
 //!   Event APIs are separate stores; aggregated discovery; protobuf; resourceVersion
 //!   semantics of LIST (always the latest) and `continue` tokens are plain offsets.
 
+mod apply;
+mod crd;
 mod errors;
 mod http;
 mod patch;
@@ -208,10 +210,12 @@ pub struct FakeApiServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
     stop: tokio_watch::Sender<bool>,
+    expire: tokio_watch::Sender<u64>,
     task: Option<JoinHandle<()>>,
 }
 
-type Status = kube::core::Status;
+/// Errors of the test-side helpers: the `Status` the API would have answered.
+pub type Status = Box<kube::core::Status>;
 
 impl FakeApiServer {
     /// Binds 127.0.0.1 on a free port; watches send a BOOKMARK every second.
@@ -224,9 +228,11 @@ impl FakeApiServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio_watch::channel(false);
+        let (expire, expired) = tokio_watch::channel(0u64);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(default_kinds())),
             shutdown: stopped.clone(),
+            expire: expired,
             bookmark_interval: bookmark_interval.max(Duration::from_millis(10)),
         });
         let app = http::router(shared.clone());
@@ -246,6 +252,7 @@ impl FakeApiServer {
             shared,
             addr,
             stop,
+            expire,
             task: Some(task),
         })
     }
@@ -443,6 +450,14 @@ impl FakeApiServer {
     /// 410 Expired event and must relist.
     pub fn compact(&self) {
         self.lock().compact();
+    }
+
+    /// Compacts (see [`FakeApiServer::compact`]) and ends every open watch with a 410
+    /// Expired ERROR event, as when the API server's watch cache drops a slow watcher:
+    /// kube-runtime watchers must relist.
+    pub fn expire_watches(&self) {
+        self.compact();
+        self.expire.send_modify(|n| *n += 1);
     }
 
     /// The newest resourceVersion.

@@ -12,8 +12,9 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use super::crd::crd_type;
 use super::errors::ApiError;
-use super::patch::{deep_merge, get_path, json_patch, leaves, merge_patch, remove_path};
+use super::patch::{json_patch, merge_patch};
 use super::{Fault, RequestRecord, ResourceKind};
 
 /// A kind is stored once per (group, plural); every served version sees the same objects
@@ -24,8 +25,8 @@ pub(crate) type TypeKey = (String, String);
 const HISTORY_CAP: usize = 10_000;
 /// Capacity of the live change channel; a watch that falls this far behind ends with 410.
 pub(crate) const BROADCAST_CAP: usize = 4096;
-const CRD_GROUP: &str = "apiextensions.k8s.io";
-const CRD_PLURAL: &str = "customresourcedefinitions";
+pub(crate) const CRD_GROUP: &str = "apiextensions.k8s.io";
+pub(crate) const CRD_PLURAL: &str = "customresourcedefinitions";
 
 /// A served kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +153,7 @@ pub(crate) enum Deleted {
 }
 
 /// Per-object record of server-side apply configurations, by (field manager, subresource).
-type AppliedConfigs = BTreeMap<(String, Sub), Value>;
+pub(crate) type AppliedConfigs = BTreeMap<(String, Sub), Value>;
 
 pub(crate) struct State {
     pub rv: u64,
@@ -162,7 +163,7 @@ pub(crate) struct State {
     /// Watches from a resourceVersion below this answer 410 Expired.
     pub compacted: u64,
     pub tx: broadcast::Sender<Arc<Change>>,
-    applied: BTreeMap<(TypeKey, String, String), AppliedConfigs>,
+    pub applied: BTreeMap<(TypeKey, String, String), AppliedConfigs>,
     /// CRDs kept from becoming Established until `establish` is called.
     pub held_crds: BTreeSet<String>,
     pub requests: Vec<RequestRecord>,
@@ -179,14 +180,14 @@ fn meta(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata").and_then(Value::as_object)
 }
 
-fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     meta(obj)
         .and_then(|m| m.get(field))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
@@ -326,107 +327,6 @@ fn normalize_builtin(ty: &TypeInfo, obj: &mut Value) {
     }
 }
 
-/// Leaves `null`s out of an applied configuration: SSA treats them as "not specified".
-fn strip_nulls(v: &mut Value) {
-    if let Value::Object(map) = v {
-        map.retain(|_, child| !child.is_null());
-        for child in map.values_mut() {
-            strip_nulls(child);
-        }
-    }
-}
-
-/// The part of an applied object that counts as the manager's field set.
-fn applied_config(ty: &TypeInfo, applied: &Value, sub: Sub) -> Value {
-    let mut cfg = Map::new();
-    let Some(obj) = applied.as_object() else {
-        return Value::Object(cfg);
-    };
-    for (key, value) in obj {
-        match (key.as_str(), sub) {
-            ("status", Sub::Status) => {
-                cfg.insert(key.clone(), value.clone());
-            }
-            (_, Sub::Status) | ("apiVersion" | "kind", _) => {}
-            ("status", Sub::Main) if ty.status_subresource => {}
-            ("metadata", Sub::Main) => {
-                let mut m = Map::new();
-                if let Some(user) = value.as_object() {
-                    for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
-                        if let Some(v) = user.get(f) {
-                            m.insert(f.to_string(), v.clone());
-                        }
-                    }
-                }
-                if !m.is_empty() {
-                    cfg.insert(key.clone(), Value::Object(m));
-                }
-            }
-            _ => {
-                cfg.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    let mut cfg = Value::Object(cfg);
-    strip_nulls(&mut cfg);
-    cfg
-}
-
-fn dotted(path: &[String]) -> String {
-    format!(".{}", path.join("."))
-}
-
-/// The kind a CRD object defines, or why it is invalid.
-fn crd_type(crd: &Value) -> Result<TypeInfo, String> {
-    let spec = crd.get("spec").ok_or("spec: Required value")?;
-    let s = |p: &str| {
-        spec.pointer(p)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| format!("spec{}: Required value", p.replace('/', ".")))
-    };
-    let group = s("/group")?;
-    let plural = s("/names/plural")?;
-    let kind = s("/names/kind")?;
-    let namespaced = match s("/scope")?.as_str() {
-        "Namespaced" => true,
-        "Cluster" => false,
-        other => return Err(format!("spec.scope: Unsupported value: {other:?}")),
-    };
-    let versions = spec
-        .get("versions")
-        .and_then(Value::as_array)
-        .filter(|v| !v.is_empty())
-        .ok_or("spec.versions: Required value")?;
-    let served: Vec<String> = versions
-        .iter()
-        .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(false))
-        .filter_map(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
-        .collect();
-    let status_subresource = versions
-        .iter()
-        .any(|v| v.pointer("/subresources/status").is_some());
-    let expected = format!("{plural}.{group}");
-    if meta_str(crd, "name") != Some(expected.as_str()) {
-        return Err(format!(
-            "metadata.name: Invalid value: must be spec.names.plural+\".\"+spec.group ({expected})"
-        ));
-    }
-    Ok(TypeInfo {
-        group,
-        versions: served,
-        kind,
-        plural,
-        namespaced,
-        status_subresource,
-        has_generation: true,
-        custom: true,
-        unconditional_update: false,
-        served: false,
-    })
-}
-
 impl State {
     pub fn new(builtins: Vec<ResourceKind>) -> Self {
         let (tx, _) = broadcast::channel(BROADCAST_CAP);
@@ -494,7 +394,14 @@ impl State {
             .unwrap_or_default()
     }
 
-    fn emit(&mut self, ty: &TypeInfo, ns: &str, kind: ChangeKind, old: Option<Value>, obj: Value) {
+    pub(crate) fn emit(
+        &mut self,
+        ty: &TypeInfo,
+        ns: &str,
+        kind: ChangeKind,
+        old: Option<Value>,
+        obj: Value,
+    ) {
         let change = Arc::new(Change {
             rv: self.rv,
             key: ty.key(),
@@ -503,10 +410,10 @@ impl State {
             old,
             object: obj,
         });
-        if self.history.len() >= HISTORY_CAP {
-            if let Some(dropped) = self.history.pop_front() {
-                self.compacted = dropped.rv;
-            }
+        if self.history.len() >= HISTORY_CAP
+            && let Some(dropped) = self.history.pop_front()
+        {
+            self.compacted = dropped.rv;
         }
         self.history.push_back(change.clone());
         // No receivers is fine: nobody is watching.
@@ -519,7 +426,7 @@ impl State {
         self.compacted = self.rv;
     }
 
-    fn next_rv(&mut self) -> String {
+    pub(crate) fn next_rv(&mut self) -> String {
         self.rv += 1;
         self.rv.to_string()
     }
@@ -539,12 +446,10 @@ impl State {
         }
         self.check_type_meta(ty, version, &obj)?;
         let body_ns = meta_str(&obj, "namespace").map(str::to_string);
-        if ty.namespaced {
-            if body_ns.as_deref().is_some_and(|b| b != ns) {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
+        if ty.namespaced && body_ns.as_deref().is_some_and(|b| b != ns) {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         if meta_str(&obj, "resourceVersion").is_some() {
             return Err(ApiError::internal(
@@ -585,7 +490,8 @@ impl State {
         }
         obj["apiVersion"] = json!(ty.api_version(version));
         obj["kind"] = json!(ty.kind);
-        if ty.status_subresource && !(ty.group == CRD_GROUP && ty.plural == CRD_PLURAL) {
+        if ty.status_subresource {
+            // (A CRD's status is then filled in by the server below.)
             set_or_remove(&mut obj, "status", None);
         }
         let m = meta_mut(&mut obj);
@@ -635,7 +541,12 @@ impl State {
     }
 
     /// apiVersion and kind in a body, when present, must be the URL's.
-    fn check_type_meta(&self, ty: &TypeInfo, version: &str, obj: &Value) -> Result<(), ApiError> {
+    pub(crate) fn check_type_meta(
+        &self,
+        ty: &TypeInfo,
+        version: &str,
+        obj: &Value,
+    ) -> Result<(), ApiError> {
         let want = ty.api_version(version);
         if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
             && av != want
@@ -768,159 +679,10 @@ impl State {
         Ok((result, false))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn apply_create(
-        &mut self,
-        ty: &TypeInfo,
-        version: &str,
-        ns: &str,
-        name: &str,
-        body: &Value,
-        manager: &str,
-        dry_run: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        Self::check_applied(ty, name, body)?;
-        let mut obj = body.clone();
-        strip_nulls(&mut obj);
-        meta_mut(&mut obj).insert("name".into(), json!(name));
-        let created = self.create(ty, version, ns, obj, dry_run)?;
-        if !dry_run {
-            self.record_apply(ty, ns, name, manager, Sub::Main, body, Vec::new());
-        }
-        Ok((created, true))
-    }
-
-    /// An applied configuration names its kind and, if it names the object, the URL's.
-    fn check_applied(ty: &TypeInfo, name: &str, body: &Value) -> Result<(), ApiError> {
-        if !body.is_object() {
-            return Err(ApiError::bad_request("an apply patch must be an object"));
-        }
-        for field in ["apiVersion", "kind"] {
-            if body
-                .get(field)
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                return Err(ApiError::bad_request(&format!(
-                    "error decoding patch: Object '{}' is missing",
-                    if field == "kind" { "Kind" } else { field }
-                )));
-            }
-        }
-        if let Some(n) = meta_str(body, "name")
-            && n != name
-        {
-            return Err(ApiError::bad_request(&format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
-        let _ = ty;
-        Ok(())
-    }
-
-    /// Server-side apply, approximated: fields this manager applied last time and omits
-    /// now are removed (unless another manager applied them or someone changed them since),
-    /// then the configuration is deep-merged. Conflicts are detected only against other
-    /// apply managers. Returns the candidate and the (manager, path)s a force took over.
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    fn apply_candidate(
-        &self,
-        ty: &TypeInfo,
-        version: &str,
-        ns: &str,
-        name: &str,
-        old: &Value,
-        body: &Value,
-        sub: Sub,
-        manager: &str,
-        force: bool,
-    ) -> Result<(Value, Vec<((String, Sub), Vec<String>)>), ApiError> {
-        Self::check_applied(ty, name, body)?;
-        self.check_type_meta(ty, version, body)?;
-        if let Some(rv) = meta_str(body, "resourceVersion")
-            && Some(rv) != meta_str(old, "resourceVersion")
-        {
-            return Err(ApiError::conflict(ty, name));
-        }
-        let cfg = applied_config(ty, body, sub);
-        let empty = AppliedConfigs::new();
-        let configs = self
-            .applied
-            .get(&(ty.key(), ns.to_string(), name.to_string()))
-            .unwrap_or(&empty);
-        let mine = (manager.to_string(), sub);
-        let mut conflicts = Vec::new();
-        let mut forced = Vec::new();
-        for (other, other_cfg) in configs.iter().filter(|(k, _)| **k != mine) {
-            for (path, value) in leaves(&cfg) {
-                if let Some(theirs) = get_path(other_cfg, &path)
-                    && *theirs != value
-                    && get_path(old, &path) == Some(theirs)
-                {
-                    if force {
-                        forced.push((other.clone(), path));
-                    } else {
-                        conflicts.push(format!("conflict with {:?}: {}", other.0, dotted(&path)));
-                    }
-                }
-            }
-        }
-        if !conflicts.is_empty() {
-            return Err(ApiError::apply_conflict(&format!(
-                "Apply failed with {} conflict{}: {}",
-                conflicts.len(),
-                if conflicts.len() == 1 { "" } else { "s" },
-                conflicts.join(", ")
-            )));
-        }
-        let mut candidate = old.clone();
-        if let Some(prev) = configs.get(&mine) {
-            for (path, prev_value) in leaves(prev) {
-                let still_applied = get_path(&cfg, &path).is_some();
-                let owned_elsewhere = configs
-                    .iter()
-                    .any(|(k, c)| *k != mine && get_path(c, &path).is_some());
-                let unchanged = get_path(&candidate, &path) == Some(&prev_value);
-                if !still_applied && !owned_elsewhere && unchanged {
-                    remove_path(&mut candidate, &path);
-                }
-            }
-        }
-        deep_merge(&mut candidate, &cfg);
-        Ok((candidate, forced))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record_apply(
-        &mut self,
-        ty: &TypeInfo,
-        ns: &str,
-        name: &str,
-        manager: &str,
-        sub: Sub,
-        body: &Value,
-        forced_away: Vec<((String, Sub), Vec<String>)>,
-    ) {
-        let key = (ty.key(), ns.to_string(), name.to_string());
-        if self.get(ty, ns, name).is_none() {
-            // The apply finished a deletion (finalizers emptied): nothing to own.
-            self.applied.remove(&key);
-            return;
-        }
-        let cfg = applied_config(ty, body, sub);
-        let configs = self.applied.entry(key).or_default();
-        for (other, path) in forced_away {
-            if let Some(c) = configs.get_mut(&other) {
-                remove_path(c, &path);
-            }
-        }
-        configs.insert((manager.to_string(), sub), cfg);
-    }
-
     /// The common tail of PUT and PATCH: status subresource rules, server-owned metadata,
     /// generation, no-op detection, and removal once a terminating object has no finalizers.
     #[allow(clippy::too_many_arguments)]
-    fn commit_update(
+    pub(crate) fn commit_update(
         &mut self,
         ty: &TypeInfo,
         ns: &str,
@@ -1076,95 +838,5 @@ impl State {
         meta_mut(&mut last).insert("resourceVersion".into(), json!(rv));
         self.remove(ty, ns, name, last.clone());
         Ok(Deleted::Gone(last))
-    }
-
-    /// Server-owned CRD status: names accepted, Established unless held back.
-    fn fill_crd_status(&self, crd: &mut Value, old: Option<&Value>) {
-        let name = meta_str(crd, "name").unwrap_or_default().to_string();
-        let established = !self.held_crds.contains(&name);
-        let prior = |ty: &str, status: &str| {
-            old.and_then(|o| o.pointer("/status/conditions"))
-                .and_then(Value::as_array)
-                .and_then(|cs| {
-                    cs.iter().find(|c| {
-                        c.get("type").and_then(Value::as_str) == Some(ty)
-                            && c.get("status").and_then(Value::as_str) == Some(status)
-                    })
-                })
-                .cloned()
-        };
-        let cond = |ty: &str, ok: bool, reason: &str, message: &str| {
-            let status = if ok { "True" } else { "False" };
-            prior(ty, status).unwrap_or_else(|| {
-                json!({"type": ty, "status": status, "lastTransitionTime": now(),
-                       "reason": reason, "message": message})
-            })
-        };
-        let stored: Vec<Value> = crd
-            .pointer("/spec/versions")
-            .and_then(Value::as_array)
-            .map(|vs| {
-                vs.iter()
-                    .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-                    .filter_map(|v| v.get("name").cloned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
-        crd["status"] = json!({
-            "conditions": [
-                cond("NamesAccepted", true, "NoConflicts", "no conflicts found"),
-                if established {
-                    cond("Established", true, "InitialNamesAccepted", "the initial names have been accepted")
-                } else {
-                    cond("Established", false, "Installing", "the resource is being installed")
-                },
-            ],
-            "acceptedNames": names,
-            "storedVersions": stored,
-        });
-    }
-
-    fn register_crd(&mut self, crd: &Value) {
-        if let Ok(mut ty) = crd_type(crd) {
-            let name = meta_str(crd, "name").unwrap_or_default();
-            ty.served = !self.held_crds.contains(name);
-            self.types.insert(ty.key(), ty);
-        }
-    }
-
-    /// A deleted CRD takes its objects with it (at once; the real server uses a finalizer).
-    fn unregister_crd(&mut self, ty: &TypeInfo) {
-        let key = ty.key();
-        let Some(gone) = self.types.remove(&key) else {
-            return;
-        };
-        let objs = self.objects.remove(&key).unwrap_or_default();
-        for ((ns, name), mut obj) in objs {
-            let rv = self.next_rv();
-            meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv));
-            self.applied.remove(&(key.clone(), ns.clone(), name));
-            self.emit(&gone, &ns, ChangeKind::Deleted, None, obj);
-        }
-    }
-
-    /// Lets a held CRD become Established (a MODIFIED event, then its kind is served).
-    pub fn establish(&mut self, name: &str) -> bool {
-        self.held_crds.remove(name);
-        let Some(crd_ty) = self
-            .types
-            .get(&(CRD_GROUP.into(), CRD_PLURAL.into()))
-            .cloned()
-        else {
-            return false;
-        };
-        let Some(old) = self.get(&crd_ty, "", name).cloned() else {
-            return false;
-        };
-        let mut new = old.clone();
-        self.fill_crd_status(&mut new, Some(&old));
-        let _ = self.commit_update(&crd_ty, "", name, &old, new, Sub::Status, false);
-        self.register_crd(&old);
-        true
     }
 }

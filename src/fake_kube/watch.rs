@@ -4,7 +4,8 @@
 //! objects as synthetic ADDED events; a number replays the change log after it (410
 //! Expired once compacted); `sendInitialEvents=true` (streaming lists) replays the current
 //! objects and then a BOOKMARK annotated `k8s.io/initial-events-end`. The stream ends
-//! after `timeoutSeconds`, on shutdown, or with a 410 ERROR event if it falls behind.
+//! after `timeoutSeconds`, on shutdown, or with a 410 ERROR event if it falls behind or
+//! the test calls `expire_watches`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -155,6 +156,7 @@ pub(crate) fn start(
         timeout,
         interval: shared.bookmark_interval,
         shutdown: shared.shutdown.clone(),
+        expire: shared.expire.clone(),
     };
     tokio::spawn(task.run(initial));
     Ok(Reply::Stream(stream_response(body_rx)))
@@ -182,6 +184,7 @@ struct WatchTask {
     timeout: Duration,
     interval: Duration,
     shutdown: tokio_watch::Receiver<bool>,
+    expire: tokio_watch::Receiver<u64>,
 }
 
 impl WatchTask {
@@ -193,6 +196,8 @@ impl WatchTask {
         }
         let deadline = tokio::time::sleep(self.timeout);
         tokio::pin!(deadline);
+        // Only expiries after this watch opened count.
+        self.expire.borrow_and_update();
         let mut tick = tokio::time::interval(self.interval);
         tick.tick().await;
         loop {
@@ -211,6 +216,13 @@ impl WatchTask {
                         return;
                     }
                     self.bookmarks.then(|| self.filter.bookmark(self.last_rv, false))
+                }
+                expired = self.expire.changed() => {
+                    if expired.is_ok() {
+                        let err = ApiError::expired("watch expired by the test; relist".into());
+                        let _ = self.tx.send(Ok(event_line("ERROR", &err.to_json()))).await;
+                    }
+                    return;
                 }
                 received = self.rx.recv() => match received {
                     Ok(change) => {
