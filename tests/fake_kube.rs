@@ -804,11 +804,19 @@ async fn controller_reconciles_objects_created_after_start() {
     let failed = fake.requests().iter().filter(|r| r.status == 500).count();
     assert_eq!(failed, 1);
 
-    // Status writes that change nothing produce no watch event, so reconciling settles.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let settled = ctx.1.load(Ordering::SeqCst);
+    // Status writes that change nothing produce no watch event, so reconciling settles
+    // (failed write, retry, one more for the status change it caused).
+    let mut settled = ctx.1.load(Ordering::SeqCst);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = ctx.1.load(Ordering::SeqCst);
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
     assert!((2..=4).contains(&settled), "reconciled {settled} times");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(ctx.1.load(Ordering::SeqCst), settled);
 
     // A spec change is reconciled with the new generation.

@@ -40,7 +40,13 @@
 //!   first DELETE of an object with finalizers as the real registry does); the status
 //!   subresource split (main writes keep `.status`, `/status` writes change only `.status`);
 //!   no-op writes produce no new resourceVersion and no watch event.
-//! - Errors are `metav1.Status` bodies with the real reasons and codes.
+//! - Errors are `metav1.Status` bodies with the real reasons and codes. JSON patch `test` of
+//!   a missing path against `null` passes (as the API server's json-patch library does;
+//!   kube-runtime's finalizer helper relies on it). Secrets fold `stringData` into `data`.
+//! - Test hooks: a request log ([`FakeApiServer::requests`]), fault injection
+//!   ([`Fault`]; note kube's client itself retries 429/503/504 up to 15 times, so use e.g.
+//!   500 or 409 to make a call fail), CRDs held back from Established, watch expiry
+//!   ([`FakeApiServer::compact`], [`FakeApiServer::expire_watches`]).
 //!
 //! # Not emulated
 //! - Admission: no OpenAPI schema validation, CEL `x-kubernetes-validations`, defaulting,
@@ -54,7 +60,11 @@
 //!   (`ownerReferences`, propagation policies); namespace existence/termination; graceful
 //!   deletion periods; CRD deletion waits for nothing (its objects vanish at once); the two
 //!   Event APIs are separate stores; aggregated discovery; protobuf; resourceVersion
-//!   semantics of LIST (always the latest) and `continue` tokens are plain offsets.
+//!   semantics of LIST (always the latest) and `continue` tokens are plain offsets; PUT
+//!   never creates; bodies over 2 MiB get axum's plain 413, not a `Status`.
+//! - Validation is limited to what keeps clients working: `metadata.name` must be a
+//!   DNS-1123 subdomain, labels/annotations maps of strings, finalizers a list of strings,
+//!   apiVersion/kind/namespace/name in a body must match the URL.
 
 mod apply;
 mod crd;
