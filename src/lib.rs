@@ -7,5 +7,6 @@ pub mod crd;
 pub mod demo;
 pub mod emulator;
 pub mod engine;
+pub mod fake_kube;
 pub mod tls;
 pub mod validate;
