@@ -274,17 +274,27 @@ impl Operator {
         }
         let wc = watcher::Config::default();
         let mut parts = Vec::new();
+        let mut synced = Vec::new();
         for kind in Kind::ALL {
             let ar = kind.api_resource();
             let writer = Writer::<DynamicObject>::new(ar.clone());
             let reader = writer.as_reader();
+            // Synced once the first full list is in the cache. (Not `Store::wait_until_ready`:
+            // the controller waits on it too, and its one-shot keeps only one waker.)
+            let (synced_tx, synced_rx) = watch::channel(false);
             // Our own status writes must not wake us: only what a person changes does.
             let stream = watcher(self.dynamic_api(kind), wc.clone())
                 .default_backoff()
                 .reflect(writer)
+                .inspect(move |e| {
+                    if matches!(e, Ok(watcher::Event::InitDone)) {
+                        synced_tx.send_replace(true);
+                    }
+                })
                 .applied_objects()
                 .predicate_filter(relevant_change, Default::default());
             parts.push((kind, reader, stream));
+            synced.push(synced_rx);
         }
         let recorder = Recorder::new(
             self.client.clone(),
@@ -299,13 +309,12 @@ impl Operator {
             parts.iter().map(|(k, r, _)| (*k, r.clone())).collect(),
         );
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(store.clone());
-        let readers: Vec<Store<DynamicObject>> = parts.iter().map(|(_, r, _)| r.clone()).collect();
         let ready_tx = ready.clone();
         let mut synced_term = term.clone();
         let synced = tokio::spawn(async move {
-            for r in readers {
+            for mut rx in synced {
                 tokio::select! {
-                    res = r.wait_until_ready() => if res.is_err() { return },
+                    res = rx.wait_for(|s| *s) => if res.is_err() { return },
                     _ = synced_term.wait_for(|t| *t) => return,
                 }
             }

@@ -1,0 +1,640 @@
+//! The controller's Kubernetes glue (`amlops run` in process) against the fake API server
+//! (`amlops::fake_kube`) and the Azure emulator, both over real HTTP: finalizer before the
+//! first Azure write and removed only after Azure confirms, server-side-apply status with
+//! observedGeneration and the three conditions, events, Stalled without requeue storms,
+//! credentialsRef confined to the resource's namespace, Secret watches, malformed objects,
+//! CRD waiting, probes and metrics, and that every request is granted by the RBAC list.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use amlops::azure::config::Secret as Token;
+use amlops::azure::{ArmClientConfig, AzureCloud, CredentialConfig};
+use amlops::controller::{Backoff, Operator, Options, Readiness, Running, rbac};
+use amlops::crd::FINALIZER;
+use amlops::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use amlops::engine::EngineConfig;
+use amlops::fake_kube::{FakeApiServer, Fault};
+
+const AV: &str = "amlops.dev/v1alpha1";
+
+struct World {
+    fake: FakeApiServer,
+    emu: EmulatorHandle,
+}
+
+impl World {
+    async fn new() -> Self {
+        Self::with_crds(true).await
+    }
+
+    async fn with_crds(established: bool) -> Self {
+        let fake = FakeApiServer::start().await.unwrap();
+        for crd in amlops::crd::all_crds() {
+            if established {
+                fake.install_crd(crd).unwrap();
+            } else {
+                fake.install_crd_not_established(crd).unwrap();
+            }
+        }
+        let emu = Emulator::start(EmulatorConfig::for_tests()).await.unwrap();
+        emu.seed_aks_cluster(
+            "00000000-0000-0000-0000-000000000000",
+            amlops::emulator::ClusterSeed {
+                resource_group: "aks-rg".into(),
+                name: "dev".into(),
+                ..Default::default()
+            },
+        );
+        Self { fake, emu }
+    }
+
+    fn arm(&self) -> ArmClientConfig {
+        ArmClientConfig::new(
+            AzureCloud::custom(self.emu.base_url().parse().unwrap()),
+            CredentialConfig::StaticToken(Token::new(self.emu.token())),
+        )
+    }
+
+    async fn operator(
+        &self,
+        identity: &str,
+        leader: Option<amlops::controller::LeaseConfig>,
+    ) -> (Running, watch::Sender<bool>) {
+        let options = Options {
+            namespace: None,
+            concurrency: 4,
+            engine: EngineConfig {
+                busy_poll: Duration::from_millis(100),
+                retry_base: Duration::from_millis(100),
+                ..EngineConfig::default()
+            },
+            backoff: Backoff {
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(2),
+            },
+            leader,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            identity: identity.into(),
+            crd_poll: Duration::from_millis(100),
+        };
+        let op = Operator::new(self.fake.client(), self.arm(), options).unwrap();
+        let (tx, rx) = watch::channel(false);
+        (op.start(rx).await.unwrap(), tx)
+    }
+
+    fn obj(&self, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        self.fake.get(AV, kind, Some(ns), name)
+    }
+
+    fn azure_writes(&self) -> usize {
+        self.emu
+            .requests()
+            .iter()
+            .filter(|r| matches!(r.method.as_str(), "PUT" | "DELETE"))
+            .count()
+    }
+
+    /// Every request the operator sent is granted by deploy/rbac-requirements.yaml.
+    fn assert_rbac_covers_everything(&self) {
+        let rules = rbac::rules();
+        for r in self.fake.requests() {
+            assert!(
+                rbac::covers(&rules, &r.method, &r.path, &r.query),
+                "{} {}?{} is not granted by deploy/rbac-requirements.yaml",
+                r.method,
+                r.path,
+                r.query
+            );
+        }
+    }
+}
+
+fn example(index: usize) -> Value {
+    let (file, text) = amlops::demo::EXAMPLES[index];
+    amlops::validate::parse_documents(file, text)
+        .remove(0)
+        .value
+        .unwrap()
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn condition<'a>(o: &'a Value, type_: &str) -> Option<&'a Value> {
+    o["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+fn is(o: &Option<Value>, type_: &str) -> bool {
+    o.as_ref()
+        .and_then(|o| condition(o, type_))
+        .is_some_and(|c| c["status"] == "True")
+}
+
+fn has_finalizer(o: &Value) -> bool {
+    o["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_to_ready_then_delete_with_the_finalizer_held_until_azure_confirms() {
+    let w = World::new().await;
+    // The first two finalizer patches fail: nothing may reach Azure meanwhile.
+    w.fake.inject_fault(
+        Fault::new("/inferenceclusters/prod-scoring", 500)
+            .method("PATCH")
+            .times(2),
+    );
+    let (running, stop) = w.operator("solo", None).await;
+    w.fake.put(example(0)).unwrap();
+    wait_until(
+        "two failed finalizer patches",
+        Duration::from_secs(20),
+        || {
+            w.fake
+                .requests()
+                .iter()
+                .filter(|r| r.method == "PATCH" && r.status == 500)
+                .count()
+                >= 2
+        },
+    )
+    .await;
+    assert_eq!(
+        w.azure_writes(),
+        0,
+        "no Azure write before the finalizer is in place"
+    );
+
+    wait_until("Ready", Duration::from_secs(30), || {
+        is(
+            &w.obj("InferenceCluster", "ml-platform", "prod-scoring"),
+            "Ready",
+        )
+    })
+    .await;
+    let o = w
+        .obj("InferenceCluster", "ml-platform", "prod-scoring")
+        .unwrap();
+    assert!(has_finalizer(&o));
+    // kstatus: observedGeneration and the three conditions, Ready with a reason.
+    assert_eq!(
+        o["status"]["observedGeneration"],
+        o["metadata"]["generation"]
+    );
+    for (t, s) in [
+        ("Ready", "True"),
+        ("Reconciling", "False"),
+        ("Stalled", "False"),
+    ] {
+        assert_eq!(condition(&o, t).unwrap()["status"], s, "{t}");
+    }
+    assert_eq!(o["status"]["phase"], "Ready");
+    // The finalizer patch precedes every status write (and status precedes Azure writes).
+    let reqs = w.fake.requests();
+    let fin = reqs
+        .iter()
+        .position(|r| {
+            r.method == "PATCH"
+                && r.status == 200
+                && !r.path.ends_with("/status")
+                && r.path.contains("prod-scoring")
+        })
+        .expect("finalizer patch");
+    let first_status = reqs
+        .iter()
+        .position(|r| r.path.ends_with("prod-scoring/status"))
+        .unwrap();
+    assert!(
+        fin < first_status,
+        "finalizer added before the first status write"
+    );
+    // Status goes through server-side apply under one field manager.
+    for r in reqs.iter().filter(|r| r.path.ends_with("/status")) {
+        assert_eq!(r.param("fieldManager").as_deref(), Some("amlops"), "{r:?}");
+        assert!(
+            r.content_type
+                .as_deref()
+                .unwrap_or_default()
+                .contains("apply-patch"),
+            "{r:?}"
+        );
+    }
+    // Events on phase transitions, published by the Recorder.
+    let events = w.fake.events("ml-platform");
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert!(
+        reasons.contains(&"Creating") && reasons.contains(&"Ready"),
+        "{reasons:?}"
+    );
+    assert!(
+        events.iter().all(|e| e["reportingController"] == "amlops"),
+        "{events:?}"
+    );
+
+    // Delete: Azure takes a while; the object stays until the compute is gone.
+    w.emu.set_op_duration(Duration::from_millis(1500));
+    w.fake
+        .delete(AV, "InferenceCluster", Some("ml-platform"), "prod-scoring")
+        .unwrap()
+        .expect("held by the finalizer");
+    let mut seen_terminating_with_compute = false;
+    wait_until("object gone", Duration::from_secs(30), || {
+        let o = w.obj("InferenceCluster", "ml-platform", "prod-scoring");
+        let computes = w.emu.state().computes.len();
+        if o.is_some() && computes > 0 {
+            seen_terminating_with_compute = true;
+        }
+        if o.is_none() {
+            assert_eq!(
+                computes, 0,
+                "finalizer removed before Azure confirmed the delete"
+            );
+        }
+        o.is_none()
+    })
+    .await;
+    assert!(seen_terminating_with_compute);
+    assert!(w.emu.state().computes.is_empty());
+
+    assert_eq!(
+        http_get(running.addr, "/readyz").await,
+        (200, "ready".to_string())
+    );
+    let (code, body) = http_get(running.addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("amlops_reconciles_total{kind=\"InferenceCluster\",result=\"success\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("amlops_arm_requests_total{operation=\"compute_put\""),
+        "{body}"
+    );
+    assert!(body.contains("amlops_leader 1"), "{body}");
+    w.assert_rbac_covers_everything();
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_spec_stalls_with_no_azure_call_and_no_requeue_storm() {
+    let w = World::new().await;
+    let (running, stop) = w.operator("solo", None).await;
+    let mut bad = example(0);
+    bad["metadata"]["name"] = json!("bad");
+    bad["spec"]["tls"] = json!({"mode": "Auto"}); // Auto without leafDomainLabel
+    // A malformed object next to it (the fake does no schema validation, as if written
+    // before a CRD change): it must not break the watch for the valid one.
+    let mut malformed = example(0);
+    malformed["metadata"]["name"] = json!("malformed");
+    malformed["spec"]["agentCount"] = json!("many");
+    w.fake.put(bad).unwrap();
+    w.fake.put(malformed).unwrap();
+    let mut good = example(1);
+    good["metadata"]["namespace"] = json!("ml-platform");
+    w.fake.put(good.clone()).unwrap();
+    let good_name = good["metadata"]["name"].as_str().unwrap().to_string();
+
+    wait_until("stalled + good Ready", Duration::from_secs(30), || {
+        is(&w.obj("InferenceCluster", "ml-platform", "bad"), "Stalled")
+            && is(
+                &w.obj("InferenceCluster", "ml-platform", "malformed"),
+                "Stalled",
+            )
+            && is(
+                &w.obj("InferenceCluster", "ml-platform", &good_name),
+                "Ready",
+            )
+    })
+    .await;
+    for name in ["bad", "malformed"] {
+        let o = w.obj("InferenceCluster", "ml-platform", name).unwrap();
+        let c = condition(&o, "Stalled").unwrap();
+        assert_eq!(c["reason"], "InvalidSpec", "{name}");
+        assert!(
+            c["message"].as_str().unwrap().contains("spec."),
+            "{name}: {c}"
+        );
+        assert!(
+            !has_finalizer(&o),
+            "{name}: no finalizer without an Azure write"
+        );
+        assert_eq!(
+            o["status"]["observedGeneration"],
+            o["metadata"]["generation"]
+        );
+    }
+    let azure_paths: Vec<String> = w
+        .emu
+        .requests()
+        .iter()
+        .map(|r| r.path.to_lowercase())
+        .collect();
+    assert!(
+        azure_paths
+            .iter()
+            .all(|p| !p.contains("/computes/bad") && !p.contains("/computes/malformed")),
+        "no Azure call for invalid objects"
+    );
+    // No storm: after a quiet second, the stalled objects were written once each.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = |name: &str| {
+        w.fake
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with(&format!("/{name}/status")))
+            .count()
+    };
+    assert_eq!(writes("bad"), 1);
+    assert_eq!(writes("malformed"), 1);
+    let warnings: Vec<Value> = w
+        .fake
+        .events("ml-platform")
+        .into_iter()
+        .filter(|e| e["reason"] == "InvalidSpec")
+        .collect();
+    assert_eq!(warnings.len(), 2, "one Warning event per stalled object");
+    assert!(warnings.iter().all(|e| e["type"] == "Warning"));
+
+    // A fix unstalls it.
+    let mut fixed = example(0);
+    fixed["metadata"]["name"] = json!("bad");
+    w.fake.put(fixed).unwrap();
+    wait_until("fixed → Ready", Duration::from_secs(30), || {
+        is(&w.obj("InferenceCluster", "ml-platform", "bad"), "Ready")
+    })
+    .await;
+    w.assert_rbac_covers_everything();
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_ref_to_another_namespace_is_refused_and_a_fixed_secret_unstalls() {
+    let w = World::new().await;
+    // A Secret in another namespace that must never be read.
+    w.fake
+        .put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "azure", "namespace": "other"},
+                    "stringData": {"clientId": "a", "clientSecret": "s3cr3t-value", "tenantId": "t"}}))
+        .unwrap();
+    let (running, stop) = w.operator("solo", None).await;
+    let mut foreign = example(0);
+    foreign["spec"]["credentialsRef"] = json!({"name": "azure", "namespace": "other"});
+    w.fake.put(foreign).unwrap();
+    // The Custom-TLS attachment whose Secret does not exist yet.
+    w.fake.put(example(3)).unwrap();
+    wait_until("both stalled", Duration::from_secs(30), || {
+        is(
+            &w.obj("InferenceCluster", "ml-platform", "prod-scoring"),
+            "Stalled",
+        ) && is(
+            &w.obj("ClusterAttachment", "ml-platform", "shared-aks"),
+            "Stalled",
+        )
+    })
+    .await;
+    let o = w
+        .obj("InferenceCluster", "ml-platform", "prod-scoring")
+        .unwrap();
+    assert_eq!(
+        condition(&o, "Stalled").unwrap()["reason"],
+        "CredentialsRefForbidden"
+    );
+    assert!(
+        w.fake
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("/namespaces/other/")),
+        "the other namespace's Secret was never requested"
+    );
+    assert!(
+        w.emu
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("prod-scoring"))
+    );
+    let dump = serde_json::to_string(&w.fake.events("ml-platform")).unwrap()
+        + &serde_json::to_string(&o).unwrap();
+    assert!(
+        !dump.contains("s3cr3t-value"),
+        "no secret in events or status"
+    );
+
+    let a = w
+        .obj("ClusterAttachment", "ml-platform", "shared-aks")
+        .unwrap();
+    assert_eq!(
+        condition(&a, "Stalled").unwrap()["reason"],
+        "SecretNotFound"
+    );
+    // Creating the Secret wakes the attachment up (Secret watch), without a spec change.
+    let tls =
+        amlops::demo::tls_secret("ml-platform", "scoring-tls", "scoring.contoso.com").unwrap();
+    w.fake.put(serde_json::to_value(&tls).unwrap()).unwrap();
+    wait_until("attachment Ready", Duration::from_secs(30), || {
+        is(
+            &w.obj("ClusterAttachment", "ml-platform", "shared-aks"),
+            "Ready",
+        )
+    })
+    .await;
+    w.assert_rbac_covers_everything();
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_established_crds_and_probes_report_it() {
+    let w = World::with_crds(false).await;
+    let (running, stop) = w.operator("solo", None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, body) = http_get(running.addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("CRD"), "{body}");
+    assert_eq!(http_get(running.addr, "/healthz").await.0, 200);
+    assert!(
+        w.fake
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("/apis/amlops.dev/")),
+        "nothing watched before the CRDs are established"
+    );
+    for kind in amlops::controller::Kind::ALL {
+        assert!(w.fake.establish(&kind.crd_name()));
+    }
+    let mut ready = running.ready.clone();
+    // (The guard `wait_for` returns must not outlive the statement: it blocks the sender.)
+    let synced = tokio::time::timeout(
+        Duration::from_secs(10),
+        ready.wait_for(|r| *r == Readiness::Ready),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(
+        synced,
+        "ready once established and synced: {:?}",
+        *running.ready.borrow()
+    );
+    assert_eq!(http_get(running.addr, "/readyz").await.0, 200);
+    w.fake.put(example(0)).unwrap();
+    wait_until("Ready", Duration::from_secs(30), || {
+        is(
+            &w.obj("InferenceCluster", "ml-platform", "prod-scoring"),
+            "Ready",
+        )
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
+}
+
+fn lease(identity: &str) -> amlops::controller::LeaseConfig {
+    let mut l = amlops::controller::LeaseConfig::new("amlops-leader", "amlops-system", identity);
+    l.lease_duration = Duration::from_secs(2);
+    l.renew_deadline = Duration::from_millis(1500);
+    l.retry_period = Duration::from_millis(200);
+    l
+}
+
+fn reconciles(running: &Running) -> u64 {
+    running
+        .metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("amlops_reconciles_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_only_the_leader_reconciles_and_the_other_takes_over() {
+    use amlops::controller::Leadership;
+    let w = World::new().await;
+    let (a, stop_a) = w.operator("replica-a", Some(lease("replica-a"))).await;
+    let (b, stop_b) = w.operator("replica-b", Some(lease("replica-b"))).await;
+    let leader_of = |r: &Running| *r.leadership.borrow() == Leadership::Leader;
+    wait_until("a leader", Duration::from_secs(10), || {
+        leader_of(&a) || leader_of(&b)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(leader_of(&a) ^ leader_of(&b), "exactly one leader");
+    let (leader, stop_leader, follower, stop_follower) = if leader_of(&a) {
+        (a, stop_a, b, stop_b)
+    } else {
+        (b, stop_b, a, stop_a)
+    };
+    // The follower is ready too (it serves probes and waits).
+    let mut fr = follower.ready.clone();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        fr.wait_for(|r| *r == Readiness::Ready),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    w.fake.put(example(0)).unwrap();
+    wait_until("Ready", Duration::from_secs(30), || {
+        is(
+            &w.obj("InferenceCluster", "ml-platform", "prod-scoring"),
+            "Ready",
+        )
+    })
+    .await;
+    assert!(reconciles(&leader) > 0);
+    assert_eq!(reconciles(&follower), 0, "the follower never reconciles");
+    assert!(follower.metrics.encode().contains("amlops_leader 0"));
+
+    // The leader stops (a rollout): it releases the Lease and the other takes over at once.
+    stop_leader.send(true).unwrap();
+    leader.join().await.unwrap();
+    let lease_obj = w
+        .fake
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            Some("amlops-system"),
+            "amlops-leader",
+        )
+        .unwrap();
+    let took = Instant::now();
+    wait_until("takeover", Duration::from_secs(10), || leader_of(&follower)).await;
+    assert!(
+        took.elapsed() < Duration::from_secs(2),
+        "a released Lease is taken without waiting for expiry ({lease_obj})"
+    );
+    let mut second = example(1);
+    second["metadata"]["namespace"] = json!("ml-platform");
+    let name = second["metadata"]["name"].as_str().unwrap().to_string();
+    w.fake.put(second).unwrap();
+    wait_until("second Ready", Duration::from_secs(30), || {
+        is(&w.obj("InferenceCluster", "ml-platform", &name), "Ready")
+    })
+    .await;
+    assert!(reconciles(&follower) > 0, "the new leader reconciles");
+    w.assert_rbac_covers_everything();
+    stop_follower.send(true).unwrap();
+    follower.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_steps_down_and_stops_acting() {
+    use amlops::controller::Leadership;
+    let w = World::new().await;
+    let (a, stop_a) = w.operator("replica-a", Some(lease("replica-a"))).await;
+    wait_until("leader", Duration::from_secs(10), || {
+        *a.leadership.borrow() == Leadership::Leader
+    })
+    .await;
+    // The API server refuses every Lease write for longer than the renew deadline.
+    w.fake.inject_fault(
+        Fault::new("/leases/amlops-leader", 500)
+            .method("PUT")
+            .times(1000),
+    );
+    wait_until("stepped down", Duration::from_secs(10), || {
+        *a.leadership.borrow() != Leadership::Leader
+    })
+    .await;
+    let before = reconciles(&a);
+    w.fake.put(example(0)).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(reconciles(&a), before, "no reconcile without the Lease");
+    assert!(
+        w.obj("InferenceCluster", "ml-platform", "prod-scoring")
+            .unwrap()["status"]
+            .is_null()
+    );
+    // Once the API server accepts writes again it leads and converges.
+    w.fake.clear_faults();
+    wait_until("Ready", Duration::from_secs(30), || {
+        is(
+            &w.obj("InferenceCluster", "ml-platform", "prod-scoring"),
+            "Ready",
+        )
+    })
+    .await;
+    stop_a.send(true).unwrap();
+    a.join().await.unwrap();
+}
