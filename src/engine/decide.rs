@@ -174,7 +174,7 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     match c.state {
         AzState::Busy => return Action::Wait,
         AzState::Failed => {
-            let retries = status.retries.unwrap_or(0);
+            let retries = retries_so_far(d, status);
             return if retries < d.max_retries {
                 retry_failed(d, c, ph)
             } else {
@@ -254,6 +254,22 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
         return Action::UpdateInPlace;
     }
     Action::Ready
+}
+
+/// Failed-compute retries that count against `maxRetries`. A changed spec (generation) or
+/// a new `amlops.dev/reattach` value is the user's "try again" after `ComputeFailed`: the
+/// count starts over.
+pub fn retries_so_far(d: &Desired, status: &ClusterStatus) -> u32 {
+    let spec_changed = status.observed_generation.is_some()
+        && d.generation.is_some()
+        && status.observed_generation != d.generation;
+    let token_changed =
+        d.reattach_token.is_some() && d.reattach_token != status.last_reattach_token;
+    if spec_changed || token_changed {
+        0
+    } else {
+        status.retries.unwrap_or(0)
+    }
 }
 
 /// How to retry a Failed compute. Deleting is only for a create that never succeeded

@@ -63,9 +63,21 @@ fn compute(state: AzState) -> ObservedCompute {
 fn owned(d: &Desired, phase: Phase) -> ClusterStatus {
     ClusterStatus {
         phase: Some(phase),
+        observed_generation: d.generation,
         compute_id: Some(d.compute_id()),
         last_applied_hash: Some(d.attach_hash()),
         ..Default::default()
+    }
+}
+
+trait WithRetries {
+    fn with_retries(self, n: u32) -> Self;
+}
+
+impl WithRetries for ClusterStatus {
+    fn with_retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
     }
 }
 
@@ -352,6 +364,30 @@ fn decide_table() {
                 reason: "ComputeFailed",
                 message: String::new(),
             }),
+        ),
+        (
+            "failed, retries exhausted, spec changed since: try again",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            ClusterStatus {
+                observed_generation: Some(0),
+                ..owned(&ic, Phase::Creating)
+            }
+            .with_retries(3),
+            Action::RetryFailed {
+                detach: false,
+                then: Phase::Creating,
+            },
+        ),
+        (
+            "failed, retries exhausted, new reattach annotation: try again",
+            token.clone(),
+            obs(Some(failed.clone())),
+            owned(&token, Phase::Creating).with_retries(3),
+            Action::RetryFailed {
+                detach: false,
+                then: Phase::Creating,
+            },
         ),
         (
             "steady state",

@@ -647,7 +647,7 @@ impl<S: KubeStore> Engine<S> {
                 self.done(d, st, Some(Duration::ZERO), false).await
             }
             Action::RetryFailed { detach, then } => {
-                let n = st.retries.unwrap_or(0) + 1;
+                let n = super::decide::retries_so_far(d, &st) + 1;
                 st.retries = Some(n);
                 // `then` is recorded before the DELETE: the 404 after it means "provision
                 // from scratch" (Creating/Attaching) or "attach the same cluster again"
