@@ -582,7 +582,13 @@ async fn crash_after_every_azure_call_then_restart_converges() {
             "{:<66} {n:>3} calls, {crashes:>3} crash points restarted",
             sc.name
         );
-        assert_eq!(crashes, 2 * n, "{}: every crash point crashed", sc.name);
+        if crashes != 2 * n {
+            failures.push(format!(
+                "{}: {crashes} of {} crash points crashed (the call sequence differs from the reference run)",
+                sc.name,
+                2 * n
+            ));
+        }
     }
     eprintln!("{:.1}s", started.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
