@@ -50,7 +50,8 @@ pub struct Observed {
     pub compute: Option<ObservedCompute>,
     /// Node count of the AKS cluster's first pool (created clusters, when Succeeded).
     pub agent_count: Option<i32>,
-    /// Whether the AKS managed cluster still exists (observed only while deleting).
+    /// Whether the AKS managed cluster (`status.aksResourceId`) still exists; observed only
+    /// when the compute is gone (deletion, drift).
     pub aks_exists: Option<bool>,
     /// SHA-256 fingerprint of the certificate in the user's `tls.secretRef` Secret (Custom
     /// mode, when the Secret exists and holds a valid pair). Compared with the fingerprint
@@ -104,8 +105,12 @@ pub enum Action {
     BackupTls { then: Phase },
     /// DELETE compute with `underlyingResourceAction=Detach` (reattach or deletion).
     Detach,
-    /// PUT the compute again as an attach of the same AKS cluster.
-    Reattach,
+    /// PUT the compute again as an attach of the same AKS cluster. `drift`: the compute
+    /// was removed outside the operator (a created cluster that someone detached).
+    Reattach {
+        /// Removed outside the operator: warn.
+        drift: bool,
+    },
     /// DELETE compute with `underlyingResourceAction=Delete`.
     DeleteCompute,
     /// DELETE the AKS managed cluster (a created cluster that became attached).
@@ -128,9 +133,15 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     let Some(c) = &obs.compute else {
         return match ph {
             // After our own detach, 404 means "continue with the attach" (DESIGN §3.2).
-            Phase::Detaching | Phase::Reattaching => Action::Reattach,
+            Phase::Detaching | Phase::Reattaching => Action::Reattach { drift: false },
             Phase::Pending | Phase::Validating | Phase::Creating | Phase::Attaching => {
                 Action::Provision { drift: false }
+            }
+            // A created cluster whose compute was detached (not deleted) outside the
+            // operator still runs, with its workloads: attach it again rather than pay for
+            // a second cluster.
+            _ if owned && d.is_create() && obs.aks_exists == Some(true) => {
+                Action::Reattach { drift: true }
             }
             _ if owned => Action::Provision { drift: true },
             _ => Action::Provision { drift: false },

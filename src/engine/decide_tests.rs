@@ -218,18 +218,48 @@ fn decide_table() {
             Action::Provision { drift: true },
         ),
         (
+            "created compute detached outside, cluster still there: reattach it",
+            ic.clone(),
+            Observed {
+                aks_exists: Some(true),
+                ..obs(None)
+            },
+            ready(&ic),
+            Action::Reattach { drift: true },
+        ),
+        (
+            "created compute deleted outside with its cluster: create again",
+            ic.clone(),
+            Observed {
+                aks_exists: Some(false),
+                ..obs(None)
+            },
+            ready(&ic),
+            Action::Provision { drift: true },
+        ),
+        (
+            "attachment removed outside: attach again (through the checks)",
+            ca.clone(),
+            Observed {
+                aks_exists: Some(true),
+                ..obs(None)
+            },
+            ready(&ca),
+            Action::Provision { drift: true },
+        ),
+        (
             "404 after our detach = reattach",
             ca.clone(),
             obs(None),
             owned(&ca, Phase::Detaching),
-            Action::Reattach,
+            Action::Reattach { drift: false },
         ),
         (
             "404 while reattaching = reattach",
             ca.clone(),
             obs(None),
             owned(&ca, Phase::Reattaching),
-            Action::Reattach,
+            Action::Reattach { drift: false },
         ),
         (
             "exists, never ours",

@@ -287,7 +287,20 @@ impl<S: KubeStore> Engine<S> {
                 .flatten()
                 .map(|(_, info)| info.sha256_fingerprint);
         }
-        if d.deleting
+        // Where the compute is gone, whether its cluster is too decides between deleting
+        // the cluster (deletion) and attaching it again (drift of a created cluster).
+        let drift_of_created = d.is_create()
+            && st.compute_id.is_some()
+            && !matches!(
+                st.phase.unwrap_or_default(),
+                Phase::Pending
+                    | Phase::Validating
+                    | Phase::Creating
+                    | Phase::Attaching
+                    | Phase::Detaching
+                    | Phase::Reattaching
+            );
+        if (d.deleting || drift_of_created)
             && obs.compute.is_none()
             && let Some(aks) = &st.aks_resource_id
             && let Ok(id) = aks.parse::<ResourceId>()
@@ -609,15 +622,28 @@ impl<S: KubeStore> Engine<S> {
                 if let Flavor::Attach { aks_id } = &d.flavor {
                     st.aks_resource_id = Some(aks_id.clone());
                 }
-                if let Some((_, info)) = &material {
-                    st.tls = Some(TlsStatus {
+                // Status describes what this PUT will serve. Without material (Auto, or TLS
+                // off) the certificate is unknown until Azure issued it: Ready reads and
+                // backs it up then. An earlier backup Secret stays recorded.
+                let backup_secret_name =
+                    st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
+                st.tls = match &material {
+                    Some((_, info)) => Some(TlsStatus {
                         mode: Some(d.tls.mode),
                         not_after: Some(info.not_after.clone()),
                         sha256_fingerprint: Some(info.sha256_fingerprint.clone()),
                         hostname: d.tls.cname.clone(),
-                        backup_secret_name: None,
-                    });
-                }
+                        backup_secret_name,
+                    }),
+                    None if backup_secret_name.is_some() || d.tls.mode != TlsMode::Disabled => {
+                        Some(TlsStatus {
+                            mode: Some(d.tls.mode),
+                            backup_secret_name,
+                            ..Default::default()
+                        })
+                    }
+                    None => None,
+                };
                 self.intend(d, &mut st, phase, "sending the request to Azure")
                     .await?;
                 match self.arm.put_compute(&compute_id, &body, kind).await {
@@ -821,7 +847,19 @@ impl<S: KubeStore> Engine<S> {
                 }
                 self.started(d, st, start).await
             }
-            Action::Reattach => {
+            Action::Reattach { drift } => {
+                if drift {
+                    self.event(
+                        d,
+                        true,
+                        "DriftDetected",
+                        format!(
+                            "compute {} was removed outside amlops but its AKS cluster still runs; attaching it again",
+                            d.compute_name
+                        ),
+                    )
+                    .await;
+                }
                 let location = match self.workspace_location(d).await? {
                     Ok(l) => l,
                     Err(s) => return self.stall(d, st, s).await,

@@ -524,16 +524,11 @@ pub async fn adopt_annotation(w: &World) {
     assert_eq!(compute(w, "legacy").cluster_purpose, "DevTest");
 }
 
-/// The compute is deleted behind the operator's back: Warning event, provisioned again.
-pub async fn drift_recreated_with_warning(w: &World) {
-    w.start_faults();
-    let d = ic("drift1", "");
-    w.ready(&d).await;
-    let id = ResourceId::compute(SUB, "ml-rg", "ml-ws", "drift1").expect("id");
+/// Removes compute `name` behind the operator's back and waits for Azure.
+async fn remove_out_of_band(w: &World, name: &str, action: UnderlyingResourceAction) {
+    let id = ResourceId::compute(SUB, "ml-rg", "ml-ws", name).expect("id");
     let start = oob("out-of-band delete", || {
-        w.engine
-            .arm
-            .delete_compute(&id, UnderlyingResourceAction::Delete)
+        w.engine.arm.delete_compute(&id, action)
     })
     .await;
     if let LroStart::Started(h) = start {
@@ -542,18 +537,61 @@ pub async fn drift_recreated_with_warning(w: &World) {
         })
         .await;
     }
-    assert!(w.emu.state().compute("drift1").is_none());
+    assert!(w.emu.state().compute(name).is_none());
+}
+
+/// Drift: the compute is removed behind the operator's back. Detached (its cluster still
+/// runs): attached again, same cluster, same certificate. Deleted with its cluster:
+/// created again. Both with a Warning event.
+pub async fn drift_recreated_with_warning(w: &World) {
+    w.start_faults();
+    let d = ic(
+        "drift1",
+        "vmSize: Standard_D4_v2\ntls: {mode: Auto, leafDomainLabel: drifty}",
+    );
     let st = w.ready(&d).await;
-    assert!(st.aks_resource_id.is_some());
-    assert_eq!(compute(w, "drift1").provisioning_state, "Succeeded");
-    assert!(
+    let aks = st.aks_resource_id.clone().expect("aks id");
+    let f1 = w.served_fingerprint(&aks).expect("certificate");
+    let clusters = cluster_count(w);
+
+    remove_out_of_band(w, "drift1", UnderlyingResourceAction::Detach).await;
+    let drifts = |w: &World| {
         w.events(&d)
             .iter()
-            .any(|e| e.warning && e.reason == "DriftDetected"),
-        "Warning event: {:#?}",
-        w.events(&d)
-    );
-    w.expect_accepted("PUT", "/computes/drift1", "", 2, "created, then again after the drift");
+            .filter(|e| e.warning && e.reason == "DriftDetected")
+            .count()
+    };
+    let st = w.ready(&d).await;
+    assert_eq!(drifts(w), 1, "Warning event: {:#?}", w.events(&d));
+    let c = compute(w, "drift1");
+    assert_eq!(c.resource_id.as_deref(), Some(aks.as_str()), "the same cluster");
+    assert_eq!(cluster_count(w), clusters, "no second cluster");
+    assert_eq!(w.served_fingerprint(&aks), Some(f1.clone()), "certificate kept");
+    assert_eq!(tls_fp(&st), Some(f1));
+
+    // Now everything goes: the (attached) compute and the cluster.
+    remove_out_of_band(w, "drift1", UnderlyingResourceAction::Detach).await;
+    let cluster_id: ResourceId = aks.parse().expect("aks id");
+    let start = oob("out-of-band cluster delete", || {
+        w.engine.arm.delete_managed_cluster(&cluster_id)
+    })
+    .await;
+    if let LroStart::Started(h) = start {
+        oob("out-of-band cluster delete poll", || {
+            w.engine.arm.wait_for(&h, Duration::from_secs(10))
+        })
+        .await;
+    }
+    assert!(!cluster_exists(w, &aks));
+    let st = w.ready(&d).await;
+    assert_eq!(drifts(w), 2, "Warning event: {:#?}", w.events(&d));
+    let new_aks = st.aks_resource_id.clone().expect("aks id");
+    assert_ne!(new_aks, aks, "a new cluster");
+    assert!(!compute(w, "drift1").is_attached_compute, "created again");
+    let f2 = w.served_fingerprint(&new_aks).expect("a new certificate");
+    assert_eq!(tls_fp(&st), Some(f2.clone()), "status follows the new certificate");
+    assert_eq!(secret_fingerprint(&w.store, "drift1-tls-backup"), Some(f2), "and so does the backup");
+    w.expect_accepted("PUT", "/computes/drift1", "", 3, "create, reattach after the detach, create");
 }
 
 /// A compute that keeps failing: deleted and created again at most maxRetries times, then
