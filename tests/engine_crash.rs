@@ -52,7 +52,12 @@ struct Proxy {
     crashed: Notify,
 }
 
-const HOP_BY_HOP: [&str; 4] = ["connection", "transfer-encoding", "content-length", "keep-alive"];
+const HOP_BY_HOP: [&str; 4] = [
+    "connection",
+    "transfer-encoding",
+    "content-length",
+    "keep-alive",
+];
 
 fn hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
@@ -468,7 +473,10 @@ async fn run(sc: &Scenario, crash: Crash) -> Result<Run, String> {
 
 fn served(emu: &EmulatorHandle, aks: &str) -> Option<String> {
     let state = emu.state();
-    let c = state.clusters.iter().find(|c| c.id.eq_ignore_ascii_case(aks))?;
+    let c = state
+        .clusters
+        .iter()
+        .find(|c| c.id.eq_ignore_ascii_case(aks))?;
     let t = c.azuremlfessl.as_ref()?;
     amlops::tls::verify_pair(&t.cert_pem, &t.key_pem)
         .ok()

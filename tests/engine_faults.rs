@@ -48,7 +48,13 @@ async fn every_scenario_converges_under_throttling_and_a_failed_operation() {
                     .iter()
                     .filter(|r| r.status == 429 || r.status == 503)
                     .count();
-                (log.len(), refused, checked, w.failed_operations(), t0.elapsed())
+                (
+                    log.len(),
+                    refused,
+                    checked,
+                    w.failed_operations(),
+                    t0.elapsed(),
+                )
             });
             (*name, task)
         })
@@ -83,7 +89,11 @@ async fn every_scenario_converges_under_throttling_and_a_failed_operation() {
     // The faults really happened (else this test proves nothing).
     let rate = t.refused as f64 / t.requests.max(1) as f64;
     assert!(rate > 0.15, "only {:.0}% of requests refused", rate * 100.0);
-    assert!(t.retries_checked > 20, "{} retries checked", t.retries_checked);
+    assert!(
+        t.retries_checked > 20,
+        "{} retries checked",
+        t.retries_checked
+    );
     assert!(
         t.failed_operations >= scenarios::ALL.len() - 3,
         "{} failed operations",

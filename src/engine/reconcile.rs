@@ -625,8 +625,7 @@ impl<S: KubeStore> Engine<S> {
                 // Status describes what this PUT will serve. Without material (Auto, or TLS
                 // off) the certificate is unknown until Azure issued it: Ready reads and
                 // backs it up then. An earlier backup Secret stays recorded.
-                let backup_secret_name =
-                    st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
+                let backup_secret_name = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
                 st.tls = match &material {
                     Some((_, info)) => Some(TlsStatus {
                         mode: Some(d.tls.mode),
@@ -967,9 +966,7 @@ fn same_label(host: &str, label: &str) -> bool {
         && host
             .strip_prefix(&label)
             .and_then(|rest| rest.split('.').next())
-            .is_some_and(|digits| {
-                digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit())
-            })
+            .is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -983,7 +980,11 @@ mod tests {
             ("Contoso123456.eastus.cloudapp.azure.com", "contoso", true),
             ("contoso123456.eastus.cloudapp.azure.com", "CONTOSO", true),
             // Another label that starts like this one.
-            ("contosoweb123456.eastus.cloudapp.azure.com", "contoso", false),
+            (
+                "contosoweb123456.eastus.cloudapp.azure.com",
+                "contoso",
+                false,
+            ),
             ("contoso12345.eastus.cloudapp.azure.com", "contoso", false),
             ("fabrikam123456.eastus.cloudapp.azure.com", "contoso", false),
             ("scoring.contoso.com", "scoring", false),

@@ -219,8 +219,7 @@ impl World {
 
     /// Converges until cleanup is finished (the finalizer may go).
     pub async fn gone(&self, d: &Desired) -> ClusterStatus {
-        self.converge(d, "cleaned up", |_, finished| finished)
-            .await
+        self.converge(d, "cleaned up", |_, finished| finished).await
     }
 
     /// Events emitted about `d`.
@@ -308,20 +307,31 @@ impl World {
 }
 
 /// 2xx requests of `log` matching method, path and query fragments.
-pub fn accepted(log: &[RequestRecord], method: &str, path: &str, query: &str) -> Vec<RequestRecord> {
+pub fn accepted(
+    log: &[RequestRecord],
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Vec<RequestRecord> {
     log.iter()
         .filter(|r| {
             r.method.eq_ignore_ascii_case(method)
                 && (200..300).contains(&r.status)
-                && r.path.to_ascii_lowercase().contains(&path.to_ascii_lowercase())
-                && r.query.to_ascii_lowercase().contains(&query.to_ascii_lowercase())
+                && r.path
+                    .to_ascii_lowercase()
+                    .contains(&path.to_ascii_lowercase())
+                && r.query
+                    .to_ascii_lowercase()
+                    .contains(&query.to_ascii_lowercase())
         })
         .cloned()
         .collect()
 }
 
 fn ts(r: &RequestRecord) -> jiff::Timestamp {
-    r.timestamp.parse().expect("RFC 3339 timestamp in the request log")
+    r.timestamp
+        .parse()
+        .expect("RFC 3339 timestamp in the request log")
 }
 
 /// See [`World::assert_retry_after_honoured`]; returns how many refusals were checked.

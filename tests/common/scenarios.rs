@@ -165,13 +165,19 @@ pub async fn create_ready(w: &World) {
     assert_eq!(c.resource_id.as_deref(), Some(aks.as_str()));
     assert!(cluster_exists(w, &aks));
     assert_eq!(st.agent_count, Some(3));
-    assert_eq!(st.compute_id.as_deref().map(str::to_ascii_lowercase), Some(d.compute_id().to_ascii_lowercase()));
+    assert_eq!(
+        st.compute_id.as_deref().map(str::to_ascii_lowercase),
+        Some(d.compute_id().to_ascii_lowercase())
+    );
     assert!(condition(&st, "Stalled").is_some_and(|c| c.status == "False"));
     assert!(condition(&st, "Reconciling").is_some_and(|c| c.status == "False"));
     w.expect_accepted("PUT", "/computes/create1", "", 1, "one create");
     w.expect_accepted("DELETE", "/computes/", "", 0, "no delete");
     let phases: Vec<String> = w.events(&d).iter().map(|e| e.reason.clone()).collect();
-    assert!(phases.contains(&"Creating".to_string()) && phases.contains(&"Ready".to_string()), "{phases:?}");
+    assert!(
+        phases.contains(&"Creating".to_string()) && phases.contains(&"Ready".to_string()),
+        "{phases:?}"
+    );
 
     // Steady state: no write, and Ready stays.
     let writes = w.writes().len();
@@ -215,23 +221,47 @@ pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
     );
     let st = w.ready(&d).await;
     let aks = st.aks_resource_id.clone().expect("aks id");
-    let f1 = w.served_fingerprint(&aks).expect("Azure ML issued a certificate");
+    let f1 = w
+        .served_fingerprint(&aks)
+        .expect("Azure ML issued a certificate");
     let host = st.cluster_fqdn.clone().expect("fqdn");
     assert!(host.starts_with("contoso"), "{host}");
-    assert_eq!(tls_fp(&st), Some(f1.clone()), "status records the served certificate");
+    assert_eq!(
+        tls_fp(&st),
+        Some(f1.clone()),
+        "status records the served certificate"
+    );
     let backup = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
     assert_eq!(backup.as_deref(), Some("autotls-tls-backup"));
-    assert_eq!(secret_fingerprint(&w.store, "autotls-tls-backup"), Some(f1.clone()));
+    assert_eq!(
+        secret_fingerprint(&w.store, "autotls-tls-backup"),
+        Some(f1.clone())
+    );
 
     // Same label (reattach annotation: updates Azure ML's components): certificate kept.
     let d2 = reattach(&d, "r1");
     let st = reattached(w, &d2).await;
-    assert_eq!(w.served_fingerprint(&aks), Some(f1.clone()), "certificate preserved");
-    assert_eq!(st.cluster_fqdn.as_deref(), Some(host.as_str()), "host name preserved");
+    assert_eq!(
+        w.served_fingerprint(&aks),
+        Some(f1.clone()),
+        "certificate preserved"
+    );
+    assert_eq!(
+        st.cluster_fqdn.as_deref(),
+        Some(host.as_str()),
+        "host name preserved"
+    );
     assert_eq!(tls_fp(&st), Some(f1.clone()));
     let c = compute(w, "autotls");
-    assert!(c.is_attached_compute, "a reattached compute is an attached one");
-    assert_eq!(c.resource_id.as_deref(), Some(aks.as_str()), "same AKS cluster");
+    assert!(
+        c.is_attached_compute,
+        "a reattached compute is an attached one"
+    );
+    assert_eq!(
+        c.resource_id.as_deref(),
+        Some(aks.as_str()),
+        "same AKS cluster"
+    );
     w.expect_accepted("DELETE", "/computes/autotls", "Detach", 1, "one detach");
     w.expect_accepted("PUT", "/computes/autotls", "", 2, "create + reattach");
 
@@ -242,8 +272,15 @@ pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
     assert_ne!(f2, f1, "a new label means a new certificate");
     let host2 = st.cluster_fqdn.clone().expect("fqdn");
     assert!(host2.starts_with("fabrikam"), "{host2}");
-    assert_eq!(tls_fp(&st), Some(f2.clone()), "status follows the served certificate");
-    assert_eq!(secret_fingerprint(&w.store, "autotls-tls-backup"), Some(f2.clone()));
+    assert_eq!(
+        tls_fp(&st),
+        Some(f2.clone()),
+        "status follows the served certificate"
+    );
+    assert_eq!(
+        secret_fingerprint(&w.store, "autotls-tls-backup"),
+        Some(f2.clone())
+    );
 
     // Auto → Custom with the backed-up certificate and its host name: kept.
     let d4 = changed(&d3, |d| {
@@ -257,8 +294,20 @@ pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
     let st = w.ready(&d4).await;
     assert_eq!(w.served_fingerprint(&aks), Some(f2.clone()));
     assert_eq!(st.cluster_fqdn.as_deref(), Some(host2.as_str()));
-    w.expect_accepted("DELETE", "/computes/autotls", "Detach", 3, "three reattaches");
-    w.expect_accepted("DELETE", "/computes/autotls", "=Delete", 0, "never a delete");
+    w.expect_accepted(
+        "DELETE",
+        "/computes/autotls",
+        "Detach",
+        3,
+        "three reattaches",
+    );
+    w.expect_accepted(
+        "DELETE",
+        "/computes/autotls",
+        "=Delete",
+        0,
+        "never a delete",
+    );
     assert!(cluster_exists(w, &aks));
 }
 
@@ -315,7 +364,13 @@ pub async fn scale_3_to_5(w: &World) {
         .expect("cluster");
     assert_eq!(cluster.agent_pools[0].count, 5, "{:?}", cluster.agent_pools);
     w.expect_accepted("PUT", "/agentPools/", "", 1, "one agent pool PUT");
-    w.expect_accepted("PUT", "/computes/scale1", "", 1, "compute untouched by the scale");
+    w.expect_accepted(
+        "PUT",
+        "/computes/scale1",
+        "",
+        1,
+        "compute untouched by the scale",
+    );
     w.expect_accepted("DELETE", "", "", 0, "no delete");
 }
 
@@ -356,7 +411,12 @@ pub async fn conflict_already_attached_no_write(w: &World) {
     for _ in 0..3 {
         let _ = w.engine.reconcile(&d, w.status(&d)).await;
     }
-    assert_eq!(w.writes().len(), before, "no Azure write: {:#?}", w.brief_log());
+    assert_eq!(
+        w.writes().len(),
+        before,
+        "no Azure write: {:#?}",
+        w.brief_log()
+    );
     let warnings = w
         .events(&d)
         .iter()
@@ -364,7 +424,11 @@ pub async fn conflict_already_attached_no_write(w: &World) {
         .count();
     assert_eq!(warnings, 1, "one Warning event");
     assert!(w.emu.state().compute("second").is_none());
-    assert_eq!(compute(w, "legacy").provisioning_state, "Succeeded", "the earlier compute is not broken");
+    assert_eq!(
+        compute(w, "legacy").provisioning_state,
+        "Succeeded",
+        "the earlier compute is not broken"
+    );
 }
 
 /// Another resource claims the same AKS cluster: Stalled NameConflict, no write.
@@ -389,7 +453,11 @@ pub async fn conflict_claimed_by_another_resource_no_write(w: &World) {
         aks_id: None,
     });
     w.stalled(&mine, "NameConflict").await;
-    assert!(w.writes().is_empty(), "no Azure write: {:#?}", w.brief_log());
+    assert!(
+        w.writes().is_empty(),
+        "no Azure write: {:#?}",
+        w.brief_log()
+    );
 }
 
 /// FastProd below 12 vCPUs, create and attach: Stalled InsufficientVCPUs, no write.
@@ -416,7 +484,11 @@ pub async fn fastprod_too_few_vcpus_no_write(w: &World) {
     w.stalled(&a, "InsufficientVCPUs").await;
     // DevTest has no minimum: the same cluster attaches.
     let dev = ca("small3", "tiny", "clusterPurpose: DevTest");
-    assert!(w.writes().is_empty(), "no Azure write: {:#?}", w.brief_log());
+    assert!(
+        w.writes().is_empty(),
+        "no Azure write: {:#?}",
+        w.brief_log()
+    );
     w.ready(&dev).await;
 }
 
@@ -428,7 +500,10 @@ pub async fn delete_created(w: &World) {
     let aks = st.aks_resource_id.clone().expect("aks id");
     w.gone(&deleting(&d)).await;
     assert!(w.emu.state().compute("del1").is_none());
-    assert!(!cluster_exists(w, &aks), "Delete removes the AKS cluster Azure ML created");
+    assert!(
+        !cluster_exists(w, &aks),
+        "Delete removes the AKS cluster Azure ML created"
+    );
     w.expect_accepted("DELETE", "/computes/del1", "=Delete", 1, "one delete");
     w.expect_accepted("DELETE", "/computes/del1", "Detach", 0, "no detach");
 }
@@ -446,8 +521,17 @@ pub async fn delete_created_then_reattached(w: &World) {
     let mark = w.emu.requests().len();
     w.gone(&deleting(&d2)).await;
     assert!(w.emu.state().compute("del2").is_none());
-    assert!(!cluster_exists(w, &aks), "the managed cluster is deleted too");
-    w.expect_accepted("DELETE", "/computes/del2", "Detach", 2, "reattach + deletion");
+    assert!(
+        !cluster_exists(w, &aks),
+        "the managed cluster is deleted too"
+    );
+    w.expect_accepted(
+        "DELETE",
+        "/computes/del2",
+        "Detach",
+        2,
+        "reattach + deletion",
+    );
     w.expect_accepted("DELETE", "/managedClusters/", "", 1, "one cluster delete");
     assert!(
         w.emu.requests()[mark..]
@@ -481,14 +565,21 @@ pub async fn detach_keeps_tls_backup(w: &World) {
     w.gone(&deleting(&d)).await;
     assert!(w.emu.state().compute("det1").is_none());
     assert!(cluster_exists(w, &aks), "Detach keeps the AKS cluster");
-    assert_eq!(w.served_fingerprint(&aks), None, "the detach removed azuremlfessl");
+    assert_eq!(
+        w.served_fingerprint(&aks),
+        None,
+        "the detach removed azuremlfessl"
+    );
     assert_eq!(
         secret_fingerprint(&w.store, "det1-tls-backup"),
         Some(served),
         "the backup holds the certificate that was served"
     );
     let backup = w.store.secret(NS, "det1-tls-backup").expect("backup");
-    assert!(backup.metadata.owner_references.is_none(), "not owner-referenced");
+    assert!(
+        backup.metadata.owner_references.is_none(),
+        "not owner-referenced"
+    );
     w.expect_accepted("DELETE", "/computes/det1", "Detach", 1, "one detach");
     w.expect_accepted("DELETE", "/computes/det1", "=Delete", 0, "no delete");
 }
@@ -564,9 +655,17 @@ pub async fn drift_recreated_with_warning(w: &World) {
     let st = w.ready(&d).await;
     assert_eq!(drifts(w), 1, "Warning event: {:#?}", w.events(&d));
     let c = compute(w, "drift1");
-    assert_eq!(c.resource_id.as_deref(), Some(aks.as_str()), "the same cluster");
+    assert_eq!(
+        c.resource_id.as_deref(),
+        Some(aks.as_str()),
+        "the same cluster"
+    );
     assert_eq!(cluster_count(w), clusters, "no second cluster");
-    assert_eq!(w.served_fingerprint(&aks), Some(f1.clone()), "certificate kept");
+    assert_eq!(
+        w.served_fingerprint(&aks),
+        Some(f1.clone()),
+        "certificate kept"
+    );
     assert_eq!(tls_fp(&st), Some(f1));
 
     // Now everything goes: the (attached) compute and the cluster.
@@ -589,9 +688,23 @@ pub async fn drift_recreated_with_warning(w: &World) {
     assert_ne!(new_aks, aks, "a new cluster");
     assert!(!compute(w, "drift1").is_attached_compute, "created again");
     let f2 = w.served_fingerprint(&new_aks).expect("a new certificate");
-    assert_eq!(tls_fp(&st), Some(f2.clone()), "status follows the new certificate");
-    assert_eq!(secret_fingerprint(&w.store, "drift1-tls-backup"), Some(f2), "and so does the backup");
-    w.expect_accepted("PUT", "/computes/drift1", "", 3, "create, reattach after the detach, create");
+    assert_eq!(
+        tls_fp(&st),
+        Some(f2.clone()),
+        "status follows the new certificate"
+    );
+    assert_eq!(
+        secret_fingerprint(&w.store, "drift1-tls-backup"),
+        Some(f2),
+        "and so does the backup"
+    );
+    w.expect_accepted(
+        "PUT",
+        "/computes/drift1",
+        "",
+        3,
+        "create, reattach after the detach, create",
+    );
 }
 
 /// A compute that keeps failing: deleted and created again at most maxRetries times, then
@@ -615,10 +728,24 @@ pub async fn failed_compute_retry_bounded(w: &World) {
     let d = ic("failing1", "maxRetries: 2");
     let st = w.stalled(&d, "ComputeFailed").await;
     let msg = &condition(&st, "Stalled").expect("Stalled").message;
-    assert!(msg.contains("at least 12 cores"), "Azure's error reaches the user: {msg}");
-    assert_eq!(st.provisioning_errors.len(), 1, "{:?}", st.provisioning_errors);
+    assert!(
+        msg.contains("at least 12 cores"),
+        "Azure's error reaches the user: {msg}"
+    );
+    assert_eq!(
+        st.provisioning_errors.len(),
+        1,
+        "{:?}",
+        st.provisioning_errors
+    );
     w.expect_accepted("PUT", "/computes/failing1", "", 3, "first try + 2 retries");
-    w.expect_accepted("DELETE", "/computes/failing1", "=Delete", 2, "each retry deletes the failed create");
+    w.expect_accepted(
+        "DELETE",
+        "/computes/failing1",
+        "=Delete",
+        2,
+        "each retry deletes the failed create",
+    );
     let retries = w
         .events(&d)
         .iter()
@@ -662,12 +789,28 @@ pub async fn failed_reattach_of_created_cluster_reattaches_same_cluster(w: &Worl
     let st = reattached(w, &d2).await;
     let c = compute(w, "reatt1");
     assert!(c.is_attached_compute);
-    assert_eq!(c.resource_id.as_deref(), Some(aks.as_str()), "the same cluster");
+    assert_eq!(
+        c.resource_id.as_deref(),
+        Some(aks.as_str()),
+        "the same cluster"
+    );
     assert_eq!(st.aks_resource_id.as_deref(), Some(aks.as_str()));
     assert_eq!(cluster_count(w), clusters, "no new AKS cluster");
     w.expect_accepted("DELETE", "/computes/reatt1", "=Delete", 0, "never deleted");
-    w.expect_accepted("DELETE", "/computes/reatt1", "Detach", 2, "reattach + retry");
-    w.expect_accepted("PUT", "/computes/reatt1", "", 3, "create, failed attach, attach");
+    w.expect_accepted(
+        "DELETE",
+        "/computes/reatt1",
+        "Detach",
+        2,
+        "reattach + retry",
+    );
+    w.expect_accepted(
+        "PUT",
+        "/computes/reatt1",
+        "",
+        3,
+        "create, failed attach, attach",
+    );
     assert!(
         w.events(&d2)
             .iter()
@@ -703,9 +846,25 @@ pub async fn failed_detach_during_reattach_keeps_cluster_and_certificate(w: &Wor
     let d2 = reattach(&d, "r1");
     reattached(w, &d2).await;
     assert!(cluster_exists(w, &aks), "the cluster survives");
-    assert_eq!(w.served_fingerprint(&aks), Some(f1), "and so does its certificate");
-    w.expect_accepted("DELETE", "/computes/detfail1", "=Delete", 0, "never deleted");
-    w.expect_accepted("DELETE", "/computes/detfail1", "Detach", 2, "failed detach + retry");
+    assert_eq!(
+        w.served_fingerprint(&aks),
+        Some(f1),
+        "and so does its certificate"
+    );
+    w.expect_accepted(
+        "DELETE",
+        "/computes/detfail1",
+        "=Delete",
+        0,
+        "never deleted",
+    );
+    w.expect_accepted(
+        "DELETE",
+        "/computes/detfail1",
+        "Detach",
+        2,
+        "failed detach + retry",
+    );
 }
 
 /// reattachPolicy Manual: a purpose change waits (Ready=False, not Stalled, no write) until
@@ -720,13 +879,18 @@ pub async fn manual_reattach_policy_waits_for_annotation(w: &World) {
         },
     );
     w.start_faults();
-    let d = ca("manual1", "dev", "clusterPurpose: DevTest\nreattachPolicy: Manual");
+    let d = ca(
+        "manual1",
+        "dev",
+        "clusterPurpose: DevTest\nreattachPolicy: Manual",
+    );
     w.ready(&d).await;
     let writes = w.writes().len();
     let d2 = changed(&d, |d| d.purpose = ClusterPurpose::FastProd);
     let st = w
         .converge(&d2, "ReattachPending", |s, _| {
-            condition(s, "Ready").is_some_and(|c| c.status == "False" && c.reason == "ReattachPending")
+            condition(s, "Ready")
+                .is_some_and(|c| c.status == "False" && c.reason == "ReattachPending")
         })
         .await;
     assert!(condition(&st, "Stalled").is_some_and(|c| c.status == "False"));
