@@ -45,4 +45,6 @@ scenarios!(
     failed_reattach_of_created_cluster_reattaches_same_cluster,
     failed_detach_during_reattach_keeps_cluster_and_certificate,
     manual_reattach_policy_waits_for_annotation,
+    dynamic_checks_stall_without_write,
+    never_detach_without_a_verified_certificate,
 );

@@ -543,9 +543,13 @@ impl<S: KubeStore> Engine<S> {
                     let fqdn = c.and_then(|c| c.fqdn.clone());
                     if let Err(e) = self.take_backup(d, &mut st, fqdn).await {
                         self.event(d, true, "TLSBackupFailed", e.to_string()).await;
-                        // Ready either way, but a certificate without a backup is one
-                        // careless reattach away from being lost: try again soon.
-                        requeue = requeue.min(self.config.busy_poll);
+                        // Ready either way. A passing failure is retried soon (a certificate
+                        // without a backup is one reattach away from being lost); an API
+                        // server that cannot be reached (private cluster) at resync pace,
+                        // not to spend the write budget on credential calls.
+                        if e.is_transient() {
+                            requeue = requeue.min(self.config.busy_poll);
+                        }
                     }
                 }
                 st.retries = None;

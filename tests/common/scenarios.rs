@@ -34,6 +34,8 @@ pub const ALL: &[&str] = &[
     "failed_reattach_of_created_cluster_reattaches_same_cluster",
     "failed_detach_during_reattach_keeps_cluster_and_certificate",
     "manual_reattach_policy_waits_for_annotation",
+    "dynamic_checks_stall_without_write",
+    "never_detach_without_a_verified_certificate",
 ];
 
 /// Runs the scenario called `name`.
@@ -65,6 +67,10 @@ pub async fn run(name: &str, w: &World) {
         }
         "manual_reattach_policy_waits_for_annotation" => {
             manual_reattach_policy_waits_for_annotation(w).await
+        }
+        "dynamic_checks_stall_without_write" => dynamic_checks_stall_without_write(w).await,
+        "never_detach_without_a_verified_certificate" => {
+            never_detach_without_a_verified_certificate(w).await
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -899,4 +905,121 @@ pub async fn manual_reattach_policy_waits_for_annotation(w: &World) {
     let d3 = reattach(&d2, "maintenance-window-1");
     reattached(w, &d3).await;
     assert_eq!(compute(w, "manual1").cluster_purpose, "FastProd");
+}
+
+fn seed(w: &World, name: &str, f: impl FnOnce(&mut ClusterSeed)) {
+    let mut c = ClusterSeed {
+        resource_group: "aks-rg".into(),
+        name: name.into(),
+        ..ClusterSeed::default()
+    };
+    f(&mut c);
+    w.emu.seed_aks_cluster(SUB, c);
+}
+
+/// The reconcile-time checks of DESIGN §1.4: each stalls with its reason and a message a
+/// person can act on, and nothing is written to Azure.
+pub async fn dynamic_checks_stall_without_write(w: &World) {
+    seed(w, "old", |c| c.kubernetes_version = "1.27.3".into());
+    seed(w, "stopped", |c| c.power_state = "Stopped".into());
+    let (good, _) = tls_secret("good-tls", "scoring.contoso.com");
+    w.store.insert_secret(good);
+    // A certificate with somebody else's key.
+    let (mut mixed, _) = tls_secret("mixed-tls", "scoring.contoso.com");
+    let (other, _) = tls_secret("other", "scoring.contoso.com");
+    if let (Some(m), Some(o)) = (mixed.data.as_mut(), other.data.as_ref()) {
+        m.insert("tls.key".into(), o["tls.key"].clone());
+    }
+    w.store.insert_secret(mixed);
+    w.start_faults();
+
+    let old = ca("chkold", "old", "");
+    let st = w.stalled(&old, "UnsupportedKubernetesVersion").await;
+    let msg = &condition(&st, "Stalled").expect("Stalled").message;
+    assert!(
+        msg.contains("1.27.3") && msg.contains("1.30.4"),
+        "lists the supported versions: {msg}"
+    );
+
+    w.stalled(&ca("chkstopped", "stopped", ""), "AksClusterStopped")
+        .await;
+    w.stalled(&ca("chkmissing", "nosuchcluster", ""), "AksClusterNotFound")
+        .await;
+    let mut foreign = ca("chkforeign", "shared", "");
+    if let Flavor::Attach { aks_id } = &mut foreign.flavor {
+        *aks_id = aks_id.replace(SUB, "11111111-1111-1111-1111-111111111111");
+    }
+    w.stalled(&foreign, "InvalidSpec").await;
+    let mut nows = ic("chknows", "");
+    nows.workspace.name = "no-such-ws".into();
+    w.stalled(&nows, "WorkspaceNotFound").await;
+    w.stalled(&ic("chkvm", "vmSize: Standard_Imaginary_v9"), "InvalidSpec")
+        .await;
+
+    let tls = |secret: &str| {
+        format!("tls: {{mode: Custom, cname: scoring.contoso.com, secretRef: {{name: {secret}}}}}")
+    };
+    w.stalled(
+        &ca("chknosecret", "shared", &tls("absent-tls")),
+        "SecretNotFound",
+    )
+    .await;
+    let st = w
+        .stalled(
+            &ca("chkmixed", "shared", &tls("mixed-tls")),
+            "InvalidCertificate",
+        )
+        .await;
+    let msg = &condition(&st, "Stalled").expect("Stalled").message;
+    assert!(
+        !msg.contains("PRIVATE KEY"),
+        "no key material in status: {msg}"
+    );
+    assert!(
+        w.writes().is_empty(),
+        "no Azure write: {:#?}",
+        w.brief_log()
+    );
+
+    // The user fixes the Secret: the stall clears by itself.
+    let (fixed, fp) = tls_secret("mixed-tls", "scoring.contoso.com");
+    w.store.insert_secret(fixed);
+    let d = ca("chkmixed", "shared", &tls("mixed-tls"));
+    w.ready(&d).await;
+    assert_eq!(w.served_fingerprint(&aks_id("shared")), Some(fp));
+}
+
+/// DESIGN §3.2: never detach while TLS is on and neither the user's Secret nor a verified
+/// backup holds the certificate. A private cluster's API server cannot be read, so an Auto
+/// certificate cannot be backed up: the reattach stops at Stalled TLSBackupFailed, and the
+/// compute keeps serving.
+pub async fn never_detach_without_a_verified_certificate(w: &World) {
+    seed(w, "private1", |c| c.private = true);
+    w.start_faults();
+    let d = ca(
+        "priv1",
+        "private1",
+        "tls: {mode: Auto, leafDomainLabel: priv}",
+    );
+    let st = w.ready(&d).await;
+    assert!(
+        w.events(&d)
+            .iter()
+            .any(|e| e.warning && e.reason == "TLSBackupFailed"),
+        "the failed backup is reported even though the compute is Ready"
+    );
+    assert!(tls_fp(&st).is_none(), "no verified certificate recorded");
+    let served = w
+        .served_fingerprint(&aks_id("private1"))
+        .expect("certificate");
+    let d2 = reattach(&d, "r1");
+    let st = w.stalled(&d2, "TLSBackupFailed").await;
+    let msg = &condition(&st, "Stalled").expect("Stalled").message;
+    assert!(
+        msg.contains("secretRef"),
+        "says how to provide the certificate: {msg}"
+    );
+    w.expect_accepted("DELETE", "", "", 0, "never detached");
+    assert_eq!(compute(w, "priv1").provisioning_state, "Succeeded");
+    assert_eq!(w.served_fingerprint(&aks_id("private1")), Some(served));
 }
