@@ -466,10 +466,17 @@ impl<S: KubeStore> Engine<S> {
             &key,
             &format!("{aks}#{}/{}", self.config.tls_namespace, tls::AZUREMLFESSL),
         );
-        self.store
-            .apply_secret(secret)
-            .await
-            .map_err(|e| TlsError::BackupFailed(e.to_string()))?;
+        // After an Auto → Custom switch the user's secretRef may be the backup Secret
+        // itself; it is then the user's to change (a rotation), and overwriting it with the
+        // certificate being replaced would silently undo the rotation.
+        let users_secret = d.tls.mode == TlsMode::Custom
+            && d.tls.secret_ref.as_ref().is_some_and(|r| r.name == name);
+        if !users_secret {
+            self.store
+                .apply_secret(secret)
+                .await
+                .map_err(|e| TlsError::BackupFailed(e.to_string()))?;
+        }
         st.tls = Some(TlsStatus {
             mode: Some(d.tls.mode),
             backup_secret_name: Some(name.clone()),

@@ -300,12 +300,25 @@ pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
     let st = w.ready(&d4).await;
     assert_eq!(w.served_fingerprint(&aks), Some(f2.clone()));
     assert_eq!(st.cluster_fqdn.as_deref(), Some(host2.as_str()));
+
+    // The backup Secret is now the user's Secret: a rotation in it is served, not
+    // overwritten by the backup of the certificate it replaces.
+    let (rotated, f3) = tls_secret("autotls-tls-backup", &host2);
+    w.store.insert_secret(rotated);
+    let st = w
+        .converge(&d4, "serving the rotated certificate", |s, _| {
+            is_ready(s, &d4) && tls_fp(s).as_deref() == Some(f3.as_str())
+        })
+        .await;
+    assert_eq!(w.served_fingerprint(&aks), Some(f3.clone()));
+    assert_eq!(secret_fingerprint(&w.store, "autotls-tls-backup"), Some(f3));
+    assert_eq!(st.cluster_fqdn.as_deref(), Some(host2.as_str()));
     w.expect_accepted(
         "DELETE",
         "/computes/autotls",
         "Detach",
-        3,
-        "three reattaches",
+        4,
+        "four reattaches",
     );
     w.expect_accepted(
         "DELETE",
