@@ -1,7 +1,7 @@
 //! The pure decision: `(desired, observed Azure state, status) → next action` (DESIGN §2).
 //! No I/O here; every branch is a row of the table tests below.
 
-use crate::crd::{ClusterStatus, DeletionPolicy, LoadBalancerType, Phase};
+use crate::crd::{ClusterStatus, DeletionPolicy, LoadBalancerType, Phase, TlsMode};
 
 use super::desired::{Desired, Flavor};
 
@@ -39,6 +39,8 @@ pub struct ObservedCompute {
     pub tls_enabled: bool,
     /// clusterFqdn.
     pub fqdn: Option<String>,
+    /// clusterPurpose as Azure reports it (`FastProd`, …), when present.
+    pub purpose: Option<String>,
 }
 
 /// Everything observed in Azure for one reconcile.
@@ -48,8 +50,13 @@ pub struct Observed {
     pub compute: Option<ObservedCompute>,
     /// Node count of the AKS cluster's first pool (created clusters, when Succeeded).
     pub agent_count: Option<i32>,
-    /// Whether the AKS managed cluster still exists (observed only while deleting).
+    /// Whether the AKS managed cluster (`status.aksResourceId`) still exists; observed only
+    /// when the compute is gone (deletion, drift).
     pub aks_exists: Option<bool>,
+    /// SHA-256 fingerprint of the certificate in the user's `tls.secretRef` Secret (Custom
+    /// mode, when the Secret exists and holds a valid pair). Compared with the fingerprint
+    /// last sent to Azure to notice a rotated certificate.
+    pub secret_fingerprint: Option<String>,
 }
 
 /// Why the operator stopped and needs a person.
@@ -70,12 +77,24 @@ pub enum Action {
     Wait,
     /// Dynamic checks, then PUT a new compute (create or attach). `drift`: it existed before.
     Provision { drift: bool },
-    /// The compute exists and matches: take it over without a write.
-    Adopt,
+    /// The compute exists and matches: take it over without a write. `in_sync`: its
+    /// purpose and TLS on/off already match the spec; otherwise the next reconcile
+    /// reattaches it (or waits for the annotation under `reattachPolicy: Manual`).
+    Adopt {
+        /// Purpose and TLS already as specified.
+        in_sync: bool,
+    },
     /// Stop until the spec (or a referenced Secret) changes.
     Stall(Stall),
-    /// Delete (created) or detach (attached) a Failed compute, then provision again.
-    RetryFailed { detach: bool },
+    /// Delete (`detach: false`) or detach a Failed compute, then go on in phase `then`:
+    /// `Creating`/`Attaching` provision from scratch, `Reattaching` attaches the same AKS
+    /// cluster again (a cluster that once served is never deleted to retry).
+    RetryFailed {
+        /// Detach instead of delete.
+        detach: bool,
+        /// Phase recorded before the removal; decides what the 404 afterwards means.
+        then: Phase,
+    },
     /// GET-modify-PUT of load balancer and description.
     UpdateInPlace,
     /// PUT the agent pool with the new count.
@@ -86,8 +105,12 @@ pub enum Action {
     BackupTls { then: Phase },
     /// DELETE compute with `underlyingResourceAction=Detach` (reattach or deletion).
     Detach,
-    /// PUT the compute again as an attach of the same AKS cluster.
-    Reattach,
+    /// PUT the compute again as an attach of the same AKS cluster. `drift`: the compute
+    /// was removed outside the operator (a created cluster that someone detached).
+    Reattach {
+        /// Removed outside the operator: warn.
+        drift: bool,
+    },
     /// DELETE compute with `underlyingResourceAction=Delete`.
     DeleteCompute,
     /// DELETE the AKS managed cluster (a created cluster that became attached).
@@ -110,9 +133,15 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     let Some(c) = &obs.compute else {
         return match ph {
             // After our own detach, 404 means "continue with the attach" (DESIGN §3.2).
-            Phase::Detaching | Phase::Reattaching => Action::Reattach,
+            Phase::Detaching | Phase::Reattaching => Action::Reattach { drift: false },
             Phase::Pending | Phase::Validating | Phase::Creating | Phase::Attaching => {
                 Action::Provision { drift: false }
+            }
+            // A created cluster whose compute was detached (not deleted) outside the
+            // operator still runs, with its workloads: attach it again rather than pay for
+            // a second cluster.
+            _ if owned && d.is_create() && obs.aks_exists == Some(true) => {
+                Action::Reattach { drift: true }
             }
             _ if owned => Action::Provision { drift: true },
             _ => Action::Provision { drift: false },
@@ -127,7 +156,14 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
             Flavor::Create { .. } => !c.attached,
         };
         return if d.adopt && matches {
-            Action::Adopt
+            let purpose_ok = c
+                .purpose
+                .as_deref()
+                .is_none_or(|p| p.eq_ignore_ascii_case(d.purpose.as_str()));
+            let tls_ok = c.tls_enabled == (d.tls.mode != TlsMode::Disabled);
+            Action::Adopt {
+                in_sync: purpose_ok && tls_ok,
+            }
         } else if d.adopt {
             Action::Stall(Stall {
                 reason: "ComputeExists",
@@ -149,9 +185,9 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     match c.state {
         AzState::Busy => return Action::Wait,
         AzState::Failed => {
-            let retries = status.retries.unwrap_or(0);
+            let retries = retries_so_far(d, status);
             return if retries < d.max_retries {
-                Action::RetryFailed { detach: c.attached }
+                retry_failed(d, c, ph)
             } else {
                 let errors: Vec<String> = c
                     .errors
@@ -191,7 +227,17 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
         .last_applied_hash
         .as_deref()
         .is_some_and(|h| h != d.attach_hash());
-    if token_changed || spec_changed {
+    // The user replaced the certificate in the Secret (same name, so the spec hash is
+    // unchanged): Azure ML only takes a new certificate through a reattach.
+    let rotated = d.tls.mode == TlsMode::Custom
+        && obs.secret_fingerprint.as_deref().is_some_and(|new| {
+            status
+                .tls
+                .as_ref()
+                .and_then(|t| t.sha256_fingerprint.as_deref())
+                .is_some_and(|sent| !sent.eq_ignore_ascii_case(new))
+        });
+    if token_changed || spec_changed || rotated {
         if d.manual_reattach && !token_changed {
             return Action::ReattachPending;
         }
@@ -219,6 +265,49 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
         return Action::UpdateInPlace;
     }
     Action::Ready
+}
+
+/// Failed-compute retries that count against `maxRetries`. A changed spec (generation) or
+/// a new `amlops.dev/reattach` value is the user's "try again" after `ComputeFailed`: the
+/// count starts over.
+pub fn retries_so_far(d: &Desired, status: &ClusterStatus) -> u32 {
+    let spec_changed = status.observed_generation.is_some()
+        && d.generation.is_some()
+        && status.observed_generation != d.generation;
+    let token_changed =
+        d.reattach_token.is_some() && d.reattach_token != status.last_reattach_token;
+    if spec_changed || token_changed {
+        0
+    } else {
+        status.retries.unwrap_or(0)
+    }
+}
+
+/// How to retry a Failed compute. Deleting is only for a create that never succeeded
+/// (nothing runs on it yet). A compute that was Ready before (a failed update, detach or
+/// reattach), and any attached compute, is detached instead: the AKS cluster, its workloads
+/// and its certificate stay, and the same cluster is attached again.
+fn retry_failed(d: &Desired, c: &ObservedCompute, ph: Phase) -> Action {
+    let never_served = matches!(
+        ph,
+        Phase::Pending | Phase::Validating | Phase::Creating | Phase::Attaching
+    );
+    match (d.is_create(), never_served) {
+        (true, true) if !c.attached => Action::RetryFailed {
+            detach: false,
+            then: Phase::Creating,
+        },
+        // An attachment that never worked goes through the checks again (the cause may be
+        // one they report, such as an unsupported Kubernetes version).
+        (false, true) => Action::RetryFailed {
+            detach: true,
+            then: Phase::Attaching,
+        },
+        _ => Action::RetryFailed {
+            detach: true,
+            then: Phase::Reattaching,
+        },
+    }
 }
 
 fn decide_deletion(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {

@@ -56,15 +56,28 @@ fn compute(state: AzState) -> ObservedCompute {
         lb_subnet: None,
         tls_enabled: false,
         fqdn: None,
+        purpose: Some("FastProd".into()),
     }
 }
 
 fn owned(d: &Desired, phase: Phase) -> ClusterStatus {
     ClusterStatus {
         phase: Some(phase),
+        observed_generation: d.generation,
         compute_id: Some(d.compute_id()),
         last_applied_hash: Some(d.attach_hash()),
         ..Default::default()
+    }
+}
+
+trait WithRetries {
+    fn with_retries(self, n: u32) -> Self;
+}
+
+impl WithRetries for ClusterStatus {
+    fn with_retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
     }
 }
 
@@ -73,6 +86,7 @@ fn obs(c: Option<ObservedCompute>) -> Observed {
         compute: c,
         agent_count: Some(3),
         aks_exists: None,
+        secret_fingerprint: None,
     }
 }
 
@@ -100,6 +114,21 @@ fn decide_table() {
             "Agent cores Cluster should have at least 12 cores to operate.".into(),
         )],
         ..compute(AzState::Failed)
+    };
+    let attached_failed = ObservedCompute {
+        attached: true,
+        ..failed.clone()
+    };
+    let rotated_secret = |fp: &str| Observed {
+        secret_fingerprint: Some(fp.into()),
+        ..obs(Some(tls_on.clone()))
+    };
+    let sent = |d: &Desired, fp: &str| ClusterStatus {
+        tls: Some(crate::crd::TlsStatus {
+            sha256_fingerprint: Some(fp.into()),
+            ..Default::default()
+        }),
+        ..ready(d)
     };
     let retries = |n: u32| ClusterStatus {
         retries: Some(n),
@@ -189,18 +218,48 @@ fn decide_table() {
             Action::Provision { drift: true },
         ),
         (
+            "created compute detached outside, cluster still there: reattach it",
+            ic.clone(),
+            Observed {
+                aks_exists: Some(true),
+                ..obs(None)
+            },
+            ready(&ic),
+            Action::Reattach { drift: true },
+        ),
+        (
+            "created compute deleted outside with its cluster: create again",
+            ic.clone(),
+            Observed {
+                aks_exists: Some(false),
+                ..obs(None)
+            },
+            ready(&ic),
+            Action::Provision { drift: true },
+        ),
+        (
+            "attachment removed outside: attach again (through the checks)",
+            ca.clone(),
+            Observed {
+                aks_exists: Some(true),
+                ..obs(None)
+            },
+            ready(&ca),
+            Action::Provision { drift: true },
+        ),
+        (
             "404 after our detach = reattach",
             ca.clone(),
             obs(None),
             owned(&ca, Phase::Detaching),
-            Action::Reattach,
+            Action::Reattach { drift: false },
         ),
         (
             "404 while reattaching = reattach",
             ca.clone(),
             obs(None),
             owned(&ca, Phase::Reattaching),
-            Action::Reattach,
+            Action::Reattach { drift: false },
         ),
         (
             "exists, never ours",
@@ -217,7 +276,28 @@ fn decide_table() {
             adopt_ca.clone(),
             obs(Some(compute(AzState::Succeeded))),
             ClusterStatus::default(),
-            Action::Adopt,
+            Action::Adopt { in_sync: true },
+        ),
+        (
+            "adopt, purpose differs: adopt, reattach next",
+            {
+                let mut d = adopt_ca.clone();
+                d.purpose = ClusterPurpose::DevTest;
+                d
+            },
+            obs(Some(compute(AzState::Succeeded))),
+            ClusterStatus::default(),
+            Action::Adopt { in_sync: false },
+        ),
+        (
+            "adopt, TLS on in Azure but off in spec: adopt, reattach next",
+            adopt_ca.clone(),
+            obs(Some(ObservedCompute {
+                tls_enabled: true,
+                ..compute(AzState::Succeeded)
+            })),
+            ClusterStatus::default(),
+            Action::Adopt { in_sync: false },
         ),
         (
             "adopt non-matching",
@@ -237,24 +317,73 @@ fn decide_table() {
             Action::Wait,
         ),
         (
-            "failed: retry create",
+            "failed create that never served: delete and create again",
             ic.clone(),
             obs(Some(failed.clone())),
-            retries(0),
-            Action::RetryFailed { detach: false },
+            ClusterStatus {
+                retries: Some(0),
+                ..owned(&ic, Phase::Creating)
+            },
+            Action::RetryFailed {
+                detach: false,
+                then: Phase::Creating,
+            },
         ),
         (
-            "failed attach: retry by detach",
+            "failed after serving (update): keep the cluster, detach + reattach",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            ClusterStatus {
+                retries: Some(0),
+                ..owned(&ic, Phase::Updating)
+            },
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Reattaching,
+            },
+        ),
+        (
+            "failed reattach of a created cluster: detach, attach the same cluster",
+            ic.clone(),
+            obs(Some(attached_failed.clone())),
+            owned(&ic, Phase::Reattaching),
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Reattaching,
+            },
+        ),
+        (
+            "failed detach during a reattach: detach again, never delete",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            owned(&ic, Phase::Reattaching),
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Reattaching,
+            },
+        ),
+        (
+            "failed first attach: detach, then the checks and attach again",
             ca.clone(),
-            obs(Some(ObservedCompute {
-                attached: true,
-                ..failed.clone()
-            })),
+            obs(Some(attached_failed.clone())),
             ClusterStatus {
                 retries: Some(1),
-                ..ready(&ca)
+                ..owned(&ca, Phase::Attaching)
             },
-            Action::RetryFailed { detach: true },
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Attaching,
+            },
+        ),
+        (
+            "failed attachment that served: detach + reattach",
+            ca.clone(),
+            obs(Some(attached_failed.clone())),
+            ready(&ca),
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Reattaching,
+            },
         ),
         (
             "failed: retries exhausted",
@@ -265,6 +394,30 @@ fn decide_table() {
                 reason: "ComputeFailed",
                 message: String::new(),
             }),
+        ),
+        (
+            "failed, retries exhausted, spec changed since: try again",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            ClusterStatus {
+                observed_generation: Some(0),
+                ..owned(&ic, Phase::Creating)
+            }
+            .with_retries(3),
+            Action::RetryFailed {
+                detach: false,
+                then: Phase::Creating,
+            },
+        ),
+        (
+            "failed, retries exhausted, new reattach annotation: try again",
+            token.clone(),
+            obs(Some(failed.clone())),
+            owned(&token, Phase::Creating).with_retries(3),
+            Action::RetryFailed {
+                detach: false,
+                then: Phase::Creating,
+            },
         ),
         (
             "steady state",
@@ -332,6 +485,40 @@ fn decide_table() {
             obs(Some(compute(AzState::Succeeded))),
             token_done,
             Action::Ready,
+        ),
+        (
+            "custom cert rotated in the Secret: backup, then reattach",
+            custom.clone(),
+            rotated_secret("bbbb"),
+            sent(&custom, "aaaa"),
+            Action::BackupTls {
+                then: Phase::Reattaching,
+            },
+        ),
+        (
+            "custom cert unchanged (case-insensitive hex)",
+            custom.clone(),
+            rotated_secret("AAAA"),
+            sent(&custom, "aaaa"),
+            Action::Ready,
+        ),
+        (
+            "custom Secret unreadable: keep serving",
+            custom.clone(),
+            obs(Some(tls_on.clone())),
+            sent(&custom, "aaaa"),
+            Action::Ready,
+        ),
+        (
+            "rotation under reattachPolicy Manual waits",
+            {
+                let mut d = custom.clone();
+                d.manual_reattach = true;
+                d
+            },
+            rotated_secret("bbbb"),
+            sent(&custom, "aaaa"),
+            Action::ReattachPending,
         ),
         (
             "resume backup after crash",

@@ -38,5 +38,9 @@ pub fn observe_compute(c: &ComputeResource) -> ObservedCompute {
             .and_then(|s| s.status.as_ref())
             .is_some_and(|s| !matches!(s, SslConfigStatus::Disabled)),
         fqdn: inner.cluster_fqdn.clone(),
+        purpose: inner
+            .cluster_purpose
+            .as_ref()
+            .map(|p| p.as_str().to_string()),
     }
 }

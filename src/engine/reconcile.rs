@@ -270,7 +270,37 @@ impl<S: KubeStore> Engine<S> {
         } else {
             st.provisioning_state = None;
         }
-        if d.deleting
+        if d.tls.mode == TlsMode::Custom
+            && !d.deleting
+            && st.compute_id.is_some()
+            && obs
+                .compute
+                .as_ref()
+                .is_some_and(|c| c.state == AzState::Succeeded)
+        {
+            // A missing or broken Secret is not a reason to disturb a serving cluster: it
+            // only matters (and stalls) when a (re)attach needs the certificate.
+            obs.secret_fingerprint = self
+                .user_tls(d)
+                .await
+                .ok()
+                .flatten()
+                .map(|(_, info)| info.sha256_fingerprint);
+        }
+        // Where the compute is gone, whether its cluster is too decides between deleting
+        // the cluster (deletion) and attaching it again (drift of a created cluster).
+        let drift_of_created = d.is_create()
+            && st.compute_id.is_some()
+            && !matches!(
+                st.phase.unwrap_or_default(),
+                Phase::Pending
+                    | Phase::Validating
+                    | Phase::Creating
+                    | Phase::Attaching
+                    | Phase::Detaching
+                    | Phase::Reattaching
+            );
+        if (d.deleting || drift_of_created)
             && obs.compute.is_none()
             && let Some(aks) = &st.aks_resource_id
             && let Ok(id) = aks.parse::<ResourceId>()
@@ -412,10 +442,15 @@ impl<S: KubeStore> Engine<S> {
                 .list_cluster_admin_credential(&id)
                 .await
                 .map_err(|e| {
-                    TlsError::BackupFailed(format!(
+                    let m = format!(
                         "no credential for the AKS cluster ({})",
                         e.category().as_str()
-                    ))
+                    );
+                    if e.category().is_retryable() {
+                        TlsError::Unavailable(m)
+                    } else {
+                        TlsError::BackupFailed(m)
+                    }
                 })?,
         };
         let client = kubeconfig.client(None).await.map_err(|e| {
@@ -431,10 +466,17 @@ impl<S: KubeStore> Engine<S> {
             &key,
             &format!("{aks}#{}/{}", self.config.tls_namespace, tls::AZUREMLFESSL),
         );
-        self.store
-            .apply_secret(secret)
-            .await
-            .map_err(|e| TlsError::BackupFailed(e.to_string()))?;
+        // After an Auto → Custom switch the user's secretRef may be the backup Secret
+        // itself; it is then the user's to change (a rotation), and overwriting it with the
+        // certificate being replaced would silently undo the rotation.
+        let users_secret = d.tls.mode == TlsMode::Custom
+            && d.tls.secret_ref.as_ref().is_some_and(|r| r.name == name);
+        if !users_secret {
+            self.store
+                .apply_secret(secret)
+                .await
+                .map_err(|e| TlsError::BackupFailed(e.to_string()))?;
+        }
         st.tls = Some(TlsStatus {
             mode: Some(d.tls.mode),
             backup_secret_name: Some(name.clone()),
@@ -497,6 +539,7 @@ impl<S: KubeStore> Engine<S> {
         match action {
             Action::Ready => {
                 let c = obs.compute.as_ref();
+                let mut requeue = self.config.resync;
                 if c.is_some_and(|c| c.tls_enabled)
                     && st
                         .tls
@@ -507,6 +550,13 @@ impl<S: KubeStore> Engine<S> {
                     let fqdn = c.and_then(|c| c.fqdn.clone());
                     if let Err(e) = self.take_backup(d, &mut st, fqdn).await {
                         self.event(d, true, "TLSBackupFailed", e.to_string()).await;
+                        // Ready either way. A passing failure is retried soon (a certificate
+                        // without a backup is one reattach away from being lost); an API
+                        // server that cannot be reached (private cluster) at resync pace,
+                        // not to spend the write budget on credential calls.
+                        if e.is_transient() {
+                            requeue = requeue.min(self.config.busy_poll);
+                        }
                     }
                 }
                 st.retries = None;
@@ -529,7 +579,7 @@ impl<S: KubeStore> Engine<S> {
                     &msg,
                     d.generation,
                 );
-                self.done(d, st, Some(self.config.resync), false).await
+                self.done(d, st, Some(requeue), false).await
             }
             Action::Wait => {
                 let ph = st.phase.unwrap_or_default();
@@ -583,15 +633,27 @@ impl<S: KubeStore> Engine<S> {
                 if let Flavor::Attach { aks_id } = &d.flavor {
                     st.aks_resource_id = Some(aks_id.clone());
                 }
-                if let Some((_, info)) = &material {
-                    st.tls = Some(TlsStatus {
+                // Status describes what this PUT will serve. Without material (Auto, or TLS
+                // off) the certificate is unknown until Azure issued it: Ready reads and
+                // backs it up then. An earlier backup Secret stays recorded.
+                let backup_secret_name = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
+                st.tls = match &material {
+                    Some((_, info)) => Some(TlsStatus {
                         mode: Some(d.tls.mode),
                         not_after: Some(info.not_after.clone()),
                         sha256_fingerprint: Some(info.sha256_fingerprint.clone()),
                         hostname: d.tls.cname.clone(),
-                        backup_secret_name: None,
-                    });
-                }
+                        backup_secret_name,
+                    }),
+                    None if backup_secret_name.is_some() || d.tls.mode != TlsMode::Disabled => {
+                        Some(TlsStatus {
+                            mode: Some(d.tls.mode),
+                            backup_secret_name,
+                            ..Default::default()
+                        })
+                    }
+                    None => None,
+                };
                 self.intend(d, &mut st, phase, "sending the request to Azure")
                     .await?;
                 match self.arm.put_compute(&compute_id, &body, kind).await {
@@ -602,9 +664,15 @@ impl<S: KubeStore> Engine<S> {
                     }
                 }
             }
-            Action::Adopt => {
+            Action::Adopt { in_sync } => {
                 st.compute_id = Some(compute_id.canonical());
-                st.last_applied_hash = Some(d.attach_hash());
+                // Out of sync: record a hash no spec has, so the next reconcile applies
+                // purpose/TLS through the reattach path (after backing up the certificate).
+                st.last_applied_hash = Some(if in_sync {
+                    d.attach_hash()
+                } else {
+                    "adopted-out-of-sync".into()
+                });
                 self.event(
                     d,
                     false,
@@ -614,14 +682,13 @@ impl<S: KubeStore> Engine<S> {
                 .await;
                 self.done(d, st, Some(Duration::ZERO), false).await
             }
-            Action::RetryFailed { detach } => {
-                let n = st.retries.unwrap_or(0) + 1;
+            Action::RetryFailed { detach, then } => {
+                let n = super::decide::retries_so_far(d, &st) + 1;
                 st.retries = Some(n);
-                let phase = if d.is_create() && !detach {
-                    Phase::Creating
-                } else {
-                    Phase::Attaching
-                };
+                // `then` is recorded before the DELETE: the 404 after it means "provision
+                // from scratch" (Creating/Attaching) or "attach the same cluster again"
+                // (Reattaching), also after a crash.
+                let phase = then;
                 self.event(
                     d,
                     true,
@@ -730,11 +797,23 @@ impl<S: KubeStore> Engine<S> {
                 if let Err(e) = self.take_backup(d, &mut st, fqdn).await {
                     let fallback = self.backup_tls(d, &st).await.is_some()
                         || matches!(self.user_tls(d).await, Ok(Some(_)));
+                    if !fallback && e.is_transient() {
+                        self.event(d, true, "TLSBackupRetrying", e.to_string())
+                            .await;
+                        apply(
+                            &mut st,
+                            Health::Progressing,
+                            "TLSBackupRetrying",
+                            &format!("{e}; trying again before detaching"),
+                            d.generation,
+                        );
+                        return self.done(d, st, Some(self.config.busy_poll), false).await;
+                    }
                     if !fallback {
                         let msg = format!(
                             "{e}. amlops never detaches without the certificate: make the cluster's API server reachable, or put the certificate in a Secret and use tls.mode Custom with tls.secretRef"
                         );
-                        return self
+                        let mut out = self
                             .stall(
                                 d,
                                 st,
@@ -743,7 +822,11 @@ impl<S: KubeStore> Engine<S> {
                                     message: msg,
                                 },
                             )
-                            .await;
+                            .await?;
+                        // Network paths to an API server change without the spec
+                        // changing: look again at the slow resync pace.
+                        out.requeue = Some(self.config.resync);
+                        return Ok(out);
                     }
                     self.event(
                         d,
@@ -774,24 +857,54 @@ impl<S: KubeStore> Engine<S> {
                 }
                 self.started(d, st, start).await
             }
-            Action::Reattach => {
+            Action::Reattach { drift } => {
+                if drift {
+                    self.event(
+                        d,
+                        true,
+                        "DriftDetected",
+                        format!(
+                            "compute {} was removed outside amlops but its AKS cluster still runs; attaching it again",
+                            d.compute_name
+                        ),
+                    )
+                    .await;
+                }
                 let location = match self.workspace_location(d).await? {
                     Ok(l) => l,
                     Err(s) => return self.stall(d, st, s).await,
                 };
                 let material = match self.user_tls(d).await {
-                    Ok(Some((m, _))) => Some(m),
+                    Ok(Some(m)) => Some(m),
                     Ok(None) if d.tls.mode == TlsMode::Auto => {
                         // Same label as the backed-up certificate: keep it (and its host name).
                         let label = d.tls.leaf_domain_label.clone().unwrap_or_default();
                         self.backup_tls(d, &st)
                             .await
-                            .map(|(m, _)| m)
-                            .filter(|m| same_label(&m.cname, &label))
+                            .filter(|(m, _)| same_label(&m.cname, &label))
                     }
                     Ok(None) => None,
                     Err(s) => return self.stall(d, st, s).await,
                 };
+                // Status describes what is about to be served. Without material (a new Auto
+                // label, or TLS off) the fingerprint is unknown until Azure issued the
+                // certificate: Ready reads and backs it up then.
+                let backup_secret_name = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
+                st.tls = Some(match &material {
+                    Some((m, info)) => TlsStatus {
+                        mode: Some(d.tls.mode),
+                        backup_secret_name,
+                        not_after: Some(info.not_after.clone()),
+                        sha256_fingerprint: Some(info.sha256_fingerprint.clone()),
+                        hostname: Some(m.cname.clone()),
+                    },
+                    None => TlsStatus {
+                        mode: Some(d.tls.mode),
+                        backup_secret_name,
+                        ..Default::default()
+                    },
+                });
+                let material = material.map(|(m, _)| m);
                 let aks = match (&d.flavor, &st.aks_resource_id) {
                     (Flavor::Attach { aks_id }, _) => aks_id.clone(),
                     (_, Some(id)) => id.clone(),
@@ -858,7 +971,38 @@ impl<S: KubeStore> Engine<S> {
 
 /// Whether `host` is `<label>` followed by Azure ML's six digits (`contoso123456.eastus…`).
 fn same_label(host: &str, label: &str) -> bool {
-    host.strip_prefix(label)
-        .and_then(|rest| rest.split('.').next())
-        .is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+    // DNS names are case-insensitive; Azure reports them in lowercase.
+    let (host, label) = (host.to_ascii_lowercase(), label.to_ascii_lowercase());
+    !label.is_empty()
+        && host
+            .strip_prefix(&label)
+            .and_then(|rest| rest.split('.').next())
+            .is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_label;
+
+    #[test]
+    fn auto_host_names_match_their_label() {
+        let cases = [
+            ("contoso123456.eastus.cloudapp.azure.com", "contoso", true),
+            ("Contoso123456.eastus.cloudapp.azure.com", "contoso", true),
+            ("contoso123456.eastus.cloudapp.azure.com", "CONTOSO", true),
+            // Another label that starts like this one.
+            (
+                "contosoweb123456.eastus.cloudapp.azure.com",
+                "contoso",
+                false,
+            ),
+            ("contoso12345.eastus.cloudapp.azure.com", "contoso", false),
+            ("fabrikam123456.eastus.cloudapp.azure.com", "contoso", false),
+            ("scoring.contoso.com", "scoring", false),
+            ("123456.eastus.cloudapp.azure.com", "", false),
+        ];
+        for (host, label, want) in cases {
+            assert_eq!(same_label(host, label), want, "{host} / {label}");
+        }
+    }
 }

@@ -53,10 +53,13 @@ pub async fn read_azuremlfessl(
         .get_opt(AZUREMLFESSL)
         .await
         .map_err(|e| {
-            TlsError::BackupFailed(format!(
-                "reading {namespace}/{AZUREMLFESSL}: {}",
-                kube_error(&e)
-            ))
+            let m = format!("reading {namespace}/{AZUREMLFESSL}: {}", kube_error(&e));
+            // Throttling and server errors pass; an unreachable or refusing API server
+            // (private cluster, authorized IP ranges, RBAC) needs a person.
+            match &e {
+                kube::Error::Api(s) if s.code == 429 || s.code >= 500 => TlsError::Unavailable(m),
+                _ => TlsError::BackupFailed(m),
+            }
         })?
         .ok_or_else(|| {
             TlsError::BackupFailed(format!(

@@ -20,6 +20,10 @@ pub enum TlsError {
     /// The cluster's `azuremlfessl` could not be read.
     #[error("cannot read the serving certificate from the AKS cluster: {0}")]
     BackupFailed(String),
+    /// Reading `azuremlfessl` failed in a way that usually passes (throttled, 5xx, Azure
+    /// busy): retry later instead of asking a person.
+    #[error("cannot read the serving certificate from the AKS cluster right now: {0}")]
+    Unavailable(String),
 }
 
 impl TlsError {
@@ -28,7 +32,12 @@ impl TlsError {
         match self {
             Self::SecretNotFound(_) => "SecretNotFound",
             Self::InvalidCertificate(_) => "InvalidCertificate",
-            Self::BackupFailed(_) => "TLSBackupFailed",
+            Self::BackupFailed(_) | Self::Unavailable(_) => "TLSBackupFailed",
         }
+    }
+
+    /// Whether trying again later is likely to work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
     }
 }

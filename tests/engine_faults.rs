@@ -1,0 +1,102 @@
+//! Every engine scenario again, with the emulator refusing ~30% of ARM requests (429 and
+//! 503, both with `Retry-After: 1`) and failing one long-running compute operation per
+//! scenario. Each must still converge to the same outcome, Azure's Retry-After must be
+//! honoured (checked on the emulator's request log), and writes may only grow by the
+//! retries of failed operations.
+//!
+//! The scenarios run concurrently, one emulator each, so the test takes about as long as
+//! the slowest one (most of it is spent waiting out Retry-After).
+
+mod common;
+
+use std::time::Instant;
+
+use common::{World, scenarios};
+
+#[derive(Default)]
+struct Totals {
+    requests: usize,
+    refused: usize,
+    retries_checked: usize,
+    failed_operations: usize,
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_converges_under_throttling_and_a_failed_operation() {
+    let started = Instant::now();
+    let tasks: Vec<_> = scenarios::ALL
+        .iter()
+        .map(|name| {
+            let task = tokio::spawn(async move {
+                let t0 = Instant::now();
+                let w = World::with_faults().await;
+                scenarios::run(name, &w).await;
+                let checked = w.assert_retry_after_honoured();
+                let log = w.emu.requests();
+                let refused = log
+                    .iter()
+                    .filter(|r| r.status == 429 || r.status == 503)
+                    .count();
+                (
+                    log.len(),
+                    refused,
+                    checked,
+                    w.failed_operations(),
+                    t0.elapsed(),
+                )
+            });
+            (*name, task)
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut t = Totals::default();
+    for (name, task) in tasks {
+        match task.await {
+            Ok((requests, refused, checked, failed, took)) => {
+                eprintln!(
+                    "{name:<62} {requests:>4} requests, {refused:>3} refused, {failed} failed operation(s), {:.1}s",
+                    took.as_secs_f64()
+                );
+                t.requests += requests;
+                t.refused += refused;
+                t.retries_checked += checked;
+                t.failed_operations += failed;
+            }
+            Err(e) => failures.push(format!("{name}: {}", panic_text(e))),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    eprintln!(
+        "total: {} requests, {} refused with 429/503 ({:.0}%), {} retries checked against Retry-After, {} failed operations, {:.1}s",
+        t.requests,
+        t.refused,
+        100.0 * t.refused as f64 / t.requests.max(1) as f64,
+        t.retries_checked,
+        t.failed_operations,
+        started.elapsed().as_secs_f64()
+    );
+    // The faults really happened (else this test proves nothing).
+    let rate = t.refused as f64 / t.requests.max(1) as f64;
+    assert!(rate > 0.15, "only {:.0}% of requests refused", rate * 100.0);
+    assert!(
+        t.retries_checked > 20,
+        "{} retries checked",
+        t.retries_checked
+    );
+    assert!(
+        t.failed_operations >= scenarios::ALL.len() - 3,
+        "{} failed operations",
+        t.failed_operations
+    );
+}
