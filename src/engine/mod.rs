@@ -8,6 +8,7 @@ pub mod decide;
 pub mod desired;
 pub mod observe;
 pub mod reconcile;
+pub mod resync;
 pub mod store;
 
 pub use desired::Desired;
