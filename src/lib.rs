@@ -2,6 +2,7 @@
 
 pub mod azure;
 pub mod azure_args;
+pub mod bench;
 pub mod controller;
 pub mod crd;
 pub mod demo;

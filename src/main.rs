@@ -38,6 +38,8 @@ enum Command {
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Benchmark the engine at scale against the in-process emulator (see BENCHMARKS.md).
+    Bench(amlops::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Tls(TlsCommand::Backup(args)) => {
             runtime().and_then(|rt| rt.block_on(amlops::tls::run_cli(args)))
         }
+        Command::Bench(args) => amlops::bench::run_cli(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

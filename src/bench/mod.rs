@@ -1,0 +1,501 @@
+//! `amlops bench`: the reconcile engine at scale against the in-process Azure emulator.
+//!
+//! For each `--resources N` the benchmark builds a fresh world (emulator seeded with
+//! workspaces and AKS clusters, N resources in a fixed mix, see [`world::spec_of`]) and
+//! drives the real engine through a controller-like work queue ([`sched::Scheduler`]:
+//! bounded concurrency, every `Outcome.requeue` honoured, the steady state through the
+//! adaptive [`ResyncPolicy`](crate::engine::resync::ResyncPolicy)). Three phases:
+//!
+//! 1. **converge** — apply all N at once, no ARM budget and no client-side limit, until
+//!    every resource is Ready. Measures the operator's overhead per phase transition,
+//!    ARM requests per resource, reconcile wall and CPU time.
+//! 2. **steady** — every resource Ready, resynced by the policy, with the emulator
+//!    enforcing ARM's 12,000 reads / 1,200 writes per hour per subscription. Time is
+//!    compressed `--time-scale` times: resync intervals, the client's rate limits and
+//!    retry waits are divided by it and the emulator's budget window is 3600 s / scale, so
+//!    an emulated hour takes 3600/scale real seconds. One warm-up round, then
+//!    `--steady-hours` emulated hours are measured: reads, writes (client and server side),
+//!    429s. Azure operation time (`--op-seconds`) is real time and not compressed.
+//! 3. **budget** — a fresh world converging under a scaled-down budget
+//!    (`--budget-scale`, default N/4000 of ARM's, i.e. 0.3·N writes and 3·N reads per
+//!    hour, less than converging needs), with the operator's client-side limits on: 429s
+//!    received, whether every resource converged, then the steady state under that
+//!    budget.
+//!
+//! The naive comparison (re-PUT every resource every resync) uses the LRO polls per
+//! operation measured in phase 1 and the same resync interval.
+//!
+//! CPU is read per thread from `/proc/self/task/*/schedstat`: the emulator runs on its own
+//! runtime (threads named `emulator`), so its CPU is not counted as the operator's. Memory
+//! is the process's (the emulator's state included), an upper bound for the operator.
+
+pub mod report;
+pub mod sched;
+pub mod sys;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::crd::Phase;
+use crate::emulator::{Budget as EmuBudget, Emulator, EmulatorHandle};
+use crate::engine::resync::{ResyncArgs, ResyncPolicy};
+use crate::engine::{Engine, EngineConfig, MemoryStore};
+
+use report::{Cpu, Dist, Report, Run};
+use sched::{Requeue, SchedStats, Scheduler, Tracked};
+use world::{Counters, Shape, Tally};
+
+/// ARM's documented write budget per subscription and principal per hour.
+pub const ARM_WRITES_PER_HOUR: u64 = 1_200;
+
+/// `amlops bench` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Number of resources; repeat for several runs (`--resources 100 --resources 1000`).
+    #[arg(long = "resources", default_values_t = [100usize])]
+    pub resources: Vec<usize>,
+    /// Emulated duration of each Azure operation (create, attach), real seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub op_seconds: f64,
+    /// Concurrent reconciles (the controller's worker limit).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Resources applied per second (0: all at the same instant, the worst case).
+    #[arg(long, default_value_t = 0.0)]
+    pub apply_rate: f64,
+    /// Emulated seconds per real second for the steady state and budget phases.
+    #[arg(long, default_value_t = 360.0)]
+    pub time_scale: f64,
+    /// Emulated hours of steady state to measure, after one warm-up round (at least two
+    /// resync rounds are measured).
+    #[arg(long, default_value_t = 1.0)]
+    pub steady_hours: f64,
+    /// Fraction of ARM's hourly budget (12,000 reads, 1,200 writes) the emulator enforces in
+    /// the budget phase [default: resources / 4000].
+    #[arg(long)]
+    pub budget_scale: Option<f64>,
+    /// Skip the budget phase.
+    #[arg(long)]
+    pub skip_budget: bool,
+    /// Subscriptions the resources are spread over.
+    #[arg(long, default_value_t = 1)]
+    pub subscriptions: usize,
+    /// Computes per workspace.
+    #[arg(long, default_value_t = 25)]
+    pub per_workspace: usize,
+    /// Give up a phase after this many real seconds.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout_seconds: f64,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Steady-state resync policy.
+    #[command(flatten)]
+    pub resync: ResyncArgs,
+}
+
+/// Entry point of `amlops bench`: runs, prints the table, writes the JSON. Succeeds when
+/// every phase converged.
+pub fn run_cli(args: BenchArgs) -> anyhow::Result<bool> {
+    let emu_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(sys::EMULATOR_THREAD)
+        .thread_keep_alive(Duration::from_secs(86_400))
+        .enable_all()
+        .build()?;
+    let op_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(sys::OPERATOR_THREAD)
+        .thread_keep_alive(Duration::from_secs(86_400))
+        .enable_all()
+        .build()?;
+    let mut out = std::io::stdout();
+    let report = op_rt.block_on(run(&args, emu_rt.handle().clone(), &mut out))?;
+    writeln!(
+        out,
+        "\nload average before | after: {} | {} ({} CPUs)\n{}",
+        report.load_average_before.as_deref().unwrap_or("?"),
+        report.load_average_after.as_deref().unwrap_or("?"),
+        report.cpus,
+        report.table()
+    )?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        writeln!(out, "JSON report written to {}", path.display())?;
+    }
+    let ok = report.runs.iter().all(|r| {
+        r.converge.converged && r.budget.as_ref().is_none_or(|b| b.converged)
+    });
+    Ok(ok)
+}
+
+/// Runs the benchmark; `emulator` is the runtime the emulators are started on.
+pub async fn run(
+    args: &BenchArgs,
+    emulator: tokio::runtime::Handle,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Report> {
+    let mut sizes = args.resources.clone();
+    sizes.sort_unstable();
+    let mut report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        version: env!("CARGO_PKG_VERSION").into(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average_before: sys::load_average(),
+        ..Default::default()
+    };
+    for n in sizes {
+        writeln!(out, "▶ {n} resources")?;
+        report.runs.push(run_one(args, n, &emulator, out).await?);
+    }
+    report.load_average_after = sys::load_average();
+    Ok(report)
+}
+
+async fn start_emulator(
+    rt: &tokio::runtime::Handle,
+    op_seconds: f64,
+) -> anyhow::Result<EmulatorHandle> {
+    let config = world::emulator_config(op_seconds);
+    rt.spawn(Emulator::start(config)).await?
+}
+
+struct World {
+    emu: EmulatorHandle,
+    sched: Scheduler,
+    counters: Arc<Counters>,
+    requeue: Requeue,
+}
+
+async fn build_world(
+    args: &BenchArgs,
+    n: usize,
+    rt: &tokio::runtime::Handle,
+    client_time_scale: Option<f64>,
+) -> anyhow::Result<World> {
+    let emu = start_emulator(rt, args.op_seconds).await?;
+    let ts = args.time_scale.max(1e-3);
+    let counters = Arc::new(Counters::default());
+    let arm = world::client(
+        world::client_config(emu.base_url(), emu.token(), client_time_scale)?,
+        counters.clone(),
+    )?;
+    let store = MemoryStore::default();
+    let shape = Shape {
+        resources: n,
+        subscriptions: args.subscriptions,
+        per_workspace: args.per_workspace,
+    };
+    let desired = world::populate(&emu, &store, &shape)?;
+    let policy = args.resync.policy();
+    let engine = Arc::new(Engine {
+        arm,
+        store,
+        config: EngineConfig {
+            resync: policy.base,
+            busy_poll: Duration::from_secs_f64(15.0 / ts),
+            retry_base: Duration::from_secs_f64(30.0 / ts),
+            ..Default::default()
+        },
+    });
+    let mut sched = Scheduler::new(engine, args.concurrency);
+    let start = Instant::now();
+    let spacing = if args.apply_rate > 0.0 {
+        Duration::from_secs_f64(1.0 / args.apply_rate)
+    } else {
+        Duration::ZERO
+    };
+    for (i, d) in desired.into_iter().enumerate() {
+        sched.apply_at(d, start + spacing * i as u32);
+    }
+    Ok(World {
+        emu,
+        sched,
+        counters,
+        requeue: Requeue {
+            policy,
+            time_scale: ts,
+            op_duration: Duration::from_secs_f64(args.op_seconds.max(0.0)),
+            error_base: Duration::from_secs_f64(1.0 / ts),
+        },
+    })
+}
+
+fn all_ready(items: &[Tracked], _: Instant) -> bool {
+    items.iter().all(Tracked::is_ready)
+}
+
+fn cpu(
+    before: &BTreeMap<u64, (String, u64)>,
+    after: &BTreeMap<u64, (String, u64)>,
+    reconciles: u64,
+) -> Cpu {
+    let (op, emu) = sys::cpu_split(before, after);
+
+    Cpu {
+        operator_seconds: op.as_secs_f64(),
+        emulator_seconds: emu.as_secs_f64(),
+        operator_ms_per_reconcile: op.as_secs_f64() * 1e3 / reconciles.max(1) as f64,
+    }
+}
+
+fn errors(s: &SchedStats) -> BTreeMap<String, u64> {
+    s.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+fn phase_name(p: Option<Phase>) -> &'static str {
+    match p {
+        None => "Gone",
+        Some(p) => p.as_str(),
+    }
+}
+
+fn window_secs(time_scale: f64) -> u64 {
+    (3600.0 / time_scale.max(1e-3)).round().max(1.0) as u64
+}
+
+async fn run_one(
+    args: &BenchArgs,
+    n: usize,
+    rt: &tokio::runtime::Handle,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Run> {
+    let sampler = sys::RssSampler::start(Duration::from_millis(10));
+    let ts = args.time_scale.max(1e-3);
+    let timeout = Duration::from_secs_f64(args.timeout_seconds.max(1.0));
+    let subs = args.subscriptions.max(1);
+    let per_sub = n.div_ceil(subs);
+    let mut run = Run {
+        resources: n,
+        subscriptions: subs,
+        op_seconds: args.op_seconds,
+        time_scale: ts,
+        concurrency: args.concurrency,
+        apply_rate: args.apply_rate,
+        ..Default::default()
+    };
+
+    // 1. Converge, unthrottled.
+    let World {
+        emu,
+        mut sched,
+        counters,
+        requeue,
+    } = build_world(args, n, rt, None).await?;
+    let cpu0 = sys::thread_cpu();
+    let tally0 = counters.snapshot();
+    counters.take_latency();
+    let t0 = Instant::now();
+    sched.take_stats();
+    let converged = sched.run_until(&requeue, t0 + timeout, all_ready).await;
+    let wall = t0.elapsed();
+    let stats = sched.take_stats();
+    let tally = counters.snapshot().since(&tally0);
+    let c = &mut run.converge;
+    c.arm_round_trip = Dist::of(&counters.take_latency());
+    c.converged = converged;
+    c.ready = sched.items.iter().filter(|t| t.is_ready()).count();
+    c.wall_seconds = wall.as_secs_f64();
+    let overheads: Vec<Duration> = stats.transitions.iter().map(|t| t.overhead).collect();
+    c.overhead_per_transition = Dist::of(&overheads);
+    let mut by: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for t in &stats.transitions {
+        let from = t.from.map_or("Pending", |p| p.as_str());
+        by.entry(format!("{from}→{}", phase_name(t.to)))
+            .or_default()
+            .push(t.overhead);
+    }
+    c.overhead_by_transition = by.iter().map(|(k, v)| (k.clone(), Dist::of(v))).collect();
+    let minus_ops: Vec<Duration> = sched
+        .items
+        .iter()
+        .filter_map(|t| {
+            let ready = t.ready_at?;
+            Some(
+                (ready - t.applied_at)
+                    .saturating_sub(requeue.op_duration * t.operations),
+            )
+        })
+        .collect();
+    c.apply_to_ready_minus_operations = Dist::of(&minus_ops);
+    c.reconcile_wall = Dist::of(&stats.reconcile_wall);
+    c.queue_delay = Dist::of(&stats.queue_delay);
+    c.reconciles = stats.reconciles;
+    c.arm_requests = tally.total();
+    c.arm_requests_per_resource = tally.total() as f64 / n.max(1) as f64;
+    c.reads_per_resource = tally.reads() as f64 / n.max(1) as f64;
+    c.writes_per_resource = tally.writes() as f64 / n.max(1) as f64;
+    c.requests_by_operation = tally.by_operation();
+    c.throttled_429 = tally.throttled();
+    c.errors = errors(&stats);
+    c.cpu = cpu(&cpu0, &sys::thread_cpu(), stats.reconciles);
+    let operations: u64 = sched.items.iter().map(|t| u64::from(t.operations)).sum();
+    let polls_per_operation = tally.operation("lro.poll") as f64 / operations.max(1) as f64;
+    writeln!(
+        out,
+        "  converge: {} ({}/{n} Ready) in {:.1} s, {} reconciles, {} ARM requests, overhead p99 {:.1} ms",
+        if converged { "done" } else { "TIMED OUT" },
+        c.ready,
+        c.wall_seconds,
+        c.reconciles,
+        c.arm_requests,
+        c.overhead_per_transition.p99_ms
+    )?;
+
+    // 2. Steady state under ARM's real budget (time-compressed).
+    emu.set_budget(Some(EmuBudget {
+        reads_per_hour: args.resync.arm_read_budget,
+        writes_per_hour: ARM_WRITES_PER_HOUR,
+        window_secs: window_secs(ts),
+    }));
+    run.steady = steady(args, &mut sched, &requeue, &emu, &counters, per_sub, timeout).await?;
+    writeln!(
+        out,
+        "  steady: {:.2} reads and {:.2} writes per resource per hour ({:.2} reads per resync), {} writes received, {} × 429",
+        run.steady.reads_per_resource_hour,
+        run.steady.writes_per_resource_hour,
+        run.steady.reads_per_resync,
+        run.steady.writes_received,
+        run.steady.throttled_429
+    )?;
+
+    run.naive = report::Naive {
+        resync_seconds: requeue.policy.base.as_secs_f64(),
+        polls_per_operation,
+        naive_writes_per_hour: n as f64 * 3600.0 / requeue.policy.base.as_secs_f64(),
+        naive_reads_per_hour: n as f64 * 3600.0 / requeue.policy.base.as_secs_f64()
+            * polls_per_operation,
+        amlops_writes_per_hour: run.steady.writes_per_resource_hour * n as f64,
+        amlops_reads_per_hour: run.steady.reads_per_resource_hour * n as f64,
+        arm_writes_per_hour: ARM_WRITES_PER_HOUR,
+        arm_reads_per_hour: args.resync.arm_read_budget,
+    };
+    drop(sched);
+    emu.shutdown().await;
+
+    // 3. Converge under a scaled-down budget, with the client-side limits on.
+    if !args.skip_budget {
+        let scale = args.budget_scale.unwrap_or(n as f64 / 4000.0);
+        let reads = ((args.resync.arm_read_budget as f64 * scale).round() as u64).max(1);
+        let writes = ((ARM_WRITES_PER_HOUR as f64 * scale).round() as u64).max(1);
+        let World {
+            emu,
+            mut sched,
+            counters,
+            requeue,
+        } = build_world(args, n, rt, Some(ts)).await?;
+        emu.set_budget(Some(EmuBudget {
+            reads_per_hour: reads,
+            writes_per_hour: writes,
+            window_secs: window_secs(ts),
+        }));
+        let tally0 = counters.snapshot();
+        counters.take_latency();
+        let t0 = Instant::now();
+        sched.take_stats();
+        let converged = sched.run_until(&requeue, t0 + timeout, all_ready).await;
+        let wall = t0.elapsed();
+        let stats = sched.take_stats();
+        let tally = counters.snapshot().since(&tally0);
+        let mut b = report::Budget {
+            budget_scale: scale,
+            reads_per_hour: reads,
+            writes_per_hour: writes,
+            converged,
+            ready: sched.items.iter().filter(|t| t.is_ready()).count(),
+            real_seconds: wall.as_secs_f64(),
+            emulated_hours: wall.as_secs_f64() * ts / 3600.0,
+            arm_requests: tally.total(),
+            throttled_429: tally.throttled(),
+            errors: errors(&stats),
+            ..Default::default()
+        };
+        writeln!(
+            out,
+            "  budget ({reads} reads, {writes} writes per hour): {} ({}/{n} Ready) in {:.2} emulated hours, {} × 429",
+            if converged { "converged" } else { "DID NOT CONVERGE" },
+            b.ready,
+            b.emulated_hours,
+            b.throttled_429
+        )?;
+        b.steady = steady(args, &mut sched, &requeue, &emu, &counters, per_sub, timeout).await?;
+        b.steady.arm_reads_per_hour = reads;
+        writeln!(
+            out,
+            "  budget steady: {:.0} reads per subscription per hour (budget {reads}), {} × 429",
+            b.steady.reads_per_subscription_hour, b.steady.throttled_429
+        )?;
+        run.budget = Some(b);
+        drop(sched);
+        emu.shutdown().await;
+    }
+    run.memory = report::Memory {
+        peak_rss_bytes: sampler.peak(),
+        vm_hwm_bytes: sys::hwm_bytes().unwrap_or(0),
+    };
+    Ok(run)
+}
+
+/// Warm-up for one resync round, then `steady_hours` emulated hours measured.
+async fn steady(
+    args: &BenchArgs,
+    sched: &mut Scheduler,
+    requeue: &Requeue,
+    emu: &EmulatorHandle,
+    counters: &Counters,
+    per_sub: usize,
+    timeout: Duration,
+) -> anyhow::Result<report::Steady> {
+    let ts = requeue.time_scale;
+    let policy: &ResyncPolicy = &requeue.policy;
+    let nominal = policy.nominal(per_sub, None);
+    let warmup = Duration::from_secs_f64(nominal.as_secs_f64() * 1.1 / ts).min(timeout);
+    sched
+        .run_until(requeue, Instant::now() + warmup, |_, _| false)
+        .await;
+    sched.take_stats();
+    emu.clear_requests();
+    counters.take_latency();
+    let tally0: Tally = counters.snapshot();
+    let cpu0 = sys::thread_cpu();
+    // At least two resync rounds, so that the window holds whole rounds.
+    let hours = args
+        .steady_hours
+        .max(2.0 * nominal.as_secs_f64() / 3600.0);
+    let window = Duration::from_secs_f64(hours * 3600.0 / ts).min(timeout);
+    let t0 = Instant::now();
+    sched
+        .run_until(requeue, t0 + window, |_, _| false)
+        .await;
+    let real = t0.elapsed();
+    let stats = sched.take_stats();
+    let tally = counters.snapshot().since(&tally0);
+    let hours = real.as_secs_f64() * ts / 3600.0;
+    let n = sched.items.len().max(1) as f64;
+    let subs = args.subscriptions.max(1) as f64;
+    let writes_received = emu
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .count() as u64;
+    Ok(report::Steady {
+        emulated_hours: hours,
+        real_seconds: real.as_secs_f64(),
+        arm_reads_per_hour: policy.read_budget_per_hour,
+        policy_interval_seconds: nominal.as_secs_f64(),
+        policy_reads_per_subscription_hour: policy.expected_reads_per_hour(per_sub, None),
+        reconciles: stats.reconciles,
+        resyncs_per_resource_hour: stats.reconciles as f64 / n / hours,
+        reads_per_resync: tally.reads() as f64 / stats.reconciles.max(1) as f64,
+        reads_per_resource_hour: tally.reads() as f64 / n / hours,
+        writes_per_resource_hour: tally.writes() as f64 / n / hours,
+        writes_received,
+        reads_per_subscription_hour: tally.reads() as f64 / subs / hours,
+        throttled_429: tally.throttled(),
+        errors: errors(&stats),
+        cpu: cpu(&cpu0, &sys::thread_cpu(), stats.reconciles),
+    })
+}

@@ -1,0 +1,435 @@
+//! The benchmark report: JSON-serialisable figures and a readable table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::world::OpCount;
+
+/// A latency distribution in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Dist {
+    /// Samples.
+    pub count: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile (nearest rank).
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+}
+
+impl Dist {
+    /// Distribution of `samples`.
+    pub fn of(samples: &[Duration]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            let i = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1;
+            ms[i]
+        };
+        Self {
+            count: ms.len(),
+            p50_ms: rank(0.50),
+            p99_ms: rank(0.99),
+            max_ms: ms[ms.len() - 1],
+            mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
+        }
+    }
+}
+
+/// CPU time of the process split between the operator and the in-process emulator.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Cpu {
+    /// Operator threads (engine, ARM client, scheduler), seconds.
+    pub operator_seconds: f64,
+    /// Emulator threads, seconds (for context; not the operator's).
+    pub emulator_seconds: f64,
+    /// Operator CPU per reconcile, milliseconds.
+    pub operator_ms_per_reconcile: f64,
+}
+
+/// Applying N resources at once and waiting until every one is Ready.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Converge {
+    /// Every resource Ready before the timeout.
+    pub converged: bool,
+    /// Resources Ready.
+    pub ready: usize,
+    /// Real seconds from apply to the last Ready.
+    pub wall_seconds: f64,
+    /// Operator overhead per phase transition: from the moment the transition became
+    /// possible (apply; or the reconcile that started an Azure operation + the emulated
+    /// operation time) to the reconcile that recorded it.
+    pub overhead_per_transition: Dist,
+    /// Same, by transition (`Pending→Creating`, `Creating→Ready`, …).
+    pub overhead_by_transition: BTreeMap<String, Dist>,
+    /// Per resource: apply → Ready minus the emulated time of its operations.
+    pub apply_to_ready_minus_operations: Dist,
+    /// Wall time of one reconcile call (ARM round trips to the local emulator included).
+    pub reconcile_wall: Dist,
+    /// Time a due reconcile waited for a worker (concurrency limit).
+    pub queue_delay: Dist,
+    /// Round trip of one ARM attempt to the in-process emulator (client side).
+    pub arm_round_trip: Dist,
+    /// Reconciles run.
+    pub reconciles: u64,
+    /// ARM attempts (client side, retries included).
+    pub arm_requests: u64,
+    /// ARM attempts per resource to reach Ready.
+    pub arm_requests_per_resource: f64,
+    /// GETs per resource.
+    pub reads_per_resource: f64,
+    /// PUT/POST/DELETE per resource.
+    pub writes_per_resource: f64,
+    /// Attempts by `METHOD operation`.
+    pub requests_by_operation: BTreeMap<String, OpCount>,
+    /// 429 answers.
+    pub throttled_429: u64,
+    /// Reconcile errors by category.
+    pub errors: BTreeMap<String, u64>,
+    /// CPU.
+    pub cpu: Cpu,
+}
+
+/// The steady state: every resource Ready, resynced by the adaptive policy.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Steady {
+    /// Emulated hours measured.
+    pub emulated_hours: f64,
+    /// Real seconds measured.
+    pub real_seconds: f64,
+    /// ARM read budget per hour the emulator enforced (per subscription).
+    pub arm_reads_per_hour: u64,
+    /// Policy: nominal resync interval in (emulated) seconds for the resources per
+    /// subscription, before jitter and before the remaining-reads slow-down.
+    pub policy_interval_seconds: f64,
+    /// Policy: expected reads per subscription per hour (no slow-down).
+    pub policy_reads_per_subscription_hour: f64,
+    /// Reconciles in the window.
+    pub reconciles: u64,
+    /// Resyncs per resource per hour.
+    pub resyncs_per_resource_hour: f64,
+    /// ARM reads per resync (measured).
+    pub reads_per_resync: f64,
+    /// Reads per resource per hour (measured).
+    pub reads_per_resource_hour: f64,
+    /// Writes per resource per hour (measured, client side).
+    pub writes_per_resource_hour: f64,
+    /// Writes the emulator received in the window (server side).
+    pub writes_received: u64,
+    /// Reads per subscription per hour (measured).
+    pub reads_per_subscription_hour: f64,
+    /// 429 answers.
+    pub throttled_429: u64,
+    /// Reconcile errors by category.
+    pub errors: BTreeMap<String, u64>,
+    /// CPU.
+    pub cpu: Cpu,
+}
+
+/// Converging under a scaled-down ARM budget that forces throttling.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Budget {
+    /// Fraction of ARM's hourly budget enforced.
+    pub budget_scale: f64,
+    /// Reads per (emulated) hour per subscription.
+    pub reads_per_hour: u64,
+    /// Writes per (emulated) hour per subscription.
+    pub writes_per_hour: u64,
+    /// Every resource Ready before the timeout.
+    pub converged: bool,
+    /// Resources Ready.
+    pub ready: usize,
+    /// Real seconds to converge.
+    pub real_seconds: f64,
+    /// Emulated hours to converge.
+    pub emulated_hours: f64,
+    /// ARM attempts.
+    pub arm_requests: u64,
+    /// 429 answers received while converging.
+    pub throttled_429: u64,
+    /// Reconcile errors by category.
+    pub errors: BTreeMap<String, u64>,
+    /// The steady state afterwards, under the same budget.
+    pub steady: Steady,
+}
+
+/// The naive operator (re-PUT every resource each resync), from the same run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Naive {
+    /// Resync interval both are compared at, seconds.
+    pub resync_seconds: f64,
+    /// LRO polls per operation measured while converging.
+    pub polls_per_operation: f64,
+    /// Naive: writes per hour for all resources (one PUT per resource per resync).
+    pub naive_writes_per_hour: f64,
+    /// Naive: reads per hour (LRO polls of those PUTs).
+    pub naive_reads_per_hour: f64,
+    /// amlops, measured: writes per hour for all resources.
+    pub amlops_writes_per_hour: f64,
+    /// amlops, measured: reads per hour for all resources.
+    pub amlops_reads_per_hour: f64,
+    /// ARM's write budget per subscription per hour.
+    pub arm_writes_per_hour: u64,
+    /// ARM's read budget per subscription per hour.
+    pub arm_reads_per_hour: u64,
+}
+
+/// Memory.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Memory {
+    /// Largest VmRSS sampled during this run (process, in-process emulator included).
+    pub peak_rss_bytes: u64,
+    /// VmHWM at the end of the run (process lifetime peak).
+    pub vm_hwm_bytes: u64,
+}
+
+/// One benchmark run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Run {
+    /// Resources.
+    pub resources: usize,
+    /// Subscriptions.
+    pub subscriptions: usize,
+    /// Emulated operation time, seconds.
+    pub op_seconds: f64,
+    /// Emulated seconds per real second.
+    pub time_scale: f64,
+    /// Concurrent reconciles.
+    pub concurrency: usize,
+    /// Resources applied per second (0: all at once).
+    pub apply_rate: f64,
+    /// Apply all, wait for Ready.
+    pub converge: Converge,
+    /// Steady state.
+    pub steady: Steady,
+    /// Under a budget that forces throttling (unless skipped).
+    pub budget: Option<Budget>,
+    /// Comparison with re-PUT every resync.
+    pub naive: Naive,
+    /// Memory.
+    pub memory: Memory,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// `amlops bench …` as invoked.
+    pub command: String,
+    /// amlops version.
+    pub version: String,
+    /// Logical CPUs of the machine.
+    pub cpus: usize,
+    /// `/proc/loadavg` when the benchmark started (other work on the machine skews figures).
+    pub load_average_before: Option<String>,
+    /// `/proc/loadavg` when it ended.
+    pub load_average_after: Option<String>,
+    /// Runs, one per resource count.
+    pub runs: Vec<Run>,
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+impl Report {
+    /// A readable table, one column per run.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+        let mut row = |name: &str, f: &dyn Fn(&Run) -> String| {
+            rows.push((name.to_string(), self.runs.iter().map(f).collect()));
+        };
+        row("resources", &|r| r.resources.to_string());
+        row("applied", &|r| {
+            if r.apply_rate > 0.0 {
+                format!("{:.0}/s", r.apply_rate)
+            } else {
+                "all at once".into()
+            }
+        });
+        row("converged (all Ready)", &|r| {
+            format!(
+                "{} ({}/{}) in {:.1} s",
+                yes(r.converge.converged),
+                r.converge.ready,
+                r.resources,
+                r.converge.wall_seconds
+            )
+        });
+        row("overhead / transition p50 | p99", &|r| {
+            let d = &r.converge.overhead_per_transition;
+            format!("{:.1} | {:.1} ms", d.p50_ms, d.p99_ms)
+        });
+        for key in self
+            .runs
+            .iter()
+            .flat_map(|r| r.converge.overhead_by_transition.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            row(&format!("  {key} p50 | p99"), &|r| {
+                r.converge
+                    .overhead_by_transition
+                    .get(key)
+                    .map(|d| format!("{:.1} | {:.1} ms", d.p50_ms, d.p99_ms))
+                    .unwrap_or_else(|| "-".into())
+            });
+        }
+        row("apply→Ready − op time p50 | p99", &|r| {
+            let d = &r.converge.apply_to_ready_minus_operations;
+            format!("{:.1} | {:.1} ms", d.p50_ms, d.p99_ms)
+        });
+        row("reconcile wall p50 | p99", &|r| {
+            let d = &r.converge.reconcile_wall;
+            format!("{:.2} | {:.2} ms", d.p50_ms, d.p99_ms)
+        });
+        row("queue delay p50 | p99", &|r| {
+            let d = &r.converge.queue_delay;
+            format!("{:.1} | {:.1} ms", d.p50_ms, d.p99_ms)
+        });
+        row("ARM round trip p50 | p99", &|r| {
+            let d = &r.converge.arm_round_trip;
+            format!("{:.2} | {:.2} ms", d.p50_ms, d.p99_ms)
+        });
+        row("ARM requests / resource to Ready", &|r| {
+            format!(
+                "{:.2} ({:.2} reads, {:.2} writes)",
+                r.converge.arm_requests_per_resource,
+                r.converge.reads_per_resource,
+                r.converge.writes_per_resource
+            )
+        });
+        row("CPU / reconcile (operator)", &|r| {
+            format!("{:.2} ms", r.converge.cpu.operator_ms_per_reconcile)
+        });
+        row("steady: resync interval (policy)", &|r| {
+            format!("{:.0} s", r.steady.policy_interval_seconds)
+        });
+        row("steady: reads / resource / hour", &|r| {
+            format!(
+                "{:.2} ({:.2} per resync)",
+                r.steady.reads_per_resource_hour, r.steady.reads_per_resync
+            )
+        });
+        row("steady: writes / resource / hour", &|r| {
+            format!(
+                "{:.2} (server saw {})",
+                r.steady.writes_per_resource_hour, r.steady.writes_received
+            )
+        });
+        row("steady: reads / subscription / hour", &|r| {
+            format!(
+                "{:.0} (policy {:.0}, budget {})",
+                r.steady.reads_per_subscription_hour,
+                r.steady.policy_reads_per_subscription_hour,
+                r.steady.arm_reads_per_hour
+            )
+        });
+        row("steady: CPU / reconcile", &|r| {
+            format!("{:.2} ms", r.steady.cpu.operator_ms_per_reconcile)
+        });
+        row("peak RSS (process incl. emulator)", &|r| {
+            format!("{:.1} MiB", mib(r.memory.peak_rss_bytes))
+        });
+        row("budget: ARM reads | writes per hour", &|r| match &r.budget {
+            Some(b) => format!("{} | {} (scale {:.4})", b.reads_per_hour, b.writes_per_hour, b.budget_scale),
+            None => "skipped".into(),
+        });
+        row("budget: converged", &|r| match &r.budget {
+            Some(b) => format!(
+                "{} ({}/{}) in {:.2} emulated h",
+                yes(b.converged),
+                b.ready,
+                r.resources,
+                b.emulated_hours
+            ),
+            None => "-".into(),
+        });
+        row("budget: 429s converging | steady", &|r| match &r.budget {
+            Some(b) => format!("{} | {}", b.throttled_429, b.steady.throttled_429),
+            None => "-".into(),
+        });
+        row("budget: steady reads / sub / hour", &|r| match &r.budget {
+            Some(b) => format!("{:.0}", b.steady.reads_per_subscription_hour),
+            None => "-".into(),
+        });
+        row("naive re-PUT: writes | reads / hour", &|r| {
+            format!(
+                "{:.0} | {:.0}",
+                r.naive.naive_writes_per_hour, r.naive.naive_reads_per_hour
+            )
+        });
+        row("amlops: writes | reads / hour", &|r| {
+            format!(
+                "{:.0} | {:.0}",
+                r.naive.amlops_writes_per_hour, r.naive.amlops_reads_per_hour
+            )
+        });
+        let w0 = rows.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..self.runs.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|(_, v)| v[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for (name, vals) in &rows {
+            let _ = write!(out, "{name:<w0$}");
+            for (v, w) in vals.iter().zip(&widths) {
+                let _ = write!(out, " │ {v:<w$}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let d = Dist::of(&samples);
+        assert_eq!((d.count, d.p50_ms, d.p99_ms, d.max_ms), (100, 50.0, 99.0, 100.0));
+        assert!((d.mean_ms - 50.5).abs() < 1e-9);
+        let one = Dist::of(&[Duration::from_millis(7)]);
+        assert_eq!((one.p50_ms, one.p99_ms), (7.0, 7.0));
+        assert_eq!(Dist::of(&[]).count, 0);
+    }
+
+    #[test]
+    fn table_has_a_column_per_run() {
+        let r = Report {
+            runs: vec![
+                Run {
+                    resources: 100,
+                    ..Default::default()
+                },
+                Run {
+                    resources: 1000,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let t = r.table();
+        let first = t.lines().next().unwrap();
+        assert!(first.contains("100") && first.contains("1000"), "{t}");
+        assert!(t.lines().all(|l| l.matches('│').count() == 2), "{t}");
+    }
+}
