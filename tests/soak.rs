@@ -261,6 +261,20 @@ impl Soak {
         fingerprint(&t.cert_pem, &t.key_pem)
     }
 
+    /// The events of `r` (the newest last), for failure messages.
+    fn story(&self, r: &Res) -> String {
+        let key = r.key();
+        let events: Vec<String> = self
+            .store
+            .events()
+            .into_iter()
+            .filter(|e| e.key == key)
+            .map(|e| format!("  {}{}: {}", if e.warning { "⚠ " } else { "" }, e.reason, e.message))
+            .collect();
+        let tail = events.len().saturating_sub(40);
+        format!("events of {}:\n{}", r.desired.name, events[tail..].join("\n"))
+    }
+
     fn backup_fingerprint(&self, r: &Res) -> Option<String> {
         let s = self.store.secret(NS, &format!("{}-tls-backup", r.desired.name))?;
         secret_fingerprint(&s)
@@ -530,6 +544,8 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
         soak.drive(&mut res, Res::settled, &format!("cycle {cycle}: create"))
             .await;
         let before: Vec<Option<String>> = res.iter().map(|r| soak.served(r)).collect();
+        let clusters: Vec<Option<String>> =
+            res.iter().map(|r| r.status.aks_resource_id.clone()).collect();
         for (r, fp) in res.iter().zip(&before) {
             assert!(fp.is_some(), "cycle {cycle}: {} serves no certificate", r.desired.name);
             assert_eq!(
@@ -568,20 +584,35 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
         soak.drive(&mut res, Res::settled, &format!("cycle {cycle}: reattach"))
             .await;
         for (i, r) in res.iter().enumerate() {
+            assert_eq!(
+                r.status.aks_resource_id, clusters[i],
+                "cycle {cycle}: {} was reattached to another AKS cluster (the old one was replaced)\n{}",
+                r.desired.name,
+                soak.story(r)
+            );
+            assert_eq!(
+                r.status.is_attached_compute,
+                Some(true),
+                "cycle {cycle}: {} is not an attached compute after the reattach\n{}",
+                r.desired.name,
+                soak.story(r)
+            );
             let served = soak.served(r);
             let want = if i == 3 { Some(fp2.clone()) } else { before[i].clone() };
             assert_eq!(
-                served, want,
-                "cycle {cycle}: {} lost its certificate in the reattach",
-                r.desired.name
+                served,
+                want,
+                "cycle {cycle}: {} lost its certificate in the reattach\n{}",
+                r.desired.name,
+                soak.story(r)
             );
             assert_eq!(
                 soak.backup_fingerprint(r),
                 before[i],
-                "cycle {cycle}: the backup of {} is not the certificate served before",
-                r.desired.name
+                "cycle {cycle}: the backup of {} is not the certificate served before\n{}",
+                r.desired.name,
+                soak.story(r)
             );
-            assert_eq!(r.status.is_attached_compute, Some(true));
         }
 
         // 3. Delete.
