@@ -187,12 +187,18 @@ impl Soak {
                             r.status
                                 .conditions
                                 .iter()
-                                .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                                .map(|c| format!(
+                                    "{}={} {}: {}",
+                                    c.type_, c.status, c.reason, c.message
+                                ))
                                 .collect::<Vec<_>>()
                         )
                     })
                     .collect();
-                panic!("{what} did not converge in {STAGE_DEADLINE:?}:\n{}", state.join("\n"));
+                panic!(
+                    "{what} did not converge in {STAGE_DEADLINE:?}:\n{}",
+                    state.join("\n")
+                );
             }
             let due: Vec<usize> = (0..res.len())
                 .filter(|&i| !goal(&res[i]) && !res[i].finished && res[i].next <= now)
@@ -267,7 +273,10 @@ impl Soak {
     fn served(&self, r: &Res) -> Option<String> {
         let aks = r.status.aks_resource_id.as_deref()?;
         let state = self.emu.state();
-        let c = state.clusters.iter().find(|c| c.id.eq_ignore_ascii_case(aks))?;
+        let c = state
+            .clusters
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(aks))?;
         let t = c.azuremlfessl.as_ref()?;
         fingerprint(&t.cert_pem, &t.key_pem)
     }
@@ -280,14 +289,27 @@ impl Soak {
             .events()
             .into_iter()
             .filter(|e| e.key == key)
-            .map(|e| format!("  {}{}: {}", if e.warning { "⚠ " } else { "" }, e.reason, e.message))
+            .map(|e| {
+                format!(
+                    "  {}{}: {}",
+                    if e.warning { "⚠ " } else { "" },
+                    e.reason,
+                    e.message
+                )
+            })
             .collect();
         let tail = events.len().saturating_sub(40);
-        format!("events of {}:\n{}", r.desired.name, events[tail..].join("\n"))
+        format!(
+            "events of {}:\n{}",
+            r.desired.name,
+            events[tail..].join("\n")
+        )
     }
 
     fn backup_fingerprint(&self, r: &Res) -> Option<String> {
-        let s = self.store.secret(NS, &format!("{}-tls-backup", r.desired.name))?;
+        let s = self
+            .store
+            .secret(NS, &format!("{}-tls-backup", r.desired.name))?;
         secret_fingerprint(&s)
     }
 }
@@ -357,7 +379,12 @@ fn check_operations(ops: &[OperationView]) -> (usize, usize) {
                     exists = true;
                 }
                 "Delete" | "Detach" => {
-                    assert!(exists, "{} of {target} with no compute ({})", o.kind, history());
+                    assert!(
+                        exists,
+                        "{} of {target} with no compute ({})",
+                        o.kind,
+                        history()
+                    );
                     if o.status == "Succeeded" {
                         exists = false;
                     }
@@ -556,12 +583,21 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
         soak.drive(&mut res, Res::settled, &format!("cycle {cycle}: create"))
             .await;
         let before: Vec<Option<String>> = res.iter().map(|r| soak.served(r)).collect();
-        let clusters: Vec<Option<String>> =
-            res.iter().map(|r| r.status.aks_resource_id.clone()).collect();
+        let clusters: Vec<Option<String>> = res
+            .iter()
+            .map(|r| r.status.aks_resource_id.clone())
+            .collect();
         for (r, fp) in res.iter().zip(&before) {
-            assert!(fp.is_some(), "cycle {cycle}: {} serves no certificate", r.desired.name);
+            assert!(
+                fp.is_some(),
+                "cycle {cycle}: {} serves no certificate",
+                r.desired.name
+            );
             assert_eq!(
-                r.status.tls.as_ref().and_then(|t| t.sha256_fingerprint.as_ref()),
+                r.status
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.sha256_fingerprint.as_ref()),
                 fp.as_ref(),
                 "cycle {cycle}: {} status fingerprint differs from the served one",
                 r.desired.name
@@ -597,7 +633,8 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
             .await;
         for (i, r) in res.iter().enumerate() {
             assert_eq!(
-                r.status.aks_resource_id, clusters[i],
+                r.status.aks_resource_id,
+                clusters[i],
                 "cycle {cycle}: {} was reattached to another AKS cluster (the old one was replaced)\n{}",
                 r.desired.name,
                 soak.story(r)
@@ -610,7 +647,11 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
                 soak.story(r)
             );
             let served = soak.served(r);
-            let want = if i == 3 { Some(fp2.clone()) } else { before[i].clone() };
+            let want = if i == 3 {
+                Some(fp2.clone())
+            } else {
+                before[i].clone()
+            };
             assert_eq!(
                 served,
                 want,
@@ -636,8 +677,10 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
         }
 
         // 3. Delete.
-        let aks_of: Vec<Option<String>> =
-            res.iter().map(|r| r.status.aks_resource_id.clone()).collect();
+        let aks_of: Vec<Option<String>> = res
+            .iter()
+            .map(|r| r.status.aks_resource_id.clone())
+            .collect();
         for r in res.iter_mut() {
             r.desired.deleting = true;
             r.next = Instant::now();
@@ -658,10 +701,17 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
                     .find(|c| c.id.eq_ignore_ascii_case(id))
             });
             if r.desired.deletion_policy == amlops::crd::DeletionPolicy::Delete {
-                assert!(cluster.is_none(), "cycle {cycle}: AKS cluster of {} left", r.desired.name);
+                assert!(
+                    cluster.is_none(),
+                    "cycle {cycle}: AKS cluster of {} left",
+                    r.desired.name
+                );
             } else {
                 let c = cluster.unwrap_or_else(|| {
-                    panic!("cycle {cycle}: AKS cluster of {} deleted on Detach", r.desired.name)
+                    panic!(
+                        "cycle {cycle}: AKS cluster of {} deleted on Detach",
+                        r.desired.name
+                    )
                 });
                 assert!(c.attached_compute.is_none());
             }
@@ -681,7 +731,8 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
         let (p, d) = check_request_log(&log);
         total_puts += p;
         total_deletes += d;
-        soak.log.extend(log.into_iter().filter(|r| r.fault.is_some()));
+        soak.log
+            .extend(log.into_iter().filter(|r| r.fault.is_some()));
         println!(
             "  cycle {cycle}/{cycles} ok at {:.1} s: {} rounds, {} reconciles, {} kills, {} reconcile errors so far",
             started.elapsed().as_secs_f64(),
@@ -700,7 +751,9 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
     );
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
     for r in &soak.log {
-        *faults.entry(r.fault.clone().unwrap_or_default()).or_default() += 1;
+        *faults
+            .entry(r.fault.clone().unwrap_or_default())
+            .or_default() += 1;
     }
     println!(
         "soak: seed {seed}: {cycles} cycles × {} resources converged in {:.1} s; {} rounds, {} reconciles, {} kills ({} right after a write reached Azure), {} reconcile errors; faults injected {faults:?}; {total_puts} compute PUTs and {total_deletes} DELETEs accepted, {operations} compute operations ({failed_operations} failed), no duplicate; no certificate lost; no compute left",

@@ -126,9 +126,10 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<bool> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         writeln!(out, "JSON report written to {}", path.display())?;
     }
-    let ok = report.runs.iter().all(|r| {
-        r.converge.converged && r.budget.as_ref().is_none_or(|b| b.converged)
-    });
+    let ok = report
+        .runs
+        .iter()
+        .all(|r| r.converge.converged && r.budget.as_ref().is_none_or(|b| b.converged));
     Ok(ok)
 }
 
@@ -314,10 +315,7 @@ async fn run_one(
         .iter()
         .filter_map(|t| {
             let ready = t.ready_at?;
-            Some(
-                (ready - t.applied_at)
-                    .saturating_sub(requeue.op_duration * t.operations),
-            )
+            Some((ready - t.applied_at).saturating_sub(requeue.op_duration * t.operations))
         })
         .collect();
     c.apply_to_ready_minus_operations = Dist::of(&minus_ops);
@@ -351,7 +349,10 @@ async fn run_one(
         writes_per_hour: ARM_WRITES_PER_HOUR,
         window_secs: window_secs(ts),
     }));
-    run.steady = steady(args, &mut sched, &requeue, &emu, &counters, per_sub, timeout).await?;
+    run.steady = steady(
+        args, &mut sched, &requeue, &emu, &counters, per_sub, timeout,
+    )
+    .await?;
     writeln!(
         out,
         "  steady: {:.2} reads and {:.2} writes per resource per hour ({:.2} reads per resync), {} writes received, {} × 429",
@@ -416,12 +417,19 @@ async fn run_one(
         writeln!(
             out,
             "  budget ({reads} reads, {writes} writes per hour): {} ({}/{n} Ready) in {:.2} emulated hours, {} × 429",
-            if converged { "converged" } else { "DID NOT CONVERGE" },
+            if converged {
+                "converged"
+            } else {
+                "DID NOT CONVERGE"
+            },
             b.ready,
             b.emulated_hours,
             b.throttled_429
         )?;
-        b.steady = steady(args, &mut sched, &requeue, &emu, &counters, per_sub, timeout).await?;
+        b.steady = steady(
+            args, &mut sched, &requeue, &emu, &counters, per_sub, timeout,
+        )
+        .await?;
         b.steady.arm_reads_per_hour = reads;
         writeln!(
             out,
@@ -462,14 +470,10 @@ async fn steady(
     let tally0: Tally = counters.snapshot();
     let cpu0 = sys::thread_cpu();
     // At least two resync rounds, so that the window holds whole rounds.
-    let hours = args
-        .steady_hours
-        .max(2.0 * nominal.as_secs_f64() / 3600.0);
+    let hours = args.steady_hours.max(2.0 * nominal.as_secs_f64() / 3600.0);
     let window = Duration::from_secs_f64(hours * 3600.0 / ts).min(timeout);
     let t0 = Instant::now();
-    sched
-        .run_until(requeue, t0 + window, |_, _| false)
-        .await;
+    sched.run_until(requeue, t0 + window, |_, _| false).await;
     let real = t0.elapsed();
     let stats = sched.take_stats();
     let tally = counters.snapshot().since(&tally0);

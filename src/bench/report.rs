@@ -342,10 +342,16 @@ impl Report {
         row("peak RSS (process incl. emulator)", &|r| {
             format!("{:.1} MiB", mib(r.memory.peak_rss_bytes))
         });
-        row("budget: ARM reads | writes per hour", &|r| match &r.budget {
-            Some(b) => format!("{} | {} (scale {:.4})", b.reads_per_hour, b.writes_per_hour, b.budget_scale),
-            None => "skipped".into(),
-        });
+        row(
+            "budget: ARM reads | writes per hour",
+            &|r| match &r.budget {
+                Some(b) => format!(
+                    "{} | {} (scale {:.4})",
+                    b.reads_per_hour, b.writes_per_hour, b.budget_scale
+                ),
+                None => "skipped".into(),
+            },
+        );
         row("budget: converged", &|r| match &r.budget {
             Some(b) => format!(
                 "{} ({}/{}) in {:.2} emulated h",
@@ -376,7 +382,11 @@ impl Report {
                 r.naive.amlops_writes_per_hour, r.naive.amlops_reads_per_hour
             )
         });
-        let w0 = rows.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0);
+        let w0 = rows
+            .iter()
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0);
         let widths: Vec<usize> = (0..self.runs.len())
             .map(|i| {
                 rows.iter()
@@ -405,7 +415,10 @@ mod tests {
     fn percentiles_nearest_rank() {
         let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         let d = Dist::of(&samples);
-        assert_eq!((d.count, d.p50_ms, d.p99_ms, d.max_ms), (100, 50.0, 99.0, 100.0));
+        assert_eq!(
+            (d.count, d.p50_ms, d.p99_ms, d.max_ms),
+            (100, 50.0, 99.0, 100.0)
+        );
         assert!((d.mean_ms - 50.5).abs() < 1e-9);
         let one = Dist::of(&[Duration::from_millis(7)]);
         assert_eq!((one.p50_ms, one.p99_ms), (7.0, 7.0));

@@ -206,7 +206,9 @@ impl Scheduler {
                     }
                     t.due = None;
                     t.inflight = true;
-                    self.stats.queue_delay.push(now.saturating_duration_since(due));
+                    self.stats
+                        .queue_delay
+                        .push(now.saturating_duration_since(due));
                     let engine = self.engine.clone();
                     let d = t.desired.clone();
                     let st = t.status.clone();
@@ -265,7 +267,10 @@ impl Scheduler {
         let next = match result {
             Ok(o) => {
                 t.errors = 0;
-                let before = (t.status.phase, t.status.operation.as_ref().map(|o| o.url.clone()));
+                let before = (
+                    t.status.phase,
+                    t.status.operation.as_ref().map(|o| o.url.clone()),
+                );
                 let steady = ResyncPolicy::is_steady(&o);
                 let requeue = if steady {
                     self.stats.steady_reconciles += 1;

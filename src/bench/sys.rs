@@ -34,7 +34,12 @@ pub fn hwm_bytes() -> Option<u64> {
 /// The 1, 5 and 15 minute load averages (`/proc/loadavg`).
 pub fn load_average() -> Option<String> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// CPU time of every live thread, by thread id: (name, nanoseconds on CPU).
@@ -44,7 +49,11 @@ pub fn thread_cpu() -> BTreeMap<u64, (String, u64)> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
             continue;
         };
         let path = entry.path();

@@ -48,7 +48,12 @@ impl ArmObserver for Counters {
 impl Counters {
     /// Current counts.
     pub fn snapshot(&self) -> Tally {
-        Tally(self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        Tally(
+            self.counts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
     /// Round-trip times of the attempts since the last call.
     pub fn take_latency(&self) -> Vec<Duration> {
@@ -187,7 +192,7 @@ pub fn spec_of(i: usize, sub: &str, workspace: &str) -> serde_json::Value {
             }
         })
     } else {
-        let tls = if i % 10 == 0 {
+        let tls = if i.is_multiple_of(10) {
             json!({"mode": "Auto", "leafDomainLabel": format!("b{i:05}")})
         } else {
             json!({"mode": "Disabled"})
@@ -227,11 +232,7 @@ pub fn populate(
 ) -> anyhow::Result<Vec<Desired>> {
     let subs = shape.subscriptions.max(1);
     let per_ws = shape.per_workspace.max(1);
-    store.insert_secret(tls_secret(
-        NAMESPACE,
-        TLS_SECRET,
-        "scoring.bench.example",
-    )?);
+    store.insert_secret(tls_secret(NAMESPACE, TLS_SECRET, "scoring.bench.example")?);
     let mut seeded_ws = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(shape.resources);
     for i in 0..shape.resources {

@@ -301,7 +301,10 @@ mod tests {
                 hi = hi.max(i);
             }
             // The seeds spread the intervals over most of the ±10 % band.
-            assert!(lo < nominal * 0.92 && hi > nominal * 1.08, "{n}: {lo}..{hi}");
+            assert!(
+                lo < nominal * 0.92 && hi > nominal * 1.08,
+                "{n}: {lo}..{hi}"
+            );
         }
         // Deterministic per seed.
         assert_eq!(p.interval(10, None, 42), p.interval(10, None, 42));
