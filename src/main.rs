@@ -38,7 +38,7 @@ enum Command {
     /// TLS helpers.
     #[command(subcommand)]
     Tls(TlsCommand),
-    /// Benchmark the engine at scale against the in-process emulator (see BENCHMARKS.md).
+    /// Benchmark the engine at scale against the emulator (see BENCHMARKS.md).
     Bench(amlops::bench::BenchArgs),
 }
 

@@ -16,6 +16,7 @@ use amlops::controller::{Backoff, Operator, Options, Readiness, Running, rbac};
 use amlops::crd::FINALIZER;
 use amlops::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use amlops::engine::EngineConfig;
+use amlops::engine::resync::ReadBudget;
 use amlops::fake_kube::{FakeApiServer, Fault};
 
 const AV: &str = "amlops.dev/v1alpha1";
@@ -63,14 +64,28 @@ impl World {
         identity: &str,
         leader: Option<amlops::controller::LeaseConfig>,
     ) -> (Running, watch::Sender<bool>) {
+        let resync = EngineConfig::default().resync;
+        self.operator_with(identity, leader, resync, ReadBudget::default())
+            .await
+    }
+
+    async fn operator_with(
+        &self,
+        identity: &str,
+        leader: Option<amlops::controller::LeaseConfig>,
+        resync: Duration,
+        read_budget: ReadBudget,
+    ) -> (Running, watch::Sender<bool>) {
         let options = Options {
             namespace: None,
             concurrency: 4,
             engine: EngineConfig {
                 busy_poll: Duration::from_millis(100),
                 retry_base: Duration::from_millis(100),
+                resync,
                 ..EngineConfig::default()
             },
+            read_budget,
             backoff: Backoff {
                 base: Duration::from_millis(200),
                 cap: Duration::from_secs(2),
@@ -506,6 +521,68 @@ async fn waits_for_established_crds_and_probes_report_it() {
     .await;
     stop.send(true).unwrap();
     running.join().await.unwrap();
+}
+
+/// GETs of the compute `devaks` the operator sends during `window` once the attachment is
+/// Ready, with a 1 s base resync, the given read budget and, optionally, an emulator budget
+/// that makes ARM's remaining-reads header low.
+async fn steady_gets(budget: ReadBudget, arm_reads_per_hour: Option<u64>) -> usize {
+    let w = World::new().await;
+    if let Some(reads) = arm_reads_per_hour {
+        w.emu.set_budget(Some(amlops::emulator::Budget {
+            reads_per_hour: reads,
+            writes_per_hour: 1_200,
+            window_secs: 3_600,
+        }));
+    }
+    let (running, stop) = w
+        .operator_with("solo", None, Duration::from_secs(1), budget)
+        .await;
+    w.fake.put(example(4)).unwrap();
+    wait_until("Ready", Duration::from_secs(30), || {
+        is(&w.obj("ClusterAttachment", "ml-dev", "dev-aks"), "Ready")
+    })
+    .await;
+    let gets = || {
+        w.emu
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/computes/devaks"))
+            .count()
+    };
+    let before = gets();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = gets() - before;
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
+    assert_eq!(w.azure_writes(), 1, "one attach PUT, no steady-state write");
+    during
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_resync_stays_within_the_arm_read_budget() {
+    // The budget allows it: a resync about every second, one GET compute each.
+    let free = steady_gets(ReadBudget::default(), None).await;
+    assert!(
+        (3..=7).contains(&free),
+        "{free} GETs in 5 s at a 1 s resync"
+    );
+    // 36 reads/h for one resource: the floor is 100 s, so no resync in the window.
+    let tight = ReadBudget {
+        arm_read_budget: 36,
+        arm_read_share: 1.0,
+    };
+    assert_eq!(
+        steady_gets(tight, None).await,
+        0,
+        "resync stretched to 100 s"
+    );
+    // ARM says fewer than 200 reads remain (under a quarter of 12,000): 16× slower.
+    assert_eq!(
+        steady_gets(ReadBudget::default(), Some(200)).await,
+        0,
+        "remaining-reads header honoured"
+    );
 }
 
 fn lease(identity: &str) -> amlops::controller::LeaseConfig {

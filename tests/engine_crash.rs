@@ -185,8 +185,8 @@ impl KubeStore for CrashStore {
             self.inner.emit(event).await;
         }
     }
-    async fn claims(&self, key: &ObjKey) -> Result<Vec<Claim>, StoreError> {
-        self.inner.claims(key).await
+    async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
+        self.inner.claims(d).await
     }
 }
 

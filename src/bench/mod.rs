@@ -1,4 +1,4 @@
-//! `amlops bench`: the reconcile engine at scale against the in-process Azure emulator.
+//! `amlops bench`: the reconcile engine at scale against the Azure emulator.
 //!
 //! For each `--resources N` the benchmark builds a fresh world (emulator seeded with
 //! workspaces and AKS clusters, N resources in a fixed mix, see [`world::spec_of`]) and
@@ -25,10 +25,13 @@
 //! The naive comparison (re-PUT every resource every resync) uses the LRO polls per
 //! operation measured in phase 1 and the same resync interval.
 //!
-//! CPU is read per thread from `/proc/self/task/*/schedstat`: the emulator runs on its own
-//! runtime (threads named `emulator`), so its CPU is not counted as the operator's. Memory
-//! is the process's (the emulator's state included), an upper bound for the operator.
+//! The emulator runs as a child process (`amlops emulator`, seeded through a config file;
+//! budget and request log through its admin endpoints), so the process's peak RSS and CPU
+//! are the operator's; the child's are reported apart. With `--emulator in-process` it runs
+//! on its own runtime (threads named `emulator`, whose CPU is told apart by reading
+//! `/proc/self/task/*/schedstat`) and the memory figure includes it.
 
+pub mod emu;
 pub mod report;
 pub mod sched;
 pub mod sys;
@@ -41,10 +44,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::crd::Phase;
-use crate::emulator::{Budget as EmuBudget, Emulator, EmulatorHandle};
+use crate::emulator::Budget as EmuBudget;
 use crate::engine::resync::{ResyncArgs, ResyncPolicy};
 use crate::engine::{Engine, EngineConfig, MemoryStore};
 
+use emu::{Emu, EmulatorMode};
 use report::{Cpu, Dist, Report, Run};
 use sched::{Requeue, SchedStats, Scheduler, Tracked};
 use world::{Counters, Shape, Tally};
@@ -96,6 +100,10 @@ pub struct BenchArgs {
     /// Steady-state resync policy.
     #[command(flatten)]
     pub resync: ResyncArgs,
+    /// Where the emulator runs: a child process (the figures of this process are then the
+    /// operator's alone) or in this process.
+    #[arg(long, value_enum, default_value = "process")]
+    pub emulator: EmulatorMode,
 }
 
 /// Entry point of `amlops bench`: runs, prints the table, writes the JSON. Succeeds when
@@ -156,16 +164,8 @@ pub async fn run(
     Ok(report)
 }
 
-async fn start_emulator(
-    rt: &tokio::runtime::Handle,
-    op_seconds: f64,
-) -> anyhow::Result<EmulatorHandle> {
-    let config = world::emulator_config(op_seconds);
-    rt.spawn(Emulator::start(config)).await?
-}
-
 struct World {
-    emu: EmulatorHandle,
+    emu: Emu,
     sched: Scheduler,
     counters: Arc<Counters>,
     requeue: Requeue,
@@ -177,20 +177,21 @@ async fn build_world(
     rt: &tokio::runtime::Handle,
     client_time_scale: Option<f64>,
 ) -> anyhow::Result<World> {
-    let emu = start_emulator(rt, args.op_seconds).await?;
     let ts = args.time_scale.max(1e-3);
-    let counters = Arc::new(Counters::default());
-    let arm = world::client(
-        world::client_config(emu.base_url(), emu.token(), client_time_scale)?,
-        counters.clone(),
-    )?;
     let store = MemoryStore::default();
     let shape = Shape {
         resources: n,
         subscriptions: args.subscriptions,
         per_workspace: args.per_workspace,
     };
-    let desired = world::populate(&emu, &store, &shape)?;
+    let mut config = world::emulator_config(args.op_seconds);
+    let desired = world::populate(&mut config, &store, &shape)?;
+    let emu = Emu::start(args.emulator, config, rt).await?;
+    let counters = Arc::new(Counters::default());
+    let arm = world::client(
+        world::client_config(&emu.base_url(), emu.token(), client_time_scale)?,
+        counters.clone(),
+    )?;
     let policy = args.resync.policy();
     let engine = Arc::new(Engine {
         arm,
@@ -229,16 +230,22 @@ fn all_ready(items: &[Tracked], _: Instant) -> bool {
     items.iter().all(Tracked::is_ready)
 }
 
+/// CPU between two thread snapshots; a child emulator's from its own counter since
+/// `emu_before`.
 fn cpu(
     before: &BTreeMap<u64, (String, u64)>,
     after: &BTreeMap<u64, (String, u64)>,
     reconciles: u64,
+    emu_before: Option<f64>,
+    emulator: &Emu,
 ) -> Cpu {
     let (op, emu) = sys::cpu_split(before, after);
-
+    let child = emu_before
+        .zip(emulator.child_cpu_seconds())
+        .map(|(a, b)| b - a);
     Cpu {
         operator_seconds: op.as_secs_f64(),
-        emulator_seconds: emu.as_secs_f64(),
+        emulator_seconds: child.unwrap_or(emu.as_secs_f64()),
         operator_ms_per_reconcile: op.as_secs_f64() * 1e3 / reconciles.max(1) as f64,
     }
 }
@@ -287,6 +294,7 @@ async fn run_one(
         requeue,
     } = build_world(args, n, rt, None).await?;
     let cpu0 = sys::thread_cpu();
+    let emu_cpu0 = emu.child_cpu_seconds();
     let tally0 = counters.snapshot();
     counters.take_latency();
     let t0 = Instant::now();
@@ -329,7 +337,7 @@ async fn run_one(
     c.requests_by_operation = tally.by_operation();
     c.throttled_429 = tally.throttled();
     c.errors = errors(&stats);
-    c.cpu = cpu(&cpu0, &sys::thread_cpu(), stats.reconciles);
+    c.cpu = cpu(&cpu0, &sys::thread_cpu(), stats.reconciles, emu_cpu0, &emu);
     let operations: u64 = sched.items.iter().map(|t| u64::from(t.operations)).sum();
     let polls_per_operation = tally.operation("lro.poll") as f64 / operations.max(1) as f64;
     writeln!(
@@ -345,10 +353,11 @@ async fn run_one(
 
     // 2. Steady state under ARM's real budget (time-compressed).
     emu.set_budget(Some(EmuBudget {
-        reads_per_hour: args.resync.arm_read_budget,
+        reads_per_hour: args.resync.budget.arm_read_budget,
         writes_per_hour: ARM_WRITES_PER_HOUR,
         window_secs: window_secs(ts),
-    }));
+    }))
+    .await?;
     run.steady = steady(
         args, &mut sched, &requeue, &emu, &counters, per_sub, timeout,
     )
@@ -372,15 +381,16 @@ async fn run_one(
         amlops_writes_per_hour: run.steady.writes_per_resource_hour * n as f64,
         amlops_reads_per_hour: run.steady.reads_per_resource_hour * n as f64,
         arm_writes_per_hour: ARM_WRITES_PER_HOUR,
-        arm_reads_per_hour: args.resync.arm_read_budget,
+        arm_reads_per_hour: args.resync.budget.arm_read_budget,
     };
     drop(sched);
+    let mut emulator_rss = emu.child_peak_rss_bytes();
     emu.shutdown().await;
 
     // 3. Converge under a scaled-down budget, with the client-side limits on.
     if !args.skip_budget {
         let scale = args.budget_scale.unwrap_or(n as f64 / 4000.0);
-        let reads = ((args.resync.arm_read_budget as f64 * scale).round() as u64).max(1);
+        let reads = ((args.resync.budget.arm_read_budget as f64 * scale).round() as u64).max(1);
         let writes = ((ARM_WRITES_PER_HOUR as f64 * scale).round() as u64).max(1);
         let World {
             emu,
@@ -392,7 +402,8 @@ async fn run_one(
             reads_per_hour: reads,
             writes_per_hour: writes,
             window_secs: window_secs(ts),
-        }));
+        }))
+        .await?;
         let tally0 = counters.snapshot();
         counters.take_latency();
         let t0 = Instant::now();
@@ -438,11 +449,13 @@ async fn run_one(
         )?;
         run.budget = Some(b);
         drop(sched);
+        emulator_rss = emulator_rss.max(emu.child_peak_rss_bytes());
         emu.shutdown().await;
     }
     run.memory = report::Memory {
         peak_rss_bytes: sampler.peak(),
         vm_hwm_bytes: sys::hwm_bytes().unwrap_or(0),
+        emulator_peak_rss_bytes: emulator_rss,
     };
     Ok(run)
 }
@@ -452,7 +465,7 @@ async fn steady(
     args: &BenchArgs,
     sched: &mut Scheduler,
     requeue: &Requeue,
-    emu: &EmulatorHandle,
+    emu: &Emu,
     counters: &Counters,
     per_sub: usize,
     timeout: Duration,
@@ -460,15 +473,23 @@ async fn steady(
     let ts = requeue.time_scale;
     let policy: &ResyncPolicy = &requeue.policy;
     let nominal = policy.nominal(per_sub, None);
-    let warmup = Duration::from_secs_f64(nominal.as_secs_f64() * 1.1 / ts).min(timeout);
+    // Warm-up: until every resource has been resynced once more, so that intervals set
+    // while converging (slowed down if that drained the read budget) are behind us.
+    let start: Vec<u64> = sched.items.iter().map(|t| t.rounds).collect();
     sched
-        .run_until(requeue, Instant::now() + warmup, |_, _| false)
+        .run_until(requeue, Instant::now() + timeout, |items, _| {
+            items
+                .iter()
+                .zip(&start)
+                .all(|(t, r)| t.finished || t.rounds > *r)
+        })
         .await;
     sched.take_stats();
-    emu.clear_requests();
+    emu.clear_requests().await?;
     counters.take_latency();
     let tally0: Tally = counters.snapshot();
     let cpu0 = sys::thread_cpu();
+    let emu_cpu0 = emu.child_cpu_seconds();
     // At least two resync rounds, so that the window holds whole rounds.
     let hours = args.steady_hours.max(2.0 * nominal.as_secs_f64() / 3600.0);
     let window = Duration::from_secs_f64(hours * 3600.0 / ts).min(timeout);
@@ -482,6 +503,7 @@ async fn steady(
     let subs = args.subscriptions.max(1) as f64;
     let writes_received = emu
         .requests()
+        .await?
         .iter()
         .filter(|r| r.method != "GET" && r.method != "HEAD")
         .count() as u64;
@@ -500,6 +522,6 @@ async fn steady(
         reads_per_subscription_hour: tally.reads() as f64 / subs / hours,
         throttled_429: tally.throttled(),
         errors: errors(&stats),
-        cpu: cpu(&cpu0, &sys::thread_cpu(), stats.reconciles),
+        cpu: cpu(&cpu0, &sys::thread_cpu(), stats.reconciles, emu_cpu0, emu),
     })
 }

@@ -186,8 +186,11 @@ pub struct Naive {
 /// Memory.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Memory {
-    /// Largest VmRSS sampled during this run (process, in-process emulator included).
+    /// Largest VmRSS sampled during this run: the benchmark's process, i.e. the operator
+    /// (plus the emulator when it runs in-process).
     pub peak_rss_bytes: u64,
+    /// Peak RSS of the emulator child process, when it runs in one.
+    pub emulator_peak_rss_bytes: Option<u64>,
     /// VmHWM at the end of the run (process lifetime peak).
     pub vm_hwm_bytes: u64,
 }
@@ -339,8 +342,12 @@ impl Report {
         row("steady: CPU / reconcile", &|r| {
             format!("{:.2} ms", r.steady.cpu.operator_ms_per_reconcile)
         });
-        row("peak RSS (process incl. emulator)", &|r| {
-            format!("{:.1} MiB", mib(r.memory.peak_rss_bytes))
+        row("peak RSS (operator process)", &|r| {
+            let rss = format!("{:.1} MiB", mib(r.memory.peak_rss_bytes));
+            match r.memory.emulator_peak_rss_bytes {
+                Some(e) => format!("{rss} (emulator child: {:.1} MiB)", mib(e)),
+                None => format!("{rss} (emulator in-process, included)"),
+            }
         });
         row(
             "budget: ARM reads | writes per hour",

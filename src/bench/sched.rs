@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::azure::ArmClient;
 use crate::crd::{ClusterStatus, Phase};
-use crate::engine::resync::ResyncPolicy;
+use crate::engine::resync::{QUOTA_WINDOW, ResyncPolicy};
 use crate::engine::{Desired, Engine, EngineError, MemoryStore, Outcome};
 
 /// One resource under the scheduler.
@@ -36,8 +36,8 @@ pub struct Tracked {
     pub ready_at: Option<Instant>,
     /// Operations (LROs) started since apply.
     pub operations: u32,
-    /// Resyncs counter (jitter seed).
-    rounds: u64,
+    /// Steady-state resyncs so far (also the jitter seed).
+    pub rounds: u64,
 }
 
 impl Tracked {
@@ -259,6 +259,10 @@ impl Scheduler {
             .engine
             .arm
             .remaining_quota(&self.subs[idx])
+            // As `amlops run` does, in emulated time: an hour-old header says nothing.
+            .filter(|q| {
+                q.observed_at.elapsed().as_secs_f64() * rq.time_scale < QUOTA_WINDOW.as_secs_f64()
+            })
             .and_then(|q| q.reads)
             .map(u64::from);
         let resources = per_sub.get(&self.subs[idx]).copied().unwrap_or(1);

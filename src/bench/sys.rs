@@ -21,6 +21,34 @@ fn status_kib(field: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Peak resident set size of process `pid` in bytes (`VmHWM`).
+pub fn process_hwm_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|k| k * 1024)
+}
+
+/// User + system CPU seconds of process `pid`, all its threads (`/proc/{pid}/stat`, in
+/// clock ticks of 1/100 s, the fixed `USER_HZ` of Linux's /proc).
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// Current resident set size in bytes (`VmRSS`).
 pub fn rss_bytes() -> Option<u64> {
     status_kib("VmRSS:").map(|k| k * 1024)
@@ -160,5 +188,17 @@ mod tests {
         assert!(op > Duration::ZERO);
         let s = RssSampler::start(Duration::from_millis(1));
         assert!(s.peak() >= rss / 2);
+        // The same figures through the per-pid readers used for a child emulator.
+        let pid = std::process::id();
+        assert!(process_hwm_bytes(pid).unwrap() >= rss / 2);
+        let cpu = process_cpu_seconds(pid).unwrap();
+        let burn = std::time::Instant::now();
+        while process_cpu_seconds(pid).unwrap() < cpu + 0.05 {
+            assert!(
+                burn.elapsed() < Duration::from_secs(10),
+                "CPU time never grew"
+            );
+            std::hint::black_box((0..100_000u64).sum::<u64>());
+        }
     }
 }

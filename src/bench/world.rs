@@ -1,4 +1,4 @@
-//! The benchmark's world: an in-process emulator seeded with workspaces and AKS clusters, N
+//! The benchmark's world: an emulator seed with workspaces and AKS clusters, N
 //! resources (a fixed, documented mix of kinds and TLS modes), the in-memory Kubernetes
 //! store, and an ARM client that counts every attempt.
 
@@ -16,7 +16,7 @@ use crate::azure::{
     RateLimitConfig, RetryPolicy, config::Secret as Token,
 };
 use crate::crd::{ClusterAttachment, InferenceCluster};
-use crate::emulator::{ClusterSeed, EmulatorConfig, EmulatorHandle, WorkspaceSeed};
+use crate::emulator::{ClusterSeed, EmulatorConfig, SubscriptionSeed, WorkspaceSeed};
 use crate::engine::store::Claim;
 use crate::engine::{Desired, MemoryStore};
 
@@ -224,9 +224,10 @@ pub fn emulator_config(op_seconds: f64) -> EmulatorConfig {
     }
 }
 
-/// Seeds the emulator and returns the resources, in order.
+/// Adds the workspaces and AKS clusters the resources need to the emulator's seed
+/// (`config`) and returns the resources, in order.
 pub fn populate(
-    emu: &EmulatorHandle,
+    config: &mut EmulatorConfig,
     store: &MemoryStore,
     shape: &Shape,
 ) -> anyhow::Result<Vec<Desired>> {
@@ -235,30 +236,30 @@ pub fn populate(
     store.insert_secret(tls_secret(NAMESPACE, TLS_SECRET, "scoring.bench.example")?);
     let mut seeded_ws = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(shape.resources);
+    let mut seeds: Vec<SubscriptionSeed> = (0..subs)
+        .map(|s| SubscriptionSeed {
+            id: subscription(s),
+            ..Default::default()
+        })
+        .collect();
     for i in 0..shape.resources {
         let s = i % subs;
         let j = i / subs;
         let sub = subscription(s);
         let workspace = format!("ws{:04}", j / per_ws);
         if seeded_ws.insert((s, workspace.clone())) {
-            emu.seed_workspace(
-                &sub,
-                WorkspaceSeed {
-                    resource_group: "ml-rg".into(),
-                    name: workspace.clone(),
-                    location: "eastus".into(),
-                },
-            );
+            seeds[s].workspaces.push(WorkspaceSeed {
+                resource_group: "ml-rg".into(),
+                name: workspace.clone(),
+                location: "eastus".into(),
+            });
         }
         if i % 4 == 3 {
-            emu.seed_aks_cluster(
-                &sub,
-                ClusterSeed {
-                    resource_group: "aks-rg".into(),
-                    name: format!("aks{i:05}"),
-                    ..Default::default()
-                },
-            );
+            seeds[s].aks_clusters.push(ClusterSeed {
+                resource_group: "aks-rg".into(),
+                name: format!("aks{i:05}"),
+                ..Default::default()
+            });
         }
         let d = desired_of(spec_of(i, &sub, &workspace))?;
         store.set_claim(Claim {
@@ -268,6 +269,7 @@ pub fn populate(
         });
         out.push(d);
     }
+    config.subscriptions.extend(seeds);
     Ok(out)
 }
 

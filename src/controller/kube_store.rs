@@ -2,7 +2,8 @@
 //! server-side apply under one field manager, Events through kube-runtime's `Recorder`, and
 //! sibling claims from the controllers' reflector caches (no extra API calls).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -12,6 +13,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::crd::ClusterStatus;
+use crate::engine::Desired;
 use crate::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError};
 
 use super::kinds::Kind;
@@ -28,6 +30,14 @@ pub struct ApiStore {
     client: Client,
     recorder: Recorder,
     caches: Arc<Vec<(Kind, Store<DynamicObject>)>>,
+    parsed: Arc<Mutex<HashMap<ObjKey, Parsed>>>,
+}
+
+/// What a cached object claims, as of one version of its spec: parsing every sibling on
+/// every claim check would cost O(n) deserializations per new resource.
+struct Parsed {
+    version: Option<String>,
+    claim: Option<Claim>,
 }
 
 fn store_err(e: kube::Error) -> StoreError {
@@ -58,6 +68,7 @@ impl ApiStore {
             client,
             recorder,
             caches: Arc::new(caches),
+            parsed: Arc::default(),
         }
     }
 
@@ -85,6 +96,27 @@ impl ApiStore {
             .flat_map(|(k, s)| s.state().into_iter().map(move |o| (*k, o)))
             .collect()
     }
+
+    /// How many cached resources (of both kinds) name a workspace in `subscription`: the
+    /// resources whose resyncs share that subscription's ARM read budget.
+    pub fn resources_in_subscription(&self, subscription: &str) -> usize {
+        self.caches
+            .iter()
+            .map(|(_, s)| {
+                s.state()
+                    .iter()
+                    .filter(|o| in_subscription(o, subscription))
+                    .count()
+            })
+            .sum()
+    }
+}
+
+fn in_subscription(o: &DynamicObject, subscription: &str) -> bool {
+    o.data
+        .pointer("/spec/workspace/subscriptionId")
+        .and_then(|v| v.as_str())
+        .is_some_and(|s| s.eq_ignore_ascii_case(subscription))
 }
 
 /// Whether `a` was created before `b` (name breaks ties): the older of two resources
@@ -164,12 +196,43 @@ impl KubeStore for ApiStore {
         }
     }
 
-    async fn claims(&self, key: &ObjKey) -> Result<Vec<Claim>, StoreError> {
+    async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
+        let key = &d.key();
+        let (compute, aks) = crate::engine::store::claim_target(d);
         let me = self.cached(key);
         let mut out = Vec::new();
+        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = std::collections::HashSet::new();
         for (kind, obj) in self.objects() {
-            let Ok(d) = kind.desired(&obj) else { continue };
-            if d.key() == *key {
+            let k = ObjKey {
+                kind: kind.name().into(),
+                namespace: obj.namespace().unwrap_or_default(),
+                name: obj.name_any(),
+            };
+            // A claim depends on the spec only: its generation (status writes do not move
+            // it) or, where the server keeps none, the resourceVersion.
+            let rv = obj
+                .metadata
+                .generation
+                .map(|g| format!("g{g}"))
+                .or_else(|| obj.resource_version());
+            let entry = parsed.entry(k.clone()).or_insert(Parsed {
+                version: None,
+                claim: None,
+            });
+            if entry.version.is_none() || entry.version != rv {
+                entry.claim = kind.desired(&obj).ok().map(|d| Claim {
+                    key: d.key(),
+                    compute_id: d.compute_id(),
+                    aks_id: crate::engine::body::attach_target_id(&d),
+                });
+                entry.version = rv;
+            }
+            seen.insert(k);
+            let Some(claim) = entry.claim.as_ref() else {
+                continue;
+            };
+            if claim.key == *key || !claim.contends_with(&compute, aks) {
                 continue;
             }
             // A sibling counts when it already owns its compute, or was there first.
@@ -180,19 +243,91 @@ impl KubeStore for ApiStore {
             if !owns && me.as_deref().is_some_and(|m| !older(&obj, m)) {
                 continue;
             }
-            out.push(Claim {
-                key: d.key(),
-                compute_id: d.compute_id(),
-                aks_id: crate::engine::body::attach_target_id(&d),
-            });
+            out.push(claim.clone());
         }
+        // Forget deleted objects.
+        parsed.retain(|k, _| seen.contains(k));
         Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::*;
+    use kube::runtime::events::Reporter;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
+
+    fn ic(name: &str, compute: &str, generation: i64, created: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "amlops.dev/v1alpha1", "kind": "InferenceCluster",
+            "metadata": {"name": name, "namespace": "ml", "generation": generation,
+                         "resourceVersion": format!("{name}-{generation}"),
+                         "creationTimestamp": created},
+            "spec": {"workspace": {"subscriptionId": "00000000-0000-0000-0000-000000000000",
+                                   "resourceGroup": "ml-rg", "name": "ml-ws"},
+                     "computeName": compute}
+        }))
+        .unwrap()
+    }
+
+    fn key(name: &str) -> ObjKey {
+        ObjKey {
+            kind: "InferenceCluster".into(),
+            namespace: "ml".into(),
+            name: name.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_follow_spec_changes_and_deletions() {
+        let fake = crate::fake_kube::FakeApiServer::start().await.unwrap();
+        let client = fake.client();
+        let recorder = Recorder::new(client.clone(), Reporter::from("test"));
+        let mut writer = Writer::new(Kind::InferenceCluster.api_resource());
+        writer.apply_watcher_event(&watcher::Event::Apply(ic(
+            "a",
+            "shared",
+            1,
+            "2026-01-01T00:00:00Z",
+        )));
+        writer.apply_watcher_event(&watcher::Event::Apply(ic(
+            "b",
+            "shared",
+            1,
+            "2026-01-02T00:00:00Z",
+        )));
+        let store = ApiStore::new(
+            client,
+            recorder,
+            vec![(Kind::InferenceCluster, writer.as_reader())],
+        );
+        let claims = async |name: &str| {
+            let obj = store.cached(&key(name)).unwrap();
+            let d = Kind::InferenceCluster.desired(&obj).unwrap();
+            let c = store.claims(&d).await.unwrap();
+            c.into_iter().map(|c| c.key.name).collect::<Vec<_>>()
+        };
+        // The newer one sees the older one's claim; the older one keeps the name.
+        assert_eq!(claims("b").await, ["a"]);
+        assert!(claims("a").await.is_empty());
+        // A new spec of `a` (new generation) is parsed again: no contention any more…
+        writer.apply_watcher_event(&watcher::Event::Apply(ic(
+            "a",
+            "other",
+            2,
+            "2026-01-01T00:00:00Z",
+        )));
+        assert!(claims("b").await.is_empty());
+        // …and again when it comes back to the contested name.
+        let back = ic("a", "shared", 3, "2026-01-01T00:00:00Z");
+        writer.apply_watcher_event(&watcher::Event::Apply(back.clone()));
+        assert_eq!(claims("b").await, ["a"]);
+        // A deleted sibling claims nothing any more.
+        writer.apply_watcher_event(&watcher::Event::Delete(back));
+        assert!(claims("b").await.is_empty());
+        assert_eq!(store.parsed.lock().unwrap().len(), 1, "forgotten");
+    }
 
     #[test]
     fn truncates_on_char_boundaries() {

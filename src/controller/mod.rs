@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::azure_args::AzureArgs;
 use crate::engine::EngineConfig;
+use crate::engine::resync::ReadBudget;
 
 pub use http::Readiness;
 pub use kinds::Kind;
@@ -85,9 +86,13 @@ pub struct RunArgs {
     /// Address of /healthz, /readyz and /metrics (loopback by default; the chart sets 0.0.0.0:8080).
     #[arg(long, env = "AMLOPS_METRICS_ADDR", default_value = "127.0.0.1:8080")]
     pub metrics_addr: SocketAddr,
-    /// Steady-state resync of each resource (one GET compute per period).
+    /// Steady-state resync of each Ready resource (one GET compute per period), stretched
+    /// when the resources of one subscription would spend more than the ARM read share.
     #[arg(long, env = "AMLOPS_RESYNC", default_value = "10m", value_parser = parse_duration)]
     pub resync: Duration,
+    /// ARM read budget the steady-state resyncs stay within.
+    #[command(flatten)]
+    pub read_budget: ReadBudget,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "AMLOPS_NAMESPACE")]
     pub namespace: Option<String>,
@@ -176,6 +181,7 @@ impl RunArgs {
                 busy_poll: self.busy_poll,
                 ..EngineConfig::default()
             },
+            read_budget: self.read_budget,
             backoff: Backoff::default(),
             leader: self
                 .leader_election
@@ -208,6 +214,34 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn read_budget_flags_as_the_chart_passes_them() {
+        let cli = Cli::try_parse_from([
+            "amlops",
+            "--resync=10m",
+            "--arm-read-budget=12000",
+            "--arm-read-share=0.5",
+        ])
+        .unwrap();
+        let p = cli.run.read_budget.policy(cli.run.resync);
+        assert_eq!(p.base, Duration::from_secs(600));
+        assert_eq!((p.read_budget_per_hour, p.share), (12_000, 0.5));
+        for bad in [
+            "--arm-read-share=0",
+            "--arm-read-share=1.5",
+            "--arm-read-budget=-1",
+        ] {
+            assert!(Cli::try_parse_from(["amlops", bad]).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::crd::{ClusterStatus, FINALIZER, Phase};
 use crate::engine::conditions::{Health, apply};
 use crate::engine::decide::Stall;
+use crate::engine::resync::{QUOTA_WINDOW, ResyncPolicy};
 use crate::engine::store::{Event, ObjKey};
 use crate::engine::{Engine, EngineConfig, EngineError, KubeStore};
 
@@ -57,6 +58,8 @@ pub struct Shared {
     pub credentials: Credentials,
     /// Engine settings.
     pub engine: EngineConfig,
+    /// Steady-state resync within the ARM read budget.
+    pub resync: ResyncPolicy,
     /// Metrics.
     pub metrics: Metrics,
     /// Error backoff.
@@ -70,6 +73,7 @@ impl Shared {
         client: Client,
         credentials: Credentials,
         engine: EngineConfig,
+        resync: ResyncPolicy,
         metrics: Metrics,
         backoff: Backoff,
     ) -> Self {
@@ -77,6 +81,7 @@ impl Shared {
             client,
             credentials,
             engine,
+            resync,
             metrics,
             backoff,
             failures: Mutex::new(HashMap::new()),
@@ -277,6 +282,25 @@ async fn reconcile_inner(
         config: shared.engine.clone(),
     };
     let out = engine.reconcile(&desired, status_of(obj)).await?;
+    let requeue = if ResyncPolicy::is_steady(&out) {
+        // Ready and idle: the resync pace that keeps this subscription within its share
+        // of ARM's read budget, slower when ARM says few reads remain.
+        let sub = &desired.workspace.subscription_id;
+        let remaining = engine
+            .arm
+            .remaining_quota(sub)
+            .filter(|q| q.observed_at.elapsed() < QUOTA_WINDOW)
+            .and_then(|q| q.reads)
+            .map(u64::from);
+        let resources = ctx.store.resources_in_subscription(sub).max(1);
+        Some(
+            shared
+                .resync
+                .interval(resources, remaining, rand::rng().random()),
+        )
+    } else {
+        out.requeue
+    };
     if out.finished {
         // Azure confirmed the delete/detach (or the policy is Orphan): let the object go.
         if has_finalizer {
@@ -286,13 +310,15 @@ async fn reconcile_inner(
     }
     let result = if is_stalled(&out.status) {
         ReconcileResult::Stalled
-    } else if out.requeue.is_none_or(|d| d >= shared.engine.resync) {
+    } else if requeue.is_none_or(|d| d >= shared.engine.resync) {
         ReconcileResult::Success
     } else {
         ReconcileResult::Requeue
     };
-    let action = match out.requeue {
-        Some(d) if d >= shared.engine.resync => Action::requeue(jitter(d)),
+    let action = match requeue {
+        Some(d) if d >= shared.engine.resync && !ResyncPolicy::is_steady(&out) => {
+            Action::requeue(jitter(d))
+        }
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     };

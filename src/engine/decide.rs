@@ -341,6 +341,21 @@ fn decide_deletion(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Actio
     }
 }
 
+/// Whether the node count must be read from the AKS cluster (`GET managedCluster`) before
+/// deciding. A steady-state resync of a Ready cluster whose count matches its spec skips
+/// it, so that a resync costs one ARM read (`GET compute`, DESIGN §2 step 6). Node counts
+/// changed outside the operator (the cluster autoscaler, the portal) are therefore not
+/// fought every resync: they are looked at again on the next change of the resource.
+pub fn needs_node_count(d: &Desired, st: &ClusterStatus) -> bool {
+    let Flavor::Create { agent_count, .. } = &d.flavor else {
+        return false;
+    };
+    st.phase != Some(Phase::Ready)
+        || st.observed_generation != d.generation
+        || st.agent_count != Some(*agent_count)
+        || st.kubernetes_version.is_none()
+}
+
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;

@@ -648,3 +648,58 @@ fn decide_table() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn node_count_is_read_only_when_not_known_to_match() {
+    let d = desired(true);
+    let steady = ClusterStatus {
+        agent_count: Some(3),
+        kubernetes_version: Some("1.30.4".into()),
+        ..owned(&d, Phase::Ready)
+    };
+    let cases: [(&str, ClusterStatus, bool); 6] = [
+        ("steady resync", steady.clone(), false),
+        (
+            "new generation (maybe a new agentCount)",
+            ClusterStatus {
+                observed_generation: Some(0),
+                ..steady.clone()
+            },
+            true,
+        ),
+        (
+            "count differs from the spec",
+            ClusterStatus {
+                agent_count: Some(5),
+                ..steady.clone()
+            },
+            true,
+        ),
+        (
+            "never read",
+            ClusterStatus {
+                agent_count: None,
+                kubernetes_version: None,
+                ..steady.clone()
+            },
+            true,
+        ),
+        (
+            "not Ready yet",
+            ClusterStatus {
+                phase: Some(Phase::Creating),
+                ..steady.clone()
+            },
+            true,
+        ),
+        (
+            "an attachment's cluster is not ours to count",
+            steady.clone(),
+            false,
+        ),
+    ];
+    for (i, (why, st, want)) in cases.into_iter().enumerate() {
+        let d = if i == 5 { desired(false) } else { d.clone() };
+        assert_eq!(needs_node_count(&d, &st), want, "{why}");
+    }
+}

@@ -14,7 +14,7 @@ use crate::tls::{self, TlsError};
 use super::body::{TlsMaterial, provision_body, update_body};
 use super::checks::{CheckError, check_azure, check_claims};
 use super::conditions::{Health, apply};
-use super::decide::{Action, AzState, Observed, Stall, decide};
+use super::decide::{Action, AzState, Observed, Stall, decide, needs_node_count};
 use super::desired::{Desired, Flavor};
 use super::observe::observe_compute;
 use super::store::{Event, KubeStore, StoreError};
@@ -254,6 +254,7 @@ impl<S: KubeStore> Engine<S> {
                 && !d.deleting
                 && c.state == AzState::Succeeded
                 && st.compute_id.is_some()
+                && needs_node_count(d, &st)
                 && let Some(aks) = &c.aks_id
                 && let Ok(id) = aks.parse::<ResourceId>()
                 && let Some(cluster) = self.arm.get_managed_cluster(&id).await?
@@ -594,7 +595,7 @@ impl<S: KubeStore> Engine<S> {
             }
             Action::Stall(s) => self.stall(d, st, s).await,
             Action::Provision { drift } => {
-                if let Err(s) = check_claims(d, &self.store.claims(&d.key()).await?) {
+                if let Err(s) = check_claims(d, &self.store.claims(d).await?) {
                     return self.stall(d, st, s).await;
                 }
                 let (location, warnings) = match check_azure(&self.arm, d).await {

@@ -1,8 +1,8 @@
 //! Adaptive steady-state resync (DESIGN §2 step 6).
 //!
 //! A Ready resource is looked at again every [`ResyncPolicy::base`] (10 minutes, jittered),
-//! with one `GET compute` (plus `GET managedCluster` for an `InferenceCluster`, to see its
-//! node count). ARM allows about 12,000 reads per hour per subscription and principal, so
+//! with one `GET compute` (the engine reads the AKS cluster only when its node count is not
+//! known to match the spec). ARM allows about 12,000 reads per hour per subscription and principal, so
 //! thousands of resources in one subscription would spend the whole budget on resyncs. The
 //! policy stretches the interval so that the steady-state read rate of a subscription stays
 //! under a configurable share of that budget however many resources it holds, and slows
@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! floor    = resources × reads_per_resync × 3600 s / (read_budget_per_hour × share)
-//! nominal  = max(base, floor / (1 − jitter)) × slowdown(remaining)
+//! nominal  = min(x × slowdown(remaining), x + 1 h),   x = max(base, floor / (1 − jitter))
 //! interval = nominal × (1 + jitter × u),   u ∈ [−1, 1] from the seed
 //! slowdown = 1 when remaining ≥ low_water × read_budget_per_hour,
 //!            else min(max_slowdown, low_water × read_budget_per_hour / remaining)
@@ -19,7 +19,10 @@
 //!
 //! Since `nominal × (1 − jitter) ≥ floor`, no jittered interval is shorter than the floor,
 //! so the steady-state read rate of a subscription never exceeds the share, whatever the
-//! jitter draws. Below the low-water mark the rate falls in proportion to what remains.
+//! jitter draws. Below the low-water mark the rate falls in proportion to what remains,
+//! but a resync is never put off by more than an hour: ARM's read budget is a rolling hour,
+//! so waiting longer buys no reads and only hides drift (one burst that drained the budget
+//! would otherwise push every resync of a large subscription out by up to 16 rounds).
 //! Resources that are still converging (operations in flight) follow Azure's `Retry-After`
 //! instead; the policy governs Ready resources only.
 //!
@@ -27,18 +30,22 @@
 //! use std::time::Duration;
 //! use amlops::engine::resync::ResyncPolicy;
 //!
-//! let p = ResyncPolicy::default(); // 10 min, ±10 %, 50 % of 12,000 reads/h, 2 reads/resync
+//! let p = ResyncPolicy::default(); // 10 min, ±10 %, 50 % of 12,000 reads/h, 1 read/resync
 //! // 100 resources fit in the budget at the base interval…
 //! let i = p.interval(100, None, 7);
 //! assert!(i >= Duration::from_secs(540) && i <= Duration::from_secs(660));
-//! // …5,000 do not: 10,000 reads per round at 6,000/h → at least 100 minutes.
-//! assert!(p.interval(5_000, None, 7) >= Duration::from_secs(6_000));
+//! // …5,000 do not: 5,000 reads per round at 6,000/h → at least 50 minutes.
+//! assert!(p.interval(5_000, None, 7) >= Duration::from_secs(3_000));
 //! ```
 
 use std::time::Duration;
 
 use super::Outcome;
 use crate::crd::Phase;
+
+/// ARM's rate limits (and its `x-ms-ratelimit-remaining-*` headers) describe a rolling
+/// hour: a remaining-reads value older than this says nothing about now.
+pub const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How often Ready resources are resynced, given the ARM read budget.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,9 +58,9 @@ pub struct ResyncPolicy {
     pub read_budget_per_hour: u64,
     /// Share of that budget steady-state resyncs may use (0 < share ≤ 1).
     pub share: f64,
-    /// ARM reads one resync of one resource costs: 2 for an `InferenceCluster` (`GET
-    /// compute` + `GET managedCluster` for the node count), 1 for a `ClusterAttachment`.
-    /// The default, 2, is the upper bound.
+    /// ARM reads one steady-state resync of one resource costs: 1 (`GET compute`) for both
+    /// kinds; an `InferenceCluster` adds `GET managedCluster` only when its node count is
+    /// not known to match the spec, which is not the steady state.
     pub reads_per_resync: f64,
     /// Below `low_water × read_budget_per_hour` remaining reads, slow down in proportion.
     pub low_water: f64,
@@ -68,7 +75,7 @@ impl Default for ResyncPolicy {
             jitter: 0.1,
             read_budget_per_hour: 12_000,
             share: 0.5,
-            reads_per_resync: 2.0,
+            reads_per_resync: 1.0,
             low_water: 0.25,
             max_slowdown: 16.0,
         }
@@ -123,8 +130,8 @@ impl ResyncPolicy {
     /// Interval before jitter.
     pub fn nominal(&self, resources: usize, remaining_reads: Option<u64>) -> Duration {
         let floor = self.floor(resources).as_secs_f64() / (1.0 - self.jitter());
-        let secs = self.base.as_secs_f64().max(floor) * self.slowdown(remaining_reads);
-        dur(secs)
+        let x = self.base.as_secs_f64().max(floor);
+        dur((x * self.slowdown(remaining_reads)).min(x + QUOTA_WINDOW.as_secs_f64()))
     }
 
     /// Resync interval of one Ready resource of a subscription holding `resources` Ready
@@ -202,13 +209,10 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Command-line settings of the policy (`#[command(flatten)]` them into a subcommand).
-#[derive(Clone, Debug, clap::Args)]
-pub struct ResyncArgs {
-    /// Steady-state resync interval of a Ready resource when the ARM budget allows it, in
-    /// seconds (jittered ±10 %; stretched when many resources share a subscription).
-    #[arg(long, default_value_t = 600.0, value_parser = parse_seconds, env = "AMLOPS_RESYNC_SECONDS")]
-    pub resync_seconds: f64,
+/// ARM's read budget and the share of it steady-state resyncs may use (flags shared by
+/// `amlops run` and `amlops bench`).
+#[derive(Clone, Copy, Debug, PartialEq, clap::Args)]
+pub struct ReadBudget {
     /// ARM read budget per hour per subscription and principal.
     #[arg(long, default_value_t = 12_000, env = "AMLOPS_ARM_READ_BUDGET")]
     pub arm_read_budget: u64,
@@ -217,15 +221,45 @@ pub struct ResyncArgs {
     pub arm_read_share: f64,
 }
 
-impl ResyncArgs {
-    /// The policy these settings describe (other fields at their defaults).
-    pub fn policy(&self) -> ResyncPolicy {
+impl Default for ReadBudget {
+    fn default() -> Self {
+        let p = ResyncPolicy::default();
+        Self {
+            arm_read_budget: p.read_budget_per_hour,
+            arm_read_share: p.share,
+        }
+    }
+}
+
+impl ReadBudget {
+    /// The policy resyncing every `base` within this budget (other fields at their defaults).
+    pub fn policy(&self, base: Duration) -> ResyncPolicy {
         ResyncPolicy {
-            base: Duration::from_secs_f64(self.resync_seconds),
+            base,
             read_budget_per_hour: self.arm_read_budget,
             share: self.arm_read_share,
             ..ResyncPolicy::default()
         }
+    }
+}
+
+/// Command-line settings of the policy for `amlops bench` (`#[command(flatten)]` them).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ResyncArgs {
+    /// Steady-state resync interval of a Ready resource when the ARM budget allows it, in
+    /// seconds (jittered ±10 %; stretched when many resources share a subscription).
+    #[arg(long, default_value_t = 600.0, value_parser = parse_seconds, env = "AMLOPS_RESYNC_SECONDS")]
+    pub resync_seconds: f64,
+    /// ARM read budget.
+    #[command(flatten)]
+    pub budget: ReadBudget,
+}
+
+impl ResyncArgs {
+    /// The policy these settings describe (other fields at their defaults).
+    pub fn policy(&self) -> ResyncPolicy {
+        self.budget
+            .policy(Duration::from_secs_f64(self.resync_seconds))
     }
 }
 
@@ -242,20 +276,24 @@ mod tests {
     fn nominal_interval_table() {
         let p = ResyncPolicy::default();
         // (resources, remaining reads, expected nominal seconds)
-        let cases: [(usize, Option<u64>, f64); 9] = [
+        let cases: [(usize, Option<u64>, f64); 12] = [
             (0, None, 600.0),
             (1, None, 600.0),
-            (100, None, 600.0), // 200 reads per round, 6,000/h allows a round per 2 min
-            // 500 resources: floor 1,000 × 3600 / 6,000 = 600 s, / 0.9 for jitter.
-            (500, None, 600.0 / 0.9),
-            (1_000, None, 1_200.0 / 0.9),
-            (5_000, None, 6_000.0 / 0.9),
+            (100, None, 600.0), // 100 reads per round, 6,000/h allows a round per minute
+            (500, None, 600.0), // floor 300 s: the base interval still rules
+            // 1,000 resources: floor 1,000 × 3600 / 6,000 = 600 s, / 0.9 for jitter.
+            (1_000, None, 600.0 / 0.9),
+            (5_000, None, 3_000.0 / 0.9),
             // Remaining reads at or above the low-water mark (3,000) change nothing.
             (100, Some(3_000), 600.0),
             // Half the low-water mark left: twice as slow.
             (100, Some(1_500), 1_200.0),
-            // Nothing left: the largest slow-down.
-            (1_000, Some(0), 16.0 * 1_200.0 / 0.9),
+            // A tenth of it left: ten times slower would be 6,000 s, but a resync is never
+            // put off by more than an hour beyond the budget's interval.
+            (100, Some(300), 600.0 + 3_600.0),
+            (1, Some(0), 600.0 + 3_600.0),
+            (1_000, Some(0), 600.0 / 0.9 + 3_600.0),
+            (5_000, Some(0), 3_000.0 / 0.9 + 3_600.0),
         ];
         for (n, remaining, want) in cases {
             let got = secs(p.nominal(n, remaining));
@@ -264,6 +302,12 @@ mod tests {
                 "{n} resources, remaining {remaining:?}: {got} != {want}"
             );
         }
+        // With a short base the largest slow-down (16×) binds before the hour does.
+        let short = ResyncPolicy {
+            base: Duration::from_secs(60),
+            ..ResyncPolicy::default()
+        };
+        assert_eq!(secs(short.nominal(1, Some(0))), 960.0);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::crd::ClusterStatus;
 
+use super::desired::{Desired, Flavor};
+
 /// Identity of a CR: kind, namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjKey {
@@ -36,6 +38,28 @@ pub struct Claim {
     pub compute_id: String,
     /// ARM id of the AKS cluster it attaches, if any.
     pub aks_id: Option<String>,
+}
+
+impl Claim {
+    /// Whether this claim names the compute `compute_id`, or the AKS cluster `aks_id` to
+    /// attach (ARM ids compare case-insensitively).
+    pub fn contends_with(&self, compute_id: &str, aks_id: Option<&str>) -> bool {
+        self.compute_id.eq_ignore_ascii_case(compute_id)
+            || self
+                .aks_id
+                .as_deref()
+                .zip(aks_id)
+                .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+    }
+}
+
+/// The compute and attached cluster `d` would claim, for [`Claim::contends_with`].
+pub fn claim_target(d: &Desired) -> (String, Option<&str>) {
+    let aks = match &d.flavor {
+        Flavor::Attach { aks_id } => Some(aks_id.as_str()),
+        Flavor::Create { .. } => None,
+    };
+    (d.compute_id(), aks)
 }
 
 /// A Kubernetes event the engine emits.
@@ -74,8 +98,10 @@ pub trait KubeStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Emit an event.
     fn emit(&self, event: Event) -> impl Future<Output = ()> + Send;
-    /// Claims of every CR other than `key`.
-    fn claims(&self, key: &ObjKey) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+    /// Claims of the other CRs that contend with `d` ([`Claim::contends_with`] its
+    /// [`claim_target`]): only those,
+    /// so that a check costs no copy of every sibling's claim.
+    fn claims(&self, d: &Desired) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
 }
 
 #[derive(Default)]
@@ -144,12 +170,14 @@ impl KubeStore for MemoryStore {
     async fn emit(&self, event: Event) {
         self.lock().events.push(event);
     }
-    async fn claims(&self, key: &ObjKey) -> Result<Vec<Claim>, StoreError> {
+    async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
+        let key = d.key();
+        let (compute, aks) = claim_target(d);
         Ok(self
             .lock()
             .claims
             .iter()
-            .filter(|c| &c.key != key)
+            .filter(|c| c.key != key && c.contends_with(&compute, aks))
             .cloned()
             .collect())
     }

@@ -84,6 +84,10 @@ def test_helm_installs_the_crds(default_render):
     ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "/metrics/serviceMonitor/interval"),
     ({"controller": {"logFormat": "xml"}}, "/controller/logFormat"),
     ({"controller": {"resync": 600}}, "/controller/resync"),
+    ({"controller": {"resync": "1.5m"}}, "/controller/resync"),
+    ({"controller": {"armReadShare": 0}}, "/controller/armReadShare"),
+    ({"controller": {"armReadShare": 1.5}}, "/controller/armReadShare"),
+    ({"controller": {"armReadBudget": 0}}, "/controller/armReadBudget"),
     ({"watchNamespace": "Not_A_Namespace"}, "/watchNamespace"),
 ])
 def test_schema_rejects_bad_values(values, message):
@@ -139,6 +143,8 @@ def test_default_deployment(default_render):
     assert c["args"][0] == "run"
     assert "--metrics-addr=0.0.0.0:8080" in c["args"]
     assert "--resync=10m" in c["args"]
+    assert "--arm-read-budget=12000" in c["args"]
+    assert "--arm-read-share=0.5" in c["args"]
     assert "--azure-credential=workload-identity" in c["args"]
     assert "--log-format=json" in c["args"]
     assert not any(a.startswith("--namespace") for a in c["args"])  # all namespaces

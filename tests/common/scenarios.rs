@@ -185,8 +185,9 @@ pub async fn create_ready(w: &World) {
         "{phases:?}"
     );
 
-    // Steady state: no write, and Ready stays.
+    // Steady state: no write, one read (GET compute) per resync, and Ready stays.
     let writes = w.writes().len();
+    let requests = w.emu.requests().len();
     for _ in 0..3 {
         let o = w.engine.reconcile(&d, w.status(&d)).await;
         if let Ok(o) = o {
@@ -194,6 +195,20 @@ pub async fn create_ready(w: &World) {
         }
     }
     assert_eq!(w.writes().len(), writes, "steady state must not write");
+    if !w.faults {
+        let log = w.emu.requests();
+        let steady: Vec<_> = log[requests..]
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(steady.len(), 3, "one read per resync: {steady:?}");
+        assert!(
+            steady
+                .iter()
+                .all(|r| r.starts_with("GET ") && r.contains("/computes/create1")),
+            "{steady:?}"
+        );
+    }
 }
 
 /// attach with Custom TLS → Ready, the user's certificate served.
