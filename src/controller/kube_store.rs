@@ -30,14 +30,49 @@ pub struct ApiStore {
     client: Client,
     recorder: Recorder,
     caches: Arc<Vec<(Kind, Store<DynamicObject>)>>,
-    parsed: Arc<Mutex<HashMap<ObjKey, Parsed>>>,
+    parsed: Arc<Mutex<Memo>>,
 }
 
 /// What a cached object claims, as of one version of its spec: parsing every sibling on
 /// every claim check would cost O(n) deserializations per new resource.
 struct Parsed {
-    version: Option<String>,
+    version: SpecVersion,
     claim: Option<Claim>,
+    /// The last [`Memo::epoch`] that saw the object in the caches.
+    epoch: u64,
+}
+
+/// A claim depends on the spec only: its generation (status writes do not move it) or,
+/// where the server keeps none, the resourceVersion.
+#[derive(PartialEq)]
+enum SpecVersion {
+    Generation(i64),
+    Resource(Option<String>),
+}
+
+impl SpecVersion {
+    fn matches(&self, obj: &DynamicObject) -> bool {
+        match (self, obj.metadata.generation) {
+            (Self::Generation(g), Some(h)) => *g == h,
+            (Self::Resource(r), None) => r.as_deref() == obj.metadata.resource_version.as_deref(),
+            _ => false,
+        }
+    }
+
+    fn of(obj: &DynamicObject) -> Self {
+        match obj.metadata.generation {
+            Some(g) => Self::Generation(g),
+            None => Self::Resource(obj.metadata.resource_version.clone()),
+        }
+    }
+}
+
+/// Parsed claims by object uid. A claim check walks every cached sibling, so the walk
+/// allocates nothing for an object whose spec it has already parsed.
+#[derive(Default)]
+struct Memo {
+    epoch: u64,
+    entries: HashMap<String, Parsed>,
 }
 
 fn store_err(e: kube::Error) -> StoreError {
@@ -201,34 +236,46 @@ impl KubeStore for ApiStore {
         let (compute, aks) = crate::engine::store::claim_target(d);
         let me = self.cached(key);
         let mut out = Vec::new();
-        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
-        let mut seen = std::collections::HashSet::new();
+        let mut memo = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        memo.epoch += 1;
+        let epoch = memo.epoch;
         for (kind, obj) in self.objects() {
-            let k = ObjKey {
-                kind: kind.name().into(),
-                namespace: obj.namespace().unwrap_or_default(),
-                name: obj.name_any(),
+            // The API server always sets a uid; objects without one (hand-made in tests)
+            // are told apart by kind, namespace and name.
+            let id: std::borrow::Cow<'_, str> = match obj.metadata.uid.as_deref() {
+                Some(uid) => uid.into(),
+                None => format!(
+                    "{}/{}/{}",
+                    kind.name(),
+                    obj.namespace().unwrap_or_default(),
+                    obj.name_any()
+                )
+                .into(),
             };
-            // A claim depends on the spec only: its generation (status writes do not move
-            // it) or, where the server keeps none, the resourceVersion.
-            let rv = obj
-                .metadata
-                .generation
-                .map(|g| format!("g{g}"))
-                .or_else(|| obj.resource_version());
-            let entry = parsed.entry(k.clone()).or_insert(Parsed {
-                version: None,
-                claim: None,
-            });
-            if entry.version.is_none() || entry.version != rv {
-                entry.claim = kind.desired(&obj).ok().map(|d| Claim {
+            let fresh = memo
+                .entries
+                .get(id.as_ref())
+                .is_some_and(|p| p.version.matches(&obj));
+            if !fresh {
+                let claim = kind.desired(&obj).ok().map(|d| Claim {
                     key: d.key(),
                     compute_id: d.compute_id(),
                     aks_id: crate::engine::body::attach_target_id(&d),
                 });
-                entry.version = rv;
+                let version = SpecVersion::of(&obj);
+                memo.entries.insert(
+                    id.to_string(),
+                    Parsed {
+                        version,
+                        claim,
+                        epoch,
+                    },
+                );
             }
-            seen.insert(k);
+            let Some(entry) = memo.entries.get_mut(id.as_ref()) else {
+                continue;
+            };
+            entry.epoch = epoch;
             let Some(claim) = entry.claim.as_ref() else {
                 continue;
             };
@@ -246,7 +293,7 @@ impl KubeStore for ApiStore {
             out.push(claim.clone());
         }
         // Forget deleted objects.
-        parsed.retain(|k, _| seen.contains(k));
+        memo.entries.retain(|_, p| p.epoch == epoch);
         Ok(out)
     }
 }
@@ -262,6 +309,7 @@ mod tests {
         serde_json::from_value(json!({
             "apiVersion": "amlops.dev/v1alpha1", "kind": "InferenceCluster",
             "metadata": {"name": name, "namespace": "ml", "generation": generation,
+                         "uid": format!("uid-{name}"),
                          "resourceVersion": format!("{name}-{generation}"),
                          "creationTimestamp": created},
             "spec": {"workspace": {"subscriptionId": "00000000-0000-0000-0000-000000000000",
@@ -326,7 +374,7 @@ mod tests {
         // A deleted sibling claims nothing any more.
         writer.apply_watcher_event(&watcher::Event::Delete(back));
         assert!(claims("b").await.is_empty());
-        assert_eq!(store.parsed.lock().unwrap().len(), 1, "forgotten");
+        assert_eq!(store.parsed.lock().unwrap().entries.len(), 1, "forgotten");
     }
 
     #[test]
