@@ -550,12 +550,25 @@ async fn steady_gets(budget: ReadBudget, arm_reads_per_hour: Option<u64>) -> usi
             .filter(|r| r.method == "GET" && r.path.ends_with("/computes/devaks"))
             .count()
     };
+    // The reconcile that the Ready status write itself triggers may still be running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.fake.clear_requests();
     let before = gets();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let during = gets() - before;
     stop.send(true).unwrap();
     running.join().await.unwrap();
     assert_eq!(w.azure_writes(), 1, "one attach PUT, no steady-state write");
+    // Nothing changed, so nothing is written to the API server either (no status apply
+    // per resync: a thousand resources would cost a thousand writes per period).
+    let kube_writes: Vec<String> = w
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET" && r.path.contains("dev-aks"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(kube_writes.is_empty(), "steady-state writes: {kube_writes:?}");
     during
 }
 

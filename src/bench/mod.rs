@@ -31,6 +31,7 @@
 //! on its own runtime (threads named `emulator`, whose CPU is told apart by reading
 //! `/proc/self/task/*/schedstat`) and the memory figure includes it.
 
+pub mod controller;
 pub mod emu;
 pub mod report;
 pub mod sched;
@@ -100,6 +101,11 @@ pub struct BenchArgs {
     /// Steady-state resync policy.
     #[command(flatten)]
     pub resync: ResyncArgs,
+    /// Run the whole operator of `amlops run` (watches, finalizers, status, events) against
+    /// the in-process fake API server instead of the engine alone: converge and a short
+    /// steady window; no budget phase.
+    #[arg(long)]
+    pub controller: bool,
     /// Where the emulator runs: a child process (the figures of this process are then the
     /// operator's alone) or in this process.
     #[arg(long, value_enum, default_value = "process")]
@@ -137,7 +143,8 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<bool> {
     let ok = report
         .runs
         .iter()
-        .all(|r| r.converge.converged && r.budget.as_ref().is_none_or(|b| b.converged));
+        .all(|r| r.converge.converged && r.budget.as_ref().is_none_or(|b| b.converged))
+        && report.controller_runs.iter().all(|r| r.converged);
     Ok(ok)
 }
 
@@ -158,7 +165,13 @@ pub async fn run(
     };
     for n in sizes {
         writeln!(out, "▶ {n} resources")?;
-        report.runs.push(run_one(args, n, &emulator, out).await?);
+        if args.controller {
+            report
+                .controller_runs
+                .push(controller::run(args, n, &emulator, out).await?);
+        } else {
+            report.runs.push(run_one(args, n, &emulator, out).await?);
+        }
     }
     report.load_average_after = sys::load_average();
     Ok(report)

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::controller::ControllerRun;
+
 use super::world::OpCount;
 
 /// A latency distribution in milliseconds.
@@ -237,6 +239,8 @@ pub struct Report {
     pub load_average_after: Option<String>,
     /// Runs, one per resource count.
     pub runs: Vec<Run>,
+    /// `--controller` runs, one per resource count.
+    pub controller_runs: Vec<ControllerRun>,
 }
 
 fn mib(b: u64) -> f64 {
@@ -389,29 +393,106 @@ impl Report {
                 r.naive.amlops_writes_per_hour, r.naive.amlops_reads_per_hour
             )
         });
-        let w0 = rows
-            .iter()
-            .map(|(n, _)| n.chars().count())
-            .max()
-            .unwrap_or(0);
-        let widths: Vec<usize> = (0..self.runs.len())
-            .map(|i| {
-                rows.iter()
-                    .map(|(_, v)| v[i].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        for (name, vals) in &rows {
-            let _ = write!(out, "{name:<w0$}");
-            for (v, w) in vals.iter().zip(&widths) {
-                let _ = write!(out, " │ {v:<w$}");
-            }
-            out.push('\n');
+        let mut out = if self.runs.is_empty() {
+            String::new()
+        } else {
+            render(&rows, self.runs.len())
+        };
+        if !self.controller_runs.is_empty() {
+            out.push_str(&self.controller_table());
         }
         out
     }
+
+    /// The `--controller` runs, one column each.
+    fn controller_table(&self) -> String {
+        let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+        let mut row = |name: &str, f: &dyn Fn(&ControllerRun) -> String| {
+            rows.push((
+                name.to_string(),
+                self.controller_runs.iter().map(f).collect(),
+            ));
+        };
+        row("controller: resources (all at once)", &|r| {
+            r.resources.to_string()
+        });
+        row("converged (all Ready)", &|r| {
+            format!(
+                "{} ({}/{}) in {:.1} s",
+                yes(r.converged),
+                r.ready,
+                r.resources,
+                r.wall_seconds
+            )
+        });
+        row("apply→Ready minus Azure p50 | p99", &|r| {
+            let d = &r.apply_to_ready_minus_operation;
+            format!("{:.1} | {:.1} ms", d.p50_ms, d.p99_ms)
+        });
+        row("reconciles", &|r| r.reconciles.to_string());
+        row("ARM reads | writes per resource", &|r| {
+            format!(
+                "{:.2} | {:.2}",
+                r.arm_reads_per_resource, r.arm_writes_per_resource
+            )
+        });
+        row("Kubernetes requests per resource", &|r| {
+            r.kube_requests_per_resource
+                .iter()
+                .map(|(m, v)| format!("{m} {v:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        row("CPU per reconcile: operator (API server)", &|r| {
+            format!(
+                "{:.2} ms ({:.2} ms)",
+                r.cpu.operator_ms_per_reconcile,
+                r.cpu.emulator_seconds * 1e3 / r.reconciles.max(1) as f64
+            )
+        });
+        row("peak RSS: operator + fake API server", &|r| {
+            format!("{:.1} MiB", mib(r.peak_rss_bytes))
+        });
+        row("steady: reconciles in window", &|r| {
+            format!("{} in {:.1} s", r.steady.reconciles, r.steady.seconds)
+        });
+        row("steady: ARM reads / reconcile, ARM writes", &|r| {
+            format!(
+                "{:.2}, {}",
+                r.steady.arm_reads_per_reconcile, r.steady.arm_writes
+            )
+        });
+        row("steady: Kubernetes writes / reconcile", &|r| {
+            format!("{:.2}", r.steady.kube_writes_per_reconcile)
+        });
+        render(&rows, self.controller_runs.len())
+    }
+}
+
+/// Rows of (name, one value per column) as aligned text.
+fn render(rows: &[(String, Vec<String>)], columns: usize) -> String {
+    let w0 = rows
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .map(|(_, v)| v[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (name, vals) in rows {
+        let _ = write!(out, "{name:<w0$}");
+        for (v, w) in vals.iter().zip(&widths) {
+            let _ = write!(out, " │ {v:<w$}");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -177,6 +177,9 @@ impl<S: KubeStore> Engine<S> {
         d: &Desired,
         status: ClusterStatus,
     ) -> Result<Outcome, EngineError> {
+        // What the API server holds: a status equal to it is not written again, so a
+        // steady resync or a poll costs the API server nothing.
+        let initial = status.clone();
         let mut st = status;
         st.compute_name = Some(d.compute_name.clone());
         // Resume an in-flight operation.
@@ -192,7 +195,7 @@ impl<S: KubeStore> Engine<S> {
                         &format!("waiting for Azure: {} in progress", op.kind),
                         d.generation,
                     );
-                    return self.done(d, st, Some(retry_after), false).await;
+                    return self.done_if_changed(d, st, &initial, retry_after).await;
                 }
                 Poll::Succeeded => st.operation = None,
                 failed => {
@@ -310,7 +313,27 @@ impl<S: KubeStore> Engine<S> {
         }
         let action = decide(d, &obs, &st);
         tracing::debug!(action = ?action, "decided");
-        self.act(d, action, raw, &obs, st).await
+        self.act(d, action, raw, &obs, st, &initial).await
+    }
+
+    /// [`Self::done`] for paths that write nothing to Azure (steady state, polls): the
+    /// status is saved only when it differs from the one the reconcile started from. No
+    /// intent record was saved on these paths, so that one is what the API server holds.
+    async fn done_if_changed(
+        &self,
+        d: &Desired,
+        st: ClusterStatus,
+        initial: &ClusterStatus,
+        requeue: Duration,
+    ) -> Result<Outcome, EngineError> {
+        if st == *initial {
+            return Ok(Outcome {
+                status: st,
+                requeue: Some(requeue),
+                finished: false,
+            });
+        }
+        self.done(d, st, Some(requeue), false).await
     }
 
     async fn done(
@@ -530,6 +553,7 @@ impl<S: KubeStore> Engine<S> {
         raw: Option<crate::azure::model::ComputeResource>,
         obs: &Observed,
         mut st: ClusterStatus,
+        initial: &ClusterStatus,
     ) -> Result<Outcome, EngineError> {
         let compute_id = ResourceId::compute(
             &d.workspace.subscription_id,
@@ -580,7 +604,7 @@ impl<S: KubeStore> Engine<S> {
                     &msg,
                     d.generation,
                 );
-                self.done(d, st, Some(requeue), false).await
+                self.done_if_changed(d, st, initial, requeue).await
             }
             Action::Wait => {
                 let ph = st.phase.unwrap_or_default();
@@ -591,7 +615,8 @@ impl<S: KubeStore> Engine<S> {
                     "waiting for Azure to finish",
                     d.generation,
                 );
-                self.done(d, st, Some(self.config.busy_poll), false).await
+                self.done_if_changed(d, st, initial, self.config.busy_poll)
+                    .await
             }
             Action::Stall(s) => self.stall(d, st, s).await,
             Action::Provision { drift } => {

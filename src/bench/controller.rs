@@ -1,0 +1,314 @@
+//! `amlops bench --controller`: the whole operator of `amlops run` (watches, work queue,
+//! finalizers, server-side-apply status, events, the engine) with N resources, against the
+//! in-process fake API server and the emulator child. It measures what the engine
+//! benchmark cannot: the Kubernetes glue's share of the overhead and its API traffic.
+//!
+//! The fake API server runs on the bench's second runtime (threads named `emulator`), so
+//! its CPU is told apart from the operator's; its memory is not (same process), so the RSS
+//! figure is an upper bound of the operator's.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::emu::Emu;
+use super::report::{Cpu, Dist};
+use super::world::{self, NAMESPACE, Shape};
+use super::{BenchArgs, sys};
+use crate::controller::{Backoff, Operator, Options};
+use crate::emulator::Budget as EmuBudget;
+use crate::engine::{EngineConfig, MemoryStore};
+use crate::fake_kube::FakeApiServer;
+
+/// Figures of one `--controller` run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ControllerRun {
+    /// Resources applied at once.
+    pub resources: usize,
+    /// Every resource Ready before the timeout.
+    pub converged: bool,
+    /// Resources Ready at the end.
+    pub ready: usize,
+    /// Apply to the last Ready, seconds.
+    pub wall_seconds: f64,
+    /// Apply → Ready (as a watcher sees it) minus the one emulated Azure operation.
+    pub apply_to_ready_minus_operation: Dist,
+    /// Reconciles run (the operator's own counter).
+    pub reconciles: u64,
+    /// ARM requests the emulator received, per resource, to reach Ready.
+    pub arm_reads_per_resource: f64,
+    /// Same, writes.
+    pub arm_writes_per_resource: f64,
+    /// Kubernetes API requests per resource to reach Ready, by method (watches included).
+    pub kube_requests_per_resource: BTreeMap<String, f64>,
+    /// Steady state: every resource resynced at least twice (fast resync, unlimited budget).
+    pub steady: ControllerSteady,
+    /// CPU: `operator_seconds` are the operator's threads, `emulator_seconds` the fake API
+    /// server's (the Azure emulator is a child process).
+    pub cpu: Cpu,
+    /// Peak RSS of this process: the operator plus the fake API server and its request log.
+    pub peak_rss_bytes: u64,
+    /// Peak RSS of the emulator child.
+    pub emulator_peak_rss_bytes: Option<u64>,
+}
+
+/// Requests of a steady-state window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ControllerSteady {
+    /// Real seconds measured.
+    pub seconds: f64,
+    /// Reconciles in the window.
+    pub reconciles: u64,
+    /// ARM reads per reconcile.
+    pub arm_reads_per_reconcile: f64,
+    /// ARM writes in the window (target: 0).
+    pub arm_writes: u64,
+    /// Kubernetes writes (anything but GET/watch) per reconcile: status applies, events,
+    /// patches. 0 when nothing changed.
+    pub kube_writes_per_reconcile: f64,
+}
+
+/// Reads and writes per hour: more than any run needs.
+const LIFTED_BUDGET: u64 = 1_000_000_000;
+
+/// Steady-state resync of this mode (real time; the budget is lifted so the policy keeps it).
+const RESYNC: Duration = Duration::from_secs(3);
+
+/// Runs the operator against `n` resources; `rt` hosts the fake API server.
+pub async fn run(
+    args: &BenchArgs,
+    n: usize,
+    rt: &tokio::runtime::Handle,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ControllerRun> {
+    let sampler = sys::RssSampler::start(Duration::from_millis(10));
+    let timeout = Duration::from_secs_f64(args.timeout_seconds.max(1.0));
+    let shape = Shape {
+        resources: n,
+        subscriptions: args.subscriptions,
+        per_workspace: args.per_workspace,
+    };
+    let mut config = world::emulator_config(args.op_seconds);
+    // The seed only; the resources go to the API server below.
+    world::populate(&mut config, &MemoryStore::default(), &shape)?;
+    let emu = Emu::start(args.emulator, config, rt).await?;
+    let fake = rt.spawn(FakeApiServer::start()).await??;
+    for crd in crate::crd::all_crds() {
+        fake.install_crd(crd)
+            .map_err(|s| anyhow::anyhow!("{}", s.message))?;
+    }
+    let secret = world::tls_secret(NAMESPACE, world::TLS_SECRET, "scoring.bench.example")?;
+    fake.put(serde_json::to_value(secret)?)
+        .map_err(|s| anyhow::anyhow!("{}", s.message))?;
+
+    // ARM's budget lifted, the policy and the emulator's remaining-reads headers agreeing
+    // on it, so that every resource resyncs every RESYNC (the engine benchmark covers the
+    // budget).
+    let mut read_budget = args.resync.budget;
+    read_budget.arm_read_budget = LIFTED_BUDGET;
+    emu.set_budget(Some(EmuBudget {
+        reads_per_hour: LIFTED_BUDGET,
+        writes_per_hour: LIFTED_BUDGET,
+        window_secs: 3600,
+    }))
+    .await?;
+    let options = Options {
+        namespace: None,
+        concurrency: u16::try_from(args.concurrency).unwrap_or(u16::MAX),
+        engine: EngineConfig {
+            resync: RESYNC,
+            busy_poll: Duration::from_secs_f64((args.op_seconds / 4.0).max(0.05)),
+            retry_base: Duration::from_millis(500),
+            ..EngineConfig::default()
+        },
+        read_budget,
+        backoff: Backoff {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(5),
+        },
+        leader: None,
+        metrics_addr: "127.0.0.1:0".parse()?,
+        identity: "bench".into(),
+        crd_poll: Duration::from_millis(100),
+    };
+    let arm = world::client_config(&emu.base_url(), emu.token(), None)?;
+    let (stop, stopped) = watch::channel(false);
+    let running = Operator::new(fake.client(), arm, options)?
+        .start(stopped)
+        .await?;
+
+    // Ready times as a watcher (kubectl wait, Argo CD) sees them.
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let mut watchers = Vec::new();
+    for kind in crate::controller::Kind::ALL {
+        let api: Api<DynamicObject> = Api::all_with(fake.client(), &kind.api_resource());
+        let tx = ready_tx.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Some(ev) = events.next().await {
+                let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev else {
+                    continue;
+                };
+                let status = o.data.get("status");
+                let ready = status.and_then(|s| s.get("phase")).and_then(|p| p.as_str())
+                    == Some("Ready")
+                    && status
+                        .and_then(|s| s.get("operation"))
+                        .is_none_or(|v| v.is_null());
+                if ready {
+                    let name = format!("{}/{}", kind.name(), o.metadata.name.unwrap_or_default());
+                    let _ = tx.send((name, Instant::now()));
+                }
+            }
+        }));
+    }
+    drop(ready_tx);
+
+    let reconciles = || sum_metric(&running.metrics.encode(), "amlops_reconciles_total");
+    let cpu0 = sys::thread_cpu();
+    fake.clear_requests();
+    emu.clear_requests().await?;
+    let r0 = reconciles();
+    let t0 = Instant::now();
+    for i in 0..n {
+        let sub = world::subscription(i % shape.subscriptions.max(1));
+        let ws = format!(
+            "ws{:04}",
+            (i / shape.subscriptions.max(1)) / shape.per_workspace.max(1)
+        );
+        let mut v = world::spec_of(i, &sub, &ws);
+        if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            m.remove("generation");
+        }
+        fake.put(v).map_err(|s| anyhow::anyhow!("{}", s.message))?;
+    }
+    let mut ready: BTreeMap<String, Instant> = BTreeMap::new();
+    let deadline = tokio::time::Instant::from_std(t0 + timeout);
+    while ready.len() < n {
+        match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+            Ok(Some((name, at))) => {
+                ready.entry(name).or_insert(at);
+            }
+            _ => break,
+        }
+    }
+    let converged = ready.len() >= n;
+    let last = ready.values().max().copied().unwrap_or(t0);
+    let mut c = ControllerRun {
+        resources: n,
+        converged,
+        ready: ready.len(),
+        wall_seconds: last.duration_since(t0).as_secs_f64(),
+        ..Default::default()
+    };
+    let op = Duration::from_secs_f64(args.op_seconds.max(0.0));
+    let minus: Vec<Duration> = ready
+        .values()
+        .map(|at| at.duration_since(t0).saturating_sub(op))
+        .collect();
+    c.apply_to_ready_minus_operation = Dist::of(&minus);
+    c.reconciles = reconciles() - r0;
+    let arm = emu.requests().await?;
+    let per = |x: usize| x as f64 / n.max(1) as f64;
+    let arm_reads = arm.iter().filter(|r| r.method == "GET").count();
+    c.arm_reads_per_resource = per(arm_reads);
+    c.arm_writes_per_resource = per(arm.len() - arm_reads);
+    for r in fake.requests() {
+        let method = if r.is_watch() {
+            "WATCH".to_string()
+        } else {
+            r.method.clone()
+        };
+        *c.kube_requests_per_resource.entry(method).or_default() += 1.0;
+    }
+    for v in c.kube_requests_per_resource.values_mut() {
+        *v /= n.max(1) as f64;
+    }
+    let (op_cpu, fake_cpu) = sys::cpu_split(&cpu0, &sys::thread_cpu());
+    c.cpu = Cpu {
+        operator_seconds: op_cpu.as_secs_f64(),
+        emulator_seconds: fake_cpu.as_secs_f64(),
+        operator_ms_per_reconcile: op_cpu.as_secs_f64() * 1e3 / c.reconciles.max(1) as f64,
+    };
+    writeln!(
+        out,
+        "  controller converge: {} ({}/{n} Ready) in {:.1} s, {} reconciles, apply→Ready minus Azure p50 {:.0} ms p99 {:.0} ms",
+        if converged { "done" } else { "TIMED OUT" },
+        c.ready,
+        c.wall_seconds,
+        c.reconciles,
+        c.apply_to_ready_minus_operation.p50_ms,
+        c.apply_to_ready_minus_operation.p99_ms,
+    )?;
+
+    if converged {
+        // Steady: let in-flight work settle, then two and a half resync periods.
+        tokio::time::sleep(RESYNC * 2).await;
+        fake.clear_requests();
+        emu.clear_requests().await?;
+        let r1 = reconciles();
+        let w0 = Instant::now();
+        tokio::time::sleep(RESYNC * 5 / 2).await;
+        let s = &mut c.steady;
+        s.seconds = w0.elapsed().as_secs_f64();
+        s.reconciles = reconciles() - r1;
+        let arm = emu.requests().await?;
+        let reads = arm.iter().filter(|r| r.method == "GET").count();
+        s.arm_reads_per_reconcile = reads as f64 / s.reconciles.max(1) as f64;
+        s.arm_writes = (arm.len() - reads) as u64;
+        let kube_writes = fake.requests().iter().filter(|r| r.method != "GET").count();
+        s.kube_writes_per_reconcile = kube_writes as f64 / s.reconciles.max(1) as f64;
+        writeln!(
+            out,
+            "  controller steady: {} reconciles in {:.1} s, {:.2} ARM reads and {:.2} Kubernetes writes per reconcile, {} ARM writes",
+            s.reconciles,
+            s.seconds,
+            s.arm_reads_per_reconcile,
+            s.kube_writes_per_reconcile,
+            s.arm_writes
+        )?;
+    }
+    c.emulator_peak_rss_bytes = emu.child_peak_rss_bytes();
+    let _ = stop.send(true);
+    let _ = running.join().await;
+    for w in watchers {
+        w.abort();
+    }
+    c.peak_rss_bytes = sampler.peak();
+    emu.shutdown().await;
+    drop(fake);
+    Ok(c)
+}
+
+/// Sum of every series of a counter in a Prometheus text exposition.
+fn sum_metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_every_series_of_one_counter() {
+        let text = "# TYPE amlops_reconciles_total counter\n\
+                    amlops_reconciles_total{kind=\"InferenceCluster\",result=\"success\"} 7\n\
+                    amlops_reconciles_total{kind=\"ClusterAttachment\",result=\"requeue\"} 3\n\
+                    amlops_reconciles_total_created 1700000000.0\n\
+                    amlops_reconcile_errors_total{kind=\"InferenceCluster\"} 2\n";
+        assert_eq!(sum_metric(text, "amlops_reconciles_total"), 10);
+        assert_eq!(sum_metric(text, "amlops_missing_total"), 0);
+    }
+}
