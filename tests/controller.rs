@@ -568,7 +568,10 @@ async fn steady_gets(budget: ReadBudget, arm_reads_per_hour: Option<u64>) -> usi
         .filter(|r| r.method != "GET" && r.path.contains("dev-aks"))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    assert!(kube_writes.is_empty(), "steady-state writes: {kube_writes:?}");
+    assert!(
+        kube_writes.is_empty(),
+        "steady-state writes: {kube_writes:?}"
+    );
     during
 }
 
