@@ -147,11 +147,7 @@ pub async fn run(
             let manifest =
                 check_value(&value, None).map_err(|f| anyhow::anyhow!("{file}: {f:?}"))?;
             let desired = manifest.desired();
-            store.set_claim(Claim {
-                key: desired.key(),
-                compute_id: desired.compute_id(),
-                aks_id: crate::engine::body::attach_target_id(&desired),
-            });
+            store.set_claim(Claim::of(&desired));
             items.push(Item {
                 desired,
                 status: ClusterStatus::default(),

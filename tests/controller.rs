@@ -610,13 +610,7 @@ fn lease(identity: &str) -> amlops::controller::LeaseConfig {
 }
 
 fn reconciles(running: &Running) -> u64 {
-    running
-        .metrics
-        .encode()
-        .lines()
-        .filter(|l| l.starts_with("amlops_reconciles_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    running.metrics.reconciles_total()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

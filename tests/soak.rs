@@ -25,8 +25,8 @@ use amlops::azure::{
     ArmClient, ArmClientConfig, AzureCloud, CredentialConfig, RateLimitConfig, RetryPolicy,
     Timeouts, config::Secret as Token,
 };
-use amlops::bench::world::tls_secret;
 use amlops::crd::{ClusterStatus, Phase, SecretRef, TlsMode};
+use amlops::demo::tls_secret;
 use amlops::emulator::{
     ClusterSeed, Emulator, EmulatorConfig, EmulatorHandle, FaultKind, FaultMatch, FaultRule,
     RequestRecord, WorkspaceSeed, state::OperationView,
@@ -510,11 +510,7 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
                 )
             });
             let desired = desired_of(&m);
-            store.set_claim(Claim {
-                key: desired.key(),
-                compute_id: desired.compute_id(),
-                aks_id: amlops::engine::body::attach_target_id(&desired),
-            });
+            store.set_claim(Claim::of(&desired));
             Res {
                 manifest: m,
                 desired,

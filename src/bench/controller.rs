@@ -19,11 +19,11 @@ use tokio::sync::watch;
 
 use super::emu::Emu;
 use super::report::{Cpu, Dist};
-use super::world::{self, NAMESPACE, Shape};
+use super::world;
 use super::{BenchArgs, sys};
 use crate::controller::{Backoff, Operator, Options};
 use crate::emulator::Budget as EmuBudget;
-use crate::engine::{EngineConfig, MemoryStore};
+use crate::engine::EngineConfig;
 use crate::fake_kube::FakeApiServer;
 
 /// Figures of one `--controller` run.
@@ -89,22 +89,15 @@ pub async fn run(
 ) -> anyhow::Result<ControllerRun> {
     let sampler = sys::RssSampler::start(Duration::from_millis(10));
     let timeout = Duration::from_secs_f64(args.timeout_seconds.max(1.0));
-    let shape = Shape {
-        resources: n,
-        subscriptions: args.subscriptions,
-        per_workspace: args.per_workspace,
-    };
     let mut config = world::emulator_config(args.op_seconds);
-    // The seed only; the resources go to the API server below.
-    world::populate(&mut config, &MemoryStore::default(), &shape)?;
+    let manifests = world::populate(&mut config, &args.shape(n));
     let emu = Emu::start(args.emulator, config, rt).await?;
     let fake = rt.spawn(FakeApiServer::start()).await??;
     for crd in crate::crd::all_crds() {
         fake.install_crd(crd)
             .map_err(|s| anyhow::anyhow!("{}", s.message))?;
     }
-    let secret = world::tls_secret(NAMESPACE, world::TLS_SECRET, "scoring.bench.example")?;
-    fake.put(serde_json::to_value(secret)?)
+    fake.put(serde_json::to_value(world::bench_tls_secret()?)?)
         .map_err(|s| anyhow::anyhow!("{}", s.message))?;
 
     // ARM's budget lifted, the policy and the emulator's remaining-reads headers agreeing
@@ -170,19 +163,14 @@ pub async fn run(
     }
     drop(ready_tx);
 
-    let reconciles = || sum_metric(&running.metrics.encode(), "amlops_reconciles_total");
+    let reconciles = || running.metrics.reconciles_total();
     let cpu0 = sys::thread_cpu();
     fake.clear_requests();
     emu.clear_requests().await?;
     let r0 = reconciles();
     let t0 = Instant::now();
-    for i in 0..n {
-        let sub = world::subscription(i % shape.subscriptions.max(1));
-        let ws = format!(
-            "ws{:04}",
-            (i / shape.subscriptions.max(1)) / shape.per_workspace.max(1)
-        );
-        let mut v = world::spec_of(i, &sub, &ws);
+    for mut v in manifests {
+        // The API server sets the generation.
         if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             m.remove("generation");
         }
@@ -214,11 +202,10 @@ pub async fn run(
         .collect();
     c.apply_to_ready_minus_operation = Dist::of(&minus);
     c.reconciles = reconciles() - r0;
-    let arm = emu.requests().await?;
-    let per = |x: usize| x as f64 / n.max(1) as f64;
-    let arm_reads = arm.iter().filter(|r| r.method == "GET").count();
+    let (arm_reads, arm_writes) = emu.reads_and_writes().await?;
+    let per = |x: u64| x as f64 / n.max(1) as f64;
     c.arm_reads_per_resource = per(arm_reads);
-    c.arm_writes_per_resource = per(arm.len() - arm_reads);
+    c.arm_writes_per_resource = per(arm_writes);
     for r in fake.requests() {
         let method = if r.is_watch() {
             "WATCH".to_string()
@@ -258,10 +245,9 @@ pub async fn run(
         let s = &mut c.steady;
         s.seconds = w0.elapsed().as_secs_f64();
         s.reconciles = reconciles() - r1;
-        let arm = emu.requests().await?;
-        let reads = arm.iter().filter(|r| r.method == "GET").count();
+        let (reads, writes) = emu.reads_and_writes().await?;
         s.arm_reads_per_reconcile = reads as f64 / s.reconciles.max(1) as f64;
-        s.arm_writes = (arm.len() - reads) as u64;
+        s.arm_writes = writes;
         let kube_writes = fake.requests().iter().filter(|r| r.method != "GET").count();
         s.kube_writes_per_reconcile = kube_writes as f64 / s.reconciles.max(1) as f64;
         writeln!(
@@ -284,31 +270,4 @@ pub async fn run(
     emu.shutdown().await;
     drop(fake);
     Ok(c)
-}
-
-/// Sum of every series of a counter in a Prometheus text exposition.
-fn sum_metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sums_every_series_of_one_counter() {
-        let text = "# TYPE amlops_reconciles_total counter\n\
-                    amlops_reconciles_total{kind=\"InferenceCluster\",result=\"success\"} 7\n\
-                    amlops_reconciles_total{kind=\"ClusterAttachment\",result=\"requeue\"} 3\n\
-                    amlops_reconciles_total_created 1700000000.0\n\
-                    amlops_reconcile_errors_total{kind=\"InferenceCluster\"} 2\n";
-        assert_eq!(sum_metric(text, "amlops_reconciles_total"), 10);
-        assert_eq!(sum_metric(text, "amlops_missing_total"), 0);
-    }
 }

@@ -146,6 +146,16 @@ impl Emu {
         })
     }
 
+    /// Reads (GET, HEAD) and writes in the emulator's request log.
+    pub async fn reads_and_writes(&self) -> anyhow::Result<(u64, u64)> {
+        let log = self.requests().await?;
+        let reads = log
+            .iter()
+            .filter(|r| r.method == "GET" || r.method == "HEAD")
+            .count() as u64;
+        Ok((reads, log.len() as u64 - reads))
+    }
+
     /// CPU seconds of a child emulator so far (`None` in-process: see the thread split).
     pub fn child_cpu_seconds(&self) -> Option<f64> {
         match self {

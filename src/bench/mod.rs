@@ -112,6 +112,17 @@ pub struct BenchArgs {
     pub emulator: EmulatorMode,
 }
 
+impl BenchArgs {
+    /// The world of a run with `n` resources.
+    fn shape(&self, n: usize) -> Shape {
+        Shape {
+            resources: n,
+            subscriptions: self.subscriptions,
+            per_workspace: self.per_workspace,
+        }
+    }
+}
+
 /// Entry point of `amlops bench`: runs, prints the table, writes the JSON. Succeeds when
 /// every phase converged.
 pub fn run_cli(args: BenchArgs) -> anyhow::Result<bool> {
@@ -192,13 +203,8 @@ async fn build_world(
 ) -> anyhow::Result<World> {
     let ts = args.time_scale.max(1e-3);
     let store = MemoryStore::default();
-    let shape = Shape {
-        resources: n,
-        subscriptions: args.subscriptions,
-        per_workspace: args.per_workspace,
-    };
     let mut config = world::emulator_config(args.op_seconds);
-    let desired = world::populate(&mut config, &store, &shape)?;
+    let desired = world::load(&store, world::populate(&mut config, &args.shape(n)))?;
     let emu = Emu::start(args.emulator, config, rt).await?;
     let counters = Arc::new(Counters::default());
     let arm = world::client(
@@ -514,12 +520,7 @@ async fn steady(
     let hours = real.as_secs_f64() * ts / 3600.0;
     let n = sched.items.len().max(1) as f64;
     let subs = args.subscriptions.max(1) as f64;
-    let writes_received = emu
-        .requests()
-        .await?
-        .iter()
-        .filter(|r| r.method != "GET" && r.method != "HEAD")
-        .count() as u64;
+    let (_, writes_received) = emu.reads_and_writes().await?;
     Ok(report::Steady {
         emulated_hours: hours,
         real_seconds: real.as_secs_f64(),

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::azure::ArmClient;
 use crate::crd::{ClusterStatus, Phase};
-use crate::engine::resync::{QUOTA_WINDOW, ResyncPolicy};
+use crate::engine::resync::{ResyncPolicy, fresh_remaining_reads};
 use crate::engine::{Desired, Engine, EngineError, MemoryStore, Outcome};
 
 /// One resource under the scheduler.
@@ -255,16 +255,11 @@ impl Scheduler {
         let (idx, t0, t1, result) = done;
         self.stats.reconciles += 1;
         self.stats.reconcile_wall.push(t1 - t0);
-        let remaining = self
-            .engine
-            .arm
-            .remaining_quota(&self.subs[idx])
-            // As `amlops run` does, in emulated time: an hour-old header says nothing.
-            .filter(|q| {
-                q.observed_at.elapsed().as_secs_f64() * rq.time_scale < QUOTA_WINDOW.as_secs_f64()
-            })
-            .and_then(|q| q.reads)
-            .map(u64::from);
+        // As `amlops run` does, in emulated time: an hour-old header says nothing.
+        let remaining = fresh_remaining_reads(
+            self.engine.arm.remaining_quota(&self.subs[idx]),
+            rq.time_scale,
+        );
         let resources = per_sub.get(&self.subs[idx]).copied().unwrap_or(1);
         let t = &mut self.items[idx];
         t.inflight = false;

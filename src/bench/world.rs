@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Serialize;
 use serde_json::json;
@@ -147,26 +146,10 @@ pub fn subscription(s: usize) -> String {
     format!("bbbbbbbb-0000-0000-0000-{s:012}")
 }
 
-/// A self-signed certificate and key as a `kubernetes.io/tls` Secret.
-pub fn tls_secret(namespace: &str, name: &str, host: &str) -> anyhow::Result<Secret> {
-    let key = rcgen::KeyPair::generate()?;
-    let cert = rcgen::CertificateParams::new(vec![host.to_string()])?.self_signed(&key)?;
-    Ok(Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(BTreeMap::from([
-            ("tls.crt".into(), ByteString(cert.pem().into_bytes())),
-            (
-                "tls.key".into(),
-                ByteString(key.serialize_pem().into_bytes()),
-            ),
-        ])),
-        ..Default::default()
-    })
+/// The Secret of the `Custom` TLS attachments: a self-signed certificate for the `cname`
+/// [`spec_of`] gives them.
+pub fn bench_tls_secret() -> anyhow::Result<Secret> {
+    crate::demo::tls_secret(NAMESPACE, TLS_SECRET, "scoring.bench.example")
 }
 
 /// The kind mix of resource `i`, documented in BENCHMARKS.md: of every 40 resources, 30 are
@@ -225,15 +208,10 @@ pub fn emulator_config(op_seconds: f64) -> EmulatorConfig {
 }
 
 /// Adds the workspaces and AKS clusters the resources need to the emulator's seed
-/// (`config`) and returns the resources, in order.
-pub fn populate(
-    config: &mut EmulatorConfig,
-    store: &MemoryStore,
-    shape: &Shape,
-) -> anyhow::Result<Vec<Desired>> {
+/// (`config`) and returns the resources' manifests, in order ([`spec_of`]).
+pub fn populate(config: &mut EmulatorConfig, shape: &Shape) -> Vec<serde_json::Value> {
     let subs = shape.subscriptions.max(1);
     let per_ws = shape.per_workspace.max(1);
-    store.insert_secret(tls_secret(NAMESPACE, TLS_SECRET, "scoring.bench.example")?);
     let mut seeded_ws = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(shape.resources);
     let mut seeds: Vec<SubscriptionSeed> = (0..subs)
@@ -261,16 +239,27 @@ pub fn populate(
                 ..Default::default()
             });
         }
-        let d = desired_of(spec_of(i, &sub, &workspace))?;
-        store.set_claim(Claim {
-            key: d.key(),
-            compute_id: d.compute_id(),
-            aks_id: crate::engine::body::attach_target_id(&d),
-        });
-        out.push(d);
+        out.push(spec_of(i, &sub, &workspace));
     }
     config.subscriptions.extend(seeds);
-    Ok(out)
+    out
+}
+
+/// The in-memory Kubernetes side of `manifests` for the engine: the `Custom` certificate's
+/// Secret and every resource's claim. Returns the engine's view of each, in order.
+pub fn load(
+    store: &MemoryStore,
+    manifests: Vec<serde_json::Value>,
+) -> anyhow::Result<Vec<Desired>> {
+    store.insert_secret(bench_tls_secret()?);
+    manifests
+        .into_iter()
+        .map(|m| {
+            let d = desired_of(m)?;
+            store.set_claim(Claim::of(&d));
+            Ok(d)
+        })
+        .collect()
 }
 
 /// Client-side limits and retries for a run compressed `time_scale` times (`None`: no

@@ -257,11 +257,7 @@ impl KubeStore for ApiStore {
                 .get(id.as_ref())
                 .is_some_and(|p| p.version.matches(&obj));
             if !fresh {
-                let claim = kind.desired(&obj).ok().map(|d| Claim {
-                    key: d.key(),
-                    compute_id: d.compute_id(),
-                    aks_id: crate::engine::body::attach_target_id(&d),
-                });
+                let claim = kind.desired(&obj).ok().map(|d| Claim::of(&d));
                 let version = SpecVersion::of(&obj);
                 memo.entries.insert(
                     id.to_string(),

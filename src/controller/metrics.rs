@@ -216,6 +216,22 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// Reconciles so far, every kind and result, as `/metrics` exposes them.
+    pub fn reconciles_total(&self) -> u64 {
+        sum_counter(&self.encode(), "amlops_reconciles_total")
+    }
+}
+
+/// Sum of every series of a counter in a Prometheus text exposition.
+fn sum_counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 impl ArmObserver for Metrics {
@@ -244,6 +260,17 @@ impl ArmObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_every_series_of_one_counter() {
+        let text = "# TYPE amlops_reconciles_total counter\n\
+                    amlops_reconciles_total{kind=\"InferenceCluster\",result=\"success\"} 7\n\
+                    amlops_reconciles_total{kind=\"ClusterAttachment\",result=\"requeue\"} 3\n\
+                    amlops_reconciles_total_created 1700000000.0\n\
+                    amlops_reconcile_errors_total{kind=\"InferenceCluster\"} 2\n";
+        assert_eq!(sum_counter(text, "amlops_reconciles_total"), 10);
+        assert_eq!(sum_counter(text, "amlops_missing_total"), 0);
+    }
     use crate::azure::StatusClass;
 
     #[test]

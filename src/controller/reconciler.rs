@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::crd::{ClusterStatus, FINALIZER, Phase};
 use crate::engine::conditions::{Health, apply};
 use crate::engine::decide::Stall;
-use crate::engine::resync::{QUOTA_WINDOW, ResyncPolicy};
+use crate::engine::resync::{ResyncPolicy, fresh_remaining_reads};
 use crate::engine::store::{Event, ObjKey};
 use crate::engine::{Engine, EngineConfig, EngineError, KubeStore};
 
@@ -282,16 +282,12 @@ async fn reconcile_inner(
         config: shared.engine.clone(),
     };
     let out = engine.reconcile(&desired, status_of(obj)).await?;
-    let requeue = if ResyncPolicy::is_steady(&out) {
+    let steady = ResyncPolicy::is_steady(&out);
+    let requeue = if steady {
         // Ready and idle: the resync pace that keeps this subscription within its share
         // of ARM's read budget, slower when ARM says few reads remain.
         let sub = &desired.workspace.subscription_id;
-        let remaining = engine
-            .arm
-            .remaining_quota(sub)
-            .filter(|q| q.observed_at.elapsed() < QUOTA_WINDOW)
-            .and_then(|q| q.reads)
-            .map(u64::from);
+        let remaining = fresh_remaining_reads(engine.arm.remaining_quota(sub), 1.0);
         let resources = ctx.store.resources_in_subscription(sub).max(1);
         Some(
             shared
@@ -316,9 +312,7 @@ async fn reconcile_inner(
         ReconcileResult::Requeue
     };
     let action = match requeue {
-        Some(d) if d >= shared.engine.resync && !ResyncPolicy::is_steady(&out) => {
-            Action::requeue(jitter(d))
-        }
+        Some(d) if d >= shared.engine.resync && !steady => Action::requeue(jitter(d)),
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     };

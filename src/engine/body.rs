@@ -142,9 +142,9 @@ pub fn update_body(current: &ComputeResource, d: &Desired) -> ComputeResource {
 }
 
 /// ARM id of the AKS cluster an attachment names (`None` for a create).
-pub fn attach_target_id(d: &Desired) -> Option<String> {
+pub fn attach_target(d: &Desired) -> Option<&str> {
     match &d.flavor {
-        Flavor::Attach { aks_id } => Some(aks_id.clone()),
+        Flavor::Attach { aks_id } => Some(aks_id),
         Flavor::Create { .. } => None,
     }
 }

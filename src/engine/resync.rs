@@ -41,11 +41,22 @@
 use std::time::Duration;
 
 use super::Outcome;
+use crate::azure::RemainingQuota;
 use crate::crd::Phase;
 
 /// ARM's rate limits (and its `x-ms-ratelimit-remaining-*` headers) describe a rolling
 /// hour: a remaining-reads value older than this says nothing about now.
 pub const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The remaining-reads value of `quota` while it still means something: seen less than
+/// [`QUOTA_WINDOW`] ago, on a clock running `time_scale` times faster than real time (1 in
+/// `amlops run`; the benchmark compresses time).
+pub fn fresh_remaining_reads(quota: Option<RemainingQuota>, time_scale: f64) -> Option<u64> {
+    quota
+        .filter(|q| q.observed_at.elapsed().as_secs_f64() * time_scale < QUOTA_WINDOW.as_secs_f64())
+        .and_then(|q| q.reads)
+        .map(u64::from)
+}
 
 /// How often Ready resources are resynced, given the ARM read budget.
 #[derive(Clone, Debug, PartialEq)]
@@ -270,6 +281,36 @@ mod tests {
 
     fn secs(d: Duration) -> f64 {
         d.as_secs_f64()
+    }
+
+    #[test]
+    fn remaining_reads_expire_after_the_quota_window() {
+        let seen = |ago: Duration| RemainingQuota {
+            reads: Some(42),
+            writes: None,
+            observed_at: std::time::Instant::now().checked_sub(ago).unwrap(),
+        };
+        // (seen ago, time scale, expected)
+        let cases = [
+            (Duration::ZERO, 1.0, Some(42)),
+            (Duration::from_secs(20), 1.0, Some(42)),
+            // 20 real seconds at ×360 are two emulated hours: stale.
+            (Duration::from_secs(20), 360.0, None),
+            (Duration::from_secs(5), 360.0, Some(42)),
+        ];
+        for (ago, scale, want) in cases {
+            assert_eq!(
+                fresh_remaining_reads(Some(seen(ago)), scale),
+                want,
+                "{ago:?} ×{scale}"
+            );
+        }
+        assert_eq!(fresh_remaining_reads(None, 1.0), None);
+        let no_reads = RemainingQuota {
+            reads: None,
+            ..seen(Duration::ZERO)
+        };
+        assert_eq!(fresh_remaining_reads(Some(no_reads), 1.0), None);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::crd::ClusterStatus;
 
-use super::desired::{Desired, Flavor};
+use super::body::attach_target;
+use super::desired::Desired;
 
 /// Identity of a CR: kind, namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -41,6 +42,15 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// What `d` claims: its compute and, for an attachment, its AKS cluster.
+    pub fn of(d: &Desired) -> Self {
+        Self {
+            key: d.key(),
+            compute_id: d.compute_id(),
+            aks_id: attach_target(d).map(str::to_string),
+        }
+    }
+
     /// Whether this claim names the compute `compute_id`, or the AKS cluster `aks_id` to
     /// attach (ARM ids compare case-insensitively).
     pub fn contends_with(&self, compute_id: &str, aks_id: Option<&str>) -> bool {
@@ -55,11 +65,7 @@ impl Claim {
 
 /// The compute and attached cluster `d` would claim, for [`Claim::contends_with`].
 pub fn claim_target(d: &Desired) -> (String, Option<&str>) {
-    let aks = match &d.flavor {
-        Flavor::Attach { aks_id } => Some(aks_id.as_str()),
-        Flavor::Create { .. } => None,
-    };
-    (d.compute_id(), aks)
+    (d.compute_id(), attach_target(d))
 }
 
 /// A Kubernetes event the engine emits.
