@@ -461,7 +461,7 @@ impl<S: KubeStore> Engine<S> {
             .map_err(|_| TlsError::BackupFailed("bad AKS resource id".into()))?;
         let kubeconfig = match self.arm.list_cluster_user_credential(&id).await {
             Ok(k) => k,
-            Err(_) => self
+            Err(user) => self
                 .arm
                 .list_cluster_admin_credential(&id)
                 .await
@@ -471,7 +471,9 @@ impl<S: KubeStore> Engine<S> {
                         e.category().as_str()
                     );
                     if e.category().is_retryable() {
-                        TlsError::Unavailable(m)
+                        // Both calls are asked again next time: wait for the later of
+                        // their Retry-Afters.
+                        TlsError::Unavailable(m, e.retry_after().max(user.retry_after()))
                     } else {
                         TlsError::BackupFailed(m)
                     }
@@ -580,7 +582,9 @@ impl<S: KubeStore> Engine<S> {
                         // server that cannot be reached (private cluster) at resync pace,
                         // not to spend the write budget on credential calls.
                         if e.is_transient() {
-                            requeue = requeue.min(self.config.busy_poll);
+                            requeue = requeue
+                                .min(self.config.busy_poll)
+                                .max(e.retry_after().unwrap_or_default());
                         }
                     }
                 }
@@ -833,7 +837,11 @@ impl<S: KubeStore> Engine<S> {
                             &format!("{e}; trying again before detaching"),
                             d.generation,
                         );
-                        return self.done(d, st, Some(self.config.busy_poll), false).await;
+                        let wait = self
+                            .config
+                            .busy_poll
+                            .max(e.retry_after().unwrap_or_default());
+                        return self.done(d, st, Some(wait), false).await;
                     }
                     if !fallback {
                         let msg = format!(

@@ -57,7 +57,9 @@ pub async fn read_azuremlfessl(
             // Throttling and server errors pass; an unreachable or refusing API server
             // (private cluster, authorized IP ranges, RBAC) needs a person.
             match &e {
-                kube::Error::Api(s) if s.code == 429 || s.code >= 500 => TlsError::Unavailable(m),
+                kube::Error::Api(s) if s.code == 429 || s.code >= 500 => {
+                    TlsError::Unavailable(m, None)
+                }
                 _ => TlsError::BackupFailed(m),
             }
         })?

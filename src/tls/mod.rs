@@ -21,9 +21,10 @@ pub enum TlsError {
     #[error("cannot read the serving certificate from the AKS cluster: {0}")]
     BackupFailed(String),
     /// Reading `azuremlfessl` failed in a way that usually passes (throttled, 5xx, Azure
-    /// busy): retry later instead of asking a person.
+    /// busy): retry later instead of asking a person — not before the `Retry-After` Azure
+    /// gave, when it gave one.
     #[error("cannot read the serving certificate from the AKS cluster right now: {0}")]
-    Unavailable(String),
+    Unavailable(String, Option<std::time::Duration>),
 }
 
 impl TlsError {
@@ -32,12 +33,20 @@ impl TlsError {
         match self {
             Self::SecretNotFound(_) => "SecretNotFound",
             Self::InvalidCertificate(_) => "InvalidCertificate",
-            Self::BackupFailed(_) | Self::Unavailable(_) => "TLSBackupFailed",
+            Self::BackupFailed(_) | Self::Unavailable(..) => "TLSBackupFailed",
         }
     }
 
     /// Whether trying again later is likely to work.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(..))
+    }
+
+    /// The earliest moment trying again is welcome, when Azure said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Unavailable(_, after) => *after,
+            _ => None,
+        }
     }
 }
