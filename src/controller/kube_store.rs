@@ -1,6 +1,13 @@
 //! [`KubeStore`] against the API server: Secrets through `Api<Secret>`, status through
 //! server-side apply under one field manager, Events through kube-runtime's `Recorder`, and
 //! sibling claims from the controllers' reflector caches (no extra API calls).
+//!
+//! The caches lag the API server: a reconcile requeued right after our own status write
+//! (an LRO that ended at once, a short Retry-After) can be handed the object as it was
+//! *before* that write, and act on a stale status — e.g. take the compute it has just
+//! created for someone else's. So the store remembers the resourceVersion each of its
+//! writes produced, and [`ApiStore::current`] reads the object from the API server when the
+//! cached copy does not show it yet.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +38,8 @@ pub struct ApiStore {
     recorder: Recorder,
     caches: Arc<Vec<(Kind, Store<DynamicObject>)>>,
     parsed: Arc<Mutex<Memo>>,
+    /// The resourceVersion our last write to each object produced, until the cache shows it.
+    written: Arc<Mutex<HashMap<ObjKey, String>>>,
 }
 
 /// What a cached object claims, as of one version of its spec: parsing every sibling on
@@ -104,6 +113,66 @@ impl ApiStore {
             recorder,
             caches: Arc::new(caches),
             parsed: Arc::default(),
+            written: Arc::default(),
+        }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<ObjKey, String>> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that one of our writes left `key` at `obj`'s resourceVersion.
+    pub fn wrote(&self, key: &ObjKey, obj: &DynamicObject) {
+        let Some(rv) = obj.metadata.resource_version.clone() else {
+            return;
+        };
+        let mut written = self.written();
+        written.insert(key.clone(), rv);
+        // Objects deleted by someone else never come back to `current`: sweep now and then.
+        if written.len() >= 256 && written.len().is_power_of_two() {
+            written.retain(|k, _| self.cached(k).is_some());
+        }
+    }
+
+    /// Forgets `key` (it is gone, or about to be).
+    pub fn forget(&self, key: &ObjKey) {
+        self.written().remove(key);
+    }
+
+    /// The object to reconcile: `cached` when it already shows our last write to it (or
+    /// we never wrote it), else the API server's copy; `None` if it no longer exists.
+    pub async fn current(
+        &self,
+        kind: Kind,
+        key: &ObjKey,
+        cached: Arc<DynamicObject>,
+    ) -> Result<Option<Arc<DynamicObject>>, kube::Error> {
+        let cached_rv = cached.metadata.resource_version.as_deref();
+        {
+            let mut written = self.written();
+            match written.get(key) {
+                None => return Ok(Some(cached)),
+                Some(rv) if Some(rv.as_str()) == cached_rv => {
+                    written.remove(key);
+                    return Ok(Some(cached));
+                }
+                // Behind our write, or past it (someone changed it since): resourceVersions
+                // are opaque, so only the API server can tell.
+                Some(_) => {}
+            }
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &kind.api_resource());
+        match api.get_opt(&key.name).await? {
+            Some(live) => {
+                // Keep comparing until the cache reaches this version.
+                self.wrote(key, &live);
+                Ok(Some(Arc::new(live)))
+            }
+            None => {
+                self.forget(key);
+                Ok(None)
+            }
         }
     }
 
@@ -199,14 +268,16 @@ impl KubeStore for ApiStore {
             "kind": kind.name(),
             "status": status,
         });
-        api.patch_status(
-            &key.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await
-        .map(|_| ())
-        .map_err(store_err)
+        let saved = api
+            .patch_status(
+                &key.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .map_err(store_err)?;
+        self.wrote(key, &saved);
+        Ok(())
     }
 
     async fn emit(&self, event: Event) {
@@ -301,6 +372,8 @@ mod tests {
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher;
 
+    const AV: &str = "amlops.dev/v1alpha1";
+
     fn ic(name: &str, compute: &str, generation: i64, created: &str) -> DynamicObject {
         serde_json::from_value(json!({
             "apiVersion": "amlops.dev/v1alpha1", "kind": "InferenceCluster",
@@ -371,6 +444,81 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Delete(back));
         assert!(claims("b").await.is_empty());
         assert_eq!(store.parsed.lock().unwrap().entries.len(), 1, "forgotten");
+    }
+
+    #[tokio::test]
+    async fn current_reads_afresh_only_while_the_cache_is_behind_our_write() {
+        let fake = crate::fake_kube::FakeApiServer::start().await.unwrap();
+        for crd in crate::crd::all_crds() {
+            fake.install_crd(crd).unwrap();
+        }
+        let client = fake.client();
+        let live = |name: &str| -> DynamicObject {
+            let mut o = serde_json::to_value(ic(name, "c", 1, "2026-01-01T00:00:00Z")).unwrap();
+            o["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("resourceVersion");
+            o["metadata"].as_object_mut().unwrap().remove("uid");
+            serde_json::from_value(fake.put(o).unwrap()).unwrap()
+        };
+        let a = live("a");
+        let mut writer = Writer::new(Kind::InferenceCluster.api_resource());
+        writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
+        let store = ApiStore::new(
+            client.clone(),
+            Recorder::new(client, Reporter::from("test")),
+            vec![(Kind::InferenceCluster, writer.as_reader())],
+        );
+        let gets = || {
+            fake.requests()
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.ends_with("/inferenceclusters/a"))
+                .count()
+        };
+        let current = async |o: &DynamicObject| {
+            store
+                .current(Kind::InferenceCluster, &key("a"), Arc::new(o.clone()))
+                .await
+                .unwrap()
+                .map(|o| o.resource_version().unwrap())
+        };
+        // Never written by us: the cache is trusted, no request.
+        assert_eq!(current(&a).await, a.resource_version());
+        assert_eq!(gets(), 0);
+        // Our status write moved it on; the cache still holds the old copy: read afresh.
+        let status = ClusterStatus {
+            compute_name: Some("c".into()),
+            ..Default::default()
+        };
+        store.save_status(&key("a"), &status).await.unwrap();
+        let written = fake
+            .get(AV, "InferenceCluster", Some("ml"), "a")
+            .unwrap()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(current(&a).await.as_deref(), Some(written.as_str()));
+        assert_eq!(gets(), 1);
+        assert_eq!(current(&a).await.as_deref(), Some(written.as_str()));
+        assert_eq!(gets(), 2, "still behind: read again");
+        // The cache caught up: trusted again, and from then on.
+        let fresh: DynamicObject =
+            serde_json::from_value(fake.get(AV, "InferenceCluster", Some("ml"), "a").unwrap())
+                .unwrap();
+        assert_eq!(current(&fresh).await.as_deref(), Some(written.as_str()));
+        assert_eq!(current(&fresh).await.as_deref(), Some(written.as_str()));
+        assert_eq!(gets(), 2);
+        // Written, then deleted before the cache saw either: gone, and forgotten.
+        let status = ClusterStatus {
+            compute_name: Some("d".into()),
+            ..status
+        };
+        store.save_status(&key("a"), &status).await.unwrap();
+        fake.delete(AV, "InferenceCluster", Some("ml"), "a")
+            .unwrap();
+        assert_eq!(current(&fresh).await, None);
+        assert!(store.written().is_empty());
     }
 
     #[test]

@@ -198,14 +198,10 @@ async fn stall(ctx: &Ctx, obj: &DynamicObject, s: Stall) -> Result<Action, Recon
 
 /// Adds or removes our finalizer with a JSON patch guarded by a `test` of the current list,
 /// so a concurrent change by someone else fails (409/422) instead of being overwritten.
-async fn set_finalizer(
-    client: &Client,
-    kind: Kind,
-    obj: &DynamicObject,
-    present: bool,
-) -> Result<(), kube::Error> {
+async fn set_finalizer(ctx: &Ctx, obj: &DynamicObject, present: bool) -> Result<(), kube::Error> {
+    let kind = ctx.kind;
     let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
+        ctx.shared.client.clone(),
         &obj.namespace().unwrap_or_default(),
         &kind.api_resource(),
     );
@@ -230,13 +226,15 @@ async fn set_finalizer(
         ]),
     };
     let patch: json_patch::Patch = serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::<Value>::Json(patch),
-    )
-    .await
-    .map(|_| ())
+    let patched = api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::<Value>::Json(patch),
+        )
+        .await?;
+    ctx.store.wrote(&key_of(kind, obj), &patched);
+    Ok(())
 }
 
 async fn reconcile_inner(
@@ -274,7 +272,7 @@ async fn reconcile_inner(
     };
     if !deleting && !has_finalizer {
         // Before the first Azure write, so a delete can never skip the cleanup.
-        set_finalizer(&shared.client, ctx.kind, obj, true).await?;
+        set_finalizer(ctx, obj, true).await?;
     }
     let engine = Engine {
         arm,
@@ -300,8 +298,9 @@ async fn reconcile_inner(
     if out.finished {
         // Azure confirmed the delete/detach (or the policy is Orphan): let the object go.
         if has_finalizer {
-            set_finalizer(&shared.client, ctx.kind, obj, false).await?;
+            set_finalizer(ctx, obj, false).await?;
         }
+        ctx.store.forget(&key_of(ctx.kind, obj));
         return Ok((Action::await_change(), ReconcileResult::Success));
     }
     let result = if is_stalled(&out.status) {
@@ -330,7 +329,15 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action,
         generation = obj.metadata.generation,
     );
     let started = Instant::now();
-    let res = reconcile_inner(&obj, &ctx).instrument(span.clone()).await;
+    let res = async {
+        match ctx.store.current(ctx.kind, &key, obj).await? {
+            Some(obj) => reconcile_inner(&obj, &ctx).await,
+            // Deleted since the cache saw it; its deletion event follows.
+            None => Ok((Action::await_change(), ReconcileResult::Success)),
+        }
+    }
+    .instrument(span.clone())
+    .await;
     let result = match &res {
         Ok((_, r)) => *r,
         Err(_) => ReconcileResult::Error,

@@ -470,6 +470,13 @@ impl FakeApiServer {
         self.expire.send_modify(|n| *n += 1);
     }
 
+    /// Open watches forward each change `delay` after it was written, as a loaded API
+    /// server's watch cache does: a client reading through an informer sees its own writes
+    /// late. Lists and GETs stay current; order is kept.
+    pub fn set_watch_delay(&self, delay: Duration) {
+        self.lock().watch_delay = delay;
+    }
+
     /// The newest resourceVersion.
     pub fn resource_version(&self) -> String {
         self.lock().rv.to_string()

@@ -129,6 +129,8 @@ pub(crate) struct Change {
     /// The object before a MODIFIED write (selector transitions need it).
     pub old: Option<Value>,
     pub object: Value,
+    /// When open watches may forward it (see `FakeApiServer::set_watch_delay`).
+    pub deliver_at: tokio::time::Instant,
 }
 
 /// The kinds of PATCH the fake understands.
@@ -168,6 +170,8 @@ pub(crate) struct State {
     pub held_crds: BTreeSet<String>,
     pub requests: Vec<RequestRecord>,
     pub faults: Vec<Fault>,
+    /// How long open watches hold each change back (a lagging watch cache).
+    pub watch_delay: std::time::Duration,
 }
 
 pub(crate) fn now() -> String {
@@ -341,6 +345,7 @@ impl State {
             held_crds: BTreeSet::new(),
             requests: Vec::new(),
             faults: Vec::new(),
+            watch_delay: std::time::Duration::ZERO,
         };
         for kind in builtins {
             state.register_builtin(kind);
@@ -409,6 +414,7 @@ impl State {
             kind,
             old,
             object: obj,
+            deliver_at: tokio::time::Instant::now() + self.watch_delay,
         });
         if self.history.len() >= HISTORY_CAP
             && let Some(dropped) = self.history.pop_front()

@@ -226,6 +226,7 @@ impl WatchTask {
                 }
                 received = self.rx.recv() => match received {
                     Ok(change) => {
+                        tokio::time::sleep_until(change.deliver_at).await;
                         self.last_rv = change.rv;
                         self.filter.translate(&change)
                     }

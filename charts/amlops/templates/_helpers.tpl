@@ -79,7 +79,7 @@ Keep in sync with deploy/rbac-requirements.yaml (tests/chart checks both).
 {{- define "amlops.watchedRules" -}}
 - apiGroups: ["amlops.dev"]
   resources: ["inferenceclusters", "clusterattachments"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["amlops.dev"]
   resources: ["inferenceclusters/status", "clusterattachments/status"]
   verbs: ["patch"]
