@@ -1338,7 +1338,10 @@ async fn status_and_busy_faults() {
     let ctx = Ctx::default().await;
     ctx.emu.inject_fault(rule(
         FaultMatch::default(),
-        FaultKind::Status { status: 500 },
+        FaultKind::Status {
+            status: 500,
+            retry_after_secs: None,
+        },
         Some(1),
     ));
     let r = ctx.get(&q(&compute("x"), MLS)).await;
@@ -1350,7 +1353,10 @@ async fn status_and_busy_faults() {
     );
     ctx.emu.inject_fault(rule(
         FaultMatch::default(),
-        FaultKind::Status { status: 503 },
+        FaultKind::Status {
+            status: 503,
+            retry_after_secs: None,
+        },
         Some(1),
     ));
     assert_eq!(ctx.get(&q(&compute("x"), MLS)).await.status, 503);

@@ -100,3 +100,78 @@ async fn every_scenario_converges_under_throttling_and_a_failed_operation() {
         t.failed_operations
     );
 }
+
+/// Azure answers the credential calls of the TLS backup 503 with a Retry-After longer than
+/// the ARM client waits within one call (45 s > its 30 s budget): the call comes back at
+/// once and the engine asks again only after that Retry-After — on Ready (a certificate
+/// without a backup) and before a detach (which waits for the backup and never happens
+/// without it). Before 1772a5c both paths came back after `busy_poll` (20 ms here).
+/// (A 429 instead pauses the whole subscription in the client: every call fails fast with
+/// the Retry-After, and the controller's error policy waits it out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_backup_refused_by_azure_is_asked_again_only_after_its_retry_after() {
+    use amlops::emulator::{FaultKind, FaultMatch, FaultRule};
+    use std::time::Duration;
+
+    let w = World::new().await;
+    for op in ["listClusterUserCredential", "listClusterAdminCredential"] {
+        w.emu.inject_fault(FaultRule {
+            id: 0,
+            matcher: FaultMatch {
+                path: Some(op.into()),
+                ..Default::default()
+            },
+            kind: FaultKind::Status {
+                status: 503,
+                retry_after_secs: Some(45),
+            },
+            times: None,
+            probability: None,
+        });
+    }
+    let d = common::ic(
+        "tlsra",
+        "vmSize: Standard_D4_v2\ntls: {mode: Auto, leafDomainLabel: contoso}",
+    );
+    w.ready(&d).await;
+    let credential_calls = || {
+        w.emu
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("Credential"))
+            .count()
+    };
+
+    // Ready, certificate not backed up yet: the next try waits for Azure.
+    let before = credential_calls();
+    let started = std::time::Instant::now();
+    let out = w.engine.reconcile(&d, w.status(&d)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the client must not sit out a 45 s Retry-After inside the reconcile"
+    );
+    assert!(common::is_ready(&out.status, &d), "Ready either way");
+    assert_eq!(
+        credential_calls() - before,
+        2,
+        "user, then admin credential"
+    );
+    assert!(
+        out.requeue >= Some(Duration::from_secs(45)),
+        "asked again after {:?}, Azure said 45 s",
+        out.requeue
+    );
+
+    // A reattach needs the backup first: it waits for Azure too, and does not detach.
+    let mut d2 = d.clone();
+    d2.reattach_token = Some("r1".into());
+    let out = w.engine.reconcile(&d2, w.status(&d2)).await.unwrap();
+    let reconciling = common::condition(&out.status, "Reconciling").expect("Reconciling");
+    assert_eq!(reconciling.reason, "TLSBackupRetrying", "{reconciling:?}");
+    assert!(
+        out.requeue >= Some(Duration::from_secs(45)),
+        "asked again after {:?}, Azure said 45 s",
+        out.requeue
+    );
+    w.expect_accepted("DELETE", "", "", 0, "no detach without the certificate");
+}

@@ -527,8 +527,14 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
         FaultKind::Throttle {
             retry_after_secs: 0,
         },
-        FaultKind::Status { status: 500 },
-        FaultKind::Status { status: 503 },
+        FaultKind::Status {
+            status: 500,
+            retry_after_secs: None,
+        },
+        FaultKind::Status {
+            status: 503,
+            retry_after_secs: None,
+        },
         FaultKind::DropConnection,
     ] {
         emu.inject_fault(FaultRule {

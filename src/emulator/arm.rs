@@ -724,31 +724,40 @@ fn fault_response(kind: &FaultKind, route: &Route, operation: &str) -> ArmError 
             msg::throttled(operation, *retry_after_secs),
         )
         .header("retry-after", retry_after_secs.to_string()),
-        FaultKind::Status { status } => match *status {
-            500 => ArmError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                msg::INTERNAL,
-            ),
-            // emulator wording
-            502 => ArmError::new(
-                StatusCode::BAD_GATEWAY,
-                "BadGateway",
-                "The gateway did not receive a response from the resource provider.",
-            ),
-            // emulator wording
-            503 => ArmError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "The service is temporarily unavailable. Please try again later.",
-            )
-            .header("retry-after", "1"),
-            other => ArmError::new(
-                StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                "InternalServerError",
-                msg::INTERNAL,
-            ),
-        },
+        FaultKind::Status {
+            status,
+            retry_after_secs,
+        } => {
+            let err = match *status {
+                500 => ArmError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    msg::INTERNAL,
+                ),
+                // emulator wording
+                502 => ArmError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "BadGateway",
+                    "The gateway did not receive a response from the resource provider.",
+                ),
+                // emulator wording
+                503 => ArmError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The service is temporarily unavailable. Please try again later.",
+                ),
+                other => ArmError::new(
+                    StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    "InternalServerError",
+                    msg::INTERNAL,
+                ),
+            };
+            let default = (*status == 503).then_some(1);
+            match retry_after_secs.or(default) {
+                Some(secs) => err.header("retry-after", secs.to_string()),
+                None => err,
+            }
+        }
         FaultKind::Busy409 => {
             let pool = match route {
                 Route::Pool(_, _, _, p) => p.clone(),

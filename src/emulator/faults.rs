@@ -53,6 +53,9 @@ pub enum FaultKind {
     Status {
         /// The HTTP status.
         status: u16,
+        /// `Retry-After` seconds; 503 sends 1 when unset, the others none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_secs: Option<u64>,
     },
     /// 409 OperationNotAllowed (AKS busy).
     Busy409,

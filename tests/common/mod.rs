@@ -149,7 +149,10 @@ impl World {
         self.emu.inject_fault(FaultRule {
             id: 0,
             matcher: arm_only(),
-            kind: FaultKind::Status { status: 503 },
+            kind: FaultKind::Status {
+                status: 503,
+                retry_after_secs: None,
+            },
             times: None,
             probability: Some(0.18),
         });
