@@ -84,7 +84,12 @@ impl Kind {
     /// The engine's view after every admission check (schema, CEL, arithmetic), or what is
     /// wrong with the object.
     pub fn validated(self, obj: &DynamicObject) -> Result<Desired, Vec<Finding>> {
-        validate::check_value(&self.to_value(obj), None).map(|m| m.desired())
+        self.check(obj).map(|m| m.desired())
+    }
+
+    /// Every admission check (schema, CEL, arithmetic) on the object.
+    pub fn check(self, obj: &DynamicObject) -> Result<validate::Manifest, Vec<Finding>> {
+        validate::check_value(&self.to_value(obj), None)
     }
 
     /// The engine's view, typed but without the admission checks (for sibling claims).

@@ -251,7 +251,7 @@ async fn reconcile_inner(
     if let Some(s) = foreign_namespace(obj) {
         return Ok((stall(ctx, obj, s).await?, ReconcileResult::Stalled));
     }
-    let desired = match ctx.kind.validated(obj) {
+    let desired = match ctx.store.validated(ctx.kind, obj) {
         Ok(d) => d,
         Err(findings) => {
             let message = findings

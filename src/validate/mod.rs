@@ -10,7 +10,9 @@ pub mod semantic;
 pub use load::{Document, LoadError, load_paths, parse_documents};
 pub use report::{ValidateArgs, run_cli};
 
-use kube::core::cel::Validator;
+use std::sync::OnceLock;
+
+use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use kube::{CustomResourceExt, Resource};
 use serde_json::Value;
 
@@ -55,6 +57,16 @@ pub enum Manifest {
 }
 
 impl Manifest {
+    /// The same manifest with `meta` as its metadata: the checks read the spec (and the
+    /// immutable name) only, so a verdict outlives changes of annotations or finalizers.
+    pub fn with_metadata(mut self, meta: kube::api::ObjectMeta) -> Self {
+        match &mut self {
+            Self::InferenceCluster(o) => o.metadata = meta,
+            Self::ClusterAttachment(o) => o.metadata = meta,
+        }
+        self
+    }
+
     /// The engine's view of this manifest.
     pub fn desired(&self) -> crate::engine::Desired {
         match self {
@@ -99,13 +111,45 @@ pub fn describe_value(value: &Value) -> String {
     )
 }
 
+/// The CRD schema of one kind and its CEL rules, compiled once: generating the schema and
+/// compiling the rules cost milliseconds, and the controller validates on every reconcile.
+struct KindRules {
+    schema: Value,
+    cel: CompiledSchema,
+}
+
+impl KindRules {
+    fn of<K: CustomResourceExt>() -> Option<Self> {
+        let crd = K::crd();
+        let schema = crd
+            .spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| serde_json::to_value(s).ok())?;
+        let cel = compile_schema(&schema);
+        Some(Self { schema, cel })
+    }
+
+    fn inference_cluster() -> Option<&'static Self> {
+        static RULES: OnceLock<Option<KindRules>> = OnceLock::new();
+        RULES.get_or_init(Self::of::<InferenceCluster>).as_ref()
+    }
+
+    fn cluster_attachment() -> Option<&'static Self> {
+        static RULES: OnceLock<Option<KindRules>> = OnceLock::new();
+        RULES.get_or_init(Self::of::<ClusterAttachment>).as_ref()
+    }
+}
+
 /// Run every static check on one object (`old` for update rules, e.g. immutability).
 pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<Finding>> {
     let api_version = value.get("apiVersion").and_then(Value::as_str);
     let kind = value.get("kind").and_then(Value::as_str);
-    let crd = match (api_version, kind) {
-        (Some("amlops.dev/v1alpha1"), Some("InferenceCluster")) => InferenceCluster::crd(),
-        (Some("amlops.dev/v1alpha1"), Some("ClusterAttachment")) => ClusterAttachment::crd(),
+    let rules = match (api_version, kind) {
+        (Some("amlops.dev/v1alpha1"), Some("InferenceCluster")) => KindRules::inference_cluster(),
+        (Some("amlops.dev/v1alpha1"), Some("ClusterAttachment")) => KindRules::cluster_attachment(),
         (Some(av), Some(k)) if av.starts_with("amlops.dev/") => {
             return Err(vec![Finding::new(
                 "",
@@ -124,6 +168,9 @@ pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<F
         }
         _ => return Err(vec![Finding::new("", "apiVersion and kind must be set")]),
     };
+    let Some(rules) = rules else {
+        return Err(vec![Finding::new("", "internal error: CRD has no schema")]);
+    };
     let mut findings = Vec::new();
     let name = value.pointer("/metadata/name").and_then(Value::as_str);
     if name.is_none_or(str::is_empty) {
@@ -132,26 +179,17 @@ pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<F
             "required value: every object needs a name",
         ));
     }
-    let Some(schema) = crd
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .and_then(|s| serde_json::to_value(s).ok())
-    else {
-        return Err(vec![Finding::new("", "internal error: CRD has no schema")]);
-    };
+    let schema = &rules.schema;
     // Only the fields a user writes are checked (status belongs to the operator).
     let mut user_part = value.clone();
     if let Some(obj) = user_part.as_object_mut() {
         obj.remove("status");
     }
-    schema::check(&schema, &user_part, "", &mut findings);
+    schema::check(schema, &user_part, "", &mut findings);
     if !findings.is_empty() {
         return Err(findings); // CEL rules assume a well-typed object, as on the API server
     }
-    if let Err(errors) = Validator::new().validate(&schema, &user_part, old) {
+    if let Err(errors) = Validator::new().validate_compiled(&rules.cel, &user_part, old) {
         findings.extend(
             errors
                 .iter()
@@ -161,7 +199,7 @@ pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<F
     if !findings.is_empty() {
         return Err(findings);
     }
-    let defaulted = kube::core::cel::apply_defaults(&schema, &user_part);
+    let defaulted = kube::core::cel::apply_defaults(schema, &user_part);
     let manifest = match kind {
         Some("InferenceCluster") => {
             serde_json::from_value::<InferenceCluster>(defaulted).map(|o| {
