@@ -110,8 +110,8 @@ fn memo_id(kind: Kind, obj: &DynamicObject) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Parsed claims (and admission verdicts) by object uid. A claim check walks every cached sibling, so the walk
-/// allocates nothing for an object whose spec it has already parsed.
+/// Parsed claims (and admission verdicts) by object uid. A claim check walks every cached
+/// sibling, so the walk allocates nothing for an object whose spec it has already parsed.
 #[derive(Default)]
 struct Memo {
     epoch: u64,
@@ -174,6 +174,17 @@ impl ApiStore {
                 let v = kind.check(obj);
                 let mut memo = self.memo();
                 let epoch = memo.epoch;
+                let len = memo.entries.len();
+                if len >= 256 && len.is_power_of_two() && !memo.entries.contains_key(id.as_ref()) {
+                    // Claim checks forget deleted objects; without them (only steady
+                    // resyncs), forget them here now and then.
+                    let live: std::collections::HashSet<String> = self
+                        .objects()
+                        .iter()
+                        .map(|(k, o)| memo_id(*k, o).into_owned())
+                        .collect();
+                    memo.entries.retain(|id, _| live.contains(id));
+                }
                 let entry = memo
                     .entries
                     .entry(id.into_owned())
