@@ -81,13 +81,9 @@ impl Kind {
         v
     }
 
-    /// The engine's view after every admission check (schema, CEL, arithmetic), or what is
-    /// wrong with the object.
-    pub fn validated(self, obj: &DynamicObject) -> Result<Desired, Vec<Finding>> {
-        self.check(obj).map(|m| m.desired())
-    }
-
-    /// Every admission check (schema, CEL, arithmetic) on the object.
+    /// Every admission check (schema, CEL, arithmetic) on the object: the typed manifest,
+    /// or what is wrong with it. The controller keeps the verdict per spec version
+    /// (`ApiStore::validated`).
     pub fn check(self, obj: &DynamicObject) -> Result<validate::Manifest, Vec<Finding>> {
         validate::check_value(&self.to_value(obj), None)
     }
@@ -158,7 +154,8 @@ mod tests {
         for kind in Kind::ALL {
             let obj = as_served(example(kind));
             let d = kind
-                .validated(&obj)
+                .check(&obj)
+                .map(|m| m.desired())
                 .unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
             assert_eq!(d.generation, Some(3));
             assert!(d.deleting);
@@ -172,7 +169,7 @@ mod tests {
         v["spec"]["credentialsRef"] = json!({"name": "azure", "namespace": "other"});
         v["spec"]["agentCount"] = json!("three");
         let obj: DynamicObject = serde_json::from_value(v).unwrap();
-        let findings = Kind::InferenceCluster.validated(&obj).unwrap_err();
+        let findings = Kind::InferenceCluster.check(&obj).unwrap_err();
         assert!(!findings.is_empty());
     }
 

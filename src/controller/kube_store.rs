@@ -156,8 +156,8 @@ impl ApiStore {
         self.written.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The engine's view of `obj` after every admission check, or what is wrong with it
-    /// ([`Kind::validated`]), checked once per spec version.
+    /// The engine's view of `obj` after every admission check ([`Kind::check`]), or what is
+    /// wrong with it, checked once per spec version.
     pub fn validated(&self, kind: Kind, obj: &DynamicObject) -> Result<Desired, Vec<Finding>> {
         let id = memo_id(kind, obj);
         let known = {

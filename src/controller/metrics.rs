@@ -260,6 +260,7 @@ impl ArmObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::azure::StatusClass;
 
     #[test]
     fn sums_every_series_of_one_counter() {
@@ -271,7 +272,6 @@ mod tests {
         assert_eq!(sum_counter(text, "amlops_reconciles_total"), 10);
         assert_eq!(sum_counter(text, "amlops_missing_total"), 0);
     }
-    use crate::azure::StatusClass;
 
     #[test]
     fn exposes_the_documented_names() {

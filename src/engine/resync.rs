@@ -2,12 +2,12 @@
 //!
 //! A Ready resource is looked at again every [`ResyncPolicy::base`] (10 minutes, jittered),
 //! with one `GET compute` (the engine reads the AKS cluster only when its node count is not
-//! known to match the spec). ARM allows about 12,000 reads per hour per subscription and principal, so
-//! thousands of resources in one subscription would spend the whole budget on resyncs. The
-//! policy stretches the interval so that the steady-state read rate of a subscription stays
-//! under a configurable share of that budget however many resources it holds, and slows
-//! down further when ARM's `x-ms-ratelimit-remaining-subscription-reads` header says little
-//! is left (another tool may share the principal):
+//! known to match the spec). ARM allows about 12,000 reads per hour per subscription and
+//! principal, so thousands of resources in one subscription would spend the whole budget on
+//! resyncs. The policy stretches the interval so that the steady-state read rate of a
+//! subscription stays under a configurable share of that budget however many resources it
+//! holds, and slows down further when ARM's `x-ms-ratelimit-remaining-subscription-reads`
+//! header says little is left (another tool may share the principal):
 //!
 //! ```text
 //! floor    = resources × reads_per_resync × 3600 s / (read_budget_per_hour × share)

@@ -105,8 +105,7 @@ pub trait KubeStore: Send + Sync {
     /// Emit an event.
     fn emit(&self, event: Event) -> impl Future<Output = ()> + Send;
     /// Claims of the other CRs that contend with `d` ([`Claim::contends_with`] its
-    /// [`claim_target`]): only those,
-    /// so that a check costs no copy of every sibling's claim.
+    /// [`claim_target`]): only those, so that a check costs no copy of every sibling's claim.
     fn claims(&self, d: &Desired) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
 }
 
