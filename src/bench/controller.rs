@@ -103,12 +103,13 @@ pub async fn run(
     // ARM's budget lifted, the policy and the emulator's remaining-reads headers agreeing
     // on it, so that every resource resyncs every RESYNC (the engine benchmark covers the
     // budget).
-    let mut read_budget = args.resync.budget;
-    read_budget.arm_read_budget = LIFTED_BUDGET;
+    let mut throttling = args.resync.throttling;
+    throttling.arm_read_budget = LIFTED_BUDGET;
     emu.set_budget(Some(EmuBudget {
         reads_per_hour: LIFTED_BUDGET,
         writes_per_hour: LIFTED_BUDGET,
         window_secs: 3600,
+        ..Default::default()
     }))
     .await?;
     let options = Options {
@@ -120,7 +121,7 @@ pub async fn run(
             retry_base: Duration::from_millis(500),
             ..EngineConfig::default()
         },
-        read_budget,
+        throttling,
         backoff: Backoff {
             base: Duration::from_millis(200),
             cap: Duration::from_secs(5),
@@ -130,7 +131,7 @@ pub async fn run(
         identity: "bench".into(),
         crd_poll: Duration::from_millis(100),
     };
-    let arm = world::client_config(&emu.base_url(), emu.token(), None)?;
+    let arm = world::client_config(&emu.base_url(), emu.token(), throttling.arm(), 1.0, false)?;
     let (stop, stopped) = watch::channel(false);
     let running = Operator::new(fake.client(), arm, options)?
         .start(stopped)

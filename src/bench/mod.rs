@@ -44,9 +44,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::azure::ThrottlingModel;
 use crate::crd::Phase;
 use crate::emulator::Budget as EmuBudget;
-use crate::engine::resync::{ResyncArgs, ResyncPolicy};
+use crate::engine::resync::{ReadQuota, ResyncArgs, ResyncPolicy};
 use crate::engine::{Engine, EngineConfig, MemoryStore};
 
 use emu::{Emu, EmulatorMode};
@@ -207,11 +208,17 @@ async fn build_world(
     let desired = world::load(&store, world::populate(&mut config, &args.shape(n)))?;
     let emu = Emu::start(args.emulator, config, rt).await?;
     let counters = Arc::new(Counters::default());
+    let policy = args.resync.policy();
     let arm = world::client(
-        world::client_config(&emu.base_url(), emu.token(), client_time_scale)?,
+        world::client_config(
+            &emu.base_url(),
+            emu.token(),
+            policy.arm,
+            ts,
+            client_time_scale.is_some(),
+        )?,
         counters.clone(),
     )?;
-    let policy = args.resync.policy();
     let engine = Arc::new(Engine {
         arm,
         store,
@@ -372,9 +379,10 @@ async fn run_one(
 
     // 2. Steady state under ARM's real budget (time-compressed).
     emu.set_budget(Some(EmuBudget {
-        reads_per_hour: args.resync.budget.arm_read_budget,
+        reads_per_hour: args.resync.throttling.arm_read_budget,
         writes_per_hour: ARM_WRITES_PER_HOUR,
         window_secs: window_secs(ts),
+        ..Default::default()
     }))
     .await?;
     run.steady = steady(
@@ -400,7 +408,7 @@ async fn run_one(
         amlops_writes_per_hour: run.steady.writes_per_resource_hour * n as f64,
         amlops_reads_per_hour: run.steady.reads_per_resource_hour * n as f64,
         arm_writes_per_hour: ARM_WRITES_PER_HOUR,
-        arm_reads_per_hour: args.resync.budget.arm_read_budget,
+        arm_reads_per_hour: args.resync.throttling.arm_read_budget,
     };
     drop(sched);
     let mut emulator_rss = emu.child_peak_rss_bytes();
@@ -409,7 +417,7 @@ async fn run_one(
     // 3. Converge under a scaled-down budget, with the client-side limits on.
     if !args.skip_budget {
         let scale = args.budget_scale.unwrap_or(n as f64 / 4000.0);
-        let reads = ((args.resync.budget.arm_read_budget as f64 * scale).round() as u64).max(1);
+        let reads = ((args.resync.throttling.arm_read_budget as f64 * scale).round() as u64).max(1);
         let writes = ((ARM_WRITES_PER_HOUR as f64 * scale).round() as u64).max(1);
         let World {
             emu,
@@ -421,6 +429,7 @@ async fn run_one(
             reads_per_hour: reads,
             writes_per_hour: writes,
             window_secs: window_secs(ts),
+            ..Default::default()
         }))
         .await?;
         let tally0 = counters.snapshot();
@@ -491,7 +500,11 @@ async fn steady(
 ) -> anyhow::Result<report::Steady> {
     let ts = requeue.time_scale;
     let policy: &ResyncPolicy = &requeue.policy;
-    let nominal = policy.nominal(per_sub, None);
+    let hourly = Some(ReadQuota {
+        model: ThrottlingModel::Hourly,
+        fill: None,
+    });
+    let nominal = policy.nominal(per_sub, hourly);
     // Warm-up: until every resource has been resynced once more, so that intervals set
     // while converging (slowed down if that drained the read budget) are behind us.
     let start: Vec<u64> = sched.items.iter().map(|t| t.rounds).collect();
@@ -524,9 +537,9 @@ async fn steady(
     Ok(report::Steady {
         emulated_hours: hours,
         real_seconds: real.as_secs_f64(),
-        arm_reads_per_hour: policy.read_budget_per_hour,
+        arm_reads_per_hour: args.resync.throttling.arm_read_budget,
         policy_interval_seconds: nominal.as_secs_f64(),
-        policy_reads_per_subscription_hour: policy.expected_reads_per_hour(per_sub, None),
+        policy_reads_per_subscription_hour: policy.expected_reads_per_hour(per_sub, hourly),
         reconciles: stats.reconciles,
         resyncs_per_resource_hour: stats.reconciles as f64 / n / hours,
         reads_per_resync: tally.reads() as f64 / stats.reconciles.max(1) as f64,

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::azure::ArmClient;
 use crate::crd::{ClusterStatus, Phase};
-use crate::engine::resync::{ResyncPolicy, fresh_remaining_reads};
+use crate::engine::resync::{ResyncPolicy, fresh_read_quota};
 use crate::engine::{Desired, Engine, EngineError, MemoryStore, Outcome};
 
 /// One resource under the scheduler.
@@ -256,7 +256,8 @@ impl Scheduler {
         self.stats.reconciles += 1;
         self.stats.reconcile_wall.push(t1 - t0);
         // As `amlops run` does, in emulated time: an hour-old header says nothing.
-        let remaining = fresh_remaining_reads(
+        let quota = fresh_read_quota(
+            &rq.policy,
             self.engine.arm.remaining_quota(&self.subs[idx]),
             rq.time_scale,
         );
@@ -276,7 +277,7 @@ impl Scheduler {
                     t.rounds += 1;
                     let seed = (idx as u64) << 32 ^ t.rounds;
                     rq.policy
-                        .requeue(&o, resources, remaining, seed)
+                        .requeue(&o, resources, quota, seed)
                         .map(|d| Duration::from_secs_f64(d.as_secs_f64() / rq.time_scale))
                 } else {
                     o.requeue

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::crd::{ClusterStatus, FINALIZER, Phase};
 use crate::engine::conditions::{Health, apply};
 use crate::engine::decide::Stall;
-use crate::engine::resync::{ResyncPolicy, fresh_remaining_reads};
+use crate::engine::resync::{ResyncPolicy, fresh_read_quota};
 use crate::engine::store::{Event, ObjKey};
 use crate::engine::{Engine, EngineConfig, EngineError, KubeStore};
 
@@ -58,7 +58,7 @@ pub struct Shared {
     pub credentials: Credentials,
     /// Engine settings.
     pub engine: EngineConfig,
-    /// Steady-state resync within the ARM read budget.
+    /// Steady-state resync within a share of ARM's read limits.
     pub resync: ResyncPolicy,
     /// Metrics.
     pub metrics: Metrics,
@@ -283,14 +283,14 @@ async fn reconcile_inner(
     let steady = ResyncPolicy::is_steady(&out);
     let requeue = if steady {
         // Ready and idle: the resync pace that keeps this subscription within its share
-        // of ARM's read budget, slower when ARM says few reads remain.
+        // of ARM's read refill, slower when ARM's headers show the read bucket drained.
         let sub = &desired.workspace.subscription_id;
-        let remaining = fresh_remaining_reads(engine.arm.remaining_quota(sub), 1.0);
+        let quota = fresh_read_quota(&shared.resync, engine.arm.remaining_quota(sub), 1.0);
         let resources = ctx.store.resources_in_subscription(sub).max(1);
         Some(
             shared
                 .resync
-                .interval(resources, remaining, rand::rng().random()),
+                .interval(resources, quota, rand::rng().random()),
         )
     } else {
         out.requeue

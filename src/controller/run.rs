@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::azure::{ArmClient, ArmClientConfig};
 use crate::crd::{ADOPT_ANNOTATION, REATTACH_ANNOTATION};
 use crate::engine::EngineConfig;
-use crate::engine::resync::ReadBudget;
+use crate::engine::resync::ArmThrottlingArgs;
 
 use super::credentials::Credentials;
 use super::http::{self, Probes, Readiness};
@@ -40,8 +40,8 @@ pub struct Options {
     pub concurrency: u16,
     /// Engine settings (`engine.resync` is the base steady-state resync).
     pub engine: EngineConfig,
-    /// ARM read budget that stretches the steady-state resync of large subscriptions.
-    pub read_budget: ReadBudget,
+    /// ARM's throttling: stretches the steady-state resync of large subscriptions.
+    pub throttling: ArmThrottlingArgs,
     /// Error backoff.
     pub backoff: Backoff,
     /// Leader election, when on.
@@ -83,7 +83,10 @@ impl Running {
 
 impl Operator {
     /// An operator using `client` for Kubernetes and `arm` (cloud + default identity) for Azure.
-    pub fn new(client: Client, arm: ArmClientConfig, options: Options) -> anyhow::Result<Self> {
+    /// ARM's throttling model and figures come from `options.throttling` (the client and the
+    /// resync policy must read the headers alike); the pacing share stays `arm`'s.
+    pub fn new(client: Client, mut arm: ArmClientConfig, options: Options) -> anyhow::Result<Self> {
+        arm.rate_limits.arm = options.throttling.arm();
         let metrics = Metrics::new();
         let observer: Arc<dyn crate::azure::ArmObserver> = Arc::new(metrics.clone());
         let default = ArmClient::builder(arm.clone())
@@ -94,7 +97,7 @@ impl Operator {
             client.clone(),
             credentials,
             options.engine.clone(),
-            options.read_budget.policy(options.engine.resync),
+            options.throttling.policy(options.engine.resync),
             metrics,
             options.backoff,
         ));
