@@ -29,8 +29,10 @@ use crate::fake_kube::FakeApiServer;
 /// Figures of one `--controller` run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ControllerRun {
-    /// Resources applied at once.
+    /// Resources applied.
     pub resources: usize,
+    /// Resources applied per second (0: all at once).
+    pub apply_rate: f64,
     /// Every resource Ready before the timeout.
     pub converged: bool,
     /// Resources Ready at the end.
@@ -170,11 +172,23 @@ pub async fn run(
     emu.clear_requests().await?;
     let r0 = reconciles();
     let t0 = Instant::now();
-    for mut v in manifests {
+    let mut applied: BTreeMap<String, Instant> = BTreeMap::new();
+    for (i, mut v) in manifests.into_iter().enumerate() {
+        if args.apply_rate > 0.0 {
+            // `kubectl apply -f dir/` or a GitOps sync: one after the other at the rate.
+            let at = t0 + Duration::from_secs_f64(i as f64 / args.apply_rate);
+            tokio::time::sleep_until(at.into()).await;
+        }
         // The API server sets the generation.
         if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             m.remove("generation");
         }
+        let name = format!(
+            "{}/{}",
+            v["kind"].as_str().unwrap_or_default(),
+            v["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        applied.insert(name, Instant::now());
         fake.put(v).map_err(|s| anyhow::anyhow!("{}", s.message))?;
     }
     let mut ready: BTreeMap<String, Instant> = BTreeMap::new();
@@ -191,6 +205,7 @@ pub async fn run(
     let last = ready.values().max().copied().unwrap_or(t0);
     let mut c = ControllerRun {
         resources: n,
+        apply_rate: args.apply_rate,
         converged,
         ready: ready.len(),
         wall_seconds: last.duration_since(t0).as_secs_f64(),
@@ -198,8 +213,11 @@ pub async fn run(
     };
     let op = Duration::from_secs_f64(args.op_seconds.max(0.0));
     let minus: Vec<Duration> = ready
-        .values()
-        .map(|at| at.duration_since(t0).saturating_sub(op))
+        .iter()
+        .map(|(name, at)| {
+            let from = applied.get(name).copied().unwrap_or(t0);
+            at.saturating_duration_since(from).saturating_sub(op)
+        })
         .collect();
     c.apply_to_ready_minus_operation = Dist::of(&minus);
     c.reconciles = reconciles() - r0;
