@@ -43,14 +43,14 @@
 //! adminToken: null
 //! opSeconds: 5
 //! pageSize: 20
-//! kubernetesVersions: ["1.29.9", "1.29.12", "1.30.4", "1.30.7", "1.31.2", "1.31.4"]
-//! defaultKubernetesVersion: "1.30.7"
+//! kubernetesVersions: ["1.34.8", "1.34.9", "1.35.2", "1.35.3", "1.36.0", "1.36.1"]
+//! defaultKubernetesVersion: "1.35.3"
 //! vmSizes: [{name: Standard_D3_v2, vcpus: 4, memoryGb: 14, family: standardDv2Family}]
 //! subscriptions:
 //! - id: 00000000-0000-0000-0000-000000000000
 //!   workspaces: [{resourceGroup: ml-rg, name: ml-ws, location: eastus}]
 //!   aksClusters:
-//!   - {resourceGroup: aks-rg, name: shared, location: eastus, kubernetesVersion: 1.30.4,
+//!   - {resourceGroup: aks-rg, name: shared, location: eastus, kubernetesVersion: 1.35.3,
 //!      agentPools: [{name: nodepool1, count: 3, vmSize: Standard_D3_v2, mode: System}]}
 //! faults:
 //! - {match: {method: GET, path: /computes/}, kind: {type: Throttle, retryAfterSecs: 3}, times: 2}
