@@ -1806,7 +1806,10 @@ async fn sdk_v1_requests_succeed() {
         "isAttachedCompute",
         "properties",
     ] {
-        assert!(props.get(key).is_some(), "properties.{key} missing: {props}");
+        assert!(
+            props.get(key).is_some(),
+            "properties.{key} missing: {props}"
+        );
     }
     for key in [
         "agentVmSize",

@@ -4,37 +4,12 @@
 //! and caches the SDK's virtualenv). Needs python3 and PyPI, as CI has.
 
 use amlops::emulator::{Emulator, EmulatorConfig};
-use base64::Engine;
-
-/// An unsigned JWT as the emulator's bearer token: the SDK decodes its ARM token (without
-/// verifying it) for `exp` and `tid`, as real Azure AD tokens carry them. The emulator only
-/// compares the token with the one it was configured with.
-fn jwt_token() -> String {
-    let b64 = |v: serde_json::Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-    };
-    let tenant = "00000000-0000-0000-0000-000000000001";
-    format!(
-        "{}.{}.emulator",
-        b64(serde_json::json!({"typ": "JWT", "alg": "none"})),
-        b64(serde_json::json!({
-            "aud": "https://management.azure.com/",
-            "iss": format!("https://sts.windows.net/{tenant}/"),
-            "tid": tenant,
-            "oid": "00000000-0000-0000-0000-000000000002",
-            "exp": 4_102_444_800u64, // 2100-01-01
-        }))
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azureml_sdk_v1_drives_the_emulator() {
     // Instant operations (the SDK polls every 5 s only while an operation runs) and
     // two computes per list page, so the list scenario follows nextLink.
-    let emu = Emulator::start(EmulatorConfig {
-        token: jwt_token(),
-        ..EmulatorConfig::for_tests()
-    })
+    let emu = Emulator::start(EmulatorConfig::for_tests())
         .await
         .expect("emulator starts");
     let out = tokio::process::Command::new("bash")

@@ -269,10 +269,7 @@ fn describe(route: &Route, method: &Method) -> (String, Option<&'static [&'stati
     let mls = "Microsoft.MachineLearningServices";
     let cs = "Microsoft.ContainerService";
     match route {
-        Route::Workspace(..) => (
-            format!("{mls}/workspaces/{verb}"),
-            Some(WORKSPACE_VERSIONS),
-        ),
+        Route::Workspace(..) => (format!("{mls}/workspaces/{verb}"), Some(WORKSPACE_VERSIONS)),
         Route::ComputeList(..) | Route::Compute(..) => (
             format!("{mls}/workspaces/computes/{verb}"),
             Some(COMPUTE_VERSIONS),

@@ -147,6 +147,31 @@ fn default_location() -> String {
     "eastus".into()
 }
 
+/// The default ARM bearer token: an unsigned JWT (`alg: none`, audience ARM, expiring in
+/// 2100). Azure AD tokens are JWTs and clients decode them without verifying: the Azure ML
+/// SDK v1 reads `exp` (and `tid`) from its ARM token before its first call, so a token that
+/// is not a JWT breaks it. The emulator itself only compares the whole string.
+pub fn default_token() -> String {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.emulator",
+        b64(serde_json::json!({"typ": "JWT", "alg": "none"})),
+        b64(serde_json::json!({
+            "aud": "https://management.azure.com/",
+            "iss": format!("https://sts.windows.net/{DEFAULT_TENANT}/"),
+            "tid": DEFAULT_TENANT,
+            "oid": "00000000-0000-0000-0000-000000000002",
+            "exp": 4_102_444_800u64,
+        }))
+    )
+}
+
+/// Tenant of the default token.
+pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-000000000001";
+
 /// The subscription of the embedded default seed.
 pub const DEFAULT_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -205,14 +230,54 @@ pub fn default_vm_sizes() -> Vec<VmSize> {
         // GPU
         ("Standard_NC4as_T4_v3", 4, 28.0, "Standard NCASv3_T4 Family"),
         ("Standard_NC8as_T4_v3", 8, 56.0, "Standard NCASv3_T4 Family"),
-        ("Standard_NC16as_T4_v3", 16, 110.0, "Standard NCASv3_T4 Family"),
-        ("Standard_NC64as_T4_v3", 64, 440.0, "Standard NCASv3_T4 Family"),
-        ("Standard_NC24ads_A100_v4", 24, 220.0, "StandardNCADSA100v4Family"),
-        ("Standard_NC48ads_A100_v4", 48, 440.0, "StandardNCADSA100v4Family"),
-        ("Standard_NC96ads_A100_v4", 96, 880.0, "StandardNCADSA100v4Family"),
-        ("Standard_NC40ads_H100_v5", 40, 320.0, "standardNCadsH100v5Family"),
-        ("Standard_NV36ads_A10_v5", 36, 440.0, "StandardNVADSA10v5Family"),
-        ("Standard_ND96asr_v4", 96, 900.0, "standardNDASv4_A100Family"),
+        (
+            "Standard_NC16as_T4_v3",
+            16,
+            110.0,
+            "Standard NCASv3_T4 Family",
+        ),
+        (
+            "Standard_NC64as_T4_v3",
+            64,
+            440.0,
+            "Standard NCASv3_T4 Family",
+        ),
+        (
+            "Standard_NC24ads_A100_v4",
+            24,
+            220.0,
+            "StandardNCADSA100v4Family",
+        ),
+        (
+            "Standard_NC48ads_A100_v4",
+            48,
+            440.0,
+            "StandardNCADSA100v4Family",
+        ),
+        (
+            "Standard_NC96ads_A100_v4",
+            96,
+            880.0,
+            "StandardNCADSA100v4Family",
+        ),
+        (
+            "Standard_NC40ads_H100_v5",
+            40,
+            320.0,
+            "standardNCadsH100v5Family",
+        ),
+        (
+            "Standard_NV36ads_A10_v5",
+            36,
+            440.0,
+            "StandardNVADSA10v5Family",
+        ),
+        (
+            "Standard_ND96asr_v4",
+            96,
+            900.0,
+            "standardNDASv4_A100Family",
+        ),
     ];
     T.iter()
         .map(|(n, c, m, f)| VmSize {
@@ -237,7 +302,7 @@ impl Default for EmulatorConfig {
     /// (1.35.3, 3 × Standard_D3_v2) for attach scenarios, 5 s operations.
     fn default() -> Self {
         Self {
-            token: "emulator-token".into(),
+            token: default_token(),
             admin_token: None,
             op_seconds: 5.0,
             page_size: 20,

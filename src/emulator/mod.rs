@@ -39,7 +39,7 @@
 //!
 //! # Config file (`--config`, YAML, camelCase; every field optional)
 //! ```yaml
-//! token: emulator-token
+//! token: my-token           # default: an unsigned JWT (config::default_token)
 //! adminToken: null
 //! opSeconds: 5
 //! pageSize: 20
@@ -104,7 +104,7 @@ pub struct EmulatorArgs {
     /// Duration of long-running operations in seconds [default: 5, or the config file's opSeconds].
     #[arg(long, value_name = "N")]
     pub op_seconds: Option<f64>,
-    /// Bearer token accepted on ARM calls [default: emulator-token, or the config file's token].
+    /// Bearer token accepted on ARM calls [default: an unsigned JWT, printed at start, or the config file's token].
     #[arg(long, env = "AMLOPS_EMULATOR_TOKEN")]
     pub token: Option<String>,
 }

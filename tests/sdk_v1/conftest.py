@@ -97,7 +97,7 @@ def emu():
     url = os.environ.get("AMLOPS_EMULATOR_URL")
     if not url:
         pytest.fail("AMLOPS_EMULATOR_URL is not set (run through tests/sdk_v1/run.sh)")
-    return Emulator(url, os.environ.get("AMLOPS_EMULATOR_TOKEN", "emulator-token"))
+    return Emulator(url, os.environ["AMLOPS_EMULATOR_TOKEN"])
 
 
 @pytest.fixture(scope="session")

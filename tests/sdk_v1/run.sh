@@ -13,7 +13,7 @@ PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1
 
 : "${AMLOPS_EMULATOR_URL:?set AMLOPS_EMULATOR_URL (e.g. http://127.0.0.1:8640)}"
-: "${AMLOPS_EMULATOR_TOKEN:=emulator-token}"
+: "${AMLOPS_EMULATOR_TOKEN:?set AMLOPS_EMULATOR_TOKEN (amlops emulator prints it)}"
 export AMLOPS_EMULATOR_TOKEN
 
 lock="$here/requirements.lock"
