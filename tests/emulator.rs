@@ -1755,6 +1755,139 @@ async fn update_of_tls_enabled_compute_keeps_the_certificate() {
     assert!(fessl(&ctx, &shared_id()).await.is_err());
 }
 
+/// The TLS in-place update (what the SDK's `update(AksUpdateConfiguration(ssl_configuration=…))`
+/// sends, GET-modify-PUT): each change rewrites `azuremlfessl` in place (same Secret) and
+/// `clusterFqdn` when the operation completes, and only then.
+#[tokio::test]
+async fn tls_in_place_update() {
+    let ctx = Ctx::default().await;
+    let auto =
+        json!({"status": "Auto", "leafDomainLabel": "contoso", "overwriteExistingDomain": false});
+    put_and_wait(&ctx, "tlsaks", &attach_body(&shared_id(), "FastProd", auto)).await;
+    async fn get(ctx: &Ctx) -> Value {
+        ctx.get(&q(&compute("tlsaks"), MLS)).await.body
+    }
+    let secret = |s: &Secret| {
+        let data = s.data.clone().unwrap_or_default();
+        (
+            s.metadata.uid.clone(),
+            String::from_utf8_lossy(&data["cert.pem"].0).into_owned(),
+            String::from_utf8_lossy(&data["key.pem"].0).into_owned(),
+        )
+    };
+    let body = get(&ctx).await;
+    let fqdn = body["properties"]["properties"]["clusterFqdn"]
+        .as_str()
+        .expect("fqdn")
+        .to_string();
+    assert!(
+        fqdn.starts_with("contoso") && fqdn.ends_with(".eastus.cloudapp.azure.com"),
+        "{fqdn}"
+    );
+    let (uid, cert1, key1) = secret(&fessl(&ctx, &shared_id()).await.expect("azuremlfessl"));
+    let san = |pem: &str| {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+        let c = p.parse_x509().expect("x509");
+        format!(
+            "{:?}",
+            c.subject_alternative_name()
+                .ok()
+                .flatten()
+                .map(|e| e.value.clone())
+        )
+    };
+    assert!(san(&cert1).contains(&fqdn));
+
+    async fn put(ctx: &Ctx, body: Value) -> Value {
+        let r = ctx.put(&q(&compute("tlsaks"), MLS), &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        ctx.wait(&r).await["status"].clone()
+    }
+    // Echoing the configuration back (another field changes): nothing is issued.
+    let mut b = get(&ctx).await;
+    b["properties"]["description"] = json!("scoring");
+    assert_eq!(put(&ctx, b).await, "Succeeded");
+    assert_eq!(
+        secret(&fessl(&ctx, &shared_id()).await.expect("kept")).1,
+        cert1
+    );
+
+    // renew: a new certificate and key for the same FQDN, in the same Secret.
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"]["renew"] = json!(true);
+    ctx.emu.set_op_duration(Duration::from_secs(600));
+    let r = ctx.put(&q(&compute("tlsaks"), MLS), &b).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        secret(&fessl(&ctx, &shared_id()).await.expect("still")).1,
+        cert1,
+        "nothing changes before the operation completes"
+    );
+    assert_eq!(
+        get(&ctx).await["properties"]["provisioningState"],
+        "Updating"
+    );
+    ctx.emu.set_op_duration(Duration::ZERO);
+    assert_eq!(ctx.post("/admin/operations/complete").await.status, 204);
+    assert_eq!(ctx.wait(&r).await["status"], "Succeeded");
+    let (uid2, cert2, key2) = secret(&fessl(&ctx, &shared_id()).await.expect("renewed"));
+    assert_eq!(uid2, uid, "same Secret, content replaced");
+    assert!(cert2 != cert1 && key2 != key1);
+    assert!(san(&cert2).contains(&fqdn));
+    assert_eq!(
+        get(&ctx).await["properties"]["properties"]["clusterFqdn"],
+        fqdn
+    );
+
+    // Switch to a custom certificate: azuremlfessl holds it, the FQDN is the cname.
+    let (cert, key) = self_signed("api.contoso.com");
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"] =
+        json!({"status": "Enabled", "cname": "api.contoso.com", "cert": cert, "key": key});
+    assert_eq!(put(&ctx, b).await, "Succeeded");
+    let (uid3, c3, k3) = secret(&fessl(&ctx, &shared_id()).await.expect("custom"));
+    assert_eq!((uid3, c3, k3), (uid.clone(), cert.clone(), key.clone()));
+    assert_eq!(
+        get(&ctx).await["properties"]["properties"]["clusterFqdn"],
+        "api.contoso.com"
+    );
+
+    // renew applies to Microsoft certificates only.
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"]["renew"] = json!(true);
+    let r = ctx.put(&q(&compute("tlsaks"), MLS), &b).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "BadArgument");
+
+    // Back to Auto with the same label and overwriteExistingDomain: the label's domain again.
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"] =
+        json!({"status": "Auto", "leafDomainLabel": "contoso", "overwriteExistingDomain": true});
+    assert_eq!(put(&ctx, b).await, "Succeeded");
+    assert_eq!(
+        get(&ctx).await["properties"]["properties"]["clusterFqdn"],
+        fqdn
+    );
+    let (_, c4, _) = secret(&fessl(&ctx, &shared_id()).await.expect("auto again"));
+    assert!(c4 != cert && san(&c4).contains(&fqdn));
+
+    // Disabled: the Secret is gone; the FQDN is the cluster's own.
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"] = json!({"status": "Disabled"});
+    assert_eq!(put(&ctx, b).await, "Succeeded");
+    assert!(fessl(&ctx, &shared_id()).await.is_err());
+    let body = get(&ctx).await;
+    assert_eq!(
+        body["properties"]["properties"]["sslConfiguration"]["status"],
+        "Disabled"
+    );
+    assert!(
+        body["properties"]["properties"]["clusterFqdn"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(".azmk8s.io"))
+    );
+}
+
 /// The requests the Azure ML SDK v1 (azureml-core 1.61) sends, as its source builds them, all
 /// succeed: workspace GET at 2022-05-01, compute PUT/DELETE/listKeys on the ARM path and GET/list
 /// on the `/rp/workspaces` alias at 2020-02-02, lowercase `underlyingResourceAction`, the GET

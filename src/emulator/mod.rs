@@ -7,10 +7,16 @@
 //! to `emu.base_url()` with `Authorization: Bearer {emu.token()}`.
 //!
 //! # ARM surface (bearer token and `api-version` required)
-//! - `GET  …/providers/Microsoft.MachineLearningServices/workspaces/{ws}` (2025-06-01, 2025-09-01, 2025-12-01)
+//! - `GET  …/providers/Microsoft.MachineLearningServices/workspaces/{ws}`
+//!   ([`arm::WORKSPACE_VERSIONS`]: 2025-06-01, 2025-09-01, 2025-12-01; the SDK v1's 2022-05-01, 2020-01-01)
 //! - `GET|PUT|DELETE …/workspaces/{ws}/computes/{name}`, `GET …/computes` (paged, `$skip`),
-//!   `POST …/computes/{name}/listKeys`; PUT/DELETE are long-running (`Azure-AsyncOperation`,
-//!   `Location`, `Retry-After`, `retry-after-ms`).
+//!   `POST …/computes/{name}/listKeys` ([`arm::COMPUTE_VERSIONS`]: the three above and the SDK
+//!   v1's 2020-02-02); PUT/DELETE are long-running (`Azure-AsyncOperation`, `Location`,
+//!   `Retry-After`, `retry-after-ms`). A compute body carries every schema property, `null`
+//!   when unset. A PUT on an existing name is an in-place update when it keeps type and
+//!   resourceId (the SDK's GET-modify-PUT): load balancer, description, and TLS — `Disabled`,
+//!   `Enabled` + cert/key, `Auto` + label, `renew: true` — applied to `azuremlfessl` and
+//!   `clusterFqdn` when the operation completes.
 //! - `GET /subscriptions/{s}/providers/Microsoft.MachineLearningServices/locations/{loc}/computeOperationsStatus/{id}`
 //!   (always 200) and `…/computeOperationsResults/{id}` (202 while running).
 //! - `GET|DELETE …/providers/Microsoft.ContainerService/managedClusters/{name}` (2025-10-01),
@@ -20,7 +26,8 @@
 //!   `…/locations/{loc}/operations/{id}` and `…/operationresults/{id}`.
 //! - `GET /subscriptions/{s}/providers/Microsoft.Compute/skus?api-version=2021-07-01&$filter=location eq '{loc}'`.
 //! - Azure ML SDK v1: `GET /discovery` (no token), the alias `/rp/workspaces/subscriptions/…`
-//!   (also api-version 2020-02-02).
+//!   of the compute GET and list (same api-versions). `tests/sdk_v1` drives the emulator with
+//!   the SDK itself; the default bearer token is an unsigned JWT because the SDK decodes it.
 //!
 //! # AKS data plane
 //! `/aks/{key}/version`, `/api`, `/apis`, `/api/v1/secrets`, `/api/v1/namespaces/{ns}/secrets[/{name}]`,
