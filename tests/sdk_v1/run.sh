@@ -28,9 +28,10 @@ if [ ! -f "$venv/.complete" ]; then
   echo "sdk_v1: creating $venv (azureml-core from PyPI; takes a minute or two)" >&2
   rm -rf "$venv"
   if ! "$PY" -m venv "$venv" 2>/dev/null; then
-    # Debian's python3 without python3-venv: fall back to virtualenv from PyPI.
+    # Debian's python3 without python3-venv: fall back to virtualenv from PyPI (a user
+    # install; PEP 668 marks Debian's Python externally managed, older pips ignore the variable).
     rm -rf "$venv"
-    "$PY" -m pip install --quiet --user virtualenv
+    PIP_BREAK_SYSTEM_PACKAGES=1 "$PY" -m pip install --quiet --user virtualenv
     "$PY" -m virtualenv --quiet "$venv"
   fi
   ok=
