@@ -67,7 +67,17 @@
 //! [`get_agent_pool`](ArmClient::get_agent_pool), [`put_agent_pool`](ArmClient::put_agent_pool),
 //! [`scale_agent_pool`](ArmClient::scale_agent_pool),
 //! [`delete_managed_cluster`](ArmClient::delete_managed_cluster),
-//! [`list_kubernetes_versions`](ArmClient::list_kubernetes_versions); VM sizes
+//! [`list_kubernetes_versions`](ArmClient::list_kubernetes_versions); cluster extensions
+//! [`get_extension`](ArmClient::get_extension), [`create_extension`](ArmClient::create_extension),
+//! [`update_extension`](ArmClient::update_extension),
+//! [`delete_extension`](ArmClient::delete_extension), [`list_extensions`](ArmClient::list_extensions),
+//! [`extension_operation`](ArmClient::extension_operation) (the Azure ML extension body:
+//! [`azureml_extension::AzureMlExtensionSpec`]); provider registration
+//! [`get_provider_registration`](ArmClient::get_provider_registration); `Kubernetes` computes
+//! [`attach_kubernetes_compute`](ArmClient::attach_kubernetes_compute),
+//! [`get_kubernetes_compute`](ArmClient::get_kubernetes_compute),
+//! [`detach_kubernetes_compute`](ArmClient::detach_kubernetes_compute),
+//! [`list_kubernetes_computes`](ArmClient::list_kubernetes_computes); VM sizes
 //! [`list_vm_skus`](ArmClient::list_vm_skus) and [`vm_vcpus`](ArmClient::vm_vcpus) (cached
 //! per subscription and location); operations [`poll`](ArmClient::poll) and
 //! [`wait_for`](ArmClient::wait_for) (CLI use); quota
@@ -81,10 +91,13 @@
 
 mod aks;
 pub mod auth;
+pub mod azureml_extension;
 mod compute;
 pub mod config;
 pub mod error;
+mod extension;
 mod http;
+mod kubernetes_compute;
 pub mod lro;
 pub mod metrics;
 pub mod model;
@@ -108,6 +121,10 @@ pub use config::{
     Secret, Timeouts,
 };
 pub use error::{ApiError, AzureError, ErrorCategory};
+pub use extension::{
+    ARC_NAMESPACE, ExtensionId, KUBERNETES_CONFIGURATION_API_VERSION,
+    KUBERNETES_CONFIGURATION_NAMESPACE, RESOURCES_API_VERSION,
+};
 pub use http::USER_AGENT;
 pub use lro::{LroStart, LroStyle, OperationHandle, OperationKind, OperationStatus};
 pub use metrics::{ArmObserver, Attempt, NoopObserver, StatusClass};
