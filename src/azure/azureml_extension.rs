@@ -373,11 +373,17 @@ impl AzureMlExtensionSpec {
             if ilb {
                 set("internalLoadBalancerProvider", "azure".into());
             }
-            set("inferenceRouterHA", flag(inf.high_availability.unwrap_or(!small)));
+            set(
+                "inferenceRouterHA",
+                flag(inf.high_availability.unwrap_or(!small)),
+            );
             if inf.router_service_type == RouterServiceType::NodePort {
                 set("scoringFe.serviceType.nodePort", lower_flag(true));
             } else {
-                set("scoringFe.serviceType.internalLoadBalancer", lower_flag(ilb));
+                set(
+                    "scoringFe.serviceType.internalLoadBalancer",
+                    lower_flag(ilb),
+                );
             }
             match &inf.tls {
                 InferenceTls::Disabled => {}

@@ -88,7 +88,8 @@ fn parse_at(c: &[char], pos: &mut usize) -> Expr {
 }
 
 fn truthy(v: &Value) -> bool {
-    v.as_bool().unwrap_or_else(|| panic!("boolean expected, got {v}"))
+    v.as_bool()
+        .unwrap_or_else(|| panic!("boolean expected, got {v}"))
 }
 
 impl Template {
@@ -179,7 +180,9 @@ impl Template {
             ),
             "last" => a[0].as_array().unwrap().last().cloned().unwrap(),
             user => {
-                let (ns, member) = user.split_once('.').unwrap_or_else(|| panic!("function {user}"));
+                let (ns, member) = user
+                    .split_once('.')
+                    .unwrap_or_else(|| panic!("function {user}"));
                 let f = self.doc["functions"]
                     .as_array()
                     .unwrap()
@@ -265,7 +268,8 @@ fn body_matches_microsofts_template() {
         f(&mut s);
         s
     };
-    let common = json!({"extensionName": "azureml", "aksResourceId": AKS_ID, "aksLocation": "eastus"});
+    let common =
+        json!({"extensionName": "azureml", "aksResourceId": AKS_ID, "aksLocation": "eastus"});
     let with = |extra: Value| {
         let mut p = common.clone();
         p.as_object_mut()
@@ -284,9 +288,11 @@ fn body_matches_microsofts_template() {
                     secret_tls.clone(),
                 ));
             }),
-            params: with(json!({"autoUpgradeMinorVersion": true, "enableTraining": true, "enableInference": true,
+            params: with(
+                json!({"autoUpgradeMinorVersion": true, "enableTraining": true, "enableInference": true,
                 "inferenceRouterServiceType": "LoadBalancer", "internalLoadBalancerProvider": "",
-                "sslCname": "scoring.contoso.com", "sslSecret": "scoring-tls"})),
+                "sslCname": "scoring.contoso.com", "sslSecret": "scoring-tls"}),
+            ),
         },
         Case {
             name: "inference, internal LoadBalancer, TLS by PEM",
@@ -297,9 +303,11 @@ fn body_matches_microsofts_template() {
                     pem_tls.clone(),
                 ));
             }),
-            params: with(json!({"autoUpgradeMinorVersion": true, "enableInference": true,
+            params: with(
+                json!({"autoUpgradeMinorVersion": true, "enableInference": true,
                 "inferenceRouterServiceType": "LoadBalancer", "internalLoadBalancerProvider": "azure",
-                "sslCname": "scoring.contoso.com", "sslCertificate": b64(CERT_PEM), "sslKey": b64(KEY_PEM)})),
+                "sslCname": "scoring.contoso.com", "sslCertificate": b64(CERT_PEM), "sslKey": b64(KEY_PEM)}),
+            ),
         },
         Case {
             name: "inference, NodePort, HTTP only, no HA, node selector",
@@ -309,10 +317,12 @@ fn body_matches_microsofts_template() {
                 s.inference = Some(i);
                 s.node_selector = BTreeMap::from([("agentpool".to_owned(), "ml".to_owned())]);
             }),
-            params: with(json!({"autoUpgradeMinorVersion": true, "enableInference": true,
+            params: with(
+                json!({"autoUpgradeMinorVersion": true, "enableInference": true,
                 "inferenceRouterServiceType": "NodePort", "internalLoadBalancerProvider": "",
                 "allowInsecureConnections": true, "inferenceRouterHA": false,
-                "nodeSelector": {"nodeSelector.agentpool": "ml"}})),
+                "nodeSelector": {"nodeSelector.agentpool": "ml"}}),
+            ),
         },
         Case {
             name: "training only, GPU add-ons",
@@ -322,8 +332,10 @@ fn body_matches_microsofts_template() {
                 s.add_ons.dcgm_exporter = true;
                 s.add_ons.volcano = false;
             }),
-            params: with(json!({"autoUpgradeMinorVersion": true, "enableTraining": true,
-                "installNvidiaDevicePlugin": true, "installDcgmExporter": true, "installVolcano": false})),
+            params: with(
+                json!({"autoUpgradeMinorVersion": true, "enableTraining": true,
+                "installNvidiaDevicePlugin": true, "installDcgmExporter": true, "installVolcano": false}),
+            ),
         },
         Case {
             name: "pinned version",
@@ -339,7 +351,11 @@ fn body_matches_microsofts_template() {
         let theirs = Template::new(case.params).extension();
         let tp = &theirs["properties"];
         let op = &ours["properties"];
-        assert_eq!(ours["identity"], theirs["identity"], "{}: identity", case.name);
+        assert_eq!(
+            ours["identity"], theirs["identity"],
+            "{}: identity",
+            case.name
+        );
         assert!(
             op["extensionType"]
                 .as_str()
@@ -376,7 +392,12 @@ fn body_matches_microsofts_template() {
         template.remove("domain");
         assert_eq!(mine.remove("location").as_deref(), Some("eastus"));
         if let Some(secret) = mine.remove("sslSecret") {
-            assert_eq!(Some(&secret), mine.get("scoringFe.sslSecret"), "{}", case.name);
+            assert_eq!(
+                Some(&secret),
+                mine.get("scoringFe.sslSecret"),
+                "{}",
+                case.name
+            );
         }
         assert_eq!(mine, template, "{}: configurationSettings", case.name);
         // The template writes empty PEM values when it has none (training only): dropped.
@@ -422,7 +443,12 @@ fn the_clis_checks_refuse_bad_specs() {
         spec(&|s| s.inference = inference(RouterServiceType::ClusterIp, true, tls("a.b"))),
         Some(ExtensionSpecError::ClusterIpWithInternalLoadBalancer)
     );
-    for key in ["clusterId", "scoringFe.sslSecret", "nodeSelector.x", "DOMAIN"] {
+    for key in [
+        "clusterId",
+        "scoringFe.sslSecret",
+        "nodeSelector.x",
+        "DOMAIN",
+    ] {
         assert_eq!(
             spec(&|s| {
                 s.training = true;

@@ -170,7 +170,10 @@ impl ArmClient {
     }
 
     /// All extensions of a cluster (every page).
-    pub async fn list_extensions(&self, cluster: &ResourceId) -> Result<Vec<Extension>, AzureError> {
+    pub async fn list_extensions(
+        &self,
+        cluster: &ResourceId,
+    ) -> Result<Vec<Extension>, AzureError> {
         // Validates the cluster type with a placeholder name.
         let probe = ExtensionId::new(cluster.clone(), "x")?;
         let url = self.transport().url(

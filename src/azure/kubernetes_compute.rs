@@ -49,7 +49,12 @@ impl ArmClient {
                 body.properties.compute_type
             )));
         }
-        if body.properties.resource_id.as_deref().is_none_or(str::is_empty) {
+        if body
+            .properties
+            .resource_id
+            .as_deref()
+            .is_none_or(str::is_empty)
+        {
             return Err(AzureError::Config(
                 "a Kubernetes compute needs the cluster's resourceId".to_owned(),
             ));

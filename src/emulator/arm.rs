@@ -431,7 +431,14 @@ fn kube(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Outcome {
-    match kube_api::handle(&mut shared.lock(), method.as_str(), key, tail, headers, body) {
+    match kube_api::handle(
+        &mut shared.lock(),
+        method.as_str(),
+        key,
+        tail,
+        headers,
+        body,
+    ) {
         KubeOutcome::Respond(r) => Outcome::Respond(r),
         KubeOutcome::Unreachable => Outcome::Drop,
     }

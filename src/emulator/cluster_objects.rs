@@ -13,7 +13,7 @@
 //! - On success ([`install`]): namespace `azureml`, Service `azureml-fe` (with a load-balancer
 //!   IP for `LoadBalancer`), the health-check ConfigMap, and the CRD
 //!   `instancetypes.amlarc.azureml.com` after a delay (samples poll for it after `Succeeded`).
-//! - Storage ([`handle`]): cluster-scoped `InstanceType` objects (`amlarc.azureml.com/v1alpha1`,
+//! - Storage ([`handle`]): namespaces (create), cluster-scoped `InstanceType` objects (`amlarc.azureml.com/v1alpha1`,
 //!   GET/POST/PUT/PATCH/DELETE once the CRD exists) and Secrets written into existing
 //!   namespaces (e.g. the TLS Secret named by `sslSecret` in `azureml`).
 //! - On uninstall: the Helm objects go; the namespace, the CRD and the InstanceType objects
@@ -43,7 +43,12 @@ pub const ROUTER_SERVICE: &str = "azureml-fe";
 pub const HEALTHCHECK_CONFIGMAP: &str = "arcml-healthcheck";
 
 /// Keys the CLI derives and the chart needs (missing ones fail the health check).
-const REQUIRED_DERIVED: [&str; 4] = ["cluster_name", "clusterId", "domain", "jobSchedulerLocation"];
+const REQUIRED_DERIVED: [&str; 4] = [
+    "cluster_name",
+    "clusterId",
+    "domain",
+    "jobSchedulerLocation",
+];
 
 /// Objects of one cluster besides Secrets (which live in [`super::state::Cluster::secrets`]).
 #[derive(Debug, Clone, Default)]
@@ -109,8 +114,11 @@ fn cname_matches(cname: &str, host: Option<&str>) -> bool {
 }
 
 fn check_pair(cert: &str, key: &str, cname: &str, source: &str) -> Result<(), HealthFailure> {
-    let info = crate::tls::verify_pair(cert, key)
-        .map_err(|_| ssl_failure(&format!("{source}: the certificate and key do not form a valid pair")))?;
+    let info = crate::tls::verify_pair(cert, key).map_err(|_| {
+        ssl_failure(&format!(
+            "{source}: the certificate and key do not form a valid pair"
+        ))
+    })?;
     if !cname_matches(cname, info.hostname.as_deref()) {
         return Err(ssl_failure(&format!(
             "{source}: the certificate is not valid for sslCname {cname}"
@@ -154,7 +162,12 @@ pub fn health_check(inner: &Inner, e: &ExtensionRecord) -> Result<(), Vec<Health
                             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
                             .unwrap_or_default()
                     };
-                    check_pair(&text("cert.pem"), &text("key.pem"), cname, &format!("secret {AZUREML_NS}/{name}"))
+                    check_pair(
+                        &text("cert.pem"),
+                        &text("key.pem"),
+                        cname,
+                        &format!("secret {AZUREML_NS}/{name}"),
+                    )
                 }
                 None => Err(ssl_failure(&format!(
                     "secret {AZUREML_NS}/{name} with cert.pem and key.pem not found"
@@ -196,8 +209,8 @@ pub fn health_check(inner: &Inner, e: &ExtensionRecord) -> Result<(), Vec<Health
             ),
         });
     }
-    let legacy = !cluster.azureml_components.is_empty()
-        || inner.ext.traits(&cluster_key).legacy_front_end;
+    let legacy =
+        !cluster.azureml_components.is_empty() || inner.ext.traits(&cluster_key).legacy_front_end;
     let migrating = e.flag("scoringFe.enableUpgrade", false) || e.flag("isAKSMigration", false);
     if inference && legacy && !migrating {
         failures.push(HealthFailure {
@@ -264,7 +277,11 @@ pub fn record_failed_health_check(
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let objs = inner.ext.objects.entry(cluster_key.to_string()).or_default();
+    let objs = inner
+        .ext
+        .objects
+        .entry(cluster_key.to_string())
+        .or_default();
     healthcheck_configmap(objs, hook, report);
 }
 
@@ -311,17 +328,28 @@ pub fn install(inner: &mut Inner, e: &ExtensionRecord) {
                 if internal {
                     json!(format!("10.240.0.{n}"))
                 } else {
-                    json!(format!("20.{}.{}.{n}", 40 + rand::random::<u8>() % 100, rand::random::<u8>()))
+                    json!(format!(
+                        "20.{}.{}.{n}",
+                        40 + rand::random::<u8>() % 100,
+                        rand::random::<u8>()
+                    ))
                 }
             });
-            ("LoadBalancer", json!({"loadBalancer": {"ingress": [{"ip": ip}]}}))
+            (
+                "LoadBalancer",
+                json!({"loadBalancer": {"ingress": [{"ip": ip}]}}),
+            )
         }
     };
-    let mut port_spec = json!({"name": "https", "port": port, "protocol": "TCP", "targetPort": port});
+    let mut port_spec =
+        json!({"name": "https", "port": port, "protocol": "TCP", "targetPort": port});
     if svc_type == "NodePort"
         && let Some(o) = port_spec.as_object_mut()
     {
-        o.insert("nodePort".into(), json!(30000 + u32::from(rand::random::<u16>() % 2767)));
+        o.insert(
+            "nodePort".into(),
+            json!(30000 + u32::from(rand::random::<u16>() % 2767)),
+        );
     }
     let mut metadata = meta(ROUTER_SERVICE, Some(AZUREML_NS), objs.next_version());
     if internal && let Some(o) = metadata.as_object_mut() {
@@ -486,6 +514,31 @@ pub fn handle(
                 .map(|n| namespace_json(n))
                 .collect(),
         ),
+        ("POST", ["api", "v1", "namespaces"]) => {
+            let name = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+                v.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            match name {
+                None => bad_body("metadata.name is required"),
+                Some(n) if namespaces(inner, cluster_key).contains(&n) => status(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    format!("namespaces \"{n}\" already exists"),
+                    None,
+                ),
+                Some(n) => {
+                    let objs = inner
+                        .ext
+                        .objects
+                        .entry(cluster_key.to_string())
+                        .or_default();
+                    objs.namespaces.insert(n.clone());
+                    ok(&namespace_json(&n), StatusCode::CREATED)
+                }
+            }
+        }
         ("GET", ["api", "v1", "namespaces", ns]) => {
             if namespaces(inner, cluster_key).contains(*ns) {
                 ok(&namespace_json(ns), StatusCode::OK)
@@ -493,8 +546,22 @@ pub fn handle(
                 not_found("namespaces", ns)
             }
         }
-        ("GET", ["api", "v1", "namespaces", ns, kind @ ("services" | "configmaps")]) => {
-            let objs = inner.ext.objects.get(cluster_key).cloned().unwrap_or_default();
+        (
+            "GET",
+            [
+                "api",
+                "v1",
+                "namespaces",
+                ns,
+                kind @ ("services" | "configmaps"),
+            ],
+        ) => {
+            let objs = inner
+                .ext
+                .objects
+                .get(cluster_key)
+                .cloned()
+                .unwrap_or_default();
             let map = if *kind == "services" {
                 &objs.services
             } else {
@@ -506,12 +573,26 @@ pub fn handle(
                 .map(|(_, v)| v.clone())
                 .collect();
             list(
-                if *kind == "services" { "Service" } else { "ConfigMap" },
+                if *kind == "services" {
+                    "Service"
+                } else {
+                    "ConfigMap"
+                },
                 "v1",
                 items,
             )
         }
-        ("GET", ["api", "v1", "namespaces", ns, kind @ ("services" | "configmaps"), name]) => {
+        (
+            "GET",
+            [
+                "api",
+                "v1",
+                "namespaces",
+                ns,
+                kind @ ("services" | "configmaps"),
+                name,
+            ],
+        ) => {
             let objs = inner.ext.objects.get(cluster_key);
             let key = (ns.to_string(), name.to_string());
             let found = objs.and_then(|o| {
@@ -526,7 +607,15 @@ pub fn handle(
                 None => not_found(kind, name),
             }
         }
-        ("GET", ["apis", "apiextensions.k8s.io", "v1", "customresourcedefinitions"]) => {
+        (
+            "GET",
+            [
+                "apis",
+                "apiextensions.k8s.io",
+                "v1",
+                "customresourcedefinitions",
+            ],
+        ) => {
             let items = inner
                 .ext
                 .objects
@@ -541,7 +630,16 @@ pub fn handle(
                 .unwrap_or_default();
             list("CustomResourceDefinition", "apiextensions.k8s.io/v1", items)
         }
-        ("GET", ["apis", "apiextensions.k8s.io", "v1", "customresourcedefinitions", name]) => {
+        (
+            "GET",
+            [
+                "apis",
+                "apiextensions.k8s.io",
+                "v1",
+                "customresourcedefinitions",
+                name,
+            ],
+        ) => {
             let visible = inner
                 .ext
                 .objects
@@ -554,9 +652,16 @@ pub fn handle(
                 not_found("customresourcedefinitions.apiextensions.k8s.io", name)
             }
         }
-        (_, ["apis", INSTANCE_TYPE_GROUP, "v1alpha1", "instancetypes", rest @ ..]) => {
-            instance_types(inner, cluster_key, method, rest.first().copied(), body, now)
-        }
+        (
+            _,
+            [
+                "apis",
+                INSTANCE_TYPE_GROUP,
+                "v1alpha1",
+                "instancetypes",
+                rest @ ..,
+            ],
+        ) => instance_types(inner, cluster_key, method, rest.first().copied(), body, now),
         ("POST", ["api", "v1", "namespaces", ns, "secrets"]) => {
             write_secret(inner, cluster_key, ns, None, body, true)
         }
@@ -660,7 +765,11 @@ fn instance_types(
     body: &[u8],
     now: Instant,
 ) -> Response {
-    let objs = inner.ext.objects.entry(cluster_key.to_string()).or_default();
+    let objs = inner
+        .ext
+        .objects
+        .entry(cluster_key.to_string())
+        .or_default();
     if !objs.has_instance_type_crd(now) {
         return no_resource();
     }
@@ -688,10 +797,11 @@ fn instance_types(
                 Ok(_) => return bad_body("expected a JSON object"),
                 Err(e) => return bad_body(e),
             };
-            let Some(n) = name
-                .map(str::to_string)
-                .or_else(|| obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string))
-            else {
+            let Some(n) = name.map(str::to_string).or_else(|| {
+                obj.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }) else {
                 return bad_body("metadata.name is required");
             };
             let exists = objs.instance_types.contains_key(&n);
@@ -721,7 +831,11 @@ fn instance_types(
                 m.insert(
                     "creationTimestamp".into(),
                     keep("creationTimestamp").unwrap_or_else(|| {
-                        json!(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        json!(
+                            jiff::Timestamp::now()
+                                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                                .to_string()
+                        )
                     }),
                 );
             }

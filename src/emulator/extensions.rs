@@ -470,9 +470,8 @@ pub fn extension_json(e: &ExtensionRecord) -> Value {
         if let Some(t) = &e.release_train {
             o.insert("releaseTrain".into(), json!(t));
         }
-        if let Some(v) = &e.version {
-            o.insert("version".into(), json!(v));
-        }
+        // x-nullable: always present, as in Azure's answers.
+        o.insert("version".into(), json!(e.version));
         if let Some(m) = &e.auto_upgrade_mode {
             o.insert("autoUpgradeMode".into(), json!(m));
         }
@@ -534,11 +533,7 @@ fn list(inner: &Inner, _req: &Req, c: &ClusterRef) -> Result<Response, ArmError>
         .filter(|e| e.cluster.key() == key)
         .map(extension_json)
         .collect();
-    Ok((
-        StatusCode::OK,
-        axum::Json(json!({"value": value, "nextLink": null})),
-    )
-        .into_response())
+    Ok((StatusCode::OK, axum::Json(json!({ "value": value }))).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -595,7 +590,11 @@ impl Classify for serde_json::Error {
     }
 }
 
-fn check_modes(auto: bool, version: &Option<String>, mode: &Option<String>) -> Result<(), ArmError> {
+fn check_modes(
+    auto: bool,
+    version: &Option<String>,
+    mode: &Option<String>,
+) -> Result<(), ArmError> {
     if auto && version.is_some() {
         // emulator wording (the CLI's own check reads "To pin to specific version,
         // auto-upgrade-minor-version must be set to 'false'.")
@@ -684,9 +683,9 @@ fn put(inner: &mut Inner, req: &Req, c: &ClusterRef, name: &str) -> Result<Respo
             props.release_train
         },
         version: props.version,
-        scope: props.scope.unwrap_or_else(|| {
-            json!({"cluster": {"releaseNamespace": "default"}})
-        }),
+        scope: props
+            .scope
+            .unwrap_or_else(|| json!({"cluster": {"releaseNamespace": "default"}})),
         settings,
         protected,
         identity_type: body.identity.and_then(|i| i.identity_type),

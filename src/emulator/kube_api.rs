@@ -265,9 +265,7 @@ pub fn handle(
     }
     let cluster_key = cluster_key.clone();
     let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
-    if let Some(resp) =
-        super::cluster_objects::handle(inner, &cluster_key, method, &segs, body)
-    {
+    if let Some(resp) = super::cluster_objects::handle(inner, &cluster_key, method, &segs, body) {
         return KubeOutcome::Respond(resp);
     }
     let Some(cluster) = inner.clusters.get(&cluster_key) else {

@@ -15,7 +15,8 @@
 //! - several computes may attach one cluster, to one or several workspaces; the namespace is
 //!   not checked (Azure neither creates nor validates it);
 //! - `instanceTypes` is a snapshot of the cluster's InstanceType objects taken when the
-//!   attach completes (plus the implicit `defaultinstancetype`);
+//!   attach completes (plus the implicit `defaultinstancetype`, and entries the PUT sent,
+//!   which Azure's example echoes);
 //! - a re-PUT that changes `namespace` or `resourceId` is refused (emulator wording; Microsoft's
 //!   own CI detaches first, "k8s compute doesn't support update"); identity, description and
 //!   tags update in place;
@@ -230,10 +231,17 @@ fn invalid(detail: &str) -> ArmError {
 /// Fills read-only principal ids of an identity the way Azure answers.
 fn identity_out(identity: Option<Value>) -> Option<Value> {
     let mut v = identity?;
-    let t = v.get("type").and_then(Value::as_str).unwrap_or("None").to_string();
+    let t = v
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("None")
+        .to_string();
     if let Some(o) = v.as_object_mut() {
         if t.contains("SystemAssigned") {
-            o.insert("principalId".into(), json!(uuid::Uuid::new_v4().to_string()));
+            o.insert(
+                "principalId".into(),
+                json!(uuid::Uuid::new_v4().to_string()),
+            );
             o.insert(
                 "tenantId".into(),
                 json!("00000000-0000-0000-0000-0000000000aa"),
@@ -323,16 +331,21 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
             "AKS role check failed for user assigned identity. Please check the role assignment.",
         ));
     }
-    let ext_ok = inner
+    let ext = inner
         .ext
         .azureml_of(&ck)
-        .is_some_and(|e| e.provisioning_state == "Succeeded");
-    if !ext_ok {
+        .filter(|e| e.provisioning_state == "Succeeded");
+    let Some(release_train) = ext.map(|e| {
+        e.release_train
+            .clone()
+            .unwrap_or_else(|| "stable".into())
+            .to_ascii_lowercase()
+    }) else {
         // emulator wording, after the docs ("attach fails with extension not installed")
         return Err(ArmError::bad_request(format!(
             "The Azure Machine Learning extension is not installed on cluster '{resource_id}'. Install the extension of type Microsoft.AzureML.Kubernetes (provisioningState Succeeded) before attaching the cluster."
         )));
-    }
+    };
     let compute = KubeCompute {
         workspace: wsk,
         name: p.name.to_string(),
@@ -348,13 +361,20 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
         tags: r.tags,
         provisioning_state: "Creating".into(),
         errors: Vec::new(),
-        release_train: None,
+        release_train: Some(release_train),
         created_on: now,
         modified_on: now,
         operation: None,
     };
     inner.ext.computes.insert(key.clone(), compute);
-    Ok(start(inner, req, &ws, &key, KcOp::Attach, StatusCode::CREATED))
+    Ok(start(
+        inner,
+        req,
+        &ws,
+        &key,
+        KcOp::Attach,
+        StatusCode::CREATED,
+    ))
 }
 
 fn start(
@@ -488,7 +508,17 @@ impl Inner {
                 self.fail_kubernetes_compute(key, err.clone());
                 return Err(err);
             }
-            let snapshot = instance_type_snapshot(self, &c.cluster);
+            // The cluster's objects win; entries the PUT sent are kept beside them (Azure's
+            // GET example echoes the sent `instanceTypes`; what the RP does with them is not
+            // documented).
+            let mut snapshot = instance_type_snapshot(self, &c.cluster);
+            if let (Some(snap), Some(sent)) =
+                (snapshot.as_object_mut(), c.instance_types.as_object())
+            {
+                for (name, v) in sent {
+                    snap.entry(name.clone()).or_insert_with(|| v.clone());
+                }
+            }
             if let Some(x) = self.ext.computes.get_mut(key) {
                 x.instance_types = snapshot;
                 x.release_train = Some(

@@ -151,7 +151,9 @@ impl Inner {
         for g in &seed.role_gaps {
             let ws = workspace_key(&g.workspace_id)
                 .ok_or_else(|| format!("not a workspace id: {}", g.workspace_id))?;
-            self.ext.role_gaps.insert((ws, aks_ref(&g.cluster_id)?.key()));
+            self.ext
+                .role_gaps
+                .insert((ws, aks_ref(&g.cluster_id)?.key()));
         }
         for e in &seed.extensions {
             let cluster = aks_ref(&e.cluster_id)?;
@@ -163,7 +165,10 @@ impl Inner {
             let record = ExtensionRecord {
                 cluster: cluster.clone(),
                 name: name.clone(),
-                extension_type: e.extension_type.clone().unwrap_or_else(|| AZUREML_TYPE.into()),
+                extension_type: e
+                    .extension_type
+                    .clone()
+                    .unwrap_or_else(|| AZUREML_TYPE.into()),
                 auto_upgrade_minor_version: true,
                 auto_upgrade_mode: None,
                 release_train: Some(e.release_train.clone().unwrap_or_else(|| "stable".into())),

@@ -340,7 +340,8 @@ mod tests {
     use super::*;
 
     fn example(path: &str) -> serde_json::Value {
-        let full = format!("/work/shared/azure-specs/kubernetesconfiguration-2025-03-01/examples/{path}");
+        let full =
+            format!("/work/shared/azure-specs/kubernetesconfiguration-2025-03-01/examples/{path}");
         serde_json::from_str(&std::fs::read_to_string(full).unwrap()).unwrap()
     }
 
@@ -354,8 +355,14 @@ mod tests {
             Some(&ExtensionProvisioningState::Succeeded)
         );
         assert_eq!(ext.properties.extension_state.as_deref(), Some("Ready"));
-        assert_eq!(ext.properties.auto_upgrade_mode, Some(AutoUpgradeMode::None));
-        assert_eq!(ext.setting("omsagent.env.clusterName"), Some("clusterName1"));
+        assert_eq!(
+            ext.properties.auto_upgrade_mode,
+            Some(AutoUpgradeMode::None)
+        );
+        assert_eq!(
+            ext.setting("omsagent.env.clusterName"),
+            Some("clusterName1")
+        );
         let create = example("CreateExtension.json");
         let ext: Extension =
             serde_json::from_value(create["responses"]["201"]["body"].clone()).unwrap();

@@ -310,7 +310,10 @@ mod tests {
         let it = &props.instance_types.as_ref().unwrap()["defaultInstanceType"];
         let res = it.resources.as_ref().unwrap();
         assert_eq!(res.requests.get("memory").map(String::as_str), Some("4Gi"));
-        assert!(!res.requests.contains_key("nvidia.com/gpu"), "nulls dropped");
+        assert!(
+            !res.requests.contains_key("nvidia.com/gpu"),
+            "nulls dropped"
+        );
         let out = serde_json::to_string(&c).unwrap() + &format!("{c:?}");
         assert!(!out.contains("TOPSECRET"), "{out}");
     }
@@ -322,7 +325,9 @@ mod tests {
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/k",
             "team-a",
         );
-        c.identity = Some(ManagedServiceIdentity::user_assigned("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ml"));
+        c.identity = Some(ManagedServiceIdentity::user_assigned(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ml",
+        ));
         c.id = Some("x".into());
         c.properties.provisioning_state = Some(ProvisioningState::Succeeded);
         let v = serde_json::to_value(c.for_request()).unwrap();
