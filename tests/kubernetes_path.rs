@@ -1473,3 +1473,49 @@ fn no_log_line_error_or_debug_output_holds_a_protected_setting() {
         }
     }
 }
+
+#[tokio::test]
+async fn admin_endpoint_seeds_the_kubernetes_path() {
+    let ctx = Ctx::new().await;
+    let cluster = ctx.cluster("seeded", 3);
+    let seed = json!({
+        "clusters": [{"clusterId": cluster.to_string(), "legacyFrontEnd": true}],
+        "extensions": [{"clusterId": cluster.to_string(),
+                        "configurationSettings": {"enableInference": "True", "inferenceRouterServiceType": "NodePort"}}],
+    });
+    let r = ctx
+        .http
+        .post(format!("{}/admin/kubernetes-path", ctx.emu.base_url()))
+        .json(&seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let state: Value = r.json().await.unwrap();
+    assert_eq!(
+        state["extensions"][0]["properties"]["provisioningState"],
+        "Succeeded"
+    );
+    let bad = ctx
+        .http
+        .post(format!("{}/admin/kubernetes-path", ctx.emu.base_url()))
+        .json(&json!({"extensions": [{"clusterId": "/nope"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    // The seeded extension serves a Kubernetes compute at once, and its NodePort Service exists.
+    let body = KubernetesComputeResource::attach("eastus", cluster.to_string(), "default");
+    let start = ctx
+        .arm
+        .attach_kubernetes_compute(&compute_id("seeded"), &body)
+        .await
+        .unwrap();
+    assert_eq!(ctx.finish(start).await, OperationStatus::Succeeded);
+    let kube = ctx.kube(&cluster).await;
+    let svc: Service = kube::Api::namespaced(kube, "azureml")
+        .get("azureml-fe")
+        .await
+        .unwrap();
+    assert_eq!(svc.spec.unwrap().type_.as_deref(), Some("NodePort"));
+}

@@ -971,10 +971,7 @@ fn operation_status(
                 format!("Operation {id} was not found."),
             )
         })?;
-    let status = match op.status.as_str() {
-        "InProgress" => "InProgress",
-        s => s,
-    };
+    let status = op.status.as_str();
     let body = json!({
         "id": format!("{target}/operations/{id}"),
         "name": id,
