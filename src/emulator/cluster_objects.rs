@@ -102,29 +102,16 @@ fn ssl_failure(detail: &str) -> HealthFailure {
     }
 }
 
-fn cname_matches(cname: &str, host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    let (cname, host) = (cname.to_ascii_lowercase(), host.to_ascii_lowercase());
-    if let Some(suffix) = host.strip_prefix("*.") {
-        return cname
-            .split_once('.')
-            .is_some_and(|(_, rest)| rest == suffix);
-    }
-    cname == host
-}
-
+/// The chart's SSL check: the pair parses and matches, the chain is in serving order and
+/// valid now, and the certificate covers `sslCname` (the operator's own serving checks).
 fn check_pair(cert: &str, key: &str, cname: &str, source: &str) -> Result<(), HealthFailure> {
-    let info = crate::tls::verify_pair(cert, key).map_err(|_| {
-        ssl_failure(&format!(
-            "{source}: the certificate and key do not form a valid pair"
-        ))
-    })?;
-    if !cname_matches(cname, info.hostname.as_deref()) {
-        return Err(ssl_failure(&format!(
-            "{source}: the certificate is not valid for sslCname {cname}"
-        )));
-    }
-    Ok(())
+    crate::tls::check_serving(cert, key, Some(cname), jiff::Timestamp::now())
+        .map(|_| ())
+        .map_err(|_| {
+            ssl_failure(&format!(
+                "{source}: not a valid certificate and key for sslCname {cname}"
+            ))
+        })
 }
 
 /// The chart's pre-install health check against the cluster.
