@@ -67,7 +67,10 @@
 //! [`get_agent_pool`](ArmClient::get_agent_pool), [`put_agent_pool`](ArmClient::put_agent_pool),
 //! [`scale_agent_pool`](ArmClient::scale_agent_pool),
 //! [`delete_managed_cluster`](ArmClient::delete_managed_cluster),
-//! [`list_kubernetes_versions`](ArmClient::list_kubernetes_versions); cluster extensions
+//! [`list_kubernetes_versions`](ArmClient::list_kubernetes_versions),
+//! [`run_command`](ArmClient::run_command) and
+//! [`command_result`](ArmClient::command_result) (private clusters),
+//! [`aks_entra_token`](ArmClient::aks_entra_token) (Entra-ID-only clusters); cluster extensions
 //! [`get_extension`](ArmClient::get_extension), [`create_extension`](ArmClient::create_extension),
 //! [`update_extension`](ArmClient::update_extension),
 //! [`delete_extension`](ArmClient::delete_extension), [`list_extensions`](ArmClient::list_extensions),
@@ -104,6 +107,7 @@ pub mod model;
 pub mod ratelimit;
 pub mod resource_id;
 pub mod retry;
+pub mod run_command;
 mod skus;
 mod workspace;
 
@@ -156,6 +160,8 @@ pub struct ArmClient {
 #[derive(Debug)]
 struct Inner {
     transport: Transport,
+    /// Tokens for the AKS API server application (Entra-ID-only clusters, Run Command).
+    aks_tokens: TokenProvider,
     default_poll_interval: Duration,
     skus: skus::SkuCache,
 }
@@ -195,6 +201,12 @@ impl ArmClientBuilder {
             Some(c) => c,
             None => build_credential(&config.credential, &config.cloud)?,
         };
+        let aks_tokens = TokenProvider::new(
+            credential.clone(),
+            config.credential.kind(),
+            format!("{}/.default", run_command::AKS_AAD_SERVER_APP_ID),
+            config.timeouts.token,
+        );
         let tokens = TokenProvider::new(
             credential,
             config.credential.kind(),
@@ -212,6 +224,7 @@ impl ArmClientBuilder {
         Ok(ArmClient {
             inner: Arc::new(Inner {
                 transport,
+                aks_tokens,
                 default_poll_interval: config.default_poll_interval,
                 skus: skus::SkuCache::new(config.sku_cache_ttl),
             }),
@@ -247,6 +260,10 @@ impl ArmClient {
 
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
+    }
+
+    pub(crate) fn aks_tokens(&self) -> &TokenProvider {
+        &self.inner.aks_tokens
     }
 
     pub(crate) fn default_poll_interval(&self) -> Duration {
