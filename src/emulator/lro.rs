@@ -324,6 +324,7 @@ impl Inner {
             c.errors = errors;
             c.operation = None;
             c.pending_tls = None;
+            c.renew_tls = false;
             c.modified_on = jiff::Timestamp::now();
         }
     }

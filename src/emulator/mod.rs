@@ -7,10 +7,16 @@
 //! to `emu.base_url()` with `Authorization: Bearer {emu.token()}`.
 //!
 //! # ARM surface (bearer token and `api-version` required)
-//! - `GET  …/providers/Microsoft.MachineLearningServices/workspaces/{ws}` (2025-06-01, 2025-09-01, 2025-12-01)
+//! - `GET  …/providers/Microsoft.MachineLearningServices/workspaces/{ws}`
+//!   ([`arm::WORKSPACE_VERSIONS`]: 2025-06-01, 2025-09-01, 2025-12-01; the SDK v1's 2022-05-01, 2020-01-01)
 //! - `GET|PUT|DELETE …/workspaces/{ws}/computes/{name}`, `GET …/computes` (paged, `$skip`),
-//!   `POST …/computes/{name}/listKeys`; PUT/DELETE are long-running (`Azure-AsyncOperation`,
-//!   `Location`, `Retry-After`, `retry-after-ms`).
+//!   `POST …/computes/{name}/listKeys` ([`arm::COMPUTE_VERSIONS`]: the three above and the SDK
+//!   v1's 2020-02-02); PUT/DELETE are long-running (`Azure-AsyncOperation`, `Location`,
+//!   `Retry-After`, `retry-after-ms`). A compute body carries every schema property, `null`
+//!   when unset. A PUT on an existing name is an in-place update when it keeps type and
+//!   resourceId (the SDK's GET-modify-PUT): load balancer, description, and TLS — `Disabled`,
+//!   `Enabled` + cert/key, `Auto` + label, `renew: true` — applied to `azuremlfessl` and
+//!   `clusterFqdn` when the operation completes.
 //! - `GET /subscriptions/{s}/providers/Microsoft.MachineLearningServices/locations/{loc}/computeOperationsStatus/{id}`
 //!   (always 200) and `…/computeOperationsResults/{id}` (202 while running).
 //! - `GET|DELETE …/providers/Microsoft.ContainerService/managedClusters/{name}` (2025-10-01),
@@ -25,7 +31,8 @@
 //!   `GET /subscriptions/{s}/providers/{namespace}`, `POST …/register`. Computes of type
 //!   `Kubernetes` on the compute paths ([`kubernetes_compute`]).
 //! - Azure ML SDK v1: `GET /discovery` (no token), the alias `/rp/workspaces/subscriptions/…`
-//!   (also api-version 2020-02-02).
+//!   of the compute GET and list (same api-versions). `tests/sdk_v1` drives the emulator with
+//!   the SDK itself; the default bearer token is an unsigned JWT because the SDK decodes it.
 //!
 //! # AKS data plane
 //! `/aks/{key}/version`, `/api`, `/apis`, `/api/v1/secrets`, `/api/v1/namespaces/{ns}/secrets[/{name}]`,
@@ -47,18 +54,18 @@
 //!
 //! # Config file (`--config`, YAML, camelCase; every field optional)
 //! ```yaml
-//! token: emulator-token
+//! token: my-token           # default: an unsigned JWT (config::default_token)
 //! adminToken: null
 //! opSeconds: 5
 //! pageSize: 20
-//! kubernetesVersions: ["1.29.9", "1.29.12", "1.30.4", "1.30.7", "1.31.2", "1.31.4"]
-//! defaultKubernetesVersion: "1.30.7"
+//! kubernetesVersions: ["1.34.8", "1.34.9", "1.35.2", "1.35.3", "1.36.0", "1.36.1"]
+//! defaultKubernetesVersion: "1.35.3"
 //! vmSizes: [{name: Standard_D3_v2, vcpus: 4, memoryGb: 14, family: standardDv2Family}]
 //! subscriptions:
 //! - id: 00000000-0000-0000-0000-000000000000
 //!   workspaces: [{resourceGroup: ml-rg, name: ml-ws, location: eastus}]
 //!   aksClusters:
-//!   - {resourceGroup: aks-rg, name: shared, location: eastus, kubernetesVersion: 1.30.4,
+//!   - {resourceGroup: aks-rg, name: shared, location: eastus, kubernetesVersion: 1.35.3,
 //!      agentPools: [{name: nodepool1, count: 3, vmSize: Standard_D3_v2, mode: System}]}
 //! faults:
 //! - {match: {method: GET, path: /computes/}, kind: {type: Throttle, retryAfterSecs: 3}, times: 2}
@@ -121,7 +128,7 @@ pub struct EmulatorArgs {
     /// Duration of long-running operations in seconds [default: 5, or the config file's opSeconds].
     #[arg(long, value_name = "N")]
     pub op_seconds: Option<f64>,
-    /// Bearer token accepted on ARM calls [default: emulator-token, or the config file's token].
+    /// Bearer token accepted on ARM calls [default: an unsigned JWT, printed at start, or the config file's token].
     #[arg(long, env = "AMLOPS_EMULATOR_TOKEN")]
     pub token: Option<String>,
 }

@@ -149,6 +149,8 @@ pub struct Compute {
     pub operation: Option<String>,
     /// Cert/key waiting for the operation to complete (never serialized).
     pub pending_tls: Option<TlsMaterial>,
+    /// The pending update renews the Microsoft-issued (`Auto`) certificate.
+    pub renew_tls: bool,
     /// TLS settings changed: the operation's completion rewrites `azuremlfessl`.
     pub tls_dirty: bool,
 }
@@ -527,6 +529,10 @@ impl Inner {
                     ssl_status: c.ssl.status.clone(),
                     cluster_fqdn: c.cluster_fqdn.clone(),
                     load_balancer_type: c.load_balancer_type.clone(),
+                    load_balancer_subnet: c.load_balancer_subnet.clone(),
+                    ssl_cname: c.ssl.cname.clone(),
+                    leaf_domain_label: c.ssl.leaf_domain_label.clone(),
+                    aks_networking_configuration: c.networking.clone(),
                     description: c.description.clone(),
                 })
             })
@@ -737,6 +743,14 @@ pub struct ComputeView {
     pub cluster_fqdn: Option<String>,
     /// loadBalancerType.
     pub load_balancer_type: String,
+    /// loadBalancerSubnet.
+    pub load_balancer_subnet: Option<String>,
+    /// sslConfiguration.cname.
+    pub ssl_cname: Option<String>,
+    /// sslConfiguration.leafDomainLabel.
+    pub leaf_domain_label: Option<String>,
+    /// aksNetworkingConfiguration, as sent at create.
+    pub aks_networking_configuration: Option<serde_json::Value>,
     /// description.
     pub description: Option<String>,
 }
