@@ -37,6 +37,8 @@ pub struct EmulatorConfig {
     /// Shorthand: the hourly model with these counts, enforced, for every subscription
     /// (ignored when `throttling` is set).
     pub budget: Option<Budget>,
+    /// The Kubernetes-compute path: cluster traits, extensions, provider registration, …
+    pub kubernetes_path: super::kubernetes_seed::KubernetesPathSeed,
 }
 
 /// A VM size of the Resource SKUs table.
@@ -333,6 +335,7 @@ impl Default for EmulatorConfig {
             faults: Vec::new(),
             throttling: None,
             budget: None,
+            kubernetes_path: Default::default(),
         }
     }
 }
