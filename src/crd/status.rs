@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::TlsMode;
 
@@ -91,12 +91,36 @@ pub struct OperationStatus {
     pub started_at: Option<String>,
 }
 
+/// `status.observedGeneration` before the operator's first status write.
+///
+/// The CRDs default `status` to `{observedGeneration: -1}` (as Flux's own CRDs do), so that a
+/// resource the operator has not looked at yet is InProgress to kstatus (its
+/// `observedGeneration` differs from `metadata.generation`) instead of Current, which is what
+/// kstatus says of an object without a `status`. The API server adds that default whenever it
+/// reads the object (structural defaulting), so every `status` the operator reads has it.
+pub const UNOBSERVED_GENERATION: i64 = -1;
+
+/// Reads `status.observedGeneration`, mapping the schema default
+/// [`UNOBSERVED_GENERATION`] (any negative value: generations start at 1) to `None`, so that
+/// "no generation observed yet" has one representation in the operator's code.
+fn observed_generation<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(Option::<i64>::deserialize(d)?.filter(|g| *g >= 0))
+}
+
 /// Observed state of an `InferenceCluster` or `ClusterAttachment`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+// The API server creates this `status` on every object that has none (see
+// `UNOBSERVED_GENERATION`); kube's derive inlines this schema as the `status` property.
+#[schemars(extend("default" = {"observedGeneration": UNOBSERVED_GENERATION}))]
 pub struct ClusterStatus {
-    /// Generation of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Generation of the spec this status describes; -1 until the operator first writes the
+    /// status (the CRD default: kstatus then reports InProgress, not Current).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "observed_generation"
+    )]
     pub observed_generation: Option<i64>,
     /// Lifecycle phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
