@@ -70,7 +70,17 @@
 //! [`list_kubernetes_versions`](ArmClient::list_kubernetes_versions),
 //! [`run_command`](ArmClient::run_command) and
 //! [`command_result`](ArmClient::command_result) (private clusters),
-//! [`aks_entra_token`](ArmClient::aks_entra_token) (Entra-ID-only clusters); VM sizes
+//! [`aks_entra_token`](ArmClient::aks_entra_token) (Entra-ID-only clusters); cluster extensions
+//! [`get_extension`](ArmClient::get_extension), [`create_extension`](ArmClient::create_extension),
+//! [`update_extension`](ArmClient::update_extension),
+//! [`delete_extension`](ArmClient::delete_extension), [`list_extensions`](ArmClient::list_extensions),
+//! [`extension_operation`](ArmClient::extension_operation) (the Azure ML extension body:
+//! [`azureml_extension::AzureMlExtensionSpec`]); provider registration
+//! [`get_provider_registration`](ArmClient::get_provider_registration); `Kubernetes` computes
+//! [`attach_kubernetes_compute`](ArmClient::attach_kubernetes_compute),
+//! [`get_kubernetes_compute`](ArmClient::get_kubernetes_compute),
+//! [`detach_kubernetes_compute`](ArmClient::detach_kubernetes_compute),
+//! [`list_kubernetes_computes`](ArmClient::list_kubernetes_computes); VM sizes
 //! [`list_vm_skus`](ArmClient::list_vm_skus) and [`vm_vcpus`](ArmClient::vm_vcpus) (cached
 //! per subscription and location); operations [`poll`](ArmClient::poll) and
 //! [`wait_for`](ArmClient::wait_for) (CLI use); quota
@@ -84,10 +94,13 @@
 
 mod aks;
 pub mod auth;
+pub mod azureml_extension;
 mod compute;
 pub mod config;
 pub mod error;
+mod extension;
 mod http;
+mod kubernetes_compute;
 pub mod lro;
 pub mod metrics;
 pub mod model;
@@ -112,6 +125,10 @@ pub use config::{
     Secret, Timeouts,
 };
 pub use error::{ApiError, AzureError, ErrorCategory};
+pub use extension::{
+    ARC_NAMESPACE, ExtensionId, KUBERNETES_CONFIGURATION_API_VERSION,
+    KUBERNETES_CONFIGURATION_NAMESPACE, RESOURCES_API_VERSION,
+};
 pub use http::USER_AGENT;
 pub use lro::{LroStart, LroStyle, OperationHandle, OperationKind, OperationStatus};
 pub use metrics::{ArmObserver, Attempt, NoopObserver, StatusClass};

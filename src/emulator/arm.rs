@@ -15,6 +15,7 @@ use super::conn::ConnInfo;
 use super::errors::{ArmError, msg};
 use super::faults::{Charge, FaultKind};
 use super::kube_api::{self, KubeOutcome};
+use super::kubernetes_compute;
 use super::lro;
 use super::state::{RequestRecord, Shared};
 
@@ -94,6 +95,8 @@ enum Route {
     AksOpStatus(String),
     AksOpResult(String),
     Skus,
+    /// Microsoft.KubernetesConfiguration and provider registration.
+    KubernetesConfiguration(super::extensions::ExtRoute),
 }
 
 fn m(segs: &[&str], pat: &[&str]) -> Option<Vec<String>> {
@@ -190,6 +193,9 @@ fn route(segs: &[&str]) -> Option<(Route, String)> {
     if let Some(c) = m(segs, &MC) {
         let (s, r, n, _) = take4(c);
         return Some((Route::Cluster(s.clone(), r, n), s));
+    }
+    if let Some((r, s)) = super::extensions::route(segs) {
+        return Some((Route::KubernetesConfiguration(r), s));
     }
     for (leaf, admin) in [
         ("listClusterUserCredential", false),
@@ -321,6 +327,10 @@ fn describe(route: &Route, method: &Method) -> (String, Option<&'static [&'stati
             "Microsoft.Compute/skus/read".to_string(),
             Some(SKU_VERSIONS),
         ),
+        Route::KubernetesConfiguration(r) => {
+            let (op, versions) = super::extensions::describe(r, verb);
+            (op, Some(versions))
+        }
     }
 }
 
@@ -368,9 +378,9 @@ pub async fn entry(
             Some(FaultKind::DropConnection) => Outcome::Drop,
             Some(FaultKind::Slow { ms }) => {
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
-                kube(&shared, &method, key, tail, &headers)
+                kube(&shared, &method, key, tail, &headers, &body)
             }
-            _ => kube(&shared, &method, key, tail, &headers),
+            _ => kube(&shared, &method, key, tail, &headers, &body),
         };
         (out, op, None, fault.map(|f| f.name().to_string()))
     } else if path
@@ -432,8 +442,22 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
-fn kube(shared: &Shared, method: &Method, key: &str, tail: &str, headers: &HeaderMap) -> Outcome {
-    match kube_api::handle(&shared.lock(), method.as_str(), key, tail, headers) {
+fn kube(
+    shared: &Shared,
+    method: &Method,
+    key: &str,
+    tail: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Outcome {
+    match kube_api::handle(
+        &mut shared.lock(),
+        method.as_str(),
+        key,
+        tail,
+        headers,
+        body,
+    ) {
         KubeOutcome::Respond(r) => Outcome::Respond(r),
         KubeOutcome::Unreachable => Outcome::Drop,
     }
@@ -608,23 +632,33 @@ fn dispatch(
                 ws: w,
                 name: n,
             };
+            let kubernetes = kubernetes_compute::owns(inner, &p);
             match *m {
+                Method::GET if kubernetes => kubernetes_compute::get(inner, &p),
                 Method::GET => compute::get(inner, &p),
+                Method::PUT if kubernetes_compute::is_kubernetes_body(req.body) => {
+                    kubernetes_compute::put(inner, req, &p)
+                }
+                Method::PUT if kubernetes => Err(ArmError::bad_request(msg::compute_exists(n))),
                 Method::PUT => compute::put(inner, req, &p),
+                Method::DELETE if kubernetes => kubernetes_compute::delete(inner, req, &p),
                 Method::DELETE => compute::delete(inner, req, &p),
                 _ => Err(not_allowed()),
             }
         }
-        (Route::ListKeys(s, r, w, n), &Method::POST) => compute::list_keys(
-            inner,
-            req,
-            &ComputePath {
+        (Route::ListKeys(s, r, w, n), &Method::POST) => {
+            let p = ComputePath {
                 sub: s,
                 rg: r,
                 ws: w,
                 name: n,
-            },
-        ),
+            };
+            if kubernetes_compute::owns(inner, &p) {
+                kubernetes_compute::list_keys(inner, &p)
+            } else {
+                compute::list_keys(inner, req, &p)
+            }
+        }
         (Route::MlsOpStatus(id) | Route::AksOpStatus(id), &Method::GET) => {
             lro::get_status(inner, id, req.now)
         }
@@ -693,6 +727,7 @@ fn dispatch(
             id,
         ),
         (Route::AksVersions, &Method::GET) => aks::kubernetes_versions(inner),
+        (Route::KubernetesConfiguration(r), _) => super::extensions::dispatch(inner, req, r),
         (Route::Skus, &Method::GET) => aks::skus(inner, req),
         _ => Err(not_allowed()),
     }

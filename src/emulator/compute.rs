@@ -211,20 +211,18 @@ pub fn list(inner: &Inner, req: &Req, sub: &str, rg: &str, ws: &str) -> Result<R
             ArmError::bad_request(format!("Invalid continuation token '$skip={s}'."))
         })?,
     };
-    let all: Vec<&Compute> = inner
+    let mut all: Vec<Value> = inner
         .computes
         .values()
         .filter(|c| c.workspace == wsk)
-        .collect();
-    let size = inner.settings.page_size;
-    let page: Vec<Value> = all
-        .iter()
-        .skip(skip)
-        .take(size)
         .filter_map(|c| compute_json(inner, c))
         .collect();
+    all.extend(super::kubernetes_compute::list_json(inner, &wsk));
+    let size = inner.settings.page_size;
+    let total = all.len();
+    let page: Vec<Value> = all.into_iter().skip(skip).take(size).collect();
     let mut body = json!({ "value": page });
-    if skip + size < all.len()
+    if skip + size < total
         && let Some(o) = body.as_object_mut()
     {
         o.insert(

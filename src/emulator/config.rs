@@ -32,6 +32,8 @@ pub struct EmulatorConfig {
     pub faults: Vec<FaultRule>,
     /// Optional per-subscription ARM request budget (429 when exceeded).
     pub budget: Option<Budget>,
+    /// The Kubernetes-compute path: cluster traits, extensions, provider registration, …
+    pub kubernetes_path: super::kubernetes_seed::KubernetesPathSeed,
 }
 
 /// A VM size of the Resource SKUs table.
@@ -327,6 +329,7 @@ impl Default for EmulatorConfig {
             }],
             faults: Vec::new(),
             budget: None,
+            kubernetes_path: Default::default(),
         }
     }
 }

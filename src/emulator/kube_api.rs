@@ -240,7 +240,8 @@ pub enum KubeOutcome {
     Unreachable,
 }
 
-fn status(
+/// A Kubernetes `Status` error response.
+pub fn status(
     code: StatusCode,
     reason: &str,
     message: String,
@@ -276,13 +277,14 @@ fn ok_json<T: serde::Serialize>(value: &T) -> Response {
 
 /// Handles `/aks/{key}/{rest}`.
 pub fn handle(
-    inner: &Inner,
+    inner: &mut Inner,
     method: &str,
     key: &str,
     rest: &str,
     headers: &HeaderMap,
+    body: &[u8],
 ) -> KubeOutcome {
-    let Some(cluster) = inner.clusters.values().find(|c| c.key == key) else {
+    let Some((cluster_key, cluster)) = inner.clusters.iter().find(|(_, c)| c.key == key) else {
         return KubeOutcome::Respond(status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -306,6 +308,14 @@ pub fn handle(
             None,
         ));
     }
+    let cluster_key = cluster_key.clone();
+    let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    if let Some(resp) = super::cluster_objects::handle(inner, &cluster_key, method, &segs, body) {
+        return KubeOutcome::Respond(resp);
+    }
+    let Some(cluster) = inner.clusters.get(&cluster_key) else {
+        return KubeOutcome::Unreachable;
+    };
     if method != "GET" {
         return KubeOutcome::Respond(status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -314,7 +324,6 @@ pub fn handle(
             None,
         ));
     }
-    let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let resp = match segs.as_slice() {
         ["version"] => {
             let v = &cluster.kubernetes_version;

@@ -25,12 +25,19 @@
 //!   `GET /subscriptions/{s}/providers/Microsoft.ContainerService/locations/{loc}/kubernetesVersions`,
 //!   `…/locations/{loc}/operations/{id}` and `…/operationresults/{id}`.
 //! - `GET /subscriptions/{s}/providers/Microsoft.Compute/skus?api-version=2021-07-01&$filter=location eq '{loc}'`.
+//! - `Microsoft.KubernetesConfiguration` ([`extensions`]): `PUT|GET|PATCH|DELETE
+//!   …/managedClusters/{c}/providers/Microsoft.KubernetesConfiguration/extensions/{name}`,
+//!   `GET …/extensions`, `GET …/extensions/{name}/operations/{id}` (2025-03-01 and older);
+//!   `GET /subscriptions/{s}/providers/{namespace}`, `POST …/register`. Computes of type
+//!   `Kubernetes` on the compute paths ([`kubernetes_compute`]).
 //! - Azure ML SDK v1: `GET /discovery` (no token), the alias `/rp/workspaces/subscriptions/…`
 //!   of the compute GET and list (same api-versions). `tests/sdk_v1` drives the emulator with
 //!   the SDK itself; the default bearer token is an unsigned JWT because the SDK decodes it.
 //!
 //! # AKS data plane
 //! `/aks/{key}/version`, `/api`, `/apis`, `/api/v1/secrets`, `/api/v1/namespaces/{ns}/secrets[/{name}]`,
+//! and what the Azure ML extension creates ([`cluster_objects`]: namespaces, Services,
+//! ConfigMaps, the InstanceType CRD, InstanceType objects, Secret writes),
 //! plain http, bearer token per cluster, as written in the kubeconfigs the credential calls
 //! return. A private cluster's API server is unreachable (the connection is dropped).
 //!
@@ -42,7 +49,8 @@
 //! dataPlaneReachable, tags}`), `GET|POST|DELETE /admin/faults`, `DELETE /admin/faults/{id}`,
 //! `GET|DELETE /admin/requests`, `PUT /admin/op-duration` (`{seconds}`),
 //! `PUT|DELETE /admin/budget` (`{readsPerHour, writesPerHour, windowSecs}`),
-//! `POST /admin/operations/complete` (finish everything in flight now).
+//! `POST /admin/operations/complete` (finish everything in flight now),
+//! `POST /admin/kubernetes-path` (the `kubernetesPath` seed below, applied additively).
 //!
 //! # Config file (`--config`, YAML, camelCase; every field optional)
 //! ```yaml
@@ -62,6 +70,7 @@
 //! faults:
 //! - {match: {method: GET, path: /computes/}, kind: {type: Throttle, retryAfterSecs: 3}, times: 2}
 //! budget: {readsPerHour: 12000, writesPerHour: 1200, windowSecs: 3600}
+//! kubernetesPath: {clusters: [], extensions: [], unregisteredProviders: [], roleGaps: []}  # see kubernetes_seed
 //! ```
 //! Fault kinds: `Throttle{retryAfterSecs}`, `Status{status}`, `Busy409`, `DropConnection`,
 //! `Slow{ms}`, `LroFail{code, message}`; `match` has optional `method`, `path` (substring)
@@ -71,12 +80,16 @@
 pub mod admin;
 pub mod aks;
 pub mod arm;
+pub mod cluster_objects;
 pub mod compute;
 pub mod config;
 pub mod conn;
 pub mod errors;
+pub mod extensions;
 pub mod faults;
 pub mod kube_api;
+pub mod kubernetes_compute;
+pub mod kubernetes_seed;
 pub mod lro;
 pub mod state;
 
@@ -93,7 +106,11 @@ pub use config::{
     WorkspaceSeed,
 };
 pub use errors::ErrorDetail;
+pub use extensions::ClusterTraits;
 pub use faults::{Budget, FaultKind, FaultMatch, FaultRule};
+pub use kubernetes_seed::{
+    ClusterTraitsSeed, ExtensionSeed, KubernetesPathSeed, ProviderSeed, RoleGapSeed,
+};
 pub use state::{ClusterView, ComputeView, RequestRecord, StateSnapshot, TlsSecretView};
 
 use conn::{ConnInfo, KillableListener};
@@ -239,6 +256,14 @@ impl EmulatorHandle {
     /// Adds (or replaces) an AKS cluster; returns its ARM id.
     pub fn seed_aks_cluster(&self, subscription: &str, cluster: ClusterSeed) -> String {
         self.shared.lock().seed_cluster(subscription, &cluster)
+    }
+
+    /// Applies a Kubernetes-path seed (cluster traits, extensions, providers, role gaps).
+    ///
+    /// # Errors
+    /// A message naming an id that does not parse or a cluster that does not exist.
+    pub fn seed_kubernetes_path(&self, seed: &KubernetesPathSeed) -> Result<(), String> {
+        self.shared.lock().apply_kubernetes_path_seed(seed)
     }
 
     /// Duration of operations started from now on.

@@ -301,6 +301,8 @@ pub struct Inner {
     pub base_url: String,
     /// The config the world was built from (for reset).
     pub config: EmulatorConfig,
+    /// The Kubernetes-compute path: extensions, Kubernetes computes, cluster objects.
+    pub ext: super::extensions::ExtensionWorld,
 }
 
 /// Maximum number of request log entries kept (long benchmarks must not grow without bound).
@@ -380,8 +382,12 @@ impl Inner {
             command_results: HashMap::new(),
             base_url,
             config: config.clone(),
+            ext: Default::default(),
         };
         inner.apply_seed(&config);
+        if let Err(e) = inner.apply_kubernetes_path_seed(&config.kubernetes_path) {
+            tracing::warn!(error = %e, "kubernetesPath seed not applied");
+        }
         for f in &config.faults {
             inner.faults.add(f.clone());
         }
@@ -573,6 +579,18 @@ impl Inner {
         let mut operations: Vec<_> = self.operations.values().map(|o| o.view()).collect();
         operations.sort_by(|a, b| a.start_time.cmp(&b.start_time));
         StateSnapshot {
+            extensions: self
+                .ext
+                .extensions
+                .values()
+                .map(super::extensions::extension_json)
+                .collect(),
+            kubernetes_computes: self
+                .ext
+                .computes
+                .values()
+                .filter_map(|c| super::kubernetes_compute::compute_json(self, c))
+                .collect(),
             workspaces,
             computes,
             clusters,
@@ -659,6 +677,12 @@ pub struct StateSnapshot {
     pub budget: Option<Budget>,
     /// Current LRO duration.
     pub op_seconds: f64,
+    /// Cluster extensions, as ARM returns them (never protected settings).
+    #[serde(default)]
+    pub extensions: Vec<serde_json::Value>,
+    /// Kubernetes computes, as ARM returns them.
+    #[serde(default)]
+    pub kubernetes_computes: Vec<serde_json::Value>,
 }
 
 impl StateSnapshot {
