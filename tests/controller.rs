@@ -933,3 +933,36 @@ async fn flux_waits_before_the_first_status_and_kubectl_get_shows_why_it_stalled
     stop.send(true).unwrap();
     running.join().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_deleted_while_failing_leaves_no_backoff_behind() {
+    let w = World::new().await;
+    // Every finalizer patch fails: the object stays in error backoff, with no finalizer.
+    w.fake.inject_fault(
+        Fault::new("/inferenceclusters/doomed", 500)
+            .method("PATCH")
+            .times(usize::MAX),
+    );
+    let (running, stop) = w.operator("solo", None).await;
+    let mut doomed = example(0);
+    doomed["metadata"]["name"] = json!("doomed");
+    w.fake.put(doomed).unwrap();
+    wait_until("in error backoff", Duration::from_secs(20), || {
+        running.failing() == 1
+    })
+    .await;
+    let gone = w
+        .fake
+        .delete(AV, "InferenceCluster", Some("ml-platform"), "doomed")
+        .unwrap();
+    assert!(gone.is_none(), "no finalizer: deleted at once");
+    // kube-runtime never reconciles it again (its pending retry finds nothing in the
+    // cache), so only the watch's Delete event can clear its failure count.
+    wait_until("backoff forgotten", Duration::from_secs(5), || {
+        running.failing() == 0
+    })
+    .await;
+    assert_eq!(w.azure_writes(), 0);
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
+}

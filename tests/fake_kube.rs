@@ -509,7 +509,17 @@ async fn status_subresource_and_generation() {
     ic.status = Some(Default::default());
     ic.status.as_mut().unwrap().compute_name = Some("ignored-on-create".into());
     let created = api.create(&PostParams::default(), &ic).await.unwrap();
-    assert!(created.status.is_none(), "status is dropped on create");
+    // The body's status is dropped on create; the CRD's default status takes its place
+    // (structural defaulting, as on the real API server).
+    assert_eq!(
+        created.status,
+        Some(Default::default()),
+        "status is dropped on create, then defaulted to {{observedGeneration: -1}}"
+    );
+    let raw = fake
+        .get(AV, "InferenceCluster", Some("ml-platform"), "prod-scoring")
+        .unwrap();
+    assert_eq!(raw["status"], json!({"observedGeneration": -1}));
     assert_eq!(created.metadata.generation, Some(1));
 
     let status_patch = json!({

@@ -258,7 +258,7 @@ impl ApiStore {
         }
     }
 
-    fn cached(&self, key: &ObjKey) -> Option<Arc<DynamicObject>> {
+    pub(super) fn cached(&self, key: &ObjKey) -> Option<Arc<DynamicObject>> {
         let (kind, store) = self.caches.iter().find(|(k, _)| k.name() == key.kind)?;
         store.get(&kind.object_ref(&key.namespace, &key.name))
     }

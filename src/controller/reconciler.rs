@@ -91,6 +91,25 @@ impl Shared {
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjKey, u32>> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Forgets the error backoff of an object the watch reports deleted: kube-runtime never
+    /// reconciles an object that left its cache (a pending retry finds nothing), so nothing
+    /// else would reset its count.
+    pub fn forget_failures(&self, kind: Kind, obj: &DynamicObject) {
+        self.failures().remove(&key_of(kind, obj));
+    }
+
+    /// After a re-list, keeps the error backoff of `kind`'s objects only where `live` (the
+    /// fresh cache) still has them: deletions during a watch gap get no `Delete` event.
+    pub fn retain_failures(&self, kind: Kind, live: impl Fn(&ObjKey) -> bool) {
+        self.failures()
+            .retain(|key, _| key.kind != kind.name() || live(key));
+    }
+
+    /// Objects in error backoff now (a consecutive failure count is kept for each).
+    pub fn failing(&self) -> usize {
+        self.failures().len()
+    }
 }
 
 /// Context of one kind's controller.
@@ -367,9 +386,16 @@ pub fn error_policy(obj: Arc<DynamicObject>, err: &ReconcileError, ctx: Arc<Ctx>
     let key = key_of(ctx.kind, &obj);
     let n = {
         let mut failures = ctx.shared.failures();
-        let n = failures.entry(key.clone()).or_insert(0);
-        *n += 1;
-        *n
+        // Counted only while the object is in the cache, checked under the lock: the watch
+        // updates the cache before it forgets a deleted object's count, so a reconcile that
+        // fails as its object goes cannot leave a count behind.
+        if ctx.store.cached(&key).is_some() {
+            let n = failures.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        } else {
+            1
+        }
     };
     let delay = err
         .retry_after()

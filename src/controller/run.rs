@@ -71,6 +71,7 @@ pub struct Running {
     pub leadership: watch::Receiver<Leadership>,
     /// Its metrics.
     pub metrics: Metrics,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -78,6 +79,11 @@ impl Running {
     /// Waits until the operator has stopped (after `stop` turned true).
     pub async fn join(self) -> anyhow::Result<()> {
         self.task.await?
+    }
+
+    /// Objects in error backoff now (see [`Shared::failing`]).
+    pub fn failing(&self) -> usize {
+        self.shared.failing()
     }
 }
 
@@ -108,6 +114,7 @@ impl Operator {
     /// Starts probes, election and controllers; everything stops when `stop` turns true.
     pub async fn start(self, stop: watch::Receiver<bool>) -> anyhow::Result<Running> {
         let metrics = self.shared.metrics.clone();
+        let shared = self.shared.clone();
         let (ready_tx, ready_rx) = watch::channel(Readiness::NotReady("leadership unknown"));
         let (lead_tx, lead_rx) = watch::channel(Leadership::Unknown);
         let slot: Arc<Mutex<Option<ApiStore>>> = Arc::default();
@@ -158,6 +165,7 @@ impl Operator {
             ready: ready_rx,
             leadership: lead_rx,
             metrics,
+            shared,
             task,
         })
     }
@@ -287,13 +295,22 @@ impl Operator {
             // the controller waits on it too, and its one-shot keeps only one waker.)
             let (synced_tx, synced_rx) = watch::channel(false);
             // Our own status writes must not wake us: only what a person changes does.
+            let shared = self.shared.clone();
+            let cache = reader.clone();
             let stream = watcher(self.dynamic_api(kind), wc.clone())
                 .default_backoff()
                 .reflect(writer)
-                .inspect(move |e| {
-                    if matches!(e, Ok(watcher::Event::InitDone)) {
+                .inspect(move |e| match e {
+                    Ok(watcher::Event::InitDone) => {
                         synced_tx.send_replace(true);
+                        shared.retain_failures(kind, |key| {
+                            cache
+                                .get(&kind.object_ref(&key.namespace, &key.name))
+                                .is_some()
+                        });
                     }
+                    Ok(watcher::Event::Delete(obj)) => shared.forget_failures(kind, obj),
+                    _ => {}
                 })
                 .applied_objects()
                 .predicate_filter(relevant_change, Default::default());
