@@ -775,10 +775,11 @@ async fn a_leader_that_cannot_renew_steps_down_and_stops_acting() {
     w.fake.put(example(0)).unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(reconciles(&a), before, "no reconcile without the Lease");
-    assert!(
+    assert_eq!(
         w.obj("InferenceCluster", "ml-platform", "prod-scoring")
-            .unwrap()["status"]
-            .is_null()
+            .unwrap()["status"],
+        json!({"observedGeneration": -1}),
+        "only the CRD's default status: nothing written"
     );
     // Once the API server accepts writes again it leads and converges.
     w.fake.clear_faults();
@@ -812,9 +813,8 @@ fn kstatus(o: &Value) -> &'static str {
     {
         return "InProgress";
     }
-    let with = |type_: &str, status: &str| {
-        condition(o, type_).is_some_and(|c| c["status"] == status)
-    };
+    let with =
+        |type_: &str, status: &str| condition(o, type_).is_some_and(|c| c["status"] == status);
     if with("Reconciling", "True") {
         "InProgress"
     } else if with("Stalled", "True") {
@@ -872,7 +872,10 @@ async fn flux_waits_before_the_first_status_and_kubectl_get_shows_why_it_stalled
     bad["spec"]["tls"] = json!({"mode": "Auto"}); // Auto without leafDomainLabel
     let api: Api<InferenceCluster> = Api::namespaced(w.fake.client(), "ml-platform");
     let created = api
-        .create(&PostParams::default(), &serde_json::from_value(bad).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(bad).unwrap(),
+        )
         .await
         .unwrap();
     // The API server's structural defaulting gives it the CRD's status default, which the
@@ -911,12 +914,15 @@ async fn flux_waits_before_the_first_status_and_kubectl_get_shows_why_it_stalled
     let (priority, message) = column(&columns, "Message");
     assert_eq!(priority, 1, "the message only with -o wide");
     assert!(
-        message.contains("leafDomainLabel") && message == condition(&o, "Ready").unwrap()["message"],
+        message.contains("leafDomainLabel")
+            && message == condition(&o, "Ready").unwrap()["message"],
         "{message}"
     );
     assert_eq!(
         columns.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
-        ["Phase", "Ready", "Reason", "Compute", "Purpose", "TLS", "Message", "Age"]
+        [
+            "Phase", "Ready", "Reason", "Compute", "Purpose", "TLS", "Message", "Age"
+        ]
     );
 
     // Fixed: Current once Ready at the new generation.
@@ -929,7 +935,10 @@ async fn flux_waits_before_the_first_status_and_kubectl_get_shows_why_it_stalled
     })
     .await;
     let o = w.obj("InferenceCluster", "ml-platform", "bad").unwrap();
-    assert_eq!(column(&printer_columns("InferenceCluster", &o), "Ready").1, "True");
+    assert_eq!(
+        column(&printer_columns("InferenceCluster", &o), "Ready").1,
+        "True"
+    );
     stop.send(true).unwrap();
     running.join().await.unwrap();
 }
