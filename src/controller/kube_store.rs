@@ -496,7 +496,11 @@ mod tests {
             let obj = store.cached(&key(name)).unwrap();
             let d = Kind::InferenceCluster.desired(&obj).unwrap();
             let c = store.claims(&d).await.unwrap();
-            c.into_iter().map(|c| c.key.name).collect::<Vec<_>>()
+            // The claims that win under the rule `decide` applies.
+            c.into_iter()
+                .filter(|c| crate::engine::checks::takes_precedence(c, &d))
+                .map(|c| c.key.name)
+                .collect::<Vec<_>>()
         };
         // The newer one sees the older one's claim; the older one keeps the name.
         assert_eq!(claims("b").await, ["a"]);

@@ -1,5 +1,43 @@
 use super::*;
+use crate::azure::model::ManagedCluster;
 use crate::crd::{ClusterPurpose, LoadBalancerSpec, SecretRef, TlsMode, TlsSpec, WorkspaceRef};
+use crate::engine::body::TlsMaterial;
+use crate::engine::observe::{ObservedCluster, ObservedPool, needs_node_count};
+use crate::tls::CertInfo;
+
+const AKS: &str =
+    "/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerService/managedClusters/shared";
+
+/// The managed cluster with its first pool at `count` nodes.
+fn cluster(count: i32, autoscaling: bool) -> Lookup<ObservedCluster> {
+    Lookup::Found(ObservedCluster {
+        id: AKS.parse().expect("id"),
+        cluster: ManagedCluster::default(),
+        pool: Some(ObservedPool {
+            name: "agentpool".into(),
+            count: Some(count),
+            autoscaling,
+            min_count: autoscaling.then_some(1),
+            max_count: autoscaling.then_some(10),
+        }),
+    })
+}
+
+/// A verified certificate with fingerprint `fp`.
+fn verified(fp: &str) -> VerifiedTls {
+    VerifiedTls {
+        material: TlsMaterial {
+            cert: "cert".into(),
+            key: "key".into(),
+            cname: "a.contoso.com".into(),
+        },
+        info: CertInfo {
+            sha256_fingerprint: fp.into(),
+            not_after: "2030-01-01T00:00:00Z".into(),
+            hostname: Some("a.contoso.com".into()),
+        },
+    }
+}
 
 fn desired(create: bool) -> Desired {
     Desired {
@@ -41,6 +79,7 @@ fn desired(create: bool) -> Desired {
         max_retries: 3,
         deleting: false,
         generation: Some(1),
+        created: None,
     }
 }
 
@@ -83,10 +122,9 @@ impl WithRetries for ClusterStatus {
 
 fn obs(c: Option<ObservedCompute>) -> Observed {
     Observed {
+        cluster: if c.is_some() { cluster(3, false) } else { Lookup::NotRead },
         compute: c,
-        agent_count: Some(3),
-        aks_exists: None,
-        secret_fingerprint: None,
+        ..Observed::default()
     }
 }
 
@@ -108,19 +146,49 @@ fn decide_table() {
         tls_enabled: true,
         ..compute(AzState::Succeeded)
     };
+    // A failure a retry may fix.
     let failed = ObservedCompute {
         errors: vec![(
-            "BadArgument".into(),
-            "Agent cores Cluster should have at least 12 cores to operate.".into(),
+            "InternalServerError".into(),
+            "An internal server error occurred.".into(),
         )],
         ..compute(AzState::Failed)
+    };
+    // A failure a retry reproduces.
+    let unsupported = ObservedCompute {
+        attached: true,
+        errors: vec![(
+            "BadRequest".into(),
+            "Specified kubernetes version 1.24.9 is not supported. Supported versions are between 1.29.0 - 1.31.2".into(),
+        )],
+        ..compute(AzState::Failed)
+    };
+    let upgraded = |version: &str| {
+        let mut c = ManagedCluster::default();
+        c.properties.kubernetes_version = Some(version.into());
+        Observed {
+            cluster: Lookup::Found(ObservedCluster {
+                id: AKS.parse().expect("id"),
+                cluster: c,
+                pool: None,
+            }),
+            ..obs(Some(unsupported.clone()))
+        }
+    };
+    let attached_at = |version: &str| ClusterStatus {
+        kubernetes_version: Some(version.into()),
+        ..owned(&desired(false), Phase::Attaching)
+    };
+    let autoscaled = |c: ObservedCompute| Observed {
+        cluster: cluster(3, true),
+        ..obs(Some(c))
     };
     let attached_failed = ObservedCompute {
         attached: true,
         ..failed.clone()
     };
     let rotated_secret = |fp: &str| Observed {
-        secret_fingerprint: Some(fp.into()),
+        user_tls: Some(Ok(verified(fp))),
         ..obs(Some(tls_on.clone()))
     };
     let sent = |d: &Desired, fp: &str| ClusterStatus {
@@ -221,7 +289,7 @@ fn decide_table() {
             "created compute detached outside, cluster still there: reattach it",
             ic.clone(),
             Observed {
-                aks_exists: Some(true),
+                cluster: cluster(3, false),
                 ..obs(None)
             },
             ready(&ic),
@@ -231,7 +299,7 @@ fn decide_table() {
             "created compute deleted outside with its cluster: create again",
             ic.clone(),
             Observed {
-                aks_exists: Some(false),
+                cluster: Lookup::Missing,
                 ..obs(None)
             },
             ready(&ic),
@@ -241,7 +309,7 @@ fn decide_table() {
             "attachment removed outside: attach again (through the checks)",
             ca.clone(),
             Observed {
-                aks_exists: Some(true),
+                cluster: cluster(3, false),
                 ..obs(None)
             },
             ready(&ca),
@@ -386,6 +454,78 @@ fn decide_table() {
             },
         ),
         (
+            "failed for a cause a retry reproduces: stall at once, no detach",
+            ca.clone(),
+            upgraded("1.24.9"),
+            attached_at("1.24.9"),
+            Action::Stall(Stall::new("UnsupportedKubernetesVersion", "m")),
+        ),
+        (
+            "... the cluster was upgraded since: detach and attach again",
+            ca.clone(),
+            upgraded("1.30.4"),
+            attached_at("1.24.9"),
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Attaching,
+            },
+        ),
+        (
+            "... the spec changed since: try again",
+            ca.clone(),
+            upgraded("1.24.9"),
+            ClusterStatus {
+                observed_generation: Some(0),
+                ..attached_at("1.24.9")
+            },
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Attaching,
+            },
+        ),
+        (
+            "3 machines required: stall at once",
+            ic.clone(),
+            obs(Some(ObservedCompute {
+                errors: vec![(
+                    "BadArgument".into(),
+                    "At least 3 machine(s) are required for cluster with purpose 'FastProd'. Available machine(s) : 2".into(),
+                )],
+                ..compute(AzState::Failed)
+            })),
+            owned(&ic, Phase::Creating),
+            Action::Stall(Stall::new("InsufficientNodes", "m")),
+        ),
+        (
+            "autoscaler on: agentCount not enforced",
+            scaled.clone(),
+            autoscaled(compute(AzState::Succeeded)),
+            ready(&ic),
+            Action::Ready,
+        ),
+        (
+            "autoscaler on: the description is still applied",
+            with(&|d| {
+                d.description = Some("scoring".into());
+                if let Flavor::Create { agent_count, .. } = &mut d.flavor {
+                    *agent_count = 5
+                }
+            }),
+            autoscaled(compute(AzState::Succeeded)),
+            ready(&ic),
+            Action::UpdateInPlace,
+        ),
+        (
+            "adopted out of sync: reattach",
+            ca.clone(),
+            obs(Some(tls_on.clone())),
+            ClusterStatus {
+                reattach_required: Some("adopted".into()),
+                ..ready(&ca)
+            },
+            Action::BackupTls,
+        ),
+        (
             "failed: retries exhausted",
             ic.clone(),
             obs(Some(failed.clone())),
@@ -431,7 +571,11 @@ fn decide_table() {
             scaled.clone(),
             obs(Some(compute(AzState::Succeeded))),
             ready(&ic),
-            Action::Scale { from: 3, to: 5 },
+            Action::Scale {
+                pool: "agentpool".into(),
+                from: 3,
+                to: 5,
+            },
         ),
         (
             "ILB in place",
@@ -459,18 +603,14 @@ fn decide_table() {
             custom.clone(),
             obs(Some(tls_on.clone())),
             ready(&ic),
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            },
+            Action::BackupTls,
         ),
         (
             "purpose change: reattach",
             new_purpose.clone(),
             obs(Some(tls_on.clone())),
             ready(&ic),
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            },
+            Action::BackupTls,
         ),
         (
             "reattach annotation",
@@ -491,9 +631,7 @@ fn decide_table() {
             custom.clone(),
             rotated_secret("bbbb"),
             sent(&custom, "aaaa"),
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            },
+            Action::BackupTls,
         ),
         (
             "custom cert unchanged (case-insensitive hex)",
@@ -525,9 +663,7 @@ fn decide_table() {
             ic.clone(),
             obs(Some(tls_on.clone())),
             owned(&ic, Phase::BackingUpTls),
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            },
+            Action::BackupTls,
         ),
         (
             "resume detach after crash",
@@ -575,7 +711,7 @@ fn decide_table() {
             "delete: then the AKS cluster",
             deleting(DeletionPolicy::Delete, true),
             Observed {
-                aks_exists: Some(true),
+                cluster: cluster(3, false),
                 ..obs(None)
             },
             ClusterStatus {
@@ -588,7 +724,7 @@ fn decide_table() {
             "delete: AKS gone",
             deleting(DeletionPolicy::Delete, true),
             Observed {
-                aks_exists: Some(false),
+                cluster: Lookup::Missing,
                 ..obs(None)
             },
             ClusterStatus {
@@ -609,9 +745,7 @@ fn decide_table() {
             deleting(DeletionPolicy::Detach, false),
             obs(Some(tls_on.clone())),
             ready(&ca),
-            Action::BackupTls {
-                then: Phase::Detaching,
-            },
+            Action::BackupTls,
         ),
         (
             "detach: after backup",
@@ -637,7 +771,7 @@ fn decide_table() {
     ];
     let mut failures = Vec::new();
     for (row, d, o, s, expected) in rows {
-        let got = decide(&d, &o, &s);
+        let got = choose(&d, &o, &s);
         let same = match (&got, &expected) {
             (Action::Stall(a), Action::Stall(b)) => a.reason == b.reason && !a.message.is_empty(),
             (a, b) => a == b,

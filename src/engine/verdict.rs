@@ -115,9 +115,9 @@ pub fn required_role(call: Call<'_>) -> (&'static str, String) {
     if id.namespace().eq_ignore_ascii_case("Microsoft.MachineLearningServices") {
         // The workspace itself, or a compute of it: the role is assigned on the workspace.
         let workspace = if id.is_type("Microsoft.MachineLearningServices", "workspaces") {
-            id.canonical()
+            id.to_string()
         } else {
-            id.parent().map(|p| p.canonical()).unwrap_or_default()
+            id.parent().map(|p| p.to_string()).unwrap_or_default()
         };
         return ("AzureML Compute Operator", workspace);
     }
@@ -125,7 +125,7 @@ pub fn required_role(call: Call<'_>) -> (&'static str, String) {
         CallKind::Scale | CallKind::Delete => ("Azure Kubernetes Service Contributor Role", rg),
         _ => (
             "Azure Kubernetes Service Cluster User Role (on an attached cluster; Azure Kubernetes Service Contributor Role on the resource group of a cluster Azure ML created)",
-            id.canonical(),
+            id.to_string(),
         ),
     }
 }
@@ -376,13 +376,19 @@ mod tests {
             ),
             ("400", api(400, "BadRequest", None), Want::Stall("AzureRejected")),
             ("422", api(422, "InvalidParameter", None), Want::Stall("AzureRejected")),
-            ("404 of a compute", api(404, "ResourceNotFound", None), Want::Retry(15)),
+            ("404", api(404, "ResourceNotFound", None), Want::Retry(15)),
             ("bad configuration", AzureError::Config("x".into()), Want::Stall("InvalidConfiguration")),
         ];
         for (what, err, want) in &rows {
             for kind in CallKind::ALL {
                 let r = resource(kind);
                 let v = verdict(err, Call { kind, resource: &r }, fallback);
+                // A compute that is not there yet is looked at again; a managed cluster
+                // that is not there is the user's to fix.
+                let want = match (*what, r == AKS) {
+                    ("404", true) => &Want::Stall("AksClusterNotFound"),
+                    _ => want,
+                };
                 assert_eq!(&got(&v), want, "{what} on {kind:?}");
             }
         }
