@@ -417,7 +417,7 @@ impl<S: KubeStore> Engine<S> {
         if d.tls.mode == TlsMode::Custom && !d.deleting {
             o.user_tls = Some(self.user_tls(d).await);
         }
-        if may_reattach(d, st)
+        if (o.compute.is_none() || may_reattach(d, st))
             && let Some(name) = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone())
         {
             o.backup = self.verified_backup(d, st, &name).await;

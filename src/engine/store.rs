@@ -196,10 +196,11 @@ impl KubeStore for MemoryStore {
             .iter()
             .filter(|c| c.key != key && c.contends_with(&compute, aks))
             .map(|c| Claim {
-                owns: inner
-                    .statuses
-                    .get(&c.key)
-                    .is_some_and(|s| s.compute_id.is_some()),
+                owns: c.owns
+                    || inner
+                        .statuses
+                        .get(&c.key)
+                        .is_some_and(|s| s.compute_id.is_some()),
                 ..c.clone()
             })
             .collect())
