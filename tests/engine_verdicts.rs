@@ -92,7 +92,11 @@ async fn forbidden_compute_put_stalls_then_recovers() {
     );
     // No timer: the controller reconciles again only when the spec or one of the
     // operator's annotations changes (status writes are filtered out).
-    let again = w.engine.reconcile(&d, w.status(&d)).await.expect("reconcile");
+    let again = w
+        .engine
+        .reconcile(&d, w.status(&d))
+        .await
+        .expect("reconcile");
     assert_eq!(again.requeue, None, "no timer on a stall");
     let puts = attempted(&w.emu.requests(), "PUT", "/computes/deny1").len();
     assert!(
@@ -128,16 +132,34 @@ async fn unsupported_version_stalls_at_once() {
     .await;
     let d = ca("ver1", "shared", "");
     let st = w.stalled(&d, "UnsupportedKubernetesVersion").await;
-    assert!(stalled_message(&st).contains("between 1.31.0 - 1.33.2"), "{st:#?}");
+    assert!(
+        stalled_message(&st).contains("between 1.31.0 - 1.33.2"),
+        "{st:#?}"
+    );
     // Stalled means stalled: more reconciles write nothing.
     for _ in 0..3 {
-        w.engine.reconcile(&d, w.status(&d)).await.expect("reconcile");
+        w.engine
+            .reconcile(&d, w.status(&d))
+            .await
+            .expect("reconcile");
     }
     let log = w.emu.requests();
-    assert_eq!(attempted(&log, "PUT", "/computes/ver1").len(), 1, "{:#?}", w.brief_log());
-    assert_eq!(attempted(&log, "DELETE", "/computes/").len(), 0, "{:#?}", w.brief_log());
+    assert_eq!(
+        attempted(&log, "PUT", "/computes/ver1").len(),
+        1,
+        "{:#?}",
+        w.brief_log()
+    );
+    assert_eq!(
+        attempted(&log, "DELETE", "/computes/").len(),
+        0,
+        "{:#?}",
+        w.brief_log()
+    );
     assert!(
-        !w.events(&d).iter().any(|e| e.reason == "RetryingFailedCompute"),
+        !w.events(&d)
+            .iter()
+            .any(|e| e.reason == "RetryingFailedCompute"),
         "no retry"
     );
 }
@@ -169,11 +191,24 @@ async fn too_few_machines_stalls_at_once() {
         "{st:#?}"
     );
     for _ in 0..3 {
-        w.engine.reconcile(&d, w.status(&d)).await.expect("reconcile");
+        w.engine
+            .reconcile(&d, w.status(&d))
+            .await
+            .expect("reconcile");
     }
     let log = w.emu.requests();
-    assert_eq!(attempted(&log, "PUT", "/computes/two1").len(), 1, "{:#?}", w.brief_log());
-    assert_eq!(attempted(&log, "DELETE", "/computes/").len(), 0, "{:#?}", w.brief_log());
+    assert_eq!(
+        attempted(&log, "PUT", "/computes/two1").len(),
+        1,
+        "{:#?}",
+        w.brief_log()
+    );
+    assert_eq!(
+        attempted(&log, "DELETE", "/computes/").len(),
+        0,
+        "{:#?}",
+        w.brief_log()
+    );
 }
 
 /// Someone turns the cluster autoscaler on (`az aks nodepool update
@@ -185,7 +220,12 @@ async fn autoscaler_leaves_agent_count_and_applies_the_rest() {
     let w = World::new().await;
     let d = ic("auto1", "agentCount: 3");
     let st = w.ready(&d).await;
-    let aks: ResourceId = st.aks_resource_id.clone().expect("aks").parse().expect("id");
+    let aks: ResourceId = st
+        .aks_resource_id
+        .clone()
+        .expect("aks")
+        .parse()
+        .expect("id");
     let pool = w
         .emu
         .state()
@@ -233,7 +273,11 @@ async fn autoscaler_leaves_agent_count_and_applies_the_rest() {
     let log = w.emu.requests()[mark..].to_vec();
     let compute_puts = accepted(&log, "PUT", "/computes/auto1", "");
     assert_eq!(compute_puts.len(), 1, "{:#?}", w.brief_log());
-    assert_eq!(attempted(&log, "PUT", "/agentPools/").len(), 0, "no scale attempted");
+    assert_eq!(
+        attempted(&log, "PUT", "/agentPools/").len(),
+        0,
+        "no scale attempted"
+    );
     assert_eq!(
         w.emu
             .state()
@@ -259,7 +303,10 @@ async fn autoscaler_leaves_agent_count_and_applies_the_rest() {
     );
     // The steady state costs one read again: the autoscaler's counts are not chased.
     let mark = w.emu.requests().len();
-    w.engine.reconcile(&d2, w.status(&d2)).await.expect("resync");
+    w.engine
+        .reconcile(&d2, w.status(&d2))
+        .await
+        .expect("resync");
     let log = w.emu.requests()[mark..].to_vec();
     assert_eq!(log.len(), 1, "{log:#?}");
 }
@@ -315,9 +362,13 @@ async fn scale_reads_the_managed_cluster_once() {
     let reads = ready_reading_once(&w, &d2).await;
     let cluster_reads = reads
         .iter()
-        .filter(|p| p.to_ascii_lowercase().ends_with("/managedclusters/scaleonce") || {
-            let p = p.to_ascii_lowercase();
-            p.contains("/managedclusters/") && !p.contains("/agentpools")
+        .filter(|p| {
+            p.to_ascii_lowercase()
+                .ends_with("/managedclusters/scaleonce")
+                || {
+                    let p = p.to_ascii_lowercase();
+                    p.contains("/managedclusters/") && !p.contains("/agentpools")
+                }
         })
         .count();
     assert_eq!(cluster_reads, 1, "{reads:#?}");

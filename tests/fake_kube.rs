@@ -655,7 +655,10 @@ async fn status_subresource_and_generation() {
         .await
         .unwrap();
     assert_eq!(put.spec.agent_count, 9);
-    assert_eq!(put.status.unwrap().phase, Some(amlops::crd::Phase::Deleting));
+    assert_eq!(
+        put.status.unwrap().phase,
+        Some(amlops::crd::Phase::Deleting)
+    );
     fake.shutdown().await;
 }
 

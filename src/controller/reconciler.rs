@@ -15,8 +15,8 @@ use tracing::Instrument;
 use crate::crd::{ClusterStatus, FINALIZER};
 use crate::engine::conditions::record_stall;
 use crate::engine::resync::ResyncPolicy;
-use crate::engine::verdict::Stall;
 use crate::engine::store::{Event, ObjKey};
+use crate::engine::verdict::Stall;
 use crate::engine::{Engine, EngineConfig, EngineError, KubeStore};
 
 use super::credentials::{Credentials, foreign_namespace};

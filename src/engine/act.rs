@@ -84,9 +84,10 @@ impl<S: KubeStore> Engine<S> {
                         tls::AZUREMLFESSL
                     );
                     let backup = tls::backup_secret(secret, &d.namespace, &cert, &key, &source);
-                    self.store.apply_secret(backup).await.map_err(|e| {
-                        WriteFailure::Tls(TlsError::BackupFailed(e.to_string()))
-                    })?;
+                    self.store
+                        .apply_secret(backup)
+                        .await
+                        .map_err(|e| WriteFailure::Tls(TlsError::BackupFailed(e.to_string())))?;
                 }
                 Ok(Done::BackedUp { info })
             }

@@ -37,16 +37,18 @@ fn lb(t: LoadBalancerType) -> AzLb {
 }
 
 fn network(n: &NetworkSpec, subscription: &str) -> AksNetworkingConfiguration {
-    let subnet_id = n.subnet_id.clone().or_else(|| match (&n.vnet_resource_group, &n.vnet_name, &n.subnet_name) {
-        (Some(rg), Some(vnet), Some(subnet)) => ResourceId::new(
-            subscription,
-            rg.as_str(),
-            "Microsoft.Network",
-            &[("virtualNetworks", vnet), ("subnets", subnet)],
-        )
-        .ok()
-        .map(|id| id.to_string()),
-        _ => None,
+    let subnet_id = n.subnet_id.clone().or_else(|| {
+        match (&n.vnet_resource_group, &n.vnet_name, &n.subnet_name) {
+            (Some(rg), Some(vnet), Some(subnet)) => ResourceId::new(
+                subscription,
+                rg.as_str(),
+                "Microsoft.Network",
+                &[("virtualNetworks", vnet), ("subnets", subnet)],
+            )
+            .ok()
+            .map(|id| id.to_string()),
+            _ => None,
+        }
     });
     AksNetworkingConfiguration {
         subnet_id,

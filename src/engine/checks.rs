@@ -14,8 +14,11 @@ use super::verdict::Stall;
 /// namespace and name, so that exactly one of two contenders wins).
 pub fn takes_precedence(other: &Claim, d: &Desired) -> bool {
     other.owns
-        || (other.created.as_ref(), &other.key.namespace, &other.key.name)
-            < (d.created.as_ref(), &d.namespace, &d.name)
+        || (
+            other.created.as_ref(),
+            &other.key.namespace,
+            &other.key.name,
+        ) < (d.created.as_ref(), &d.namespace, &d.name)
 }
 
 /// Another resource already claims this compute or AKS cluster (the claims that lose to
@@ -182,7 +185,12 @@ pub fn check_azure(
     Ok((location, warnings))
 }
 
-fn vcpu_check(d: &Desired, vcpus: i64, what: &str, warnings: &mut Vec<String>) -> Result<(), Stall> {
+fn vcpu_check(
+    d: &Desired,
+    vcpus: i64,
+    what: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), Stall> {
     if d.purpose.is_production() && vcpus < 12 {
         return Err(Stall::new(
             "InsufficientVCPUs",
@@ -193,7 +201,9 @@ fn vcpu_check(d: &Desired, vcpus: i64, what: &str, warnings: &mut Vec<String>) -
         ));
     }
     if vcpus < 2 {
-        warnings.push(format!("{what} gives {vcpus} vCPUs: deployments may not fit"));
+        warnings.push(format!(
+            "{what} gives {vcpus} vCPUs: deployments may not fit"
+        ));
     }
     Ok(())
 }

@@ -100,6 +100,12 @@ pub fn record_stall(
     if status.phase.is_none() {
         status.phase = Some(crate::crd::Phase::Pending);
     }
-    apply(status, Health::Stalled, stall.reason, &stall.message, generation);
+    apply(
+        status,
+        Health::Stalled,
+        stall.reason,
+        &stall.message,
+        generation,
+    );
     !already
 }

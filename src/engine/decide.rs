@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use crate::azure::{OperationHandle, OperationKind, OperationStatus as Poll, UnderlyingResourceAction};
+use crate::azure::{
+    OperationHandle, OperationKind, OperationStatus as Poll, UnderlyingResourceAction,
+};
 use crate::crd::{
     ClusterStatus, DeletionPolicy, LoadBalancerType, OperationStatus, Phase, ProvisioningError,
     TlsMode, TlsStatus,
@@ -207,10 +209,9 @@ pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
             Action::Detach
         };
     }
-    if let (Flavor::Create { agent_count, .. }, Some(pool)) = (
-        &d.flavor,
-        obs.cluster.found().and_then(|c| c.pool.as_ref()),
-    ) && !pool.autoscaling
+    if let (Flavor::Create { agent_count, .. }, Some(pool)) =
+        (&d.flavor, obs.cluster.found().and_then(|c| c.pool.as_ref()))
+        && !pool.autoscaling
         && let Some(actual) = pool.count
         && actual != *agent_count
     {
@@ -381,7 +382,19 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus, cfg: &EngineC
     }
     record_observed(d, obs, &mut plan);
     let action = choose(d, obs, &plan.status);
-    plan_action(d, obs, plan, action, cfg)
+    // An attachment Azure failed for a cause of the cluster (version, nodes): the cluster
+    // may change without the resource changing, so look at it again at the resync pace.
+    let watch_cluster = matches!(action, Action::Stall(_))
+        && !d.is_create()
+        && obs
+            .compute
+            .as_ref()
+            .is_some_and(|c| c.state == AzState::Failed);
+    let mut plan = plan_action(d, obs, plan, action, cfg);
+    if watch_cluster {
+        plan.requeue = Some(steady(obs, cfg));
+    }
+    plan
 }
 
 /// Copy what Azure reported into the status.
@@ -496,7 +509,11 @@ fn plan_action(
             let c = obs.compute.as_ref();
             let st = &mut plan.status;
             if c.is_some_and(|c| c.tls_enabled)
-                && st.tls.as_ref().and_then(|t| t.sha256_fingerprint.as_ref()).is_none()
+                && st
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.sha256_fingerprint.as_ref())
+                    .is_none()
                 && let Some(cluster) = st.aks_resource_id.as_deref().and_then(|a| a.parse().ok())
             {
                 plan.write = Some(backup_write(d, cluster, BackupPurpose::Opportunistic));
@@ -632,7 +649,11 @@ fn plan_action(
             plan
         }
         Action::BackupTls => {
-            let Some(cluster) = plan.status.aks_resource_id.as_deref().and_then(|a| a.parse().ok())
+            let Some(cluster) = plan
+                .status
+                .aks_resource_id
+                .as_deref()
+                .and_then(|a| a.parse().ok())
             else {
                 return stall(
                     d,
@@ -731,7 +752,11 @@ fn backup_write(d: &Desired, cluster: crate::azure::ResourceId, purpose: BackupP
 /// The TLS status for what a PUT is about to serve. Without material (a new Auto label,
 /// or TLS off) the certificate is unknown until Azure issued it: Ready reads and backs it
 /// up then. An earlier backup Secret stays recorded.
-fn tls_status(d: &Desired, st: &ClusterStatus, material: Option<&VerifiedTls>) -> Option<TlsStatus> {
+fn tls_status(
+    d: &Desired,
+    st: &ClusterStatus,
+    material: Option<&VerifiedTls>,
+) -> Option<TlsStatus> {
     let backup_secret_name = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
     match material {
         Some(v) => Some(TlsStatus {
@@ -753,7 +778,7 @@ fn tls_status(d: &Desired, st: &ClusterStatus, material: Option<&VerifiedTls>) -
 }
 
 /// The user's verified Custom material, or the stall that stops a (re)attach without it.
-fn user_material<'a>(obs: &'a Observed) -> Result<Option<&'a VerifiedTls>, Stall> {
+fn user_material(obs: &Observed) -> Result<Option<&VerifiedTls>, Stall> {
     match &obs.user_tls {
         Some(Ok(v)) => Ok(Some(v)),
         Some(Err(s)) => Err(s.clone()),
@@ -920,7 +945,8 @@ pub fn apply_verdict(d: &Desired, mut plan: Plan, v: Verdict, what: &str) -> Pla
     match &v {
         Verdict::Retry(after) => {
             let message = format!("{what}; trying again in {}s", after.as_secs().max(1));
-            plan.events.push(Note::warning("ReconcileError", message.clone()));
+            plan.events
+                .push(Note::warning("ReconcileError", message.clone()));
             progressing(d, &mut plan, &message);
             plan.requeue = Some(*after);
         }
@@ -928,7 +954,10 @@ pub fn apply_verdict(d: &Desired, mut plan: Plan, v: Verdict, what: &str) -> Pla
             progressing(
                 d,
                 &mut plan,
-                &format!("Azure is busy ({what}); looking again in {}s", after.as_secs().max(1)),
+                &format!(
+                    "Azure is busy ({what}); looking again in {}s",
+                    after.as_secs().max(1)
+                ),
             );
             plan.requeue = Some(*after);
         }
@@ -1039,7 +1068,14 @@ pub fn settle(
         }
         Err(WriteFailure::Azure(e)) if purpose.is_none() => {
             let (kind, resource) = call_of(&write);
-            let v = verdict(&e, Call { kind, resource: &resource }, cfg.busy_poll);
+            let v = verdict(
+                &e,
+                Call {
+                    kind,
+                    resource: &resource,
+                },
+                cfg.busy_poll,
+            );
             apply_verdict(d, plan, v, &e.to_string())
         }
         Err(failure) => backup_failed(d, plan, purpose, failure, cfg),
@@ -1106,7 +1142,8 @@ fn backup_failed(
     match purpose {
         Some(BackupPurpose::BeforeDetach { fallback: false }) => {
             if let Some(after) = retry {
-                plan.events.push(Note::warning("TLSBackupRetrying", message.clone()));
+                plan.events
+                    .push(Note::warning("TLSBackupRetrying", message.clone()));
                 apply(
                     &mut plan.status,
                     Health::Progressing,

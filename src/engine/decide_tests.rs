@@ -1,9 +1,9 @@
 use super::*;
 use crate::azure::model::ManagedCluster;
-use crate::engine::plan::{BackupPurpose, Write};
 use crate::crd::{ClusterPurpose, LoadBalancerSpec, SecretRef, TlsMode, TlsSpec, WorkspaceRef};
 use crate::engine::body::TlsMaterial;
 use crate::engine::observe::{ObservedCluster, ObservedPool, needs_node_count};
+use crate::engine::plan::{BackupPurpose, Write};
 use crate::tls::CertInfo;
 
 const AKS: &str =
@@ -123,7 +123,11 @@ impl WithRetries for ClusterStatus {
 
 fn obs(c: Option<ObservedCompute>) -> Observed {
     Observed {
-        cluster: if c.is_some() { cluster(3, false) } else { Lookup::NotRead },
+        cluster: if c.is_some() {
+            cluster(3, false)
+        } else {
+            Lookup::NotRead
+        },
         compute: c,
         ..Observed::default()
     }
@@ -916,7 +920,10 @@ fn plan_table() {
     let ca = {
         let mut d = ca;
         d.flavor = Flavor::Attach {
-            aks_id: AKS.replace("/subscriptions/s/", "/subscriptions/00000000-0000-0000-0000-000000000000/"),
+            aks_id: AKS.replace(
+                "/subscriptions/s/",
+                "/subscriptions/00000000-0000-0000-0000-000000000000/",
+            ),
         };
         d
     };
@@ -925,10 +932,38 @@ fn plan_table() {
         ..o
     };
     let rows: Vec<(&str, Desired, Observed, ClusterStatus, &str, Phase)> = vec![
-        ("create", ic.clone(), provisionable(None), ClusterStatus::default(), "PutCompute(Create)", Phase::Creating),
-        ("attach", ca.clone(), provisionable(None), ClusterStatus::default(), "PutCompute(Attach)", Phase::Attaching),
-        ("created", ic.clone(), obs(Some(compute(AzState::Succeeded))), owned(&ic, Phase::Creating), "-", Phase::Ready),
-        ("attached", ca.clone(), obs(Some(compute(AzState::Succeeded))), owned(&ca, Phase::Attaching), "-", Phase::Ready),
+        (
+            "create",
+            ic.clone(),
+            provisionable(None),
+            ClusterStatus::default(),
+            "PutCompute(Create)",
+            Phase::Creating,
+        ),
+        (
+            "attach",
+            ca.clone(),
+            provisionable(None),
+            ClusterStatus::default(),
+            "PutCompute(Attach)",
+            Phase::Attaching,
+        ),
+        (
+            "created",
+            ic.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Creating),
+            "-",
+            Phase::Ready,
+        ),
+        (
+            "attached",
+            ca.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ca, Phase::Attaching),
+            "-",
+            Phase::Ready,
+        ),
         (
             "description in place",
             with_description(&ic),
@@ -937,7 +972,14 @@ fn plan_table() {
             "PutCompute(Update)",
             Phase::Updating,
         ),
-        ("updated", ic.clone(), obs(Some(compute(AzState::Succeeded))), owned(&ic, Phase::Updating), "-", Phase::Ready),
+        (
+            "updated",
+            ic.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Updating),
+            "-",
+            Phase::Ready,
+        ),
         (
             "scale",
             with_agents(&ic, 5),
@@ -946,7 +988,14 @@ fn plan_table() {
             "ScalePool",
             Phase::Scaling,
         ),
-        ("scaled", ic.clone(), obs(Some(compute(AzState::Succeeded))), owned(&ic, Phase::Scaling), "-", Phase::Ready),
+        (
+            "scaled",
+            ic.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Scaling),
+            "-",
+            Phase::Ready,
+        ),
         (
             "purpose change, TLS on: back up first",
             regen(ClusterPurposeChange::devtest(tls(ca.clone()))),
@@ -963,9 +1012,30 @@ fn plan_table() {
             "DeleteCompute(Detach)",
             Phase::Detaching,
         ),
-        ("backed up: detach", tls(ca.clone()), obs(Some(tls_on.clone())), owned(&tls(ca.clone()), Phase::Detaching), "DeleteCompute(Detach)", Phase::Detaching),
-        ("detached: attach again", ca.clone(), provisionable(None), owned(&ca, Phase::Reattaching), "PutCompute(Attach)", Phase::Reattaching),
-        ("reattached", ca.clone(), obs(Some(compute(AzState::Succeeded))), owned(&ca, Phase::Reattaching), "-", Phase::Ready),
+        (
+            "backed up: detach",
+            tls(ca.clone()),
+            obs(Some(tls_on.clone())),
+            owned(&tls(ca.clone()), Phase::Detaching),
+            "DeleteCompute(Detach)",
+            Phase::Detaching,
+        ),
+        (
+            "detached: attach again",
+            ca.clone(),
+            provisionable(None),
+            owned(&ca, Phase::Reattaching),
+            "PutCompute(Attach)",
+            Phase::Reattaching,
+        ),
+        (
+            "reattached",
+            ca.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ca, Phase::Reattaching),
+            "-",
+            Phase::Ready,
+        ),
         (
             "TLS served, never backed up",
             tls(ic.clone()),
@@ -977,9 +1047,30 @@ fn plan_table() {
             "BackUpTls(Opportunistic)",
             Phase::Ready,
         ),
-        ("failed create: delete it", ic.clone(), obs(Some(failed.clone())), owned(&ic, Phase::Creating), "DeleteCompute(Delete)", Phase::Creating),
-        ("failed after serving: detach it", ic.clone(), obs(Some(failed.clone())), owned(&ic, Phase::Ready), "DeleteCompute(Detach)", Phase::Reattaching),
-        ("delete", deleting(ic.clone(), DeletionPolicy::Delete), obs(Some(compute(AzState::Succeeded))), owned(&ic, Phase::Ready), "DeleteCompute(Delete)", Phase::Deleting),
+        (
+            "failed create: delete it",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            owned(&ic, Phase::Creating),
+            "DeleteCompute(Delete)",
+            Phase::Creating,
+        ),
+        (
+            "failed after serving: detach it",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            owned(&ic, Phase::Ready),
+            "DeleteCompute(Detach)",
+            Phase::Reattaching,
+        ),
+        (
+            "delete",
+            deleting(ic.clone(), DeletionPolicy::Delete),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Ready),
+            "DeleteCompute(Delete)",
+            Phase::Deleting,
+        ),
         (
             "delete after a reattach: the cluster directly",
             deleting(ic.clone(), DeletionPolicy::Delete),
@@ -994,15 +1085,46 @@ fn plan_table() {
             "DeleteManagedCluster",
             Phase::Deleting,
         ),
-        ("detach on delete", deleting(ca.clone(), DeletionPolicy::Detach), obs(Some(compute(AzState::Succeeded))), owned(&ca, Phase::Ready), "DeleteCompute(Detach)", Phase::Deleting),
-        ("gone", deleting(ca.clone(), DeletionPolicy::Detach), obs(None), owned(&ca, Phase::Deleting), "-", Phase::Deleting),
-        ("busy", ic.clone(), obs(Some(compute(AzState::Busy))), owned(&ic, Phase::Creating), "-", Phase::Creating),
-        ("stall keeps a new resource Pending", ic.clone(), obs(None), ClusterStatus::default(), "-", Phase::Pending),
+        (
+            "detach on delete",
+            deleting(ca.clone(), DeletionPolicy::Detach),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ca, Phase::Ready),
+            "DeleteCompute(Detach)",
+            Phase::Deleting,
+        ),
+        (
+            "gone",
+            deleting(ca.clone(), DeletionPolicy::Detach),
+            obs(None),
+            owned(&ca, Phase::Deleting),
+            "-",
+            Phase::Deleting,
+        ),
+        (
+            "busy",
+            ic.clone(),
+            obs(Some(compute(AzState::Busy))),
+            owned(&ic, Phase::Creating),
+            "-",
+            Phase::Creating,
+        ),
+        (
+            "stall keeps a new resource Pending",
+            ic.clone(),
+            obs(None),
+            ClusterStatus::default(),
+            "-",
+            Phase::Pending,
+        ),
     ];
     let mut failures = Vec::new();
     for (row, d, o, s, write, phase) in rows {
         let plan = decide(&d, &o, &s, &cfg);
-        let got = (write_name(&plan.write), plan.status.phase.unwrap_or_default());
+        let got = (
+            write_name(&plan.write),
+            plan.status.phase.unwrap_or_default(),
+        );
         if got != (write, phase) {
             failures.push(format!("{row}: expected {write} in {phase:?}, got {got:?}"));
         }
@@ -1059,10 +1181,23 @@ fn settle_table() {
     // Detach on the way to a reattach: Reattaching once Azure accepted it.
     let plan = decide(&purpose, &o, &status, &cfg);
     assert_eq!(plan.status.phase, Some(Phase::Detaching));
-    let done = settle(&purpose, &o, plan.clone(), Ok(Done::Started(Some(handle.clone()))), &cfg);
+    let done = settle(
+        &purpose,
+        &o,
+        plan.clone(),
+        Ok(Done::Started(Some(handle.clone()))),
+        &cfg,
+    );
     assert_eq!(done.status.phase, Some(Phase::Reattaching));
-    assert_eq!(done.status.operation.as_ref().map(|op| op.kind), Some(OperationKind::Detach));
-    assert_eq!(done.requeue, Some(Duration::from_secs(7)), "Azure's Retry-After");
+    assert_eq!(
+        done.status.operation.as_ref().map(|op| op.kind),
+        Some(OperationKind::Detach)
+    );
+    assert_eq!(
+        done.requeue,
+        Some(Duration::from_secs(7)),
+        "Azure's Retry-After"
+    );
     // The same write refused with 403: a stall, no operation, no timer.
     let forbidden = crate::azure::error::ApiError::from_response(
         "compute.delete",
@@ -1071,10 +1206,18 @@ fn settle_table() {
         Default::default(),
         None,
     );
-    let refused = settle(&purpose, &o, plan, Err(WriteFailure::Azure(forbidden.into())), &cfg);
+    let refused = settle(
+        &purpose,
+        &o,
+        plan,
+        Err(WriteFailure::Azure(forbidden.into())),
+        &cfg,
+    );
     assert!(refused.status.operation.is_none());
     assert_eq!(refused.requeue, None);
-    assert!(matches!(&refused.verdict, Some(Verdict::Stall(s)) if s.reason == "AuthorizationFailed"));
+    assert!(
+        matches!(&refused.verdict, Some(Verdict::Stall(s)) if s.reason == "AuthorizationFailed")
+    );
     // Backup before a detach: Detaching once the certificate is verified.
     let o = obs(Some(tls_on));
     let mut tls = purpose.clone();
@@ -1095,11 +1238,19 @@ fn settle_table() {
         &tls,
         &o,
         plan,
-        Err(WriteFailure::Tls(TlsError::BackupFailed("private cluster".into()))),
+        Err(WriteFailure::Tls(TlsError::BackupFailed(
+            "private cluster".into(),
+        ))),
         &cfg,
     );
     assert_eq!(failed.status.phase, Some(Phase::BackingUpTls));
-    assert!(failed.status.conditions.iter().any(|c| c.type_ == "Stalled" && c.reason == "TLSBackupFailed" && c.status == "True"));
+    assert!(
+        failed
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.reason == "TLSBackupFailed" && c.status == "True")
+    );
 }
 
 /// The claim precedence rule, the same in `amlops run`, the demo, the bench and the tests.
@@ -1123,12 +1274,28 @@ fn claims_precedence() {
     let cases = [
         ("older", other(false, "2026-01-01T00:00:00Z", "x"), true),
         ("newer", other(false, "2026-01-03T00:00:00Z", "x"), false),
-        ("newer but owns its compute", other(true, "2026-01-03T00:00:00Z", "x"), true),
-        ("same time, name first", other(false, "2026-01-02T00:00:00Z", "a"), true),
-        ("same time, name after", other(false, "2026-01-02T00:00:00Z", "z"), false),
+        (
+            "newer but owns its compute",
+            other(true, "2026-01-03T00:00:00Z", "x"),
+            true,
+        ),
+        (
+            "same time, name first",
+            other(false, "2026-01-02T00:00:00Z", "a"),
+            true,
+        ),
+        (
+            "same time, name after",
+            other(false, "2026-01-02T00:00:00Z", "z"),
+            false,
+        ),
     ];
     for (why, claim, wins) in cases {
-        assert_eq!(crate::engine::checks::takes_precedence(&claim, &d), wins, "{why}");
+        assert_eq!(
+            crate::engine::checks::takes_precedence(&claim, &d),
+            wins,
+            "{why}"
+        );
         let stalls = crate::engine::checks::check_claims(&d, std::slice::from_ref(&claim)).is_err();
         assert_eq!(stalls, wins, "{why}");
     }

@@ -189,7 +189,12 @@ impl Desired {
     /// `Config` when the spec's names cannot form an id (admission refuses them).
     pub fn compute_resource_id(&self) -> Result<ResourceId, AzureError> {
         let w = &self.workspace;
-        ResourceId::compute(&w.subscription_id, &w.resource_group, &w.name, &self.compute_name)
+        ResourceId::compute(
+            &w.subscription_id,
+            &w.resource_group,
+            &w.name,
+            &self.compute_name,
+        )
     }
 
     /// [`Self::workspace_resource_id`] as text (empty when invalid).

@@ -8,9 +8,7 @@
 
 use crate::azure::model::{ComputeResource, KubernetesVersionList, ManagedCluster};
 use crate::azure::model::{LoadBalancerType as AzLb, ProvisioningState, SslConfigStatus};
-use crate::azure::{
-    AzureError, LroStyle, OperationHandle, OperationStatus as Poll, ResourceId,
-};
+use crate::azure::{AzureError, LroStyle, OperationHandle, OperationStatus as Poll, ResourceId};
 use crate::crd::{ClusterStatus, LoadBalancerType, OperationStatus, Phase, TlsMode};
 use crate::tls::{self, CertInfo, TlsError};
 
@@ -336,7 +334,10 @@ impl<S: KubeStore> Engine<S> {
         let cluster_id: Option<String> = match (&o.compute, &d.flavor) {
             // A created cluster whose node count is not known to match the spec.
             (Some(c), Flavor::Create { .. })
-                if !d.deleting && owned && c.state == AzState::Succeeded && needs_node_count(d, st) =>
+                if !d.deleting
+                    && owned
+                    && c.state == AzState::Succeeded
+                    && needs_node_count(d, st) =>
             {
                 c.aks_id.clone()
             }
@@ -347,7 +348,9 @@ impl<S: KubeStore> Engine<S> {
             // The compute is gone: does the cluster still exist (deletion, drift of a
             // created cluster), or is it fit to attach?
             (None, Flavor::Attach { aks_id }) if !d.deleting => same_subscription(d, aks_id),
-            (None, _) if d.deleting || (d.is_create() && owned && !compute_expected_missing(phase)) => {
+            (None, _)
+                if d.deleting || (d.is_create() && owned && !compute_expected_missing(phase)) =>
+            {
                 st.aks_resource_id.clone()
             }
             (None, _) => None,

@@ -112,7 +112,10 @@ pub fn required_role(call: Call<'_>) -> (&'static str, String) {
         id.subscription(),
         id.resource_group()
     );
-    if id.namespace().eq_ignore_ascii_case("Microsoft.MachineLearningServices") {
+    if id
+        .namespace()
+        .eq_ignore_ascii_case("Microsoft.MachineLearningServices")
+    {
         // The workspace itself, or a compute of it: the role is assigned on the workspace.
         let workspace = if id.is_type("Microsoft.MachineLearningServices", "workspaces") {
             id.to_string()
@@ -158,7 +161,11 @@ pub fn verdict(e: &AzureError, call: Call<'_>, fallback: Duration) -> Verdict {
             let (role, scope) = required_role(call);
             let op = operation(e);
             let cause = if e.category() == ErrorCategory::Forbidden {
-                format!("Azure refused {op} on {} (HTTP 403): {}", call.resource, azure_says())
+                format!(
+                    "Azure refused {op} on {} (HTTP 403): {}",
+                    call.resource,
+                    azure_says()
+                )
             } else {
                 format!("Azure did not accept the operator's identity for {op}: {e}")
             };
@@ -340,44 +347,108 @@ mod tests {
     fn verdict_table() {
         let fallback = Duration::from_secs(15);
         let rows: Vec<(&str, AzureError, Want)> = vec![
-            ("401", api(401, "InvalidAuthenticationToken", None), Want::Stall("AuthorizationFailed")),
-            ("403", api(403, "AuthorizationFailed", None), Want::Stall("AuthorizationFailed")),
             (
-                "no token",
-                AzureError::Credential { credential: "workload-identity", reason: "r".into() },
+                "401",
+                api(401, "InvalidAuthenticationToken", None),
                 Want::Stall("AuthorizationFailed"),
             ),
-            ("409 busy", api(409, "OperationNotAllowed", Some(7)), Want::Wait(7)),
-            ("409 busy, no Retry-After", api(409, "OperationNotAllowed", None), Want::Wait(15)),
-            ("400 OperationNotAllowed", api(400, "OperationNotAllowed", None), Want::Wait(15)),
-            ("429", api(429, "TooManyRequests", Some(40)), Want::Retry(40)),
-            ("500", api(500, "InternalServerError", None), Want::Retry(15)),
-            ("503", api(503, "ServiceUnavailable", Some(3)), Want::Retry(3)),
+            (
+                "403",
+                api(403, "AuthorizationFailed", None),
+                Want::Stall("AuthorizationFailed"),
+            ),
+            (
+                "no token",
+                AzureError::Credential {
+                    credential: "workload-identity",
+                    reason: "r".into(),
+                },
+                Want::Stall("AuthorizationFailed"),
+            ),
+            (
+                "409 busy",
+                api(409, "OperationNotAllowed", Some(7)),
+                Want::Wait(7),
+            ),
+            (
+                "409 busy, no Retry-After",
+                api(409, "OperationNotAllowed", None),
+                Want::Wait(15),
+            ),
+            (
+                "400 OperationNotAllowed",
+                api(400, "OperationNotAllowed", None),
+                Want::Wait(15),
+            ),
+            (
+                "429",
+                api(429, "TooManyRequests", Some(40)),
+                Want::Retry(40),
+            ),
+            (
+                "500",
+                api(500, "InternalServerError", None),
+                Want::Retry(15),
+            ),
+            (
+                "503",
+                api(503, "ServiceUnavailable", Some(3)),
+                Want::Retry(3),
+            ),
             (
                 "client rate limit",
-                AzureError::RateLimited { operation: "compute.get", retry_after: Duration::from_secs(9) },
+                AzureError::RateLimited {
+                    operation: "compute.get",
+                    retry_after: Duration::from_secs(9),
+                },
                 Want::Retry(9),
             ),
             (
                 "dropped connection",
-                AzureError::Connection { operation: "compute.get", reason: "reset".into() },
+                AzureError::Connection {
+                    operation: "compute.get",
+                    reason: "reset".into(),
+                },
                 Want::Retry(15),
             ),
             (
                 "timeout",
-                AzureError::Timeout { operation: "compute.get", after: Duration::from_secs(30) },
+                AzureError::Timeout {
+                    operation: "compute.get",
+                    after: Duration::from_secs(30),
+                },
                 Want::Retry(15),
             ),
-            ("undecodable", AzureError::decode("compute.get", "eof"), Want::Retry(15)),
+            (
+                "undecodable",
+                AzureError::decode("compute.get", "eof"),
+                Want::Retry(15),
+            ),
             (
                 "operation failed",
-                AzureError::OperationFailed { operation: "Create", code: "c".into(), message: "m".into() },
+                AzureError::OperationFailed {
+                    operation: "Create",
+                    code: "c".into(),
+                    message: "m".into(),
+                },
                 Want::Retry(15),
             ),
-            ("400", api(400, "BadRequest", None), Want::Stall("AzureRejected")),
-            ("422", api(422, "InvalidParameter", None), Want::Stall("AzureRejected")),
+            (
+                "400",
+                api(400, "BadRequest", None),
+                Want::Stall("AzureRejected"),
+            ),
+            (
+                "422",
+                api(422, "InvalidParameter", None),
+                Want::Stall("AzureRejected"),
+            ),
             ("404", api(404, "ResourceNotFound", None), Want::Retry(15)),
-            ("bad configuration", AzureError::Config("x".into()), Want::Stall("InvalidConfiguration")),
+            (
+                "bad configuration",
+                AzureError::Config("x".into()),
+                Want::Stall("InvalidConfiguration"),
+            ),
         ];
         for (what, err, want) in &rows {
             for kind in CallKind::ALL {
@@ -401,7 +472,14 @@ mod tests {
         for kind in CallKind::ALL {
             let v = verdict(&e, Call { kind, resource: WS }, f);
             assert_eq!(got(&v), Want::Stall("WorkspaceNotFound"), "{kind:?}");
-            let v = verdict(&e, Call { kind, resource: AKS }, f);
+            let v = verdict(
+                &e,
+                Call {
+                    kind,
+                    resource: AKS,
+                },
+                f,
+            );
             assert_eq!(got(&v), Want::Stall("AksClusterNotFound"), "{kind:?}");
         }
     }
@@ -411,15 +489,31 @@ mod tests {
         let e = api(403, "AuthorizationFailed", None);
         let compute = format!("{WS}/computes/aks1");
         let cases = [
-            (CallKind::Provision, compute.as_str(), "AzureML Compute Operator", WS.to_string()),
-            (CallKind::Read, WS, "AzureML Compute Operator", WS.to_string()),
+            (
+                CallKind::Provision,
+                compute.as_str(),
+                "AzureML Compute Operator",
+                WS.to_string(),
+            ),
+            (
+                CallKind::Read,
+                WS,
+                "AzureML Compute Operator",
+                WS.to_string(),
+            ),
             (
                 CallKind::Scale,
                 AKS,
                 "Azure Kubernetes Service Contributor Role",
-                "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/aks-rg".to_string(),
+                "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/aks-rg"
+                    .to_string(),
             ),
-            (CallKind::ListCredentials, AKS, "Cluster User Role", AKS.to_string()),
+            (
+                CallKind::ListCredentials,
+                AKS,
+                "Cluster User Role",
+                AKS.to_string(),
+            ),
             (
                 CallKind::Read,
                 "/subscriptions/00000000-0000-0000-0000-000000000000",
@@ -431,10 +525,22 @@ mod tests {
             let Verdict::Stall(s) = verdict(&e, Call { kind, resource }, Duration::ZERO) else {
                 panic!("{kind:?} must stall");
             };
-            assert!(s.message.contains("compute.put"), "operation: {}", s.message);
+            assert!(
+                s.message.contains("compute.put"),
+                "operation: {}",
+                s.message
+            );
             assert!(s.message.contains(role), "role {role}: {}", s.message);
-            assert!(s.message.contains(&format!("scope {scope}")), "scope {scope}: {}", s.message);
-            assert!(s.message.contains("m-403"), "Azure's message: {}", s.message);
+            assert!(
+                s.message.contains(&format!("scope {scope}")),
+                "scope {scope}: {}",
+                s.message
+            );
+            assert!(
+                s.message.contains("m-403"),
+                "Azure's message: {}",
+                s.message
+            );
         }
     }
 
@@ -471,7 +577,11 @@ mod tests {
                 "Insufficient vcpu quota requested 2, remaining 0 for family StandardDasv7Family for region eastus.",
                 Some("QuotaExceeded"),
             ),
-            ("InternalServerError", "An internal server error occurred.", None),
+            (
+                "InternalServerError",
+                "An internal server error occurred.",
+                None,
+            ),
             ("Canceled", "the operation was canceled", None),
         ];
         for (code, message, want) in cases {
@@ -485,6 +595,9 @@ mod tests {
                 (want, got) => panic!("{message}: want {want:?}, got {got:?}"),
             }
         }
-        assert_eq!(classify_provisioning("aks1", &[]), ProvisioningFailure::Transient);
+        assert_eq!(
+            classify_provisioning("aks1", &[]),
+            ProvisioningFailure::Transient
+        );
     }
 }
