@@ -120,8 +120,11 @@ fn crds_are_structural_and_cel_is_sound() {
                         .keys()
                         .map(String::as_str)
                         .collect();
-                    // messageExpression (1.27), reason/fieldPath (1.28), optionalOldSelf (1.29) are not on every version.
-                    if keys.iter().any(|k| !matches!(*k, "rule" | "message")) {
+                    // fieldPath (beta in 1.28, on by default; GA with CRD validation rules in
+                    // 1.29) is on every Kubernetes version still supported upstream and by AKS
+                    // in 2026; messageExpression and optionalOldSelf stay out to keep the
+                    // messages static (amlops validate prints the same text).
+                    if keys.iter().any(|k| !matches!(*k, "rule" | "message" | "fieldPath")) {
                         problems.push(format!("{path}: rule uses {keys:?}"));
                     }
                     let text = rule["rule"].as_str().unwrap();

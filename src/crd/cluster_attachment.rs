@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{NAME_AS_COMPUTE_NAME, NAME_AS_COMPUTE_NAME_MSG};
+use super::common::{NAME_AS_COMPUTE_NAME, NAME_AS_COMPUTE_NAME_MSG, immutable_once_created};
 use super::{
     ClusterPurpose, ClusterStatus, ComputeName, DeletionPolicy, LoadBalancerSpec, SecretRef,
     TlsSpec, WorkspaceRef,
@@ -44,6 +44,15 @@ pub enum ReattachPolicy {
     printcolumn(name = "TLS", type_ = "string", json_path = ".spec.tls.mode"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(NAME_AS_COMPUTE_NAME).message(NAME_AS_COMPUTE_NAME_MSG),
+    validation = Rule::new(immutable_once_created!("workspace")).field_path(".spec.workspace").message(
+        "workspace is immutable once Azure has the compute (status.computeId is set): a compute cannot move to another workspace; create a new resource instead"
+    ),
+    validation = Rule::new(immutable_once_created!("computeName")).field_path(".spec.computeName").message(
+        "computeName is immutable once Azure has the compute (status.computeId is set): it cannot be set, changed or removed; create a new resource to use another compute name"
+    ),
+    validation = Rule::new(immutable_once_created!("aksCluster")).field_path(".spec.aksCluster").message(
+        "aksCluster is immutable once Azure has the compute (status.computeId is set): create a new ClusterAttachment to attach another cluster"
+    ),
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.deletionPolicy != 'Delete'").message(
@@ -52,16 +61,13 @@ pub enum ReattachPolicy {
 #[x_kube(validation = Rule::new("!(self.tls.mode == 'Auto' && self.loadBalancer.type == 'InternalLoadBalancer')").message(
     "tls.mode Auto is not supported with loadBalancer.type InternalLoadBalancer (Azure ML does not terminate TLS with a Microsoft-issued certificate on an internal load balancer): use tls.mode Custom or loadBalancer.type PublicIp"
 ))]
-#[x_kube(validation = Rule::new("has(self.computeName) == has(oldSelf.computeName)").message(
-    "computeName is immutable: it cannot be added or removed after creation"
-))]
 pub struct ClusterAttachmentSpec {
-    /// Workspace the cluster is attached to (immutable).
+    /// Workspace the cluster is attached to (immutable once Azure has the compute).
     pub workspace: WorkspaceRef,
-    /// Compute name in the workspace; defaults to `metadata.name` (immutable).
+    /// Compute name in the workspace; defaults to `metadata.name` (immutable once Azure has the compute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_name: Option<ComputeName>,
-    /// The AKS cluster to attach (immutable); must be in the workspace's subscription.
+    /// The AKS cluster to attach (immutable once Azure has the compute); must be in the workspace's subscription.
     pub aks_cluster: AksClusterRef,
     /// Description shown in Azure ML studio; updated in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,9 +105,6 @@ pub struct ClusterAttachmentSpec {
 ))]
 #[x_kube(validation = Rule::new("has(self.resourceId) || (has(self.resourceGroup) && has(self.name))").message(
     "aksCluster: resourceGroup and name must be set together"
-))]
-#[x_kube(validation = Rule::new("self == oldSelf").message(
-    "aksCluster is immutable: create a new ClusterAttachment to attach another cluster"
 ))]
 pub struct AksClusterRef {
     /// ARM id of a `Microsoft.ContainerService/managedClusters` resource.

@@ -7,9 +7,6 @@ use serde::{Deserialize, Serialize};
 /// Azure ML workspace that owns the compute.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self == oldSelf").message(
-    "workspace is immutable: a compute cannot move to another workspace; create a new resource instead"
-))]
 pub struct WorkspaceRef {
     /// Azure subscription id (a GUID) of the workspace.
     #[schemars(length(max = 36))]
@@ -217,9 +214,7 @@ impl DeletionPolicy {
     {"rule": "self.matches('^[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]$')",
      "message": "computeName may contain only letters, digits and '-', must start with a letter and end with a letter or digit"},
     {"rule": "!self.matches('-[0-9]+$')",
-     "message": "computeName must not end in '-' followed by digits (Azure ML rejects that form): e.g. use prodaks2 instead of prodaks-2"},
-    {"rule": "self == oldSelf",
-     "message": "computeName is immutable: create a new resource to use another compute name"}
+     "message": "computeName must not end in '-' followed by digits (Azure ML rejects that form): e.g. use prodaks2 instead of prodaks-2"}
 ]))]
 pub struct ComputeName(#[schemars(length(max = 24))] pub String);
 
@@ -232,6 +227,33 @@ impl ComputeName {
         }
     }
 }
+
+/// Root-level CEL rule: `spec.<field>` (optional or not) may not change once Azure has the
+/// compute, i.e. once `status.computeId` is set — the operator records it before its first
+/// compute PUT. Before that the field can be corrected in place: a spec the operator refused
+/// (`Stalled InvalidSpec`, no Azure write) must be fixable without deleting the resource.
+///
+/// The rule reads `oldSelf.status`: on an update of the main resource the API server
+/// validates the whole object, status included, so a user cannot unset it to get around
+/// the rule. Used with `.field_path(".spec.<field>")` so errors point at the field.
+macro_rules! immutable_once_created {
+    ($field:literal) => {
+        concat!(
+            "!has(oldSelf.status) || !has(oldSelf.status.computeId) || (has(self.spec.",
+            $field,
+            ") == has(oldSelf.spec.",
+            $field,
+            ") && (!has(self.spec.",
+            $field,
+            ") || self.spec.",
+            $field,
+            " == oldSelf.spec.",
+            $field,
+            "))"
+        )
+    };
+}
+pub(crate) use immutable_once_created;
 
 /// CEL rule (root level) for resources without `spec.computeName`: `metadata.name` is used.
 pub(crate) const NAME_AS_COMPUTE_NAME: &str = "has(self.spec.computeName) || (self.metadata.name.size() >= 3 && self.metadata.name.size() <= 24 && self.metadata.name.matches('^[a-z][a-z0-9-]*[a-z0-9]$') && !self.metadata.name.matches('-[0-9]+$'))";

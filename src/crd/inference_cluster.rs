@@ -3,7 +3,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{NAME_AS_COMPUTE_NAME, NAME_AS_COMPUTE_NAME_MSG};
+use super::common::{NAME_AS_COMPUTE_NAME, NAME_AS_COMPUTE_NAME_MSG, immutable_once_created};
 use super::{
     ClusterPurpose, ClusterStatus, ComputeName, DeletionPolicy, LoadBalancerSpec, SecretRef,
     TlsSpec, WorkspaceRef,
@@ -39,6 +39,21 @@ fn default_max_retries() -> i32 {
     printcolumn(name = "TLS", type_ = "string", json_path = ".spec.tls.mode"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(NAME_AS_COMPUTE_NAME).message(NAME_AS_COMPUTE_NAME_MSG),
+    validation = Rule::new(immutable_once_created!("workspace")).field_path(".spec.workspace").message(
+        "workspace is immutable once Azure has the compute (status.computeId is set): a compute cannot move to another workspace; create a new resource instead"
+    ),
+    validation = Rule::new(immutable_once_created!("computeName")).field_path(".spec.computeName").message(
+        "computeName is immutable once Azure has the compute (status.computeId is set): it cannot be set, changed or removed; create a new resource to use another compute name"
+    ),
+    validation = Rule::new(immutable_once_created!("vmSize")).field_path(".spec.vmSize").message(
+        "vmSize is immutable once Azure has the compute (status.computeId is set): Azure ML cannot change the VM size of a cluster; create a new InferenceCluster"
+    ),
+    validation = Rule::new(immutable_once_created!("location")).field_path(".spec.location").message(
+        "location is immutable once Azure has the compute (status.computeId is set): create a new InferenceCluster to use another region"
+    ),
+    validation = Rule::new(immutable_once_created!("network")).field_path(".spec.network").message(
+        "network is immutable once Azure has the compute (status.computeId is set): the cluster's virtual network cannot change; create a new InferenceCluster"
+    ),
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.clusterPurpose != 'FastProd' || self.agentCount >= 3").message(
@@ -47,29 +62,17 @@ fn default_max_retries() -> i32 {
 #[x_kube(validation = Rule::new("!(self.tls.mode == 'Auto' && self.loadBalancer.type == 'InternalLoadBalancer')").message(
     "tls.mode Auto is not supported with loadBalancer.type InternalLoadBalancer (Azure ML does not terminate TLS with a Microsoft-issued certificate on an internal load balancer): use tls.mode Custom or loadBalancer.type PublicIp"
 ))]
-#[x_kube(validation = Rule::new("has(self.computeName) == has(oldSelf.computeName)").message(
-    "computeName is immutable: it cannot be added or removed after creation"
-))]
-#[x_kube(validation = Rule::new("has(self.location) == has(oldSelf.location)").message(
-    "location is immutable: it cannot be added or removed after creation"
-))]
-#[x_kube(validation = Rule::new("has(self.network) == has(oldSelf.network)").message(
-    "network is immutable: it cannot be added or removed after creation; create a new InferenceCluster"
-))]
 pub struct InferenceClusterSpec {
-    /// Workspace that owns the compute (immutable).
+    /// Workspace that owns the compute (immutable once Azure has the compute).
     pub workspace: WorkspaceRef,
-    /// Compute name in the workspace; defaults to `metadata.name` (immutable).
+    /// Compute name in the workspace; defaults to `metadata.name` (immutable once Azure has the compute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_name: Option<ComputeName>,
-    /// Azure region of the AKS cluster (`computeLocation`); defaults to the workspace's (immutable).
+    /// Azure region of the AKS cluster (`computeLocation`); defaults to the workspace's (immutable once Azure has the compute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 40))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]+$')").message(
         "location must be an Azure region name such as eastus (lowercase letters and digits, no spaces)"
-    ))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(
-        "location is immutable: create a new InferenceCluster to use another region"
     ))]
     pub location: Option<String>,
     /// Description shown in Azure ML studio; updated in place.
@@ -82,20 +85,17 @@ pub struct InferenceClusterSpec {
         "agentCount must be between 1 and 1000"
     ))]
     pub agent_count: i32,
-    /// VM size of the nodes (immutable; Azure ML cannot change it).
+    /// VM size of the nodes (immutable once Azure has the compute: Azure ML cannot change it).
     #[serde(default = "default_vm_size")]
     #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z][A-Za-z0-9_]*$')").message(
         "vmSize must be an Azure VM size name such as Standard_D3_v2"
     ))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(
-        "vmSize is immutable: Azure ML cannot change the VM size of a cluster; create a new InferenceCluster"
-    ))]
     pub vm_size: String,
     /// `FastProd` (default), `DenseProd` or `DevTest`; a change detaches and reattaches.
     #[serde(default)]
     pub cluster_purpose: ClusterPurpose,
-    /// Custom virtual network; all-or-nothing (immutable).
+    /// Custom virtual network; all-or-nothing (immutable once Azure has the compute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSpec>,
     /// Load balancer of the scoring endpoint; updated in place.
@@ -128,9 +128,6 @@ pub struct InferenceClusterSpec {
 ))]
 #[x_kube(validation = Rule::new("has(self.subnetId) || (has(self.vnetResourceGroup) && has(self.vnetName) && has(self.subnetName))").message(
     "network: vnetResourceGroup, vnetName and subnetName must be set together"
-))]
-#[x_kube(validation = Rule::new("self == oldSelf").message(
-    "network is immutable: the cluster's virtual network cannot change; create a new InferenceCluster"
 ))]
 pub struct NetworkSpec {
     /// ARM id of the subnet the nodes use.

@@ -6,7 +6,7 @@ mod pem;
 pub use backup::{
     AZUREMLFESSL, BackupArgs, backup_secret, cert_and_key_from_secret, read_azuremlfessl, run_cli,
 };
-pub use pem::{CertInfo, verify_pair};
+pub use pem::{CertInfo, check_serving, verify_pair};
 
 /// Why TLS material could not be used; `reason()` is the Stalled condition reason.
 #[derive(Debug, thiserror::Error)]

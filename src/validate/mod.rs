@@ -193,7 +193,8 @@ pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<F
         findings.extend(
             errors
                 .iter()
-                .map(|e| Finding::new(&e.field_path, e.message.clone())),
+                // A rule's fieldPath is written `.spec.x`; the API server reports `spec.x`.
+                .map(|e| Finding::new(e.field_path.trim_start_matches('.'), e.message.clone())),
         );
     }
     if !findings.is_empty() {
