@@ -124,7 +124,10 @@ fn crds_are_structural_and_cel_is_sound() {
                     // 1.29) is on every Kubernetes version still supported upstream and by AKS
                     // in 2026; messageExpression and optionalOldSelf stay out to keep the
                     // messages static (amlops validate prints the same text).
-                    if keys.iter().any(|k| !matches!(*k, "rule" | "message" | "fieldPath")) {
+                    if keys
+                        .iter()
+                        .any(|k| !matches!(*k, "rule" | "message" | "fieldPath"))
+                    {
                         problems.push(format!("{path}: rule uses {keys:?}"));
                     }
                     let text = rule["rule"].as_str().unwrap();

@@ -5,10 +5,10 @@
 use crate::azure::LroStart;
 use crate::tls::{self, TlsError};
 
-use super::decide::{Done, WriteFailure};
 use super::desired::Desired;
 use super::plan::Write;
 use super::reconcile::Engine;
+use super::settle::{Done, WriteFailure};
 use super::store::KubeStore;
 
 fn started<T>(start: LroStart<T>) -> Done {

@@ -1,10 +1,13 @@
 use super::*;
+use crate::azure::OperationHandle;
 use crate::azure::model::ManagedCluster;
 use crate::crd::{ClusterPurpose, LoadBalancerSpec, SecretRef, TlsMode, TlsSpec, WorkspaceRef};
 use crate::engine::body::TlsMaterial;
 use crate::engine::observe::{ObservedCluster, ObservedPool, needs_node_count};
 use crate::engine::plan::{BackupPurpose, Write};
+use crate::engine::settle::{Done, WriteFailure, settle};
 use crate::tls::CertInfo;
+use crate::tls::TlsError;
 
 const AKS: &str =
     "/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerService/managedClusters/shared";
@@ -34,8 +37,10 @@ fn verified(fp: &str) -> VerifiedTls {
         },
         info: CertInfo {
             sha256_fingerprint: fp.into(),
+            not_before: "2026-01-01T00:00:00Z".into(),
             not_after: "2030-01-01T00:00:00Z".into(),
             hostname: Some("a.contoso.com".into()),
+            dns_names: vec!["a.contoso.com".into()],
         },
     }
 }
@@ -1298,5 +1303,27 @@ fn claims_precedence() {
         );
         let stalls = crate::engine::checks::check_claims(&d, std::slice::from_ref(&claim)).is_err();
         assert_eq!(stalls, wins, "{why}");
+    }
+}
+
+#[test]
+fn auto_host_names_match_their_label() {
+    let cases = [
+        ("contoso123456.eastus.cloudapp.azure.com", "contoso", true),
+        ("Contoso123456.eastus.cloudapp.azure.com", "contoso", true),
+        ("contoso123456.eastus.cloudapp.azure.com", "CONTOSO", true),
+        // Another label that starts like this one.
+        (
+            "contosoweb123456.eastus.cloudapp.azure.com",
+            "contoso",
+            false,
+        ),
+        ("contoso12345.eastus.cloudapp.azure.com", "contoso", false),
+        ("fabrikam123456.eastus.cloudapp.azure.com", "contoso", false),
+        ("scoring.contoso.com", "scoring", false),
+        ("123456.eastus.cloudapp.azure.com", "", false),
+    ];
+    for (host, label, want) in cases {
+        assert_eq!(same_label(host, label), want, "{host} / {label}");
     }
 }

@@ -4,7 +4,7 @@
 //!   included);
 //! - [`decide::decide`] is pure: `(desired, observed, status) →` [`plan::Plan`] — the new
 //!   status, at most one [`plan::Write`], the events, the requeue — and
-//!   [`decide::settle`] completes the plan from the write's result;
+//!   [`settle::settle`] completes the plan from the write's result;
 //! - [`verdict`] turns every Azure failure into retry, wait or a `Stalled` reason;
 //! - `act` executes the write and decides nothing; [`reconcile`] ties them together
 //!   through the ARM client and a [`KubeStore`].
@@ -19,6 +19,7 @@ pub mod observe;
 pub mod plan;
 pub mod reconcile;
 pub mod resync;
+pub mod settle;
 pub mod store;
 pub mod verdict;
 

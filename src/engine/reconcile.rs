@@ -8,10 +8,11 @@ use std::time::Duration;
 use crate::azure::ArmClient;
 use crate::crd::ClusterStatus;
 
-use super::decide::{decide, settle};
+use super::decide::decide;
 use super::desired::Desired;
 use super::plan::{BackupPurpose, Plan, Write};
 use super::resync::ResyncPolicy;
+use super::settle::settle;
 use super::store::{Event, KubeStore, StoreError};
 use super::verdict::Verdict;
 
