@@ -321,26 +321,23 @@ pub fn put_pool(
         );
     }
     // AKS refuses a manual count while the cluster autoscaler owns it (wording as AKS
-    // reports it, e.g. hashicorp/terraform-provider-azurerm#4543, Azure/AKS#1248).
-    let autoscaling = |props: &serde_json::Map<String, Value>| {
-        props.get("enableAutoScaling").and_then(Value::as_bool)
-    };
-    let was_autoscaling = existing.and_then(|i| autoscaling(&c.pools[i].extra)) == Some(true);
-    let will_autoscale = autoscaling(&props).unwrap_or(was_autoscaling);
-    let count_changes = match (existing, count) {
-        (Some(i), Some(n)) => c.pools[i].count != n,
-        _ => false,
-    };
-    if will_autoscale && count_changes {
-        return Err(invalid(if was_autoscaling {
-            format!(
-                "Cannot manually scale AgentPool '{pool}' of an AKS cluster with cluster autoscaler enabled. Please disable cluster autoscaler in the cluster to manually scale."
-            )
-        } else {
-            format!(
-                "Cannot manually scale and enable cluster autoscaler in the same update operation on VMSS Agentpool '{pool}'."
-            )
-        }));
+    // reports it, e.g. hashicorp/terraform-provider-azurerm#4543).
+    let was_autoscaling = existing
+        .and_then(|i| c.pools[i].extra.get("enableAutoScaling"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let stays_autoscaling = props
+        .get("enableAutoScaling")
+        .and_then(Value::as_bool)
+        .unwrap_or(was_autoscaling);
+    if let (Some(i), Some(n)) = (existing, count)
+        && was_autoscaling
+        && stays_autoscaling
+        && c.pools[i].count != n
+    {
+        return Err(invalid(format!(
+            "Cannot manually scale AgentPool '{pool}' of an AKS cluster with cluster autoscaler enabled. Please disable cluster autoscaler in the cluster to manually scale."
+        )));
     }
     let mode_now = existing.map(|i| c.pools[i].mode.clone());
     let final_mode = mode.clone().or(mode_now).unwrap_or_else(|| "User".into());
