@@ -903,7 +903,7 @@ async fn unsupported_kubernetes_version_fails_attach() {
         "oldaks",
         &attach_body(&id, "FastProd", json!({"status": "Disabled"})),
         "BadRequest",
-        "Specified kubernetes version 1.27.3 is not supported. Supported versions are between 1.29.9 - 1.31.4",
+        "Specified kubernetes version 1.27.3 is not supported. Supported versions are between 1.34.8 - 1.36.1",
     )
     .await;
     assert_eq!(
@@ -1003,7 +1003,7 @@ async fn delete_on_attached_is_refused_and_detach_removes_azuremlfessl() {
     let g = ctx.get(&q(&compute("sharedaks"), MLS)).await.body;
     let ssl_out = &g["properties"]["properties"]["sslConfiguration"];
     assert_eq!(ssl_out["status"], "Enabled");
-    assert!(ssl_out.get("cert").is_none() && ssl_out.get("key").is_none());
+    assert!(ssl_out["cert"].is_null() && ssl_out["key"].is_null());
     assert!(!g.to_string().contains("PRIVATE KEY"));
     assert_eq!(
         g["properties"]["properties"]["clusterFqdn"],
@@ -1071,7 +1071,7 @@ async fn create_provisions_a_cluster_and_delete_removes_it() {
     );
     let c = ctx.get(&q(&rid, AKS)).await;
     assert_eq!(c.status, 200);
-    assert_eq!(c.body["properties"]["kubernetesVersion"], "1.30.7");
+    assert_eq!(c.body["properties"]["kubernetesVersion"], "1.35.3");
     assert_eq!(c.body["properties"]["powerState"]["code"], "Running");
     assert_eq!(c.body["properties"]["agentPoolProfiles"][0]["count"], 3);
     assert_eq!(
@@ -1084,7 +1084,7 @@ async fn create_provisions_a_cluster_and_delete_removes_it() {
         .await;
     let client = kube_client(k.body["adminKubeConfig"].as_str().unwrap_or_default()).await;
     let v = client.apiserver_version().await.expect("version");
-    assert_eq!(v.git_version, "v1.30.7");
+    assert_eq!(v.git_version, "v1.35.3");
     let r = ctx
         .delete(&format!(
             "{}&underlyingResourceAction=Delete",
@@ -1224,7 +1224,7 @@ async fn kubernetes_versions_and_skus() {
         .await;
     let values = r.body["values"].as_array().cloned().unwrap_or_default();
     assert_eq!(values.len(), 3);
-    assert_eq!(values[1]["version"], "1.30");
+    assert_eq!(values[1]["version"], "1.35");
     assert_eq!(values[1]["isDefault"], true);
     let r = ctx
         .get(&format!("/subscriptions/{DEFAULT_SUBSCRIPTION}/providers/Microsoft.Compute/skus?api-version=2021-07-01&$filter=location%20eq%20%27eastus%27"))
@@ -1643,7 +1643,11 @@ budget: {readsPerHour: 100, writesPerHour: 10}
 "#;
     let cfg = EmulatorConfig::from_yaml(yaml).expect("config parses");
     assert_eq!(cfg.token, "t0k");
-    assert_eq!(cfg.vm_sizes.len(), 10, "default SKU table");
+    assert_eq!(
+        cfg.vm_sizes,
+        amlops::emulator::config::default_vm_sizes(),
+        "default SKU table"
+    );
     let ctx = Ctx::new(cfg).await;
     assert_eq!(ctx.emu.token(), "t0k");
     let st = ctx.emu.state();
@@ -1657,7 +1661,7 @@ budget: {readsPerHour: 100, writesPerHour: 10}
     let d = EmulatorConfig::default();
     assert_eq!(
         d.subscriptions[0].aks_clusters[0].kubernetes_version,
-        "1.30.4"
+        "1.35.3"
     );
     assert_eq!(EmulatorConfig::demo().op_seconds, 5.0);
 }
@@ -1751,18 +1755,154 @@ async fn update_of_tls_enabled_compute_keeps_the_certificate() {
     assert!(fessl(&ctx, &shared_id()).await.is_err());
 }
 
+/// The TLS in-place update (what the SDK's `update(AksUpdateConfiguration(ssl_configuration=…))`
+/// sends, GET-modify-PUT): each change rewrites `azuremlfessl` in place (same Secret) and
+/// `clusterFqdn` when the operation completes, and only then.
 #[tokio::test]
-async fn sdk_v1_alias_and_discovery() {
+async fn tls_in_place_update() {
     let ctx = Ctx::default().await;
-    put_and_wait(
-        &ctx,
-        "sdkaks",
-        &create_body(3, "Standard_D3_v2", "FastProd"),
-    )
-    .await;
+    let auto =
+        json!({"status": "Auto", "leafDomainLabel": "contoso", "overwriteExistingDomain": false});
+    put_and_wait(&ctx, "tlsaks", &attach_body(&shared_id(), "FastProd", auto)).await;
+    async fn get(ctx: &Ctx) -> Value {
+        ctx.get(&q(&compute("tlsaks"), MLS)).await.body
+    }
+    let secret = |s: &Secret| {
+        let data = s.data.clone().unwrap_or_default();
+        (
+            s.metadata.uid.clone(),
+            String::from_utf8_lossy(&data["cert.pem"].0).into_owned(),
+            String::from_utf8_lossy(&data["key.pem"].0).into_owned(),
+        )
+    };
+    let body = get(&ctx).await;
+    let fqdn = body["properties"]["properties"]["clusterFqdn"]
+        .as_str()
+        .expect("fqdn")
+        .to_string();
+    assert!(
+        fqdn.starts_with("contoso") && fqdn.ends_with(".eastus.cloudapp.azure.com"),
+        "{fqdn}"
+    );
+    let (uid, cert1, key1) = secret(&fessl(&ctx, &shared_id()).await.expect("azuremlfessl"));
+    let san = |pem: &str| {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+        let c = p.parse_x509().expect("x509");
+        format!(
+            "{:?}",
+            c.subject_alternative_name()
+                .ok()
+                .flatten()
+                .map(|e| e.value.clone())
+        )
+    };
+    assert!(san(&cert1).contains(&fqdn));
+
+    async fn put(ctx: &Ctx, body: Value) -> Value {
+        let r = ctx.put(&q(&compute("tlsaks"), MLS), &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        ctx.wait(&r).await["status"].clone()
+    }
+    // Echoing the configuration back (another field changes): nothing is issued.
+    let mut b = get(&ctx).await;
+    b["properties"]["description"] = json!("scoring");
+    assert_eq!(put(&ctx, b).await, "Succeeded");
+    assert_eq!(
+        secret(&fessl(&ctx, &shared_id()).await.expect("kept")).1,
+        cert1
+    );
+
+    // renew: a new certificate and key for the same FQDN, in the same Secret.
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"]["renew"] = json!(true);
+    ctx.emu.set_op_duration(Duration::from_secs(600));
+    let r = ctx.put(&q(&compute("tlsaks"), MLS), &b).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        secret(&fessl(&ctx, &shared_id()).await.expect("still")).1,
+        cert1,
+        "nothing changes before the operation completes"
+    );
+    assert_eq!(
+        get(&ctx).await["properties"]["provisioningState"],
+        "Updating"
+    );
+    ctx.emu.set_op_duration(Duration::ZERO);
+    assert_eq!(ctx.post("/admin/operations/complete").await.status, 204);
+    assert_eq!(ctx.wait(&r).await["status"], "Succeeded");
+    let (uid2, cert2, key2) = secret(&fessl(&ctx, &shared_id()).await.expect("renewed"));
+    assert_eq!(uid2, uid, "same Secret, content replaced");
+    assert!(cert2 != cert1 && key2 != key1);
+    assert!(san(&cert2).contains(&fqdn));
+    assert_eq!(
+        get(&ctx).await["properties"]["properties"]["clusterFqdn"],
+        fqdn
+    );
+
+    // Switch to a custom certificate: azuremlfessl holds it, the FQDN is the cname.
+    let (cert, key) = self_signed("api.contoso.com");
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"] =
+        json!({"status": "Enabled", "cname": "api.contoso.com", "cert": cert, "key": key});
+    assert_eq!(put(&ctx, b).await, "Succeeded");
+    let (uid3, c3, k3) = secret(&fessl(&ctx, &shared_id()).await.expect("custom"));
+    assert_eq!((uid3, c3, k3), (uid.clone(), cert.clone(), key.clone()));
+    assert_eq!(
+        get(&ctx).await["properties"]["properties"]["clusterFqdn"],
+        "api.contoso.com"
+    );
+
+    // renew applies to Microsoft certificates only.
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"]["renew"] = json!(true);
+    let r = ctx.put(&q(&compute("tlsaks"), MLS), &b).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "BadArgument");
+
+    // Back to Auto with the same label and overwriteExistingDomain: the label's domain again.
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"] =
+        json!({"status": "Auto", "leafDomainLabel": "contoso", "overwriteExistingDomain": true});
+    assert_eq!(put(&ctx, b).await, "Succeeded");
+    assert_eq!(
+        get(&ctx).await["properties"]["properties"]["clusterFqdn"],
+        fqdn
+    );
+    let (_, c4, _) = secret(&fessl(&ctx, &shared_id()).await.expect("auto again"));
+    assert!(c4 != cert && san(&c4).contains(&fqdn));
+
+    // Disabled: the Secret is gone; the FQDN is the cluster's own.
+    let mut b = get(&ctx).await;
+    b["properties"]["properties"]["sslConfiguration"] = json!({"status": "Disabled"});
+    assert_eq!(put(&ctx, b).await, "Succeeded");
+    assert!(fessl(&ctx, &shared_id()).await.is_err());
+    let body = get(&ctx).await;
+    assert_eq!(
+        body["properties"]["properties"]["sslConfiguration"]["status"],
+        "Disabled"
+    );
+    assert!(
+        body["properties"]["properties"]["clusterFqdn"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(".azmk8s.io"))
+    );
+}
+
+/// The requests the Azure ML SDK v1 (azureml-core 1.61) sends, as its source builds them, all
+/// succeed: workspace GET at 2022-05-01, compute PUT/DELETE/listKeys on the ARM path and GET/list
+/// on the `/rp/workspaces` alias at 2020-02-02, lowercase `underlyingResourceAction`, the GET
+/// body's keys the SDK indexes. (`tests/sdk_v1.rs` runs the SDK itself.)
+#[tokio::test]
+async fn sdk_v1_requests_succeed() {
+    const SDK: &str = "2020-02-02";
+    let ctx = Ctx::default().await;
     let w = ctx
-        .get(&q(&ws_path(DEFAULT_SUBSCRIPTION, "ml-rg", "ml-ws"), MLS))
+        .get(&q(
+            &ws_path(DEFAULT_SUBSCRIPTION, "ml-rg", "ml-ws"),
+            "2022-05-01",
+        ))
         .await;
+    assert_eq!(w.status, 200, "{}", w.body);
     let discovery = w.body["properties"]["discoveryUrl"]
         .as_str()
         .expect("discoveryUrl")
@@ -1778,25 +1918,117 @@ async fn sdk_v1_alias_and_discovery() {
         .expect("json");
     let api = d["api"].as_str().expect("api").to_string();
     assert_eq!(api, ctx.emu.base_url());
-    let rp = format!(
-        "{api}/rp/workspaces{}?api-version=2020-02-02",
-        compute("sdkaks")
-    );
-    let r = ctx.get(&rp).await;
+    let alias = |name: &str| format!("{api}/rp/workspaces{}?api-version={SDK}", compute(name));
+
+    // AksCompute.provisioning_configuration() with no argument: the SDK drops `properties.properties`.
+    let body = json!({"location": "eastus", "properties": {"computeType": "AKS"}});
+    let r = ctx.put(&q(&compute("sdkaks"), SDK), &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(ctx.wait(&r).await["status"], "Succeeded");
+
+    // GET through the alias: every key AksCompute._initialize / _validate_get_payload indexes.
+    let g = ctx.get(&alias("sdkaks")).await;
+    assert_eq!(g.status, 200, "{}", g.body);
+    let props = &g.body["properties"];
+    for key in [
+        "computeType",
+        "description",
+        "resourceId",
+        "provisioningState",
+        "provisioningErrors",
+        "isAttachedCompute",
+        "properties",
+    ] {
+        assert!(
+            props.get(key).is_some(),
+            "properties.{key} missing: {props}"
+        );
+    }
+    for key in [
+        "agentVmSize",
+        "agentCount",
+        "clusterPurpose",
+        "clusterFqdn",
+        "systemServices",
+        "loadBalancerType",
+        "loadBalancerSubnet",
+        "sslConfiguration",
+    ] {
+        assert!(
+            props["properties"].get(key).is_some(),
+            "properties.properties.{key} missing: {props}"
+        );
+    }
+    assert!(props["properties"]["loadBalancerSubnet"].is_null());
+    assert_eq!(props["properties"]["agentCount"], 3);
+    assert!(g.body.get("tags").is_some() && g.body.get("location").is_some());
+
+    // AksCompute.update(AksUpdateConfiguration(None, "InternalLoadBalancer", "aks-subnet")):
+    // GET, `del sslConfiguration`, set the load balancer, PUT the whole body back.
+    let mut update = g.body.clone();
+    let aks = &mut update["properties"]["properties"];
+    if let Some(o) = aks.as_object_mut() {
+        o.remove("sslConfiguration");
+    }
+    aks["loadBalancerType"] = json!("InternalLoadBalancer");
+    aks["loadBalancerSubnet"] = json!("aks-subnet");
+    let r = ctx.put(&q(&compute("sdkaks"), SDK), &update).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["properties"]["provisioningState"], "Succeeded");
-    // 2020-02-02 is only for the alias.
-    assert_eq!(
-        ctx.get(&q(&compute("sdkaks"), "2020-02-02")).await.status,
-        400
+    assert!(r.header("azure-asyncoperation").is_some());
+    assert_eq!(ctx.wait(&r).await["status"], "Succeeded");
+    let c = ctx.emu.state().compute("sdkaks").cloned().expect("compute");
+    assert_eq!(c.load_balancer_type, "InternalLoadBalancer");
+    assert_eq!(c.load_balancer_subnet.as_deref(), Some("aks-subnet"));
+
+    // ComputeTarget.list: the alias, then nextLink as given (page size 2).
+    for name in ["sdkaks2", "sdkaks3"] {
+        put_and_wait(&ctx, name, &create_body(3, "Standard_D3_v2", "FastProd")).await;
+    }
+    let mut url = format!(
+        "{api}/rp/workspaces{}/computes?api-version={SDK}",
+        ws_path(DEFAULT_SUBSCRIPTION, "ml-rg", "ml-ws")
     );
-    let d = ctx
+    let mut names = Vec::new();
+    for _ in 0..10 {
+        let page = ctx.get(&url).await;
+        assert_eq!(page.status, 200, "{url}: {}", page.body);
+        names.extend(
+            page.body["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str().map(str::to_string)),
+        );
+        match page.body["nextLink"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["sdkaks", "sdkaks2", "sdkaks3"]);
+
+    // get_credentials(): POST listKeys on the ARM path.
+    let k = ctx
+        .post(&q(&format!("{}/listKeys", compute("sdkaks")), SDK))
+        .await;
+    assert_eq!(k.status, 200, "{}", k.body);
+    assert!(k.body["userKubeConfig"].as_str().is_some());
+
+    // delete(): DELETE on the ARM path, lowercase action.
+    let r = ctx
         .delete(&format!(
-            "{api}/rp/workspaces{}?api-version=2020-02-02&underlyingResourceAction=delete",
-            compute("sdkaks")
+            "{}&underlyingResourceAction=delete",
+            q(&compute("sdkaks"), SDK)
         ))
         .await;
-    assert_eq!(d.status, 202);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(ctx.wait(&r).await["status"], "Succeeded");
+    assert_eq!(ctx.get(&alias("sdkaks")).await.status, 404);
+
+    // A version no client sends is still refused, in ARM's words.
+    let r = ctx.get(&q(&compute("sdkaks2"), "2019-01-01")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"]["code"], "InvalidApiVersionParameter");
 }
 
 #[tokio::test]

@@ -67,7 +67,20 @@
 //! [`get_agent_pool`](ArmClient::get_agent_pool), [`put_agent_pool`](ArmClient::put_agent_pool),
 //! [`scale_agent_pool`](ArmClient::scale_agent_pool),
 //! [`delete_managed_cluster`](ArmClient::delete_managed_cluster),
-//! [`list_kubernetes_versions`](ArmClient::list_kubernetes_versions); VM sizes
+//! [`list_kubernetes_versions`](ArmClient::list_kubernetes_versions),
+//! [`run_command`](ArmClient::run_command) and
+//! [`command_result`](ArmClient::command_result) (private clusters),
+//! [`aks_entra_token`](ArmClient::aks_entra_token) (Entra-ID-only clusters); cluster extensions
+//! [`get_extension`](ArmClient::get_extension), [`create_extension`](ArmClient::create_extension),
+//! [`update_extension`](ArmClient::update_extension),
+//! [`delete_extension`](ArmClient::delete_extension), [`list_extensions`](ArmClient::list_extensions),
+//! [`extension_operation`](ArmClient::extension_operation) (the Azure ML extension body:
+//! [`azureml_extension::AzureMlExtensionSpec`]); provider registration
+//! [`get_provider_registration`](ArmClient::get_provider_registration); `Kubernetes` computes
+//! [`attach_kubernetes_compute`](ArmClient::attach_kubernetes_compute),
+//! [`get_kubernetes_compute`](ArmClient::get_kubernetes_compute),
+//! [`detach_kubernetes_compute`](ArmClient::detach_kubernetes_compute),
+//! [`list_kubernetes_computes`](ArmClient::list_kubernetes_computes); VM sizes
 //! [`list_vm_skus`](ArmClient::list_vm_skus) and [`vm_vcpus`](ArmClient::vm_vcpus) (cached
 //! per subscription and location); operations [`poll`](ArmClient::poll) and
 //! [`wait_for`](ArmClient::wait_for) (CLI use); quota
@@ -81,16 +94,20 @@
 
 mod aks;
 pub mod auth;
+pub mod azureml_extension;
 mod compute;
 pub mod config;
 pub mod error;
+mod extension;
 mod http;
+mod kubernetes_compute;
 pub mod lro;
 pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod resource_id;
 pub mod retry;
+pub mod run_command;
 mod skus;
 mod workspace;
 
@@ -108,6 +125,10 @@ pub use config::{
     Secret, Timeouts,
 };
 pub use error::{ApiError, AzureError, ErrorCategory};
+pub use extension::{
+    ARC_NAMESPACE, ExtensionId, KUBERNETES_CONFIGURATION_API_VERSION,
+    KUBERNETES_CONFIGURATION_NAMESPACE, RESOURCES_API_VERSION,
+};
 pub use http::USER_AGENT;
 pub use lro::{LroStart, LroStyle, OperationHandle, OperationKind, OperationStatus};
 pub use metrics::{ArmObserver, Attempt, NoopObserver, StatusClass};
@@ -139,6 +160,8 @@ pub struct ArmClient {
 #[derive(Debug)]
 struct Inner {
     transport: Transport,
+    /// Tokens for the AKS API server application (Entra-ID-only clusters, Run Command).
+    aks_tokens: TokenProvider,
     default_poll_interval: Duration,
     skus: skus::SkuCache,
 }
@@ -178,6 +201,12 @@ impl ArmClientBuilder {
             Some(c) => c,
             None => build_credential(&config.credential, &config.cloud)?,
         };
+        let aks_tokens = TokenProvider::new(
+            credential.clone(),
+            config.credential.kind(),
+            format!("{}/.default", run_command::AKS_AAD_SERVER_APP_ID),
+            config.timeouts.token,
+        );
         let tokens = TokenProvider::new(
             credential,
             config.credential.kind(),
@@ -195,6 +224,7 @@ impl ArmClientBuilder {
         Ok(ArmClient {
             inner: Arc::new(Inner {
                 transport,
+                aks_tokens,
                 default_poll_interval: config.default_poll_interval,
                 skus: skus::SkuCache::new(config.sku_cache_ttl),
             }),
@@ -230,6 +260,10 @@ impl ArmClient {
 
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
+    }
+
+    pub(crate) fn aks_tokens(&self) -> &TokenProvider {
+        &self.inner.aks_tokens
     }
 
     pub(crate) fn default_poll_interval(&self) -> Duration {

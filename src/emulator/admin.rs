@@ -71,6 +71,7 @@ pub fn router(shared: Shared) -> Router<Shared> {
         .route("/op-duration", put(set_op_duration))
         .route("/budget", put(set_budget).delete(clear_budget))
         .route("/operations/complete", post(complete_all))
+        .route("/kubernetes-path", post(seed_kubernetes_path))
         .layer(axum::middleware::from_fn_with_state(shared, guard))
 }
 
@@ -240,4 +241,16 @@ async fn complete_all(State(s): State<Shared>) -> Response {
     }
     inner.tick(now);
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn seed_kubernetes_path(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
+    let doc: super::kubernetes_seed::KubernetesPathSeed = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return bad(e),
+    };
+    let mut inner = s.lock();
+    match inner.apply_kubernetes_path_seed(&doc) {
+        Ok(()) => Json(inner.snapshot()).into_response(),
+        Err(e) => bad(e),
+    }
 }

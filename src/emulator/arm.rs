@@ -15,13 +15,33 @@ use super::conn::ConnInfo;
 use super::errors::{ArmError, msg};
 use super::faults::{Charge, FaultKind};
 use super::kube_api::{self, KubeOutcome};
+use super::kubernetes_compute;
 use super::lro;
 use super::state::{RequestRecord, Shared};
 
-/// api-versions accepted for Microsoft.MachineLearningServices.
+/// Stable api-versions of Microsoft.MachineLearningServices whose compute and workspace
+/// schemas the official specs here document (2025-09-01 is amlops' own; 2025-12-01 has the
+/// same schema; 2025-06-01 is the version of the official AKS GET example).
 pub const MLS_VERSIONS: &[&str] = &["2025-09-01", "2025-12-01", "2025-06-01"];
-/// Extra api-version accepted on the Azure ML SDK v1's regional alias `/rp/workspaces/...`.
+/// What the Azure ML SDK v1 (azureml-core 1.61) sends for every compute call — PUT, DELETE
+/// and `listKeys` on the ARM path, GET and list on the `/rp/workspaces` alias
+/// (`azureml/_compute/_constants.py`: `MLC_WORKSPACE_API_VERSION`). Azure accepts it: the
+/// SDK's create, attach, update, detach and delete all go through it.
 pub const SDK_V1_VERSION: &str = "2020-02-02";
+/// Workspace GET: [`MLS_VERSIONS`], plus what the SDK v1 sends: `Workspace.get` 2022-05-01
+/// and its workspace list/create 2020-01-01 (`azureml/_base_sdk_common/workspace/operations/
+/// workspaces_operations.py`).
+pub const WORKSPACE_VERSIONS: &[&str] = &[
+    "2025-09-01",
+    "2025-12-01",
+    "2025-06-01",
+    "2022-05-01",
+    "2020-01-01",
+];
+/// Computes (GET, PUT, DELETE, list, `listKeys`), on the ARM path and on the SDK v1's
+/// `/rp/workspaces` alias alike: [`MLS_VERSIONS`] and [`SDK_V1_VERSION`]. Whether the real
+/// alias also takes the newer versions is not known; the emulator accepts them there too.
+pub const COMPUTE_VERSIONS: &[&str] = &["2025-09-01", "2025-12-01", "2025-06-01", SDK_V1_VERSION];
 /// api-versions accepted for Microsoft.ContainerService.
 pub const AKS_VERSIONS: &[&str] = &["2025-10-01"];
 /// api-versions accepted for Microsoft.Compute/skus.
@@ -75,6 +95,8 @@ enum Route {
     AksOpStatus(String),
     AksOpResult(String),
     Skus,
+    /// Microsoft.KubernetesConfiguration and provider registration.
+    KubernetesConfiguration(super::extensions::ExtRoute),
 }
 
 fn m(segs: &[&str], pat: &[&str]) -> Option<Vec<String>> {
@@ -172,6 +194,9 @@ fn route(segs: &[&str]) -> Option<(Route, String)> {
         let (s, r, n, _) = take4(c);
         return Some((Route::Cluster(s.clone(), r, n), s));
     }
+    if let Some((r, s)) = super::extensions::route(segs) {
+        return Some((Route::KubernetesConfiguration(r), s));
+    }
     for (leaf, admin) in [
         ("listClusterUserCredential", false),
         ("listClusterAdminCredential", true),
@@ -250,14 +275,14 @@ fn describe(route: &Route, method: &Method) -> (String, Option<&'static [&'stati
     let mls = "Microsoft.MachineLearningServices";
     let cs = "Microsoft.ContainerService";
     match route {
-        Route::Workspace(..) => (format!("{mls}/workspaces/{verb}"), Some(MLS_VERSIONS)),
+        Route::Workspace(..) => (format!("{mls}/workspaces/{verb}"), Some(WORKSPACE_VERSIONS)),
         Route::ComputeList(..) | Route::Compute(..) => (
             format!("{mls}/workspaces/computes/{verb}"),
-            Some(MLS_VERSIONS),
+            Some(COMPUTE_VERSIONS),
         ),
         Route::ListKeys(..) => (
             format!("{mls}/workspaces/computes/listKeys/action"),
-            Some(MLS_VERSIONS),
+            Some(COMPUTE_VERSIONS),
         ),
         // Operation URLs carry their api-version; clients poll them verbatim.
         Route::MlsOpStatus(_) => (
@@ -302,6 +327,10 @@ fn describe(route: &Route, method: &Method) -> (String, Option<&'static [&'stati
             "Microsoft.Compute/skus/read".to_string(),
             Some(SKU_VERSIONS),
         ),
+        Route::KubernetesConfiguration(r) => {
+            let (op, versions) = super::extensions::describe(r, verb);
+            (op, Some(versions))
+        }
     }
 }
 
@@ -349,9 +378,9 @@ pub async fn entry(
             Some(FaultKind::DropConnection) => Outcome::Drop,
             Some(FaultKind::Slow { ms }) => {
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
-                kube(&shared, &method, key, tail, &headers)
+                kube(&shared, &method, key, tail, &headers, &body)
             }
-            _ => kube(&shared, &method, key, tail, &headers),
+            _ => kube(&shared, &method, key, tail, &headers, &body),
         };
         (out, op, None, fault.map(|f| f.name().to_string()))
     } else if path
@@ -371,12 +400,12 @@ pub async fn entry(
         // The regional alias the Azure ML SDK v1 uses for compute calls.
         let arm_path = format!("/{rest}");
         arm(
-            &shared, &method, &arm_path, &query, &headers, &body, &base, started, true,
+            &shared, &method, &arm_path, &query, &headers, &body, &base, started,
         )
         .await
     } else {
         arm(
-            &shared, &method, &path, &query, &headers, &body, &base, started, false,
+            &shared, &method, &path, &query, &headers, &body, &base, started,
         )
         .await
     };
@@ -413,8 +442,22 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
-fn kube(shared: &Shared, method: &Method, key: &str, tail: &str, headers: &HeaderMap) -> Outcome {
-    match kube_api::handle(&shared.lock(), method.as_str(), key, tail, headers) {
+fn kube(
+    shared: &Shared,
+    method: &Method,
+    key: &str,
+    tail: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Outcome {
+    match kube_api::handle(
+        &mut shared.lock(),
+        method.as_str(),
+        key,
+        tail,
+        headers,
+        body,
+    ) {
         KubeOutcome::Respond(r) => Outcome::Respond(r),
         KubeOutcome::Unreachable => Outcome::Drop,
     }
@@ -430,7 +473,6 @@ async fn arm(
     body: &[u8],
     base: &str,
     now: Instant,
-    sdk_alias: bool,
 ) -> (Outcome, String, Option<String>, Option<String>) {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let routed = route(&segs);
@@ -520,10 +562,7 @@ async fn arm(
             ratelimit_headers(&mut resp, write, Some(reads_left), Some(writes_left));
             return done(resp, fault_name);
         }
-        (Some(allowed), Some(v))
-            if !(allowed.contains(&v.as_str())
-                || (sdk_alias && allowed == MLS_VERSIONS && v == SDK_V1_VERSION)) =>
-        {
+        (Some(allowed), Some(v)) if !allowed.contains(&v.as_str()) => {
             let e = ArmError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidApiVersionParameter",
@@ -593,23 +632,33 @@ fn dispatch(
                 ws: w,
                 name: n,
             };
+            let kubernetes = kubernetes_compute::owns(inner, &p);
             match *m {
+                Method::GET if kubernetes => kubernetes_compute::get(inner, &p),
                 Method::GET => compute::get(inner, &p),
+                Method::PUT if kubernetes_compute::is_kubernetes_body(req.body) => {
+                    kubernetes_compute::put(inner, req, &p)
+                }
+                Method::PUT if kubernetes => Err(ArmError::bad_request(msg::compute_exists(n))),
                 Method::PUT => compute::put(inner, req, &p),
+                Method::DELETE if kubernetes => kubernetes_compute::delete(inner, req, &p),
                 Method::DELETE => compute::delete(inner, req, &p),
                 _ => Err(not_allowed()),
             }
         }
-        (Route::ListKeys(s, r, w, n), &Method::POST) => compute::list_keys(
-            inner,
-            req,
-            &ComputePath {
+        (Route::ListKeys(s, r, w, n), &Method::POST) => {
+            let p = ComputePath {
                 sub: s,
                 rg: r,
                 ws: w,
                 name: n,
-            },
-        ),
+            };
+            if kubernetes_compute::owns(inner, &p) {
+                kubernetes_compute::list_keys(inner, &p)
+            } else {
+                compute::list_keys(inner, req, &p)
+            }
+        }
         (Route::MlsOpStatus(id) | Route::AksOpStatus(id), &Method::GET) => {
             lro::get_status(inner, id, req.now)
         }
@@ -678,6 +727,7 @@ fn dispatch(
             id,
         ),
         (Route::AksVersions, &Method::GET) => aks::kubernetes_versions(inner),
+        (Route::KubernetesConfiguration(r), _) => super::extensions::dispatch(inner, req, r),
         (Route::Skus, &Method::GET) => aks::skus(inner, req),
         _ => Err(not_allowed()),
     }

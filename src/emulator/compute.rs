@@ -16,6 +16,9 @@ use super::state::{
 
 const TYPE: &str = "Microsoft.MachineLearningServices/workspaces/computes";
 const DEFAULT_AGENT_COUNT: i64 = 3;
+/// Nodes of a created DevTest cluster when the body names none: "DEV_TEST … will default the
+/// AKS cluster to have 1 node" (the SDK v1's `AksCompute.ClusterPurpose` documentation).
+const DEV_TEST_AGENT_COUNT: i64 = 1;
 const DEFAULT_VM_SIZE: &str = "Standard_D3_v2";
 /// Name of the agent pool of clusters Azure ML creates.
 pub const CREATED_POOL: &str = "agentpool";
@@ -107,43 +110,36 @@ fn live_agents(inner: &Inner, c: &Compute) -> (Option<i64>, Option<String>) {
     (c.agent_count, c.agent_vm_size.clone())
 }
 
-/// The ARM body of a compute (cert and key never included).
+/// The ARM body of a compute (cert and key never included: they are `null`).
+///
+/// Every property of the swagger's `ComputeResource`, `Compute` and `AKSSchema` is present,
+/// `null` when unset and nullable, as Azure answers: the SDK v1 indexes them directly
+/// (`obj_dict['properties']['properties']['loadBalancerSubnet']`, also while a create
+/// runs) and its `update()` deletes keys of the body it got (`del …['sslConfiguration']`).
 pub fn compute_json(inner: &Inner, c: &Compute) -> Option<Value> {
     let ws = inner.workspaces.get(&c.workspace)?;
     let (count, vm) = live_agents(inner, c);
-    let mut ssl = json!({
+    let ssl = json!({
         "status": c.ssl.status,
+        "cert": null,
+        "key": null,
+        "cname": c.ssl.cname,
+        "leafDomainLabel": c.ssl.leaf_domain_label,
         "overwriteExistingDomain": c.ssl.overwrite_existing_domain,
     });
-    if let Some(o) = ssl.as_object_mut() {
-        if let Some(v) = &c.ssl.cname {
-            o.insert("cname".into(), json!(v));
-        }
-        if let Some(v) = &c.ssl.leaf_domain_label {
-            o.insert("leafDomainLabel".into(), json!(v));
-        }
-    }
-    let mut aks = json!({
+    let aks = json!({
+        "clusterFqdn": c.cluster_fqdn,
+        // Azure ML's scoring front end services; their real shape on AKS computes is not
+        // documented beyond the schema, so the emulator reports none.
+        "systemServices": null,
+        "agentCount": count,
+        "agentVmSize": vm,
         "clusterPurpose": c.cluster_purpose,
         "sslConfiguration": ssl,
+        "aksNetworkingConfiguration": c.networking,
         "loadBalancerType": c.load_balancer_type,
-        "clusterFqdn": c.cluster_fqdn,
-        "systemServices": null,
+        "loadBalancerSubnet": c.load_balancer_subnet,
     });
-    if let Some(o) = aks.as_object_mut() {
-        if let Some(n) = count {
-            o.insert("agentCount".into(), json!(n));
-        }
-        if let Some(v) = vm {
-            o.insert("agentVmSize".into(), json!(v));
-        }
-        if let Some(n) = &c.networking {
-            o.insert("aksNetworkingConfiguration".into(), n.clone());
-        }
-        if let Some(s) = &c.load_balancer_subnet {
-            o.insert("loadBalancerSubnet".into(), json!(s));
-        }
-    }
     let errors: Value = if c.errors.is_empty() {
         Value::Null
     } else {
@@ -154,28 +150,41 @@ pub fn compute_json(inner: &Inner, c: &Compute) -> Option<Value> {
                 .collect(),
         )
     };
-    let mut props = json!({
-        "computeType": "AKS",
-        "description": c.description,
-        "resourceId": c.resource_id,
-        "provisioningState": c.provisioning_state,
-        "provisioningErrors": errors,
-        "isAttachedCompute": c.attached,
-        "createdOn": arm_time(c.created_on),
-        "modifiedOn": arm_time(c.modified_on),
-        "disableLocalAuth": false,
-        "properties": aks,
-    });
-    if let (Some(o), Some(l)) = (props.as_object_mut(), &c.compute_location) {
-        o.insert("computeLocation".into(), json!(l));
-    }
+    // `computeLocation` is not nullable: the region the cluster runs in. For a create, the
+    // requested one or the workspace's (where the emulator provisions the cluster); for an
+    // attach, the cluster's (emulator's choice: Azure's value for attached computes is not
+    // documented).
+    let compute_location = c
+        .compute_location
+        .clone()
+        .or_else(|| {
+            c.resource_id
+                .as_deref()
+                .and_then(parse_cluster_id)
+                .and_then(|(s, r, n)| inner.clusters.get(&cluster_key(&s, &r, &n)))
+                .map(|cl| cl.location.clone())
+        })
+        .unwrap_or_else(|| ws.location.clone());
     Some(json!({
         "id": c.id(ws),
         "name": c.name,
         "type": TYPE,
         "location": c.location,
         "tags": null,
-        "properties": props,
+        "sku": null,
+        "properties": {
+            "computeType": "AKS",
+            "computeLocation": compute_location,
+            "provisioningState": c.provisioning_state,
+            "description": c.description,
+            "createdOn": arm_time(c.created_on),
+            "modifiedOn": arm_time(c.modified_on),
+            "resourceId": c.resource_id,
+            "provisioningErrors": errors,
+            "isAttachedCompute": c.attached,
+            "disableLocalAuth": false,
+            "properties": aks,
+        },
     }))
 }
 
@@ -202,20 +211,18 @@ pub fn list(inner: &Inner, req: &Req, sub: &str, rg: &str, ws: &str) -> Result<R
             ArmError::bad_request(format!("Invalid continuation token '$skip={s}'."))
         })?,
     };
-    let all: Vec<&Compute> = inner
+    let mut all: Vec<Value> = inner
         .computes
         .values()
         .filter(|c| c.workspace == wsk)
-        .collect();
-    let size = inner.settings.page_size;
-    let page: Vec<Value> = all
-        .iter()
-        .skip(skip)
-        .take(size)
         .filter_map(|c| compute_json(inner, c))
         .collect();
+    all.extend(super::kubernetes_compute::list_json(inner, &wsk));
+    let size = inner.settings.page_size;
+    let total = all.len();
+    let page: Vec<Value> = all.into_iter().skip(skip).take(size).collect();
     let mut body = json!({ "value": page });
-    if skip + size < all.len()
+    if skip + size < total
         && let Some(o) = body.as_object_mut()
     {
         o.insert(
@@ -270,6 +277,18 @@ struct SslIn {
     cname: Option<String>,
     leaf_domain_label: Option<String>,
     overwrite_existing_domain: Option<bool>,
+    /// Not in the swagger: what the SDK v1's `update(SslConfiguration(renew=True))` adds to
+    /// the `Auto` configuration it read back, to have the Microsoft certificate renewed.
+    renew: Option<bool>,
+}
+
+/// A validated `sslConfiguration`.
+struct SslChange {
+    settings: SslSettings,
+    /// Certificate and key sent with `Enabled`.
+    material: Option<TlsMaterial>,
+    /// `renew: true` (an `Auto` certificate is to be issued anew).
+    renew: bool,
 }
 
 /// A validated PUT body.
@@ -281,7 +300,7 @@ struct Parsed {
     agent_count: Option<i64>,
     agent_vm_size: Option<String>,
     cluster_purpose: Option<String>,
-    ssl: Option<(SslSettings, Option<TlsMaterial>)>,
+    ssl: Option<SslChange>,
     networking: Option<Value>,
     load_balancer_type: Option<String>,
     load_balancer_subnet: Option<String>,
@@ -372,7 +391,7 @@ fn parse_body(body: &[u8]) -> Result<Parsed, ArmError> {
     })
 }
 
-fn parse_ssl(s: SslIn) -> Result<(SslSettings, Option<TlsMaterial>), ArmError> {
+fn parse_ssl(s: SslIn) -> Result<SslChange, ArmError> {
     let status = one_of(
         "sslConfiguration.status",
         s.status.or(Some("Disabled".into())),
@@ -409,7 +428,18 @@ fn parse_ssl(s: SslIn) -> Result<(SslSettings, Option<TlsMaterial>), ArmError> {
         }
         _ => None,
     };
-    Ok((settings, material))
+    let renew = s.renew.unwrap_or(false);
+    if renew && status != "Auto" {
+        // emulator wording: the SDK only sends renew on an Auto configuration it read back.
+        return Err(bad_argument(
+            "sslConfiguration.renew applies to Microsoft-issued certificates only (sslConfiguration.status 'Auto').",
+        ));
+    }
+    Ok(SslChange {
+        settings,
+        material,
+        renew,
+    })
 }
 
 /// The certificate must be a PEM X.509 certificate and the key a PEM private key.
@@ -516,14 +546,26 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
                 &existing.provisioning_state,
             ));
         }
+        // The TLS in-place update: what changes in `azuremlfessl` and `clusterFqdn` happens
+        // when the operation completes (`Inner::apply_tls`).
         let ssl_change = match parsed.ssl {
             None => None,
-            Some((ssl, material)) => {
-                if ssl.status == "Enabled" && material.is_none() && existing.ssl.status != "Enabled"
+            Some(change) => {
+                let s = &change.settings;
+                if s.status == "Enabled"
+                    && change.material.is_none()
+                    && existing.ssl.status != "Enabled"
                 {
                     return Err(enabled_needs_cert());
                 }
-                (ssl != existing.ssl || material.is_some()).then_some((ssl, material))
+                if change.renew && existing.ssl.status != "Auto" {
+                    // emulator wording
+                    return Err(bad_argument(format!(
+                        "Compute {} has no Microsoft-issued certificate to renew (sslConfiguration.status is '{}').",
+                        existing.name, existing.ssl.status
+                    )));
+                }
+                (*s != existing.ssl || change.material.is_some() || change.renew).then_some(change)
             }
         };
         let op_id = inner.start_op(
@@ -551,9 +593,10 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
         if parsed.load_balancer_subnet.is_some() {
             c.load_balancer_subnet = parsed.load_balancer_subnet;
         }
-        if let Some((ssl, material)) = ssl_change {
-            c.ssl = ssl;
-            c.pending_tls = material;
+        if let Some(change) = ssl_change {
+            c.ssl = change.settings;
+            c.pending_tls = change.material;
+            c.renew_tls = change.renew;
             c.tls_dirty = true;
         }
         c.provisioning_state = "Updating".into();
@@ -565,20 +608,22 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
     check_name(p.name)?;
     let attach = parsed.resource_id.is_some();
     let now_ts = jiff::Timestamp::now();
-    if let Some((ssl, None)) = &parsed.ssl
-        && ssl.status == "Enabled"
+    if let Some(change) = &parsed.ssl
+        && change.settings.status == "Enabled"
+        && change.material.is_none()
     {
         return Err(enabled_needs_cert());
     }
-    let (ssl, material) = parsed.ssl.unwrap_or_else(|| {
-        (
+    let (ssl, material) = match parsed.ssl {
+        Some(change) => (change.settings, change.material),
+        None => (
             SslSettings {
                 status: "Disabled".into(),
                 ..Default::default()
             },
             None,
-        )
-    });
+        ),
+    };
     let compute = Compute {
         workspace: wsk.clone(),
         name: p.name.to_string(),
@@ -604,6 +649,7 @@ pub fn put(inner: &mut Inner, req: &Req, p: &ComputePath) -> Result<Response, Ar
         cluster_fqdn: None,
         operation: None,
         pending_tls: material,
+        renew_tls: false,
         tls_dirty: true,
     };
     let op_id = inner.start_op(
@@ -762,7 +808,11 @@ impl Inner {
         let Some(ws) = self.workspaces.get(&c.workspace).cloned() else {
             return Ok(());
         };
-        let count = c.agent_count.unwrap_or(DEFAULT_AGENT_COUNT);
+        let count = c.agent_count.unwrap_or(if c.cluster_purpose == "DevTest" {
+            DEV_TEST_AGENT_COUNT
+        } else {
+            DEFAULT_AGENT_COUNT
+        });
         let vm = c
             .agent_vm_size
             .clone()
@@ -952,6 +1002,7 @@ impl Inner {
             c.errors.clear();
             c.operation = None;
             c.pending_tls = None;
+            c.renew_tls = false;
             c.tls_dirty = false;
             c.modified_on = jiff::Timestamp::now();
         }

@@ -20,7 +20,7 @@ pub struct EmulatorConfig {
     pub op_seconds: f64,
     /// Page size of the compute list.
     pub page_size: usize,
-    /// Kubernetes versions AKS offers and Azure ML supports (patch versions, e.g. `1.30.4`).
+    /// Kubernetes versions AKS offers and Azure ML supports (patch versions, e.g. `1.35.3`).
     pub kubernetes_versions: Vec<String>,
     /// Default version for clusters Azure ML creates; first of the list's newest minor when empty.
     pub default_kubernetes_version: Option<String>,
@@ -32,6 +32,8 @@ pub struct EmulatorConfig {
     pub faults: Vec<FaultRule>,
     /// Optional per-subscription ARM request budget (429 when exceeded).
     pub budget: Option<Budget>,
+    /// The Kubernetes-compute path: cluster traits, extensions, provider registration, …
+    pub kubernetes_path: super::kubernetes_seed::KubernetesPathSeed,
 }
 
 /// A VM size of the Resource SKUs table.
@@ -85,7 +87,7 @@ pub struct ClusterSeed {
     pub name: String,
     /// Azure region.
     pub location: String,
-    /// Kubernetes version, e.g. `1.30.4`.
+    /// Kubernetes version, e.g. `1.35.3`.
     pub kubernetes_version: String,
     /// Agent pools.
     pub agent_pools: Vec<PoolSeed>,
@@ -107,7 +109,7 @@ impl Default for ClusterSeed {
             resource_group: String::new(),
             name: String::new(),
             location: default_location(),
-            kubernetes_version: "1.30.4".into(),
+            kubernetes_version: DEFAULT_KUBERNETES_VERSION.into(),
             agent_pools: vec![PoolSeed::default()],
             power_state: "Running".into(),
             private: false,
@@ -147,24 +149,139 @@ fn default_location() -> String {
     "eastus".into()
 }
 
+/// The default ARM bearer token: an unsigned JWT (`alg: none`, audience ARM, expiring in
+/// 2100). Azure AD tokens are JWTs and clients decode them without verifying: the Azure ML
+/// SDK v1 reads `exp` (and `tid`) from its ARM token before its first call, so a token that
+/// is not a JWT breaks it. The emulator itself only compares the whole string.
+pub fn default_token() -> String {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.emulator",
+        b64(serde_json::json!({"typ": "JWT", "alg": "none"})),
+        b64(serde_json::json!({
+            "aud": "https://management.azure.com/",
+            "iss": format!("https://sts.windows.net/{DEFAULT_TENANT}/"),
+            "tid": DEFAULT_TENANT,
+            "oid": "00000000-0000-0000-0000-000000000002",
+            "exp": 4_102_444_800u64,
+        }))
+    )
+}
+
+/// Tenant of the default token.
+pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-000000000001";
+
 /// The subscription of the embedded default seed.
 pub const DEFAULT_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
 
-/// The realistic default SKU table.
+/// The default SKU table: the general-purpose sizes people pick for AKS today and the
+/// older ones still in templates, plus current GPU sizes, with Azure's vCPU counts and
+/// memory (GiB) from the Azure VM size documentation and Resource SKU family names.
+/// Retired sizes (e.g. `Standard_NC6`, NC v1, retired 2023) are not offered.
 pub fn default_vm_sizes() -> Vec<VmSize> {
-    let t: [(&str, u32, f64, &str); 10] = [
+    const T: &[(&str, u32, f64, &str)] = &[
+        // Dv2 / DSv2: Azure ML's default agent size is Standard_D3_v2.
         ("Standard_D2_v2", 2, 7.0, "standardDv2Family"),
         ("Standard_D3_v2", 4, 14.0, "standardDv2Family"),
         ("Standard_D4_v2", 8, 28.0, "standardDv2Family"),
+        ("Standard_D5_v2", 16, 56.0, "standardDv2Family"),
+        ("Standard_DS2_v2", 2, 7.0, "standardDSv2Family"),
         ("Standard_DS3_v2", 4, 14.0, "standardDSv2Family"),
+        ("Standard_DS4_v2", 8, 28.0, "standardDSv2Family"),
+        // Dv3 / Dsv3
+        ("Standard_D2_v3", 2, 8.0, "standardDv3Family"),
+        ("Standard_D4_v3", 4, 16.0, "standardDv3Family"),
+        ("Standard_D8_v3", 8, 32.0, "standardDv3Family"),
+        ("Standard_D16_v3", 16, 64.0, "standardDv3Family"),
+        ("Standard_D2s_v3", 2, 8.0, "standardDSv3Family"),
         ("Standard_D4s_v3", 4, 16.0, "standardDSv3Family"),
         ("Standard_D8s_v3", 8, 32.0, "standardDSv3Family"),
         ("Standard_D16s_v3", 16, 64.0, "standardDSv3Family"),
-        ("Standard_NC6", 6, 56.0, "standardNCFamily"),
-        ("Standard_A2_v2", 2, 4.0, "standardAv2Family"),
+        // Dv4 / Dsv4
+        ("Standard_D2s_v4", 2, 8.0, "standardDSv4Family"),
+        ("Standard_D4s_v4", 4, 16.0, "standardDSv4Family"),
+        ("Standard_D8s_v4", 8, 32.0, "standardDSv4Family"),
+        ("Standard_D16s_v4", 16, 64.0, "standardDSv4Family"),
+        // Dv5 / Dsv5 / Ddsv5 / Dasv5
+        ("Standard_D2_v5", 2, 8.0, "standardDv5Family"),
+        ("Standard_D4_v5", 4, 16.0, "standardDv5Family"),
+        ("Standard_D8_v5", 8, 32.0, "standardDv5Family"),
+        ("Standard_D16_v5", 16, 64.0, "standardDv5Family"),
+        ("Standard_D2s_v5", 2, 8.0, "standardDSv5Family"),
+        ("Standard_D4s_v5", 4, 16.0, "standardDSv5Family"),
+        ("Standard_D8s_v5", 8, 32.0, "standardDSv5Family"),
+        ("Standard_D16s_v5", 16, 64.0, "standardDSv5Family"),
+        ("Standard_D2ds_v5", 2, 8.0, "standardDDSv5Family"),
+        ("Standard_D4ds_v5", 4, 16.0, "standardDDSv5Family"),
+        ("Standard_D8ds_v5", 8, 32.0, "standardDDSv5Family"),
+        ("Standard_D16ds_v5", 16, 64.0, "standardDDSv5Family"),
+        ("Standard_D4as_v5", 4, 16.0, "standardDASv5Family"),
+        ("Standard_D8as_v5", 8, 32.0, "standardDASv5Family"),
+        // Memory and compute optimised, burstable, entry level
+        ("Standard_E4s_v5", 4, 32.0, "standardESv5Family"),
+        ("Standard_E8s_v5", 8, 64.0, "standardESv5Family"),
+        ("Standard_F4s_v2", 4, 8.0, "standardFSv2Family"),
+        ("Standard_F8s_v2", 8, 16.0, "standardFSv2Family"),
+        ("Standard_F16s_v2", 16, 32.0, "standardFSv2Family"),
         ("Standard_B2s", 2, 4.0, "standardBSFamily"),
+        ("Standard_B2ms", 2, 8.0, "standardBSFamily"),
+        ("Standard_A2_v2", 2, 4.0, "standardAv2Family"),
+        // GPU
+        ("Standard_NC4as_T4_v3", 4, 28.0, "Standard NCASv3_T4 Family"),
+        ("Standard_NC8as_T4_v3", 8, 56.0, "Standard NCASv3_T4 Family"),
+        (
+            "Standard_NC16as_T4_v3",
+            16,
+            110.0,
+            "Standard NCASv3_T4 Family",
+        ),
+        (
+            "Standard_NC64as_T4_v3",
+            64,
+            440.0,
+            "Standard NCASv3_T4 Family",
+        ),
+        (
+            "Standard_NC24ads_A100_v4",
+            24,
+            220.0,
+            "StandardNCADSA100v4Family",
+        ),
+        (
+            "Standard_NC48ads_A100_v4",
+            48,
+            440.0,
+            "StandardNCADSA100v4Family",
+        ),
+        (
+            "Standard_NC96ads_A100_v4",
+            96,
+            880.0,
+            "StandardNCADSA100v4Family",
+        ),
+        (
+            "Standard_NC40ads_H100_v5",
+            40,
+            320.0,
+            "standardNCadsH100v5Family",
+        ),
+        (
+            "Standard_NV36ads_A10_v5",
+            36,
+            440.0,
+            "StandardNVADSA10v5Family",
+        ),
+        (
+            "Standard_ND96asr_v4",
+            96,
+            900.0,
+            "standardNDASv4_A100Family",
+        ),
     ];
-    t.iter()
+    T.iter()
         .map(|(n, c, m, f)| VmSize {
             name: (*n).into(),
             vcpus: *c,
@@ -174,20 +291,28 @@ pub fn default_vm_sizes() -> Vec<VmSize> {
         .collect()
 }
 
+/// Kubernetes versions of the default seed: AKS's three supported minors in late 2026
+/// (N-2 support: 1.36 GA mid-2026, 1.35 GA spring 2026, 1.34 GA early 2026; 1.33 left
+/// standard support in July 2026), two patches each as AKS offers, all released upstream.
+pub const DEFAULT_KUBERNETES_VERSIONS: [&str; 6] =
+    ["1.34.8", "1.34.9", "1.35.2", "1.35.3", "1.36.0", "1.36.1"];
+/// The default version of clusters Azure ML creates (AKS's default is N-1's newest patch).
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.35.3";
+
 impl Default for EmulatorConfig {
     /// One subscription, workspace `ml-rg/ml-ws` in `eastus`, AKS cluster `aks-rg/shared`
-    /// (1.30.4, 3 × Standard_D3_v2) for attach scenarios, 5 s operations.
+    /// (1.35.3, 3 × Standard_D3_v2) for attach scenarios, 5 s operations.
     fn default() -> Self {
         Self {
-            token: "emulator-token".into(),
+            token: default_token(),
             admin_token: None,
             op_seconds: 5.0,
             page_size: 20,
-            kubernetes_versions: ["1.29.9", "1.29.12", "1.30.4", "1.30.7", "1.31.2", "1.31.4"]
+            kubernetes_versions: DEFAULT_KUBERNETES_VERSIONS
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            default_kubernetes_version: Some("1.30.7".into()),
+            default_kubernetes_version: Some(DEFAULT_KUBERNETES_VERSION.into()),
             vm_sizes: default_vm_sizes(),
             subscriptions: vec![SubscriptionSeed {
                 id: DEFAULT_SUBSCRIPTION.into(),
@@ -204,6 +329,7 @@ impl Default for EmulatorConfig {
             }],
             faults: Vec::new(),
             budget: None,
+            kubernetes_path: Default::default(),
         }
     }
 }
@@ -251,7 +377,10 @@ impl EmulatorConfig {
         }
         let mut versions = self.kubernetes_versions.clone();
         versions.sort_by_key(|v| version_key(v));
-        versions.last().cloned().unwrap_or_else(|| "1.30.4".into())
+        versions
+            .last()
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_KUBERNETES_VERSION.into())
     }
 }
 

@@ -72,15 +72,25 @@ impl Cluster {
         })
     }
 
-    /// Stores (or replaces) a Secret.
+    /// Stores a Secret, or replaces the content of an existing one in place (same uid and
+    /// creation time, new resourceVersion), as an update through the Kubernetes API does.
     pub fn put_secret(&mut self, ns: &str, name: &str, data: BTreeMap<String, Vec<u8>>) {
+        let existing = self
+            .secrets
+            .get(&(ns.to_string(), name.to_string()))
+            .map(|s| s.metadata.clone());
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(ns.into()),
-                uid: Some(uuid::Uuid::new_v4().to_string()),
+                uid: existing
+                    .as_ref()
+                    .and_then(|m| m.uid.clone())
+                    .or_else(|| Some(uuid::Uuid::new_v4().to_string())),
                 resource_version: Some(format!("{}", rand::random::<u32>() % 1_000_000)),
-                creation_timestamp: Some(Time(jiff::Timestamp::now())),
+                creation_timestamp: existing
+                    .and_then(|m| m.creation_timestamp)
+                    .or_else(|| Some(Time(jiff::Timestamp::now()))),
                 ..Default::default()
             },
             type_: Some("Opaque".into()),
@@ -114,9 +124,16 @@ impl Inner {
         self.apply_tls(cluster_key, compute_key)
     }
 
-    /// Makes `azuremlfessl` and `clusterFqdn` match the compute's `sslConfiguration`:
-    /// Disabled → no Secret; Enabled → the given cert/key (kept when none was sent again);
-    /// Auto → a self-signed certificate for `{label}{6 digits}.{region}.cloudapp.azure.com`.
+    /// Makes `azuremlfessl` and `clusterFqdn` match the compute's `sslConfiguration`, at the
+    /// end of a create, attach or in-place update:
+    /// - Disabled → no Secret; `clusterFqdn` is the cluster's own FQDN.
+    /// - Enabled → the cert/key sent replace the Secret's content in place (kept when none
+    ///   was sent again); `clusterFqdn` is the cname.
+    /// - Auto → a certificate for `{label}{6 digits}.{region}.cloudapp.azure.com` (the
+    ///   how-to's formula). A compute that already has a domain for this label keeps it and
+    ///   its certificate, unless `renew` asks for a new certificate (same FQDN). A new label
+    ///   gets a new random domain, or the label's earlier one with `overwriteExistingDomain`.
+    ///   The certificate is self-signed (emulator's choice: Azure's is issued by a Microsoft CA).
     pub fn apply_tls(&mut self, cluster_key: &str, compute_key: &str) -> Result<(), ErrorDetail> {
         let Some(c) = self.computes.get(compute_key).cloned() else {
             return Ok(());
@@ -141,8 +158,27 @@ impl Inner {
             "Auto" => {
                 let label = c.ssl.leaf_domain_label.clone().unwrap_or_default();
                 let slot = (label.to_ascii_lowercase(), location.to_ascii_lowercase());
-                let fqdn = match self.leaf_domains.get(&slot) {
-                    Some(f) if c.ssl.overwrite_existing_domain => f.clone(),
+                let own = c
+                    .cluster_fqdn
+                    .clone()
+                    .filter(|f| is_auto_domain(f, &label, &location));
+                let has_cert = self
+                    .clusters
+                    .get(cluster_key)
+                    .is_some_and(|cl| cl.tls_secret().is_some());
+                if let Some(fqdn) = own.clone()
+                    && has_cert
+                    && !c.renew_tls
+                {
+                    // Nothing to issue: same domain, certificate in place.
+                    if let Some(c) = self.computes.get_mut(compute_key) {
+                        c.cluster_fqdn = Some(fqdn);
+                    }
+                    return Ok(());
+                }
+                let fqdn = match (own, self.leaf_domains.get(&slot)) {
+                    (Some(f), _) => f,
+                    (None, Some(f)) if c.ssl.overwrite_existing_domain => f.clone(),
                     _ => format!(
                         "{label}{:06}.{location}.cloudapp.azure.com",
                         rand::random::<u32>() % 1_000_000
@@ -187,6 +223,15 @@ impl Inner {
     }
 }
 
+/// True when `fqdn` is the Auto-TLS domain formula's result for this label and region.
+fn is_auto_domain(fqdn: &str, label: &str, location: &str) -> bool {
+    let fqdn = fqdn.to_ascii_lowercase();
+    let suffix = format!(".{}.cloudapp.azure.com", location.to_ascii_lowercase());
+    fqdn.strip_suffix(&suffix)
+        .and_then(|host| host.strip_prefix(&label.to_ascii_lowercase()))
+        .is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What the data plane does with a request.
 pub enum KubeOutcome {
     /// Answer.
@@ -195,7 +240,8 @@ pub enum KubeOutcome {
     Unreachable,
 }
 
-fn status(
+/// A Kubernetes `Status` error response.
+pub fn status(
     code: StatusCode,
     reason: &str,
     message: String,
@@ -231,13 +277,14 @@ fn ok_json<T: serde::Serialize>(value: &T) -> Response {
 
 /// Handles `/aks/{key}/{rest}`.
 pub fn handle(
-    inner: &Inner,
+    inner: &mut Inner,
     method: &str,
     key: &str,
     rest: &str,
     headers: &HeaderMap,
+    body: &[u8],
 ) -> KubeOutcome {
-    let Some(cluster) = inner.clusters.values().find(|c| c.key == key) else {
+    let Some((cluster_key, cluster)) = inner.clusters.iter().find(|(_, c)| c.key == key) else {
         return KubeOutcome::Respond(status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -261,6 +308,14 @@ pub fn handle(
             None,
         ));
     }
+    let cluster_key = cluster_key.clone();
+    let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    if let Some(resp) = super::cluster_objects::handle(inner, &cluster_key, method, &segs, body) {
+        return KubeOutcome::Respond(resp);
+    }
+    let Some(cluster) = inner.clusters.get(&cluster_key) else {
+        return KubeOutcome::Unreachable;
+    };
     if method != "GET" {
         return KubeOutcome::Respond(status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -269,7 +324,6 @@ pub fn handle(
             None,
         ));
     }
-    let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let resp = match segs.as_slice() {
         ["version"] => {
             let v = &cluster.kubernetes_version;

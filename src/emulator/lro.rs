@@ -19,6 +19,8 @@ pub enum Provider {
     Mls,
     /// Microsoft.ContainerService (AKS).
     Aks,
+    /// Microsoft.KubernetesConfiguration (extensions): `{extension id}/operations/{id}`.
+    KubernetesConfiguration,
 }
 
 /// What happens when an operation completes.
@@ -46,6 +48,20 @@ pub enum Effect {
     },
     /// AKS cluster deleted.
     DeleteCluster(String),
+    /// A cluster extension is installed, updated or deleted.
+    Extension {
+        /// Extension key.
+        key: String,
+        /// What.
+        op: super::extensions::ExtOp,
+    },
+    /// A Kubernetes compute is attached, updated or detached.
+    KubernetesCompute {
+        /// Compute key.
+        key: String,
+        /// What.
+        op: super::kubernetes_compute::KcOp,
+    },
 }
 
 /// A long-running operation.
@@ -105,6 +121,7 @@ impl Operation {
                 "/subscriptions/{}/providers/Microsoft.ContainerService/locations/{}",
                 self.subscription, self.location
             ),
+            Provider::KubernetesConfiguration => self.target.clone(),
         }
     }
 
@@ -112,7 +129,7 @@ impl Operation {
     pub fn status_path(&self) -> String {
         let leaf = match self.provider {
             Provider::Mls => "computeOperationsStatus",
-            Provider::Aks => "operations",
+            Provider::Aks | Provider::KubernetesConfiguration => "operations",
         };
         format!("{}/{leaf}/{}", self.provider_path(), self.id)
     }
@@ -131,6 +148,8 @@ impl Operation {
         let leaf = match self.provider {
             Provider::Mls => "computeOperationsResults",
             Provider::Aks => "operationresults",
+            // The extension RP has no Location protocol; its status URL serves both.
+            Provider::KubernetesConfiguration => "operations",
         };
         format!(
             "{base}{}/{leaf}/{}?api-version={}",
@@ -263,6 +282,8 @@ impl Inner {
             Effect::DeleteCompute { compute, detach } => self.finish_delete(compute, *detach),
             Effect::ScalePool { cluster, pool } => self.finish_scale(cluster, pool),
             Effect::DeleteCluster(k) => self.finish_delete_cluster(k),
+            Effect::Extension { key, op } => self.finish_extension(key, *op),
+            Effect::KubernetesCompute { key, op } => self.finish_kubernetes_compute(key, *op),
         }
     }
 
@@ -291,6 +312,8 @@ impl Inner {
                     c.provisioning_state = "Failed".into();
                 }
             }
+            Effect::Extension { key, .. } => self.fail_extension(key, err),
+            Effect::KubernetesCompute { key, .. } => self.fail_kubernetes_compute(key, err),
         }
     }
 
@@ -301,6 +324,7 @@ impl Inner {
             c.errors = errors;
             c.operation = None;
             c.pending_tls = None;
+            c.renew_tls = false;
             c.modified_on = jiff::Timestamp::now();
         }
     }
@@ -363,6 +387,22 @@ pub fn get_result(inner: &Inner, id: &str, base: &str, now: Instant) -> Result<R
                     .clusters
                     .get(cluster)
                     .and_then(|c| super::aks::pool_json(c, pool)),
+                Effect::KubernetesCompute { key, op } => {
+                    if *op == super::kubernetes_compute::KcOp::Detach {
+                        None
+                    } else {
+                        inner
+                            .ext
+                            .computes
+                            .get(key)
+                            .and_then(|c| super::kubernetes_compute::compute_json(inner, c))
+                    }
+                }
+                Effect::Extension { key, .. } => inner
+                    .ext
+                    .extensions
+                    .get(key)
+                    .map(super::extensions::extension_json),
                 Effect::DeleteCompute { .. } | Effect::DeleteCluster(_) => None,
             };
             Ok(match body {

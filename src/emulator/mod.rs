@@ -7,10 +7,16 @@
 //! to `emu.base_url()` with `Authorization: Bearer {emu.token()}`.
 //!
 //! # ARM surface (bearer token and `api-version` required)
-//! - `GET  …/providers/Microsoft.MachineLearningServices/workspaces/{ws}` (2025-06-01, 2025-09-01, 2025-12-01)
+//! - `GET  …/providers/Microsoft.MachineLearningServices/workspaces/{ws}`
+//!   ([`arm::WORKSPACE_VERSIONS`]: 2025-06-01, 2025-09-01, 2025-12-01; the SDK v1's 2022-05-01, 2020-01-01)
 //! - `GET|PUT|DELETE …/workspaces/{ws}/computes/{name}`, `GET …/computes` (paged, `$skip`),
-//!   `POST …/computes/{name}/listKeys`; PUT/DELETE are long-running (`Azure-AsyncOperation`,
-//!   `Location`, `Retry-After`, `retry-after-ms`).
+//!   `POST …/computes/{name}/listKeys` ([`arm::COMPUTE_VERSIONS`]: the three above and the SDK
+//!   v1's 2020-02-02); PUT/DELETE are long-running (`Azure-AsyncOperation`, `Location`,
+//!   `Retry-After`, `retry-after-ms`). A compute body carries every schema property, `null`
+//!   when unset. A PUT on an existing name is an in-place update when it keeps type and
+//!   resourceId (the SDK's GET-modify-PUT): load balancer, description, and TLS — `Disabled`,
+//!   `Enabled` + cert/key, `Auto` + label, `renew: true` — applied to `azuremlfessl` and
+//!   `clusterFqdn` when the operation completes.
 //! - `GET /subscriptions/{s}/providers/Microsoft.MachineLearningServices/locations/{loc}/computeOperationsStatus/{id}`
 //!   (always 200) and `…/computeOperationsResults/{id}` (202 while running).
 //! - `GET|DELETE …/providers/Microsoft.ContainerService/managedClusters/{name}` (2025-10-01),
@@ -19,11 +25,19 @@
 //!   `GET /subscriptions/{s}/providers/Microsoft.ContainerService/locations/{loc}/kubernetesVersions`,
 //!   `…/locations/{loc}/operations/{id}` and `…/operationresults/{id}`.
 //! - `GET /subscriptions/{s}/providers/Microsoft.Compute/skus?api-version=2021-07-01&$filter=location eq '{loc}'`.
+//! - `Microsoft.KubernetesConfiguration` ([`extensions`]): `PUT|GET|PATCH|DELETE
+//!   …/managedClusters/{c}/providers/Microsoft.KubernetesConfiguration/extensions/{name}`,
+//!   `GET …/extensions`, `GET …/extensions/{name}/operations/{id}` (2025-03-01 and older);
+//!   `GET /subscriptions/{s}/providers/{namespace}`, `POST …/register`. Computes of type
+//!   `Kubernetes` on the compute paths ([`kubernetes_compute`]).
 //! - Azure ML SDK v1: `GET /discovery` (no token), the alias `/rp/workspaces/subscriptions/…`
-//!   (also api-version 2020-02-02).
+//!   of the compute GET and list (same api-versions). `tests/sdk_v1` drives the emulator with
+//!   the SDK itself; the default bearer token is an unsigned JWT because the SDK decodes it.
 //!
 //! # AKS data plane
 //! `/aks/{key}/version`, `/api`, `/apis`, `/api/v1/secrets`, `/api/v1/namespaces/{ns}/secrets[/{name}]`,
+//! and what the Azure ML extension creates ([`cluster_objects`]: namespaces, Services,
+//! ConfigMaps, the InstanceType CRD, InstanceType objects, Secret writes),
 //! plain http, bearer token per cluster, as written in the kubeconfigs the credential calls
 //! return. A private cluster's API server is unreachable (the connection is dropped).
 //!
@@ -35,26 +49,28 @@
 //! dataPlaneReachable, tags}`), `GET|POST|DELETE /admin/faults`, `DELETE /admin/faults/{id}`,
 //! `GET|DELETE /admin/requests`, `PUT /admin/op-duration` (`{seconds}`),
 //! `PUT|DELETE /admin/budget` (`{readsPerHour, writesPerHour, windowSecs}`),
-//! `POST /admin/operations/complete` (finish everything in flight now).
+//! `POST /admin/operations/complete` (finish everything in flight now),
+//! `POST /admin/kubernetes-path` (the `kubernetesPath` seed below, applied additively).
 //!
 //! # Config file (`--config`, YAML, camelCase; every field optional)
 //! ```yaml
-//! token: emulator-token
+//! token: my-token           # default: an unsigned JWT (config::default_token)
 //! adminToken: null
 //! opSeconds: 5
 //! pageSize: 20
-//! kubernetesVersions: ["1.29.9", "1.29.12", "1.30.4", "1.30.7", "1.31.2", "1.31.4"]
-//! defaultKubernetesVersion: "1.30.7"
+//! kubernetesVersions: ["1.34.8", "1.34.9", "1.35.2", "1.35.3", "1.36.0", "1.36.1"]
+//! defaultKubernetesVersion: "1.35.3"
 //! vmSizes: [{name: Standard_D3_v2, vcpus: 4, memoryGb: 14, family: standardDv2Family}]
 //! subscriptions:
 //! - id: 00000000-0000-0000-0000-000000000000
 //!   workspaces: [{resourceGroup: ml-rg, name: ml-ws, location: eastus}]
 //!   aksClusters:
-//!   - {resourceGroup: aks-rg, name: shared, location: eastus, kubernetesVersion: 1.30.4,
+//!   - {resourceGroup: aks-rg, name: shared, location: eastus, kubernetesVersion: 1.35.3,
 //!      agentPools: [{name: nodepool1, count: 3, vmSize: Standard_D3_v2, mode: System}]}
 //! faults:
 //! - {match: {method: GET, path: /computes/}, kind: {type: Throttle, retryAfterSecs: 3}, times: 2}
 //! budget: {readsPerHour: 12000, writesPerHour: 1200, windowSecs: 3600}
+//! kubernetesPath: {clusters: [], extensions: [], unregisteredProviders: [], roleGaps: []}  # see kubernetes_seed
 //! ```
 //! Fault kinds: `Throttle{retryAfterSecs}`, `Status{status}`, `Busy409`, `Forbidden`, `DropConnection`,
 //! `Slow{ms}`, `LroFail{code, message}`; `match` has optional `method`, `path` (substring)
@@ -64,12 +80,16 @@
 pub mod admin;
 pub mod aks;
 pub mod arm;
+pub mod cluster_objects;
 pub mod compute;
 pub mod config;
 pub mod conn;
 pub mod errors;
+pub mod extensions;
 pub mod faults;
 pub mod kube_api;
+pub mod kubernetes_compute;
+pub mod kubernetes_seed;
 pub mod lro;
 pub mod state;
 
@@ -86,7 +106,11 @@ pub use config::{
     WorkspaceSeed,
 };
 pub use errors::ErrorDetail;
+pub use extensions::ClusterTraits;
 pub use faults::{Budget, FaultKind, FaultMatch, FaultRule};
+pub use kubernetes_seed::{
+    ClusterTraitsSeed, ExtensionSeed, KubernetesPathSeed, ProviderSeed, RoleGapSeed,
+};
 pub use state::{ClusterView, ComputeView, RequestRecord, StateSnapshot, TlsSecretView};
 
 use conn::{ConnInfo, KillableListener};
@@ -104,7 +128,7 @@ pub struct EmulatorArgs {
     /// Duration of long-running operations in seconds [default: 5, or the config file's opSeconds].
     #[arg(long, value_name = "N")]
     pub op_seconds: Option<f64>,
-    /// Bearer token accepted on ARM calls [default: emulator-token, or the config file's token].
+    /// Bearer token accepted on ARM calls [default: an unsigned JWT, printed at start, or the config file's token].
     #[arg(long, env = "AMLOPS_EMULATOR_TOKEN")]
     pub token: Option<String>,
 }
@@ -232,6 +256,14 @@ impl EmulatorHandle {
     /// Adds (or replaces) an AKS cluster; returns its ARM id.
     pub fn seed_aks_cluster(&self, subscription: &str, cluster: ClusterSeed) -> String {
         self.shared.lock().seed_cluster(subscription, &cluster)
+    }
+
+    /// Applies a Kubernetes-path seed (cluster traits, extensions, providers, role gaps).
+    ///
+    /// # Errors
+    /// A message naming an id that does not parse or a cluster that does not exist.
+    pub fn seed_kubernetes_path(&self, seed: &KubernetesPathSeed) -> Result<(), String> {
+        self.shared.lock().apply_kubernetes_path_seed(seed)
     }
 
     /// Duration of operations started from now on.

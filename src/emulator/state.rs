@@ -149,6 +149,8 @@ pub struct Compute {
     pub operation: Option<String>,
     /// Cert/key waiting for the operation to complete (never serialized).
     pub pending_tls: Option<TlsMaterial>,
+    /// The pending update renews the Microsoft-issued (`Auto`) certificate.
+    pub renew_tls: bool,
     /// TLS settings changed: the operation's completion rewrites `azuremlfessl`.
     pub tls_dirty: bool,
 }
@@ -299,6 +301,8 @@ pub struct Inner {
     pub base_url: String,
     /// The config the world was built from (for reset).
     pub config: EmulatorConfig,
+    /// The Kubernetes-compute path: extensions, Kubernetes computes, cluster objects.
+    pub ext: super::extensions::ExtensionWorld,
 }
 
 /// Maximum number of request log entries kept (long benchmarks must not grow without bound).
@@ -378,8 +382,12 @@ impl Inner {
             command_results: HashMap::new(),
             base_url,
             config: config.clone(),
+            ext: Default::default(),
         };
         inner.apply_seed(&config);
+        if let Err(e) = inner.apply_kubernetes_path_seed(&config.kubernetes_path) {
+            tracing::warn!(error = %e, "kubernetesPath seed not applied");
+        }
         for f in &config.faults {
             inner.faults.add(f.clone());
         }
@@ -521,6 +529,10 @@ impl Inner {
                     ssl_status: c.ssl.status.clone(),
                     cluster_fqdn: c.cluster_fqdn.clone(),
                     load_balancer_type: c.load_balancer_type.clone(),
+                    load_balancer_subnet: c.load_balancer_subnet.clone(),
+                    ssl_cname: c.ssl.cname.clone(),
+                    leaf_domain_label: c.ssl.leaf_domain_label.clone(),
+                    aks_networking_configuration: c.networking.clone(),
                     description: c.description.clone(),
                 })
             })
@@ -567,6 +579,18 @@ impl Inner {
         let mut operations: Vec<_> = self.operations.values().map(|o| o.view()).collect();
         operations.sort_by(|a, b| a.start_time.cmp(&b.start_time));
         StateSnapshot {
+            extensions: self
+                .ext
+                .extensions
+                .values()
+                .map(super::extensions::extension_json)
+                .collect(),
+            kubernetes_computes: self
+                .ext
+                .computes
+                .values()
+                .filter_map(|c| super::kubernetes_compute::compute_json(self, c))
+                .collect(),
             workspaces,
             computes,
             clusters,
@@ -653,6 +677,12 @@ pub struct StateSnapshot {
     pub budget: Option<Budget>,
     /// Current LRO duration.
     pub op_seconds: f64,
+    /// Cluster extensions, as ARM returns them (never protected settings).
+    #[serde(default)]
+    pub extensions: Vec<serde_json::Value>,
+    /// Kubernetes computes, as ARM returns them.
+    #[serde(default)]
+    pub kubernetes_computes: Vec<serde_json::Value>,
 }
 
 impl StateSnapshot {
@@ -713,6 +743,14 @@ pub struct ComputeView {
     pub cluster_fqdn: Option<String>,
     /// loadBalancerType.
     pub load_balancer_type: String,
+    /// loadBalancerSubnet.
+    pub load_balancer_subnet: Option<String>,
+    /// sslConfiguration.cname.
+    pub ssl_cname: Option<String>,
+    /// sslConfiguration.leafDomainLabel.
+    pub leaf_domain_label: Option<String>,
+    /// aksNetworkingConfiguration, as sent at create.
+    pub aks_networking_configuration: Option<serde_json::Value>,
     /// description.
     pub description: Option<String>,
 }

@@ -44,6 +44,11 @@ pub fn cert_and_key_from_secret(secret: &Secret) -> Result<(String, String), Tls
 }
 
 /// Read and verify `azuremlfessl` from the AKS cluster `client` points at.
+///
+/// # Errors
+/// [`TlsError::Unavailable`] for throttling and server errors (retry later),
+/// [`TlsError::BackupFailed`] when the API server is unreachable or refuses, or the Secret
+/// is missing; [`TlsError::InvalidCertificate`] when its content does not verify.
 pub async fn read_azuremlfessl(
     client: kube::Client,
     namespace: &str,
@@ -63,22 +68,197 @@ pub async fn read_azuremlfessl(
                 _ => TlsError::BackupFailed(m),
             }
         })?
-        .ok_or_else(|| {
-            TlsError::BackupFailed(format!(
-                "Secret {namespace}/{AZUREMLFESSL} does not exist on the cluster"
-            ))
-        })?;
+        .ok_or_else(|| missing(namespace))?;
     let (cert, key) = cert_and_key_from_secret(&secret)?;
     verify_pair(&cert, &key)?;
     Ok((cert, key))
 }
+
+fn missing(namespace: &str) -> TlsError {
+    TlsError::BackupFailed(format!(
+        "Secret {namespace}/{AZUREMLFESSL} does not exist on the cluster"
+    ))
+}
+
+/// How long [`read_azuremlfessl_by_run_command`] waits for the command (AKS starts a pod
+/// for it: usually 10-30 s).
+pub const RUN_COMMAND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Read and verify `azuremlfessl` through the AKS Run Command API (`kubectl get secret
+/// azuremlfessl -n NAMESPACE -o json` in a pod AKS starts on the cluster): the way in when
+/// the API server is private and unreachable from the operator (DESIGN §3.1 step 6). Waits
+/// for the command (Azure's `Retry-After` between polls) at most `deadline`.
+/// `cluster_token` is the Entra ID token AKS needs for clusters with Entra ID integration.
+///
+/// # Errors
+/// As [`read_azuremlfessl`]; [`TlsError::Unavailable`] when the command did not finish in
+/// time or ARM failed transiently. The command's output is never quoted (it holds the key).
+pub async fn read_azuremlfessl_by_run_command(
+    arm: &crate::azure::ArmClient,
+    cluster: &crate::azure::ResourceId,
+    namespace: &str,
+    cluster_token: Option<&crate::azure::Secret>,
+    deadline: std::time::Duration,
+) -> Result<(String, String), TlsError> {
+    use crate::azure::run_command::CommandPoll;
+    // The namespace goes into a shell command line: allow only a DNS label (RFC 1123).
+    let label_ok = !namespace.is_empty()
+        && namespace.len() <= 63
+        && namespace
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !namespace.starts_with('-')
+        && !namespace.ends_with('-');
+    if !label_ok {
+        return Err(TlsError::BackupFailed(format!(
+            "namespace {namespace:?} is not a Kubernetes namespace name"
+        )));
+    }
+    let azure = |e| from_azure("AKS Run Command", e);
+    let command = format!("kubectl get secret {AZUREMLFESSL} -n {namespace} -o json");
+    let started = std::time::Instant::now();
+    let mut poll = arm
+        .run_command(cluster, &command, cluster_token)
+        .await
+        .map_err(azure)?;
+    let result = loop {
+        match poll {
+            CommandPoll::Finished(result) => break result,
+            CommandPoll::Running {
+                location,
+                retry_after,
+            } => {
+                let wait = retry_after
+                    .unwrap_or(std::time::Duration::from_secs(5))
+                    .min(std::time::Duration::from_secs(15));
+                if started.elapsed() + wait > deadline {
+                    return Err(TlsError::Unavailable(
+                        format!(
+                            "AKS Run Command reading {namespace}/{AZUREMLFESSL} did not finish within {}s",
+                            deadline.as_secs()
+                        ),
+                        None,
+                    ));
+                }
+                tokio::time::sleep(wait).await;
+                poll = arm.command_result(&location).await.map_err(azure)?;
+            }
+        }
+    };
+    let logs = result.logs.expose();
+    if result.exit_code != Some(0) {
+        if logs.contains("(NotFound)") {
+            return Err(missing(namespace));
+        }
+        // kubectl's own error line ("Error from server (Forbidden): …") names the problem
+        // and holds no secret; anything else is not quoted.
+        let detail = logs
+            .lines()
+            .find(|l| l.starts_with("Error from server") || l.starts_with("error:"))
+            .map(|l| format!(": {}", l.chars().take(300).collect::<String>()))
+            .unwrap_or_default();
+        return Err(TlsError::BackupFailed(format!(
+            "AKS Run Command reading {namespace}/{AZUREMLFESSL} ended {} with exit code {}{detail}{}",
+            result
+                .provisioning_state
+                .as_deref()
+                .unwrap_or("without a state"),
+            result
+                .exit_code
+                .map_or("unknown".to_string(), |c| c.to_string()),
+            result
+                .reason
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )));
+    }
+    let secret: Secret = serde_json::from_str(logs).map_err(|_| {
+        TlsError::BackupFailed(format!(
+            "AKS Run Command output for {namespace}/{AZUREMLFESSL} is not a Secret in JSON (output withheld: it may hold the key)"
+        ))
+    })?;
+    let (cert, key) = cert_and_key_from_secret(&secret)?;
+    verify_pair(&cert, &key)?;
+    Ok((cert, key))
+}
+
+/// Read and verify `azuremlfessl` of the AKS cluster `cluster`, the way that works for it:
+/// - its user kubeconfig (`listClusterUserCredential`), used as is, or — when it runs an
+///   exec plugin (`kubelogin`: Entra-ID-only clusters) — with the operator's own Entra ID
+///   token for the AKS server application as bearer token;
+/// - when the API server cannot be reached (private cluster, authorized IP ranges that
+///   exclude the operator) or `private` says so up front: the AKS Run Command API.
+///
+/// # Errors
+/// As [`read_azuremlfessl`] and [`read_azuremlfessl_by_run_command`].
+pub async fn read_azuremlfessl_from_aks(
+    arm: &crate::azure::ArmClient,
+    cluster: &crate::azure::ResourceId,
+    namespace: &str,
+    private: bool,
+) -> Result<(String, String), TlsError> {
+    let azure = |e| from_azure("getting credentials for the AKS cluster", e);
+    let credential = arm
+        .list_cluster_user_credential(cluster)
+        .await
+        .map_err(azure)?;
+    // Entra-ID-only clusters need a token for the AKS server application, for the API
+    // server and for Run Command alike.
+    let entra = credential.uses_exec_plugin();
+    let token = if entra {
+        Some(arm.aks_entra_token().await.map_err(azure)?)
+    } else {
+        None
+    };
+    if !private {
+        let client = match &token {
+            Some(t) => credential.client_with_token(None, t).await,
+            None => credential.client(None).await,
+        }
+        .map_err(azure)?;
+        match read_azuremlfessl(client, namespace).await {
+            Err(TlsError::BackupFailed(m)) if m.contains(UNREACHABLE) => {
+                tracing::info!(
+                    cluster = %cluster,
+                    "AKS API server unreachable; reading the TLS certificate through AKS Run Command"
+                );
+            }
+            other => return other,
+        }
+    }
+    read_azuremlfessl_by_run_command(
+        arm,
+        cluster,
+        namespace,
+        token.as_ref(),
+        RUN_COMMAND_DEADLINE,
+    )
+    .await
+}
+
+/// An ARM failure on the way to the certificate: passing ones (throttled, 5xx) are retried
+/// after Azure's `Retry-After`; the rest need a person.
+fn from_azure(context: &str, e: crate::azure::AzureError) -> TlsError {
+    let m = format!("{context}: {e}");
+    if e.category().is_retryable() {
+        TlsError::Unavailable(m, e.retry_after())
+    } else {
+        TlsError::BackupFailed(m)
+    }
+}
+
+/// What [`kube_error`] says of a connection failure (and what the Run Command fallback
+/// looks for).
+const UNREACHABLE: &str = "API server unreachable";
 
 /// Describe a kube error without echoing response bodies.
 fn kube_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("API server answered {} {}", s.code, s.reason),
         kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            "API server unreachable (private cluster?)".into()
+            format!("{UNREACHABLE} (private cluster?)")
         }
         _ => "request failed".into(),
     }
@@ -144,14 +324,21 @@ pub async fn run_cli(args: BackupArgs) -> anyhow::Result<bool> {
         (None, Some(id)) => {
             let arm = args.azure.client()?;
             let id: crate::azure::ResourceId = id.parse()?;
-            arm.list_cluster_user_credential(&id)
+            let private = arm
+                .get_managed_cluster(&id)
                 .await?
-                .client(None)
-                .await?
+                .is_some_and(|c| c.is_private());
+            return write_pair(
+                &args,
+                read_azuremlfessl_from_aks(&arm, &id, &args.namespace, private).await?,
+            );
         }
         (None, None) => anyhow::bail!("give --kubeconfig or --aks"),
     };
-    let (cert, key) = read_azuremlfessl(client, &args.namespace).await?;
+    write_pair(&args, read_azuremlfessl(client, &args.namespace).await?)
+}
+
+fn write_pair(args: &BackupArgs, (cert, key): (String, String)) -> anyhow::Result<bool> {
     let info = verify_pair(&cert, &key)?;
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("cert.pem"), cert)?;

@@ -4,7 +4,8 @@ mod backup;
 mod pem;
 
 pub use backup::{
-    AZUREMLFESSL, BackupArgs, backup_secret, cert_and_key_from_secret, read_azuremlfessl, run_cli,
+    AZUREMLFESSL, BackupArgs, RUN_COMMAND_DEADLINE, backup_secret, cert_and_key_from_secret,
+    read_azuremlfessl, read_azuremlfessl_by_run_command, read_azuremlfessl_from_aks, run_cli,
 };
 pub use pem::{CertInfo, check_serving, verify_pair};
 

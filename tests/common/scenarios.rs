@@ -966,7 +966,7 @@ pub async fn dynamic_checks_stall_without_write(w: &World) {
     let st = w.stalled(&old, "UnsupportedKubernetesVersion").await;
     let msg = &condition(&st, "Stalled").expect("Stalled").message;
     assert!(
-        msg.contains("1.27.3") && msg.contains("1.30.4"),
+        msg.contains("1.27.3") && msg.contains("1.35.3"),
         "lists the supported versions: {msg}"
     );
 

@@ -68,6 +68,48 @@ impl KubeconfigSecret {
     }
 }
 
+impl KubeconfigSecret {
+    /// Whether the current context's user runs an exec plugin (`kubelogin` in the user
+    /// kubeconfig of an AKS cluster with Entra ID integration) instead of holding a
+    /// credential.
+    pub fn uses_exec_plugin(&self) -> bool {
+        let Ok(kc) = self.parse() else { return false };
+        let user = kc
+            .current_context
+            .as_deref()
+            .and_then(|name| kc.contexts.iter().find(|c| c.name == name))
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.user.clone());
+        kc.auth_infos
+            .iter()
+            .find(|a| user.as_deref().is_none_or(|u| a.name == u))
+            .and_then(|a| a.auth_info.as_ref())
+            .is_some_and(|a| a.exec.is_some())
+    }
+
+    /// A `kube::Client` for the kubeconfig's cluster (server, CA) that authenticates with
+    /// the bearer `token` instead of the kubeconfig's user. For Entra-ID-only AKS clusters:
+    /// their user kubeconfig runs `kubelogin`, an external binary the operator's image does
+    /// not have; the API server accepts the operator's own Entra ID token for the AKS server
+    /// application ([`crate::azure::ArmClient::aks_entra_token`]) instead.
+    ///
+    /// # Errors
+    /// [`AzureError::Config`] when the kubeconfig cannot be used (no secret in the message).
+    pub async fn client_with_token(
+        &self,
+        context: Option<&str>,
+        token: &crate::azure::Secret,
+    ) -> Result<kube::Client, AzureError> {
+        let mut config = self.to_kube_config(context).await?;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.expose().to_owned().into()),
+            ..Default::default()
+        };
+        kube::Client::try_from(config)
+            .map_err(|e| AzureError::Config(format!("cannot build a Kubernetes client: {e}")))
+    }
+}
+
 /// A coarse description of a kubeconfig loader error.
 fn kind_of(e: &kube::config::KubeconfigError) -> String {
     use kube::config::KubeconfigError as E;

@@ -56,7 +56,9 @@ macro_rules! string_enum {
 
 mod aks;
 mod compute;
+mod extension;
 mod kubeconfig;
+mod kubernetes_compute;
 mod sku;
 
 pub use aks::{
@@ -68,7 +70,17 @@ pub use compute::{
     ComputeResource, LoadBalancerType, ProvisioningState, SslConfigStatus, SslConfiguration,
     SystemService,
 };
+pub use extension::{
+    AutoUpgradeMode, Extension, ExtensionIdentity, ExtensionPatch, ExtensionPatchProperties,
+    ExtensionProperties, ExtensionProvisioningState, ExtensionRequest, ExtensionRequestProperties,
+    ExtensionScope, ExtensionStatus, ProtectedSettings, ProviderRegistration, ScopeCluster,
+    ScopeNamespace,
+};
 pub use kubeconfig::{CredentialResult, CredentialResults, KubeconfigSecret};
+pub use kubernetes_compute::{
+    InstanceTypeResources, InstanceTypeSchema, KubernetesCompute, KubernetesComputeResource,
+    KubernetesProperties, ManagedServiceIdentity, UserAssignedIdentity,
+};
 pub use sku::{
     KubernetesPatchVersion, KubernetesVersion, KubernetesVersionCapabilities,
     KubernetesVersionList, ResourceSku, SkuCapability, SkuRestriction, VmSizeCatalog, VmSizeInfo,
