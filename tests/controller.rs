@@ -64,7 +64,7 @@ impl World {
         identity: &str,
         leader: Option<amlops::controller::LeaseConfig>,
     ) -> (Running, watch::Sender<bool>) {
-        let resync = EngineConfig::default().resync;
+        let resync = EngineConfig::default().resync.base;
         self.operator_with(identity, leader, resync, ReadBudget::default())
             .await
     }
@@ -82,10 +82,9 @@ impl World {
             engine: EngineConfig {
                 busy_poll: Duration::from_millis(100),
                 retry_base: Duration::from_millis(100),
-                resync,
+                resync: read_budget.policy(resync),
                 ..EngineConfig::default()
             },
-            read_budget,
             backoff: Backoff {
                 base: Duration::from_millis(200),
                 cap: Duration::from_secs(2),

@@ -649,7 +649,7 @@ async fn status_subresource_and_generation() {
     );
     let mut fresh = api.get("prod-scoring").await.unwrap();
     fresh.spec.agent_count = 9;
-    fresh.status.as_mut().unwrap().phase = Some(amlops::crd::Phase::Failed);
+    fresh.status.as_mut().unwrap().phase = Some(amlops::crd::Phase::Deleting);
     let put = api
         .replace("prod-scoring", &PostParams::default(), &fresh)
         .await
@@ -659,13 +659,16 @@ async fn status_subresource_and_generation() {
     // replace_status changes only the status.
     let mut st = api.get_status("prod-scoring").await.unwrap();
     st.spec.agent_count = 1;
-    st.status.as_mut().unwrap().phase = Some(amlops::crd::Phase::Failed);
+    st.status.as_mut().unwrap().phase = Some(amlops::crd::Phase::Deleting);
     let put = api
         .replace_status("prod-scoring", &PostParams::default(), &st)
         .await
         .unwrap();
     assert_eq!(put.spec.agent_count, 9);
-    assert_eq!(put.status.unwrap().phase, Some(amlops::crd::Phase::Failed));
+    assert_eq!(
+        put.status.unwrap().phase,
+        Some(amlops::crd::Phase::Deleting)
+    );
     fake.shutdown().await;
 }
 

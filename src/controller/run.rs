@@ -21,7 +21,6 @@ use tokio::sync::watch;
 use crate::azure::{ArmClient, ArmClientConfig};
 use crate::crd::{ADOPT_ANNOTATION, REATTACH_ANNOTATION};
 use crate::engine::EngineConfig;
-use crate::engine::resync::ReadBudget;
 
 use super::credentials::Credentials;
 use super::http::{self, Probes, Readiness};
@@ -38,10 +37,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Concurrent reconciles per kind (0: unbounded).
     pub concurrency: u16,
-    /// Engine settings (`engine.resync` is the base steady-state resync).
+    /// Engine settings (`engine.resync`: the steady-state resync within the ARM read budget).
     pub engine: EngineConfig,
-    /// ARM read budget that stretches the steady-state resync of large subscriptions.
-    pub read_budget: ReadBudget,
     /// Error backoff.
     pub backoff: Backoff,
     /// Leader election, when on.
@@ -100,7 +97,6 @@ impl Operator {
             client.clone(),
             credentials,
             options.engine.clone(),
-            options.read_budget.policy(options.engine.resync),
             metrics,
             options.backoff,
         ));

@@ -5,13 +5,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::TlsMode;
+use crate::azure::{LroStyle, OperationKind};
 
 /// Where a resource is in its lifecycle.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum Phase {
     #[default]
     Pending,
-    Validating,
     Creating,
     Attaching,
     Updating,
@@ -21,7 +21,6 @@ pub enum Phase {
     Detaching,
     Reattaching,
     Ready,
-    Failed,
     Deleting,
 }
 
@@ -30,7 +29,6 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "Pending",
-            Self::Validating => "Validating",
             Self::Creating => "Creating",
             Self::Attaching => "Attaching",
             Self::Updating => "Updating",
@@ -39,7 +37,6 @@ impl Phase {
             Self::Detaching => "Detaching",
             Self::Reattaching => "Reattaching",
             Self::Ready => "Ready",
-            Self::Failed => "Failed",
             Self::Deleting => "Deleting",
         }
     }
@@ -76,16 +73,16 @@ pub struct TlsStatus {
 }
 
 /// The in-flight ARM long-running operation; survives operator restarts.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationStatus {
     /// Create, Attach, Update, Scale, Detach or Delete.
-    pub kind: String,
+    pub kind: OperationKind,
     /// `Azure-AsyncOperation` (or `Location`) URL to poll.
     pub url: String,
-    /// `AsyncOperation` or `Location`: how to read `url`.
+    /// `AsyncOperation` or `Location`: how to read `url` (`AsyncOperation` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub style: Option<String>,
+    pub style: Option<LroStyle>,
     /// When the operation was started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -152,9 +149,14 @@ pub struct ClusterStatus {
     /// Whether Azure ML sees the compute as attached (true after any reattach).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_attached_compute: Option<bool>,
-    /// Agent count last observed (InferenceCluster).
+    /// Node count last observed: the agent pool of an InferenceCluster; all pools of an
+    /// attached cluster, when it was attached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_count: Option<i32>,
+    /// The cluster autoscaler manages the agent pool's node count (InferenceCluster):
+    /// `agentCount` is not enforced while it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler_enabled: Option<bool>,
     /// TLS facts and the backup Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStatus>,
@@ -164,6 +166,11 @@ pub struct ClusterStatus {
     /// Hash of the Azure-relevant spec last applied successfully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_hash: Option<String>,
+    /// Why Azure's clusterPurpose/TLS are known to differ from the spec although the spec
+    /// did not change (an adopted compute): the next reconcile reattaches (or waits for the
+    /// annotation under `reattachPolicy: Manual`). Cleared by the reattach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reattach_required: Option<String>,
     /// Value of the `amlops.dev/reattach` annotation last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reattach_token: Option<String>,

@@ -185,7 +185,8 @@ pub async fn read_azuremlfessl_by_run_command(
 }
 
 /// Read and verify `azuremlfessl` of the AKS cluster `cluster`, the way that works for it:
-/// - its user kubeconfig (`listClusterUserCredential`), used as is, or — when it runs an
+/// - its user kubeconfig (`listClusterUserCredential`; `listClusterAdminCredential` when
+///   that is refused), used as is, or — when it runs an
 ///   exec plugin (`kubelogin`: Entra-ID-only clusters) — with the operator's own Entra ID
 ///   token for the AKS server application as bearer token;
 /// - when the API server cannot be reached (private cluster, authorized IP ranges that
@@ -200,10 +201,16 @@ pub async fn read_azuremlfessl_from_aks(
     private: bool,
 ) -> Result<(String, String), TlsError> {
     let azure = |e| from_azure("getting credentials for the AKS cluster", e);
-    let credential = arm
-        .list_cluster_user_credential(cluster)
-        .await
-        .map_err(azure)?;
+    // The user credential first; the admin credential where only it is served (clusters
+    // with local accounts and Kubernetes RBAC that the identity is not bound in).
+    let credential = match arm.list_cluster_user_credential(cluster).await {
+        Ok(k) => k,
+        Err(e) if e.category().is_retryable() => return Err(azure(e)),
+        Err(_) => arm
+            .list_cluster_admin_credential(cluster)
+            .await
+            .map_err(azure)?,
+    };
     // Entra-ID-only clusters need a token for the AKS server application, for the API
     // server and for Run Command alike.
     let entra = credential.uses_exec_plugin();
