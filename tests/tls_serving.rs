@@ -34,7 +34,10 @@ fn secret_with(name: &str, host: &str, from_days: i64, to_days: i64) -> Secret {
         type_: Some("kubernetes.io/tls".into()),
         data: Some(BTreeMap::from([
             ("tls.crt".into(), ByteString(cert.pem().into_bytes())),
-            ("tls.key".into(), ByteString(key.serialize_pem().into_bytes())),
+            (
+                "tls.key".into(),
+                ByteString(key.serialize_pem().into_bytes()),
+            ),
         ])),
         ..Default::default()
     }
@@ -59,8 +62,7 @@ async fn a_certificate_for_another_host_is_refused_before_any_write() {
     let st = w.stalled(&d, "InvalidCertificate").await;
     let m = stall_message(&st);
     assert!(
-        m.contains("not valid for tls.cname scoring.contoso.com")
-            && m.contains("api.contoso.com"),
+        m.contains("not valid for tls.cname scoring.contoso.com") && m.contains("api.contoso.com"),
         "{m}"
     );
     assert!(w.writes().is_empty(), "no Azure write: {:?}", w.brief_log());
@@ -85,8 +87,17 @@ async fn an_expired_rotation_keeps_the_old_certificate_serving() {
     w.store
         .insert_secret(secret_with("rot-tls", "scoring.contoso.com", -100, -1));
     let st = w.stalled(&d, "InvalidCertificate").await;
-    assert!(stall_message(&st).contains("expired at"), "{}", stall_message(&st));
-    assert_eq!(w.writes().len(), writes, "no detach, no update: {:?}", w.brief_log());
+    assert!(
+        stall_message(&st).contains("expired at"),
+        "{}",
+        stall_message(&st)
+    );
+    assert_eq!(
+        w.writes().len(),
+        writes,
+        "no detach, no update: {:?}",
+        w.brief_log()
+    );
     assert_eq!(
         w.served_fingerprint(&aks_id("shared")),
         Some(fp),
