@@ -181,6 +181,20 @@ pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
         Phase::Detaching => return Action::Detach,
         _ => {}
     }
+    // The user's Secret no longer holds a certificate that can serve (a rotation to an
+    // expired or wrong-host certificate, a broken Secret): say so and write nothing — the
+    // certificate Azure has keeps serving until the Secret is fixed.
+    if d.tls.mode == TlsMode::Custom
+        && let Some(Err(s)) = &obs.user_tls
+    {
+        return Action::Stall(Stall::new(
+            s.reason,
+            format!(
+                "{}; the certificate sent earlier keeps serving until the Secret is fixed",
+                s.message
+            ),
+        ));
+    }
     let token_changed =
         d.reattach_token.is_some() && d.reattach_token != status.last_reattach_token;
     let spec_changed = status

@@ -459,7 +459,10 @@ impl<S: KubeStore> Engine<S> {
             .map_err(|e| Stall::new("SecretNotFound", e.to_string()))?
             .ok_or_else(|| to_stall(TlsError::SecretNotFound(format!("{}/{name}", d.namespace))))?;
         let (cert, key) = tls::cert_and_key_from_secret(&secret).map_err(to_stall)?;
-        let info = tls::verify_pair(&cert, &key).map_err(to_stall)?;
+        // What is sent to Azure must serve: valid now, for tls.cname, chain in order. A bad
+        // rotation stalls here, before any write; the old certificate keeps serving.
+        let info = tls::check_serving(&cert, &key, d.tls.cname.as_deref(), jiff::Timestamp::now())
+            .map_err(to_stall)?;
         Ok(VerifiedTls {
             material: TlsMaterial {
                 cert,
