@@ -128,7 +128,9 @@ def render_crd(crd: dict) -> list[str]:
         cols = version.get("additionalPrinterColumns") or []
         if cols:
             out += ["`kubectl get` columns: " + ", ".join(
-                f"{c['name']} (`{c['jsonPath']}`)" for c in cols) + ".", ""]
+                f"{c['name']} (`{c['jsonPath']}`"
+                + (", with `-o wide`" if c.get("priority", 0) > 0 else "") + ")"
+                for c in cols) + ".", ""]
         top = rules_of(schema)
         if top:
             out += ["Rules on the whole object:", ""] + [f"- {cell(m)}" for m in top] + [""]

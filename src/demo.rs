@@ -285,17 +285,23 @@ async fn converge(
                 Ok(o) => {
                     item.status = o.status;
                     item.finished = o.finished;
-                    // The demo resyncs quickly so a changed spec is seen at once.
-                    let wait = o
-                        .requeue
-                        .unwrap_or(Duration::from_millis(500))
-                        .min(Duration::from_millis(500));
+                    // The demo resyncs quickly so a changed spec is seen at once, but
+                    // waits what Azure asked for after a failure.
+                    let wait = match o.verdict.as_ref().and_then(|v| v.after()) {
+                        Some(after) => {
+                            writeln!(out, "  {}: Azure failed, retrying", item.desired.name)?;
+                            after
+                        }
+                        None => o
+                            .requeue
+                            .unwrap_or(Duration::from_millis(500))
+                            .min(Duration::from_millis(500)),
+                    };
                     item.next = Instant::now() + wait;
                 }
                 Err(e) => {
                     writeln!(out, "  {}: retrying after error: {e}", item.desired.name)?;
-                    item.next =
-                        Instant::now() + e.retry_after().unwrap_or(Duration::from_millis(500));
+                    item.next = Instant::now() + Duration::from_millis(500);
                 }
             }
             let phase = if item.finished {

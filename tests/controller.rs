@@ -66,7 +66,7 @@ impl World {
         identity: &str,
         leader: Option<amlops::controller::LeaseConfig>,
     ) -> (Running, watch::Sender<bool>) {
-        let resync = EngineConfig::default().resync;
+        let resync = EngineConfig::default().resync.base;
         self.operator_with(identity, leader, resync, ArmThrottlingArgs::default())
             .await
     }
@@ -84,10 +84,9 @@ impl World {
             engine: EngineConfig {
                 busy_poll: Duration::from_millis(100),
                 retry_base: Duration::from_millis(100),
-                resync,
+                resync: throttling.policy(resync),
                 ..EngineConfig::default()
             },
-            throttling,
             backoff: Backoff {
                 base: Duration::from_millis(200),
                 cap: Duration::from_secs(2),
@@ -788,10 +787,11 @@ async fn a_leader_that_cannot_renew_steps_down_and_stops_acting() {
     w.fake.put(example(0)).unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(reconciles(&a), before, "no reconcile without the Lease");
-    assert!(
+    assert_eq!(
         w.obj("InferenceCluster", "ml-platform", "prod-scoring")
-            .unwrap()["status"]
-            .is_null()
+            .unwrap()["status"],
+        json!({"observedGeneration": -1}),
+        "only the CRD's default status: nothing written"
     );
     // Once the API server accepts writes again it leads and converges.
     w.fake.clear_faults();
@@ -804,4 +804,186 @@ async fn a_leader_that_cannot_renew_steps_down_and_stops_acting() {
     .await;
     stop_a.send(true).unwrap();
     a.join().await.unwrap();
+}
+
+/// kstatus' verdict on a custom resource, the rules Flux's health checks (`wait`,
+/// `healthChecks`) apply. From kubernetes-sigs/cli-utils `pkg/kstatus/status`: `Compute`
+/// (status.go) runs `checkGenericProperties` (generic.go: a deletionTimestamp is
+/// Terminating; `checkGeneration`: `status.observedGeneration`, when present, != `generation`
+/// is InProgress "LatestGenerationNotObserved"; `Reconciling=True` is InProgress;
+/// `Stalled=True` is Failed); our kinds have no built-in rules, so then
+/// `checkReadyCondition` (`Ready=True` Current, `False`/`Unknown` InProgress) and otherwise,
+/// with neither `observedGeneration` nor conditions, "Resource is current": Current.
+fn kstatus(o: &Value) -> &'static str {
+    if o["metadata"]["deletionTimestamp"].is_string() {
+        return "Terminating";
+    }
+    if let (Some(generation), Some(observed)) = (
+        o["metadata"]["generation"].as_i64(),
+        o["status"]["observedGeneration"].as_i64(),
+    ) && generation != observed
+    {
+        return "InProgress";
+    }
+    let with =
+        |type_: &str, status: &str| condition(o, type_).is_some_and(|c| c["status"] == status);
+    if with("Reconciling", "True") {
+        "InProgress"
+    } else if with("Stalled", "True") {
+        "Failed"
+    } else if with("Ready", "True") {
+        "Current"
+    } else if with("Ready", "False") || with("Ready", "Unknown") {
+        "InProgress"
+    } else {
+        "Current"
+    }
+}
+
+/// What `kubectl get` (and, for priority > 0, `-o wide`) shows for `o`: each
+/// `additionalPrinterColumns` entry of its CRD as (name, priority, value), the column's
+/// JSONPath evaluated by jsonpath-rust (kubectl's `.a.b[?(@.x=="y")].c` is the RFC 9535
+/// query `$.a.b[?(@.x=="y")].c`); an empty value where the path selects nothing.
+fn printer_columns(kind: &str, o: &Value) -> Vec<(String, i32, String)> {
+    use jsonpath_rust::JsonPath;
+    let crd = amlops::crd::all_crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap();
+    let columns = crd.spec.versions[0]
+        .additional_printer_columns
+        .clone()
+        .unwrap_or_default();
+    columns
+        .into_iter()
+        .map(|c| {
+            let found = o.query(&format!("${}", c.json_path)).unwrap();
+            let value = found
+                .first()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .unwrap_or_default();
+            (c.name, c.priority.unwrap_or(0), value)
+        })
+        .collect()
+}
+
+fn column(columns: &[(String, i32, String)], name: &str) -> (i32, String) {
+    let (_, priority, value) = columns.iter().find(|c| c.0 == name).unwrap();
+    (*priority, value.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_waits_before_the_first_status_and_kubectl_get_shows_why_it_stalled() {
+    use amlops::crd::InferenceCluster;
+    use kube::api::{Api, PostParams};
+
+    let w = World::new().await;
+    // Applied while the operator is down (or not yet leader, or backlogged).
+    let mut bad = example(0);
+    bad["metadata"]["name"] = json!("bad");
+    bad["spec"]["tls"] = json!({"mode": "Auto"}); // Auto without leafDomainLabel
+    let api: Api<InferenceCluster> = Api::namespaced(w.fake.client(), "ml-platform");
+    let created = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(bad).unwrap(),
+        )
+        .await
+        .unwrap();
+    // The API server's structural defaulting gives it the CRD's status default, which the
+    // operator reads as "no generation observed yet".
+    let status = created.status.expect("the defaulted status");
+    assert_eq!(status.observed_generation, None);
+    assert!(status.phase.is_none() && status.conditions.is_empty());
+    let o = w.obj("InferenceCluster", "ml-platform", "bad").unwrap();
+    assert_eq!(o["status"], json!({"observedGeneration": -1}));
+    assert_eq!(o["metadata"]["generation"], 1);
+    assert_eq!(kstatus(&o), "InProgress", "not Current before any status");
+    let mut without_default = o.clone();
+    without_default.as_object_mut().unwrap().remove("status");
+    assert_eq!(
+        kstatus(&without_default),
+        "Current",
+        "what Flux saw without the default"
+    );
+    let columns = printer_columns("InferenceCluster", &o);
+    assert_eq!(column(&columns, "Ready").1, "");
+    assert_eq!(column(&columns, "Reason").1, "");
+
+    // The operator starts and stalls it: kstatus Failed, `kubectl get` says why.
+    let (running, stop) = w.operator("solo", None).await;
+    wait_until("stalled", Duration::from_secs(30), || {
+        is(&w.obj("InferenceCluster", "ml-platform", "bad"), "Stalled")
+    })
+    .await;
+    let o = w.obj("InferenceCluster", "ml-platform", "bad").unwrap();
+    assert_eq!(o["status"]["observedGeneration"], 1);
+    assert_eq!(kstatus(&o), "Failed");
+    let columns = printer_columns("InferenceCluster", &o);
+    assert_eq!(column(&columns, "Phase"), (0, "Pending".to_string()));
+    assert_eq!(column(&columns, "Ready"), (0, "False".to_string()));
+    assert_eq!(column(&columns, "Reason"), (0, "InvalidSpec".to_string()));
+    let (priority, message) = column(&columns, "Message");
+    assert_eq!(priority, 1, "the message only with -o wide");
+    assert!(
+        message.contains("leafDomainLabel")
+            && message == condition(&o, "Ready").unwrap()["message"],
+        "{message}"
+    );
+    assert_eq!(
+        columns.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        [
+            "Phase", "Ready", "Reason", "Compute", "Purpose", "TLS", "Message", "Age"
+        ]
+    );
+
+    // Fixed: Current once Ready at the new generation.
+    let mut fixed = example(0);
+    fixed["metadata"]["name"] = json!("bad");
+    w.fake.put(fixed).unwrap();
+    wait_until("fixed → Ready", Duration::from_secs(30), || {
+        w.obj("InferenceCluster", "ml-platform", "bad")
+            .is_some_and(|o| kstatus(&o) == "Current")
+    })
+    .await;
+    let o = w.obj("InferenceCluster", "ml-platform", "bad").unwrap();
+    assert_eq!(
+        column(&printer_columns("InferenceCluster", &o), "Ready").1,
+        "True"
+    );
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_deleted_while_failing_leaves_no_backoff_behind() {
+    let w = World::new().await;
+    // Every finalizer patch fails: the object stays in error backoff, with no finalizer.
+    w.fake.inject_fault(
+        Fault::new("/inferenceclusters/doomed", 500)
+            .method("PATCH")
+            .times(usize::MAX),
+    );
+    let (running, stop) = w.operator("solo", None).await;
+    let mut doomed = example(0);
+    doomed["metadata"]["name"] = json!("doomed");
+    w.fake.put(doomed).unwrap();
+    wait_until("in error backoff", Duration::from_secs(20), || {
+        running.failing() == 1
+    })
+    .await;
+    let gone = w
+        .fake
+        .delete(AV, "InferenceCluster", Some("ml-platform"), "doomed")
+        .unwrap();
+    assert!(gone.is_none(), "no finalizer: deleted at once");
+    // kube-runtime never reconciles it again (its pending retry finds nothing in the
+    // cache), so only the watch's Delete event can clear its failure count.
+    wait_until("backoff forgotten", Duration::from_secs(5), || {
+        running.failing() == 0
+    })
+    .await;
+    assert_eq!(w.azure_writes(), 0);
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
 }

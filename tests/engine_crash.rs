@@ -188,6 +188,9 @@ impl KubeStore for CrashStore {
     async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
         self.inner.claims(d).await
     }
+    fn resources_in_subscription(&self, subscription: &str) -> usize {
+        self.inner.resources_in_subscription(subscription)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -509,7 +509,17 @@ async fn status_subresource_and_generation() {
     ic.status = Some(Default::default());
     ic.status.as_mut().unwrap().compute_name = Some("ignored-on-create".into());
     let created = api.create(&PostParams::default(), &ic).await.unwrap();
-    assert!(created.status.is_none(), "status is dropped on create");
+    // The body's status is dropped on create; the CRD's default status takes its place
+    // (structural defaulting, as on the real API server).
+    assert_eq!(
+        created.status,
+        Some(Default::default()),
+        "status is dropped on create, then defaulted to {{observedGeneration: -1}}"
+    );
+    let raw = fake
+        .get(AV, "InferenceCluster", Some("ml-platform"), "prod-scoring")
+        .unwrap();
+    assert_eq!(raw["status"], json!({"observedGeneration": -1}));
     assert_eq!(created.metadata.generation, Some(1));
 
     let status_patch = json!({
@@ -639,7 +649,7 @@ async fn status_subresource_and_generation() {
     );
     let mut fresh = api.get("prod-scoring").await.unwrap();
     fresh.spec.agent_count = 9;
-    fresh.status.as_mut().unwrap().phase = Some(amlops::crd::Phase::Failed);
+    fresh.status.as_mut().unwrap().phase = Some(amlops::crd::Phase::Deleting);
     let put = api
         .replace("prod-scoring", &PostParams::default(), &fresh)
         .await
@@ -649,13 +659,16 @@ async fn status_subresource_and_generation() {
     // replace_status changes only the status.
     let mut st = api.get_status("prod-scoring").await.unwrap();
     st.spec.agent_count = 1;
-    st.status.as_mut().unwrap().phase = Some(amlops::crd::Phase::Failed);
+    st.status.as_mut().unwrap().phase = Some(amlops::crd::Phase::Deleting);
     let put = api
         .replace_status("prod-scoring", &PostParams::default(), &st)
         .await
         .unwrap();
     assert_eq!(put.spec.agent_count, 9);
-    assert_eq!(put.status.unwrap().phase, Some(amlops::crd::Phase::Failed));
+    assert_eq!(
+        put.status.unwrap().phase,
+        Some(amlops::crd::Phase::Deleting)
+    );
     fake.shutdown().await;
 }
 

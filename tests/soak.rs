@@ -152,7 +152,10 @@ fn engine(emu: &EmulatorHandle, store: &MemoryStore) -> Engine<MemoryStore> {
         arm: ArmClient::new(c).unwrap(),
         store: store.clone(),
         config: EngineConfig {
-            resync: Duration::from_millis(50),
+            resync: amlops::engine::resync::ResyncPolicy {
+                base: Duration::from_millis(50),
+                ..Default::default()
+            },
             busy_poll: Duration::from_millis(20),
             retry_base: Duration::from_millis(20),
             ..Default::default()
@@ -249,6 +252,8 @@ impl Soak {
                 let r = &mut res[i];
                 match result {
                     Ok(o) => {
+                        // Azure failures come back with their verdict (retry, wait, stall).
+                        self.errors += u64::from(o.verdict.is_some());
                         r.status = o.status;
                         r.finished = o.finished;
                         // The controller would also requeue on changes; the soak changes
@@ -257,7 +262,8 @@ impl Soak {
                     }
                     Err(e) => {
                         self.errors += 1;
-                        r.next = now + e.retry_after().unwrap_or(cap).min(cap);
+                        let _ = e;
+                        r.next = now + cap;
                     }
                 }
             }

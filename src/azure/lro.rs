@@ -19,7 +19,7 @@ use super::http::{Request, Response};
 use super::retry;
 
 /// What a long-running operation does (recorded in the CR status).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum OperationKind {
     /// Compute PUT creating a new AKS cluster.
     Create,
@@ -56,7 +56,7 @@ impl fmt::Display for OperationKind {
 }
 
 /// How the operation is polled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum LroStyle {
     /// `Azure-AsyncOperation` header: status resource with `{status, error}`.
     AsyncOperation,

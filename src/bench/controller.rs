@@ -118,12 +118,11 @@ pub async fn run(
         namespace: None,
         concurrency: u16::try_from(args.concurrency).unwrap_or(u16::MAX),
         engine: EngineConfig {
-            resync: RESYNC,
+            resync: throttling.policy(RESYNC),
             busy_poll: Duration::from_secs_f64((args.op_seconds / 4.0).max(0.05)),
             retry_base: Duration::from_millis(500),
             ..EngineConfig::default()
         },
-        throttling,
         backoff: Backoff {
             base: Duration::from_millis(200),
             cap: Duration::from_secs(5),

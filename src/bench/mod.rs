@@ -283,7 +283,8 @@ async fn build_world(
         arm,
         store,
         config: EngineConfig {
-            resync: policy.base,
+            resync: policy.clone(),
+            time_scale: ts,
             busy_poll: Duration::from_secs_f64(15.0 / ts),
             retry_base: Duration::from_secs_f64(30.0 / ts),
             ..Default::default()

@@ -4,7 +4,7 @@
 //! with Azure's `Retry-After` or exponentially. It records what the report needs.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::azure::ArmClient;
 use crate::crd::{ClusterStatus, Phase};
-use crate::engine::resync::{ResyncPolicy, fresh_read_quota};
+use crate::engine::resync::ResyncPolicy;
 use crate::engine::{Desired, Engine, EngineError, MemoryStore, Outcome};
 
 /// One resource under the scheduler.
@@ -158,16 +158,6 @@ impl Scheduler {
         std::mem::take(&mut self.stats)
     }
 
-    fn ready_in_subscription(&self) -> HashMap<&str, usize> {
-        let mut m: HashMap<&str, usize> = HashMap::new();
-        for (i, t) in self.items.iter().enumerate() {
-            if !t.finished {
-                *m.entry(self.subs[i].as_str()).or_default() += 1;
-            }
-        }
-        m
-    }
-
     /// Runs until `done(items)` holds (then lets in-flight reconciles finish) or `deadline`
     /// passes. Returns whether `done` held.
     pub async fn run_until(
@@ -178,12 +168,6 @@ impl Scheduler {
     ) -> bool {
         let mut set: JoinSet<Done> = JoinSet::new();
         let mut inflight = 0usize;
-        // Resources per subscription change only on apply/finish; recount lazily.
-        let mut per_sub = self
-            .ready_in_subscription()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect::<HashMap<_, _>>();
         loop {
             let now = Instant::now();
             let satisfied = done(&self.items, now);
@@ -235,12 +219,10 @@ impl Scheduler {
                         Ok(done) => {
                             let idx = done.0;
                             let finished_before = self.items[idx].finished;
-                            self.complete(done, requeue, &per_sub);
+                            self.complete(done, requeue);
                             if !finished_before && self.items[idx].finished {
-                                let sub = self.subs[idx].clone();
-                                if let Some(n) = per_sub.get_mut(&sub) {
-                                    *n = n.saturating_sub(1);
-                                }
+                                // It no longer shares its subscription's read budget.
+                                self.engine.store.remove_claim(&self.items[idx].desired.key());
                             }
                         }
                         Err(e) => tracing::error!(error = %e, "reconcile task failed"),
@@ -251,17 +233,10 @@ impl Scheduler {
         }
     }
 
-    fn complete(&mut self, done: Done, rq: &Requeue, per_sub: &HashMap<String, usize>) {
+    fn complete(&mut self, done: Done, rq: &Requeue) {
         let (idx, t0, t1, result) = done;
         self.stats.reconciles += 1;
         self.stats.reconcile_wall.push(t1 - t0);
-        // As `amlops run` does, in emulated time: an hour-old header says nothing.
-        let quota = fresh_read_quota(
-            &rq.policy,
-            self.engine.arm.remaining_quota(&self.subs[idx]),
-            rq.time_scale,
-        );
-        let resources = per_sub.get(&self.subs[idx]).copied().unwrap_or(1);
         let t = &mut self.items[idx];
         t.inflight = false;
         let next = match result {
@@ -271,17 +246,16 @@ impl Scheduler {
                     t.status.phase,
                     t.status.operation.as_ref().map(|o| o.url.clone()),
                 );
-                let steady = ResyncPolicy::is_steady(&o);
-                let requeue = if steady {
+                // The engine paces the steady state itself (its config carries the policy
+                // and the time scale), as in `amlops run`.
+                if ResyncPolicy::is_steady(&o) {
                     self.stats.steady_reconciles += 1;
                     t.rounds += 1;
-                    let seed = (idx as u64) << 32 ^ t.rounds;
-                    rq.policy
-                        .requeue(&o, resources, quota, seed)
-                        .map(|d| Duration::from_secs_f64(d.as_secs_f64() / rq.time_scale))
-                } else {
-                    o.requeue
-                };
+                }
+                if let Some(v) = &o.verdict {
+                    *self.stats.errors.entry(v.label()).or_default() += 1;
+                }
+                let requeue = o.requeue;
                 t.status = o.status;
                 t.finished = o.finished;
                 let to = if t.finished { None } else { t.status.phase };
@@ -308,8 +282,7 @@ impl Scheduler {
             Err(e) => {
                 *self.stats.errors.entry(e.category()).or_default() += 1;
                 t.errors += 1;
-                let backoff = rq.error_base * 2u32.saturating_pow(t.errors.min(6) - 1);
-                Some(e.retry_after().unwrap_or(backoff))
+                Some(rq.error_base * 2u32.saturating_pow(t.errors.min(6) - 1))
             }
         };
         if let Some(wait) = next {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::azure::config::Secret;
 use crate::azure::{ArmClient, ArmClientConfig, ArmObserver, CredentialConfig};
 use crate::engine::KubeStore;
-use crate::engine::decide::Stall;
+use crate::engine::verdict::Stall;
 
 /// The Secret keys of a `credentialsRef`.
 pub const KEYS: [&str; 3] = ["clientId", "clientSecret", "tenantId"];

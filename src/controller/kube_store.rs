@@ -258,7 +258,7 @@ impl ApiStore {
         }
     }
 
-    fn cached(&self, key: &ObjKey) -> Option<Arc<DynamicObject>> {
+    pub(super) fn cached(&self, key: &ObjKey) -> Option<Arc<DynamicObject>> {
         let (kind, store) = self.caches.iter().find(|(k, _)| k.name() == key.kind)?;
         store.get(&kind.object_ref(&key.namespace, &key.name))
     }
@@ -283,24 +283,6 @@ impl ApiStore {
             .collect()
     }
 
-    /// How many cached resources (of both kinds) name a workspace in `subscription`: the
-    /// resources whose resyncs share that subscription's ARM read budget. Counted for every
-    /// subscription in one walk of the caches at most once per [`COUNT_TTL`]: a walk per
-    /// steady reconcile was O(n²) per resync round (18% of the CPU at 1,000 resources).
-    pub fn resources_in_subscription(&self, subscription: &str) -> usize {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = counts
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < COUNT_TTL);
-        if !fresh {
-            *counts = Some((Instant::now(), self.count_by_subscription()));
-        }
-        counts
-            .as_ref()
-            .and_then(|(_, c)| c.get(&subscription.to_ascii_lowercase()).copied())
-            .unwrap_or(0)
-    }
-
     fn count_by_subscription(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         for (_, store) in self.caches.iter() {
@@ -323,14 +305,6 @@ type Counted = (Instant, HashMap<String, usize>);
 
 /// How long a count of resources per subscription is reused (it only paces resyncs).
 const COUNT_TTL: Duration = Duration::from_secs(1);
-
-/// Whether `a` was created before `b` (name breaks ties): the older of two resources
-/// claiming the same thing keeps it, the newer one stalls.
-fn older(a: &DynamicObject, b: &DynamicObject) -> bool {
-    let ta = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let tb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    (ta, a.namespace(), a.name_any()) < (tb, b.namespace(), b.name_any())
-}
 
 impl KubeStore for ApiStore {
     async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, StoreError> {
@@ -406,7 +380,6 @@ impl KubeStore for ApiStore {
     async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
         let key = &d.key();
         let (compute, aks) = crate::engine::store::claim_target(d);
-        let me = self.cached(key);
         let mut out = Vec::new();
         let mut memo = self.memo();
         memo.epoch += 1;
@@ -431,19 +404,37 @@ impl KubeStore for ApiStore {
             if claim.key == *key || !claim.contends_with(&compute, aks) {
                 continue;
             }
-            // A sibling counts when it already owns its compute, or was there first.
-            let owns = obj
-                .data
-                .pointer("/status/computeId")
-                .is_some_and(|v| v.is_string());
-            if !owns && me.as_deref().is_some_and(|m| !older(&obj, m)) {
-                continue;
-            }
-            out.push(claim.clone());
+            // Whether it owns its compute changes with its status, not its spec.
+            out.push(Claim {
+                owns: obj
+                    .data
+                    .pointer("/status/computeId")
+                    .is_some_and(|v| v.is_string()),
+                created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                ..claim.clone()
+            });
         }
         // Forget deleted objects.
         memo.entries.retain(|_, p| p.epoch == epoch);
         Ok(out)
+    }
+
+    /// How many cached resources (of both kinds) name a workspace in `subscription`: the
+    /// resources whose resyncs share that subscription's ARM read budget. Counted for every
+    /// subscription in one walk of the caches at most once per [`COUNT_TTL`]: a walk per
+    /// steady reconcile was O(n²) per resync round (18% of the CPU at 1,000 resources).
+    fn resources_in_subscription(&self, subscription: &str) -> usize {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = counts
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < COUNT_TTL);
+        if !fresh {
+            *counts = Some((Instant::now(), self.count_by_subscription()));
+        }
+        counts
+            .as_ref()
+            .and_then(|(_, c)| c.get(&subscription.to_ascii_lowercase()).copied())
+            .unwrap_or(0)
     }
 }
 
@@ -505,7 +496,11 @@ mod tests {
             let obj = store.cached(&key(name)).unwrap();
             let d = Kind::InferenceCluster.desired(&obj).unwrap();
             let c = store.claims(&d).await.unwrap();
-            c.into_iter().map(|c| c.key.name).collect::<Vec<_>>()
+            // The claims that win under the rule `decide` applies.
+            c.into_iter()
+                .filter(|c| crate::engine::checks::takes_precedence(c, &d))
+                .map(|c| c.key.name)
+                .collect::<Vec<_>>()
         };
         // The newer one sees the older one's claim; the older one keeps the name.
         assert_eq!(claims("b").await, ["a"]);

@@ -177,11 +177,10 @@ impl RunArgs {
             concurrency: self.concurrency,
             engine: EngineConfig {
                 tls_namespace: self.tls_namespace.clone(),
-                resync: self.resync,
+                resync: self.throttling.policy(self.resync),
                 busy_poll: self.busy_poll,
                 ..EngineConfig::default()
             },
-            throttling: self.throttling,
             backoff: Backoff::default(),
             leader: self
                 .leader_election

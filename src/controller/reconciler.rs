@@ -12,11 +12,11 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::crd::{ClusterStatus, FINALIZER, Phase};
-use crate::engine::conditions::{Health, apply};
-use crate::engine::decide::Stall;
-use crate::engine::resync::{ResyncPolicy, fresh_read_quota};
+use crate::crd::{ClusterStatus, FINALIZER};
+use crate::engine::conditions::record_stall;
+use crate::engine::resync::ResyncPolicy;
 use crate::engine::store::{Event, ObjKey};
+use crate::engine::verdict::Stall;
 use crate::engine::{Engine, EngineConfig, EngineError, KubeStore};
 
 use super::credentials::{Credentials, foreign_namespace};
@@ -58,8 +58,6 @@ pub struct Shared {
     pub credentials: Credentials,
     /// Engine settings.
     pub engine: EngineConfig,
-    /// Steady-state resync within a share of ARM's read limits.
-    pub resync: ResyncPolicy,
     /// Metrics.
     pub metrics: Metrics,
     /// Error backoff.
@@ -73,7 +71,6 @@ impl Shared {
         client: Client,
         credentials: Credentials,
         engine: EngineConfig,
-        resync: ResyncPolicy,
         metrics: Metrics,
         backoff: Backoff,
     ) -> Self {
@@ -81,7 +78,6 @@ impl Shared {
             client,
             credentials,
             engine,
-            resync,
             metrics,
             backoff,
             failures: Mutex::new(HashMap::new()),
@@ -90,6 +86,25 @@ impl Shared {
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjKey, u32>> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the error backoff of an object the watch reports deleted: kube-runtime never
+    /// reconciles an object that left its cache (a pending retry finds nothing), so nothing
+    /// else would reset its count.
+    pub fn forget_failures(&self, kind: Kind, obj: &DynamicObject) {
+        self.failures().remove(&key_of(kind, obj));
+    }
+
+    /// After a re-list, keeps the error backoff of `kind`'s objects only where `live` (the
+    /// fresh cache) still has them: deletions during a watch gap get no `Delete` event.
+    pub fn retain_failures(&self, kind: Kind, live: impl Fn(&ObjKey) -> bool) {
+        self.failures()
+            .retain(|key, _| key.kind != kind.name() || live(key));
+    }
+
+    /// Objects in error backoff now (a consecutive failure count is kept for each).
+    pub fn failing(&self) -> usize {
+        self.failures().len()
     }
 }
 
@@ -115,12 +130,6 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Engine(e) => e.retry_after(),
-            Self::Kube(_) => None,
-        }
-    }
     fn category(&self) -> &'static str {
         match self {
             Self::Engine(e) => e.category(),
@@ -160,27 +169,15 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// Stalls an object the engine never saw (invalid spec, foreign credentials): status and a
-/// Warning event, no Azure call, and no requeue — only a change of the object helps.
+/// Warning event, no Azure call, and no requeue — only a change of the object helps. The
+/// same [`record_stall`] as the engine's.
 async fn stall(ctx: &Ctx, obj: &DynamicObject, s: Stall) -> Result<Action, ReconcileError> {
     let key = key_of(ctx.kind, obj);
     let mut st = status_of(obj);
-    let message = truncate(&s.message, 1024);
-    let already = st.conditions.iter().any(|c| {
-        c.type_ == "Stalled" && c.status == "True" && c.reason == s.reason && c.message == message
-    }) && st.observed_generation == obj.metadata.generation;
-    if already {
+    let s = Stall::new(s.reason, truncate(&s.message, 1024));
+    if !record_stall(&mut st, &s, obj.metadata.generation) {
         return Ok(Action::await_change());
     }
-    if st.phase.is_none() {
-        st.phase = Some(Phase::Pending);
-    }
-    apply(
-        &mut st,
-        Health::Stalled,
-        s.reason,
-        &message,
-        obj.metadata.generation,
-    );
     ctx.store
         .save_status(&key, &st)
         .await
@@ -190,7 +187,7 @@ async fn stall(ctx: &Ctx, obj: &DynamicObject, s: Stall) -> Result<Action, Recon
             key,
             warning: true,
             reason: s.reason.into(),
-            message,
+            message: s.message,
         })
         .await;
     Ok(Action::await_change())
@@ -280,21 +277,10 @@ async fn reconcile_inner(
         config: shared.engine.clone(),
     };
     let out = engine.reconcile(&desired, status_of(obj)).await?;
+    // The engine decided the requeue: Azure's Retry-After, a poll, or the steady-state
+    // resync pace of this subscription.
+    let requeue = out.requeue;
     let steady = ResyncPolicy::is_steady(&out);
-    let requeue = if steady {
-        // Ready and idle: the resync pace that keeps this subscription within its share
-        // of ARM's read refill, slower when ARM's headers show the read bucket drained.
-        let sub = &desired.workspace.subscription_id;
-        let quota = fresh_read_quota(&shared.resync, engine.arm.remaining_quota(sub), 1.0);
-        let resources = ctx.store.resources_in_subscription(sub).max(1);
-        Some(
-            shared
-                .resync
-                .interval(resources, quota, rand::rng().random()),
-        )
-    } else {
-        out.requeue
-    };
     if out.finished {
         // Azure confirmed the delete/detach (or the policy is Orphan): let the object go.
         if has_finalizer {
@@ -305,13 +291,16 @@ async fn reconcile_inner(
     }
     let result = if is_stalled(&out.status) {
         ReconcileResult::Stalled
-    } else if requeue.is_none_or(|d| d >= shared.engine.resync) {
+    } else if out.verdict.is_some() {
+        // An Azure failure that will be retried (throttled, 5xx, busy).
+        ReconcileResult::Error
+    } else if requeue.is_none_or(|d| d >= shared.engine.resync.base) {
         ReconcileResult::Success
     } else {
         ReconcileResult::Requeue
     };
     let action = match requeue {
-        Some(d) if d >= shared.engine.resync && !steady => Action::requeue(jitter(d)),
+        Some(d) if d >= shared.engine.resync.base && !steady => Action::requeue(jitter(d)),
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     };
@@ -361,19 +350,25 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action,
     }
 }
 
-/// kube-runtime's error policy: Azure's Retry-After when it sent one, else a per-object
-/// exponential backoff; a Warning event says what failed (aggregated by the Recorder).
+/// kube-runtime's error policy, for Kubernetes-side failures only (Azure failures have a
+/// verdict in the engine): a per-object exponential backoff; a Warning event says what
+/// failed (aggregated by the Recorder).
 pub fn error_policy(obj: Arc<DynamicObject>, err: &ReconcileError, ctx: Arc<Ctx>) -> Action {
     let key = key_of(ctx.kind, &obj);
     let n = {
         let mut failures = ctx.shared.failures();
-        let n = failures.entry(key.clone()).or_insert(0);
-        *n += 1;
-        *n
+        // Counted only while the object is in the cache, checked under the lock: the watch
+        // updates the cache before it forgets a deleted object's count, so a reconcile that
+        // fails as its object goes cannot leave a count behind.
+        if ctx.store.cached(&key).is_some() {
+            let n = failures.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        } else {
+            1
+        }
     };
-    let delay = err
-        .retry_after()
-        .unwrap_or_else(|| jitter(ctx.shared.backoff.delay(n)));
+    let delay = jitter(ctx.shared.backoff.delay(n));
     tracing::warn!(
         object = %key,
         category = err.category(),

@@ -21,7 +21,6 @@ use tokio::sync::watch;
 use crate::azure::{ArmClient, ArmClientConfig};
 use crate::crd::{ADOPT_ANNOTATION, REATTACH_ANNOTATION};
 use crate::engine::EngineConfig;
-use crate::engine::resync::ArmThrottlingArgs;
 
 use super::credentials::Credentials;
 use super::http::{self, Probes, Readiness};
@@ -38,10 +37,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Concurrent reconciles per kind (0: unbounded).
     pub concurrency: u16,
-    /// Engine settings (`engine.resync` is the base steady-state resync).
+    /// Engine settings (`engine.resync`: the steady-state resync within the ARM read budget).
     pub engine: EngineConfig,
-    /// ARM's throttling: stretches the steady-state resync of large subscriptions.
-    pub throttling: ArmThrottlingArgs,
     /// Error backoff.
     pub backoff: Backoff,
     /// Leader election, when on.
@@ -71,6 +68,7 @@ pub struct Running {
     pub leadership: watch::Receiver<Leadership>,
     /// Its metrics.
     pub metrics: Metrics,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -79,14 +77,20 @@ impl Running {
     pub async fn join(self) -> anyhow::Result<()> {
         self.task.await?
     }
+
+    /// Objects in error backoff now (see [`Shared::failing`]).
+    pub fn failing(&self) -> usize {
+        self.shared.failing()
+    }
 }
 
 impl Operator {
     /// An operator using `client` for Kubernetes and `arm` (cloud + default identity) for Azure.
-    /// ARM's throttling model and figures come from `options.throttling` (the client and the
-    /// resync policy must read the headers alike); the pacing share stays `arm`'s.
+    /// ARM's throttling model and figures come from the resync policy
+    /// (`options.engine.resync.arm`: the client and the policy must read the headers alike);
+    /// the pacing share stays `arm`'s.
     pub fn new(client: Client, mut arm: ArmClientConfig, options: Options) -> anyhow::Result<Self> {
-        arm.rate_limits.arm = options.throttling.arm();
+        arm.rate_limits.arm = options.engine.resync.arm;
         let metrics = Metrics::new();
         let observer: Arc<dyn crate::azure::ArmObserver> = Arc::new(metrics.clone());
         let default = ArmClient::builder(arm.clone())
@@ -97,7 +101,6 @@ impl Operator {
             client.clone(),
             credentials,
             options.engine.clone(),
-            options.throttling.policy(options.engine.resync),
             metrics,
             options.backoff,
         ));
@@ -111,6 +114,7 @@ impl Operator {
     /// Starts probes, election and controllers; everything stops when `stop` turns true.
     pub async fn start(self, stop: watch::Receiver<bool>) -> anyhow::Result<Running> {
         let metrics = self.shared.metrics.clone();
+        let shared = self.shared.clone();
         let (ready_tx, ready_rx) = watch::channel(Readiness::NotReady("leadership unknown"));
         let (lead_tx, lead_rx) = watch::channel(Leadership::Unknown);
         let slot: Arc<Mutex<Option<ApiStore>>> = Arc::default();
@@ -161,6 +165,7 @@ impl Operator {
             ready: ready_rx,
             leadership: lead_rx,
             metrics,
+            shared,
             task,
         })
     }
@@ -290,13 +295,22 @@ impl Operator {
             // the controller waits on it too, and its one-shot keeps only one waker.)
             let (synced_tx, synced_rx) = watch::channel(false);
             // Our own status writes must not wake us: only what a person changes does.
+            let shared = self.shared.clone();
+            let cache = reader.clone();
             let stream = watcher(self.dynamic_api(kind), wc.clone())
                 .default_backoff()
                 .reflect(writer)
-                .inspect(move |e| {
-                    if matches!(e, Ok(watcher::Event::InitDone)) {
+                .inspect(move |e| match e {
+                    Ok(watcher::Event::InitDone) => {
                         synced_tx.send_replace(true);
+                        shared.retain_failures(kind, |key| {
+                            cache
+                                .get(&kind.object_ref(&key.namespace, &key.name))
+                                .is_some()
+                        });
                     }
+                    Ok(watcher::Event::Delete(obj)) => shared.forget_failures(kind, obj),
+                    _ => {}
                 })
                 .applied_objects()
                 .predicate_filter(relevant_change, Default::default());

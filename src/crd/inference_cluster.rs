@@ -34,9 +34,12 @@ fn default_max_retries() -> i32 {
     category = "amlops",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    // Why it is (not) Ready; the message only with `-o wide`, as cert-manager does.
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Compute", type_ = "string", json_path = ".status.computeName"),
     printcolumn(name = "Purpose", type_ = "string", json_path = ".spec.clusterPurpose"),
     printcolumn(name = "TLS", type_ = "string", json_path = ".spec.tls.mode"),
+    printcolumn(name = "Message", type_ = "string", priority = 1, json_path = ".status.conditions[?(@.type==\"Ready\")].message"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(NAME_AS_COMPUTE_NAME).message(NAME_AS_COMPUTE_NAME_MSG),
     validation = Rule::new(immutable_once_created!("workspace")).field_path(".spec.workspace").message(

@@ -19,7 +19,9 @@ pub use common::{
     TlsMode, TlsSpec, WorkspaceRef,
 };
 pub use inference_cluster::{InferenceCluster, InferenceClusterSpec, NetworkSpec};
-pub use status::{ClusterStatus, OperationStatus, Phase, ProvisioningError, TlsStatus};
+pub use status::{
+    ClusterStatus, OperationStatus, Phase, ProvisioningError, TlsStatus, UNOBSERVED_GENERATION,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

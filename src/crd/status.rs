@@ -2,16 +2,16 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::TlsMode;
+use crate::azure::{LroStyle, OperationKind};
 
 /// Where a resource is in its lifecycle.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum Phase {
     #[default]
     Pending,
-    Validating,
     Creating,
     Attaching,
     Updating,
@@ -21,7 +21,6 @@ pub enum Phase {
     Detaching,
     Reattaching,
     Ready,
-    Failed,
     Deleting,
 }
 
@@ -30,7 +29,6 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "Pending",
-            Self::Validating => "Validating",
             Self::Creating => "Creating",
             Self::Attaching => "Attaching",
             Self::Updating => "Updating",
@@ -39,7 +37,6 @@ impl Phase {
             Self::Detaching => "Detaching",
             Self::Reattaching => "Reattaching",
             Self::Ready => "Ready",
-            Self::Failed => "Failed",
             Self::Deleting => "Deleting",
         }
     }
@@ -76,27 +73,51 @@ pub struct TlsStatus {
 }
 
 /// The in-flight ARM long-running operation; survives operator restarts.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationStatus {
     /// Create, Attach, Update, Scale, Detach or Delete.
-    pub kind: String,
+    pub kind: OperationKind,
     /// `Azure-AsyncOperation` (or `Location`) URL to poll.
     pub url: String,
-    /// `AsyncOperation` or `Location`: how to read `url`.
+    /// `AsyncOperation` or `Location`: how to read `url` (`AsyncOperation` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub style: Option<String>,
+    pub style: Option<LroStyle>,
     /// When the operation was started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
 }
 
+/// `status.observedGeneration` before the operator's first status write.
+///
+/// The CRDs default `status` to `{observedGeneration: -1}` (as Flux's own CRDs do), so that a
+/// resource the operator has not looked at yet is InProgress to kstatus (its
+/// `observedGeneration` differs from `metadata.generation`) instead of Current, which is what
+/// kstatus says of an object without a `status`. The API server adds that default whenever it
+/// reads the object (structural defaulting), so every `status` the operator reads has it.
+pub const UNOBSERVED_GENERATION: i64 = -1;
+
+/// Reads `status.observedGeneration`, mapping the schema default
+/// [`UNOBSERVED_GENERATION`] (any negative value: generations start at 1) to `None`, so that
+/// "no generation observed yet" has one representation in the operator's code.
+fn observed_generation<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(Option::<i64>::deserialize(d)?.filter(|g| *g >= 0))
+}
+
 /// Observed state of an `InferenceCluster` or `ClusterAttachment`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+// The API server creates this `status` on every object that has none (see
+// `UNOBSERVED_GENERATION`); kube's derive inlines this schema as the `status` property.
+#[schemars(extend("default" = {"observedGeneration": UNOBSERVED_GENERATION}))]
 pub struct ClusterStatus {
-    /// Generation of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Generation of the spec this status describes; -1 until the operator first writes the
+    /// status (the CRD default: kstatus then reports InProgress, not Current).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "observed_generation"
+    )]
     pub observed_generation: Option<i64>,
     /// Lifecycle phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,9 +149,14 @@ pub struct ClusterStatus {
     /// Whether Azure ML sees the compute as attached (true after any reattach).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_attached_compute: Option<bool>,
-    /// Agent count last observed (InferenceCluster).
+    /// Node count last observed: the agent pool of an InferenceCluster; all pools of an
+    /// attached cluster, when it was attached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_count: Option<i32>,
+    /// The cluster autoscaler manages the agent pool's node count (InferenceCluster):
+    /// `agentCount` is not enforced while it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler_enabled: Option<bool>,
     /// TLS facts and the backup Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStatus>,
@@ -140,6 +166,11 @@ pub struct ClusterStatus {
     /// Hash of the Azure-relevant spec last applied successfully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_hash: Option<String>,
+    /// Why Azure's clusterPurpose/TLS are known to differ from the spec although the spec
+    /// did not change (an adopted compute): the next reconcile reattaches (or waits for the
+    /// annotation under `reattachPolicy: Manual`). Cleared by the reattach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reattach_required: Option<String>,
     /// Value of the `amlops.dev/reattach` annotation last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reattach_token: Option<String>,

@@ -320,6 +320,25 @@ pub fn put_pool(
                 .with_code("PropertyChangeNotAllowed"),
         );
     }
+    // AKS refuses a manual count while the cluster autoscaler owns it (wording as AKS
+    // reports it, e.g. hashicorp/terraform-provider-azurerm#4543).
+    let was_autoscaling = existing
+        .and_then(|i| c.pools[i].extra.get("enableAutoScaling"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let stays_autoscaling = props
+        .get("enableAutoScaling")
+        .and_then(Value::as_bool)
+        .unwrap_or(was_autoscaling);
+    if let (Some(i), Some(n)) = (existing, count)
+        && was_autoscaling
+        && stays_autoscaling
+        && c.pools[i].count != n
+    {
+        return Err(invalid(format!(
+            "Cannot manually scale AgentPool '{pool}' of an AKS cluster with cluster autoscaler enabled. Please disable cluster autoscaler in the cluster to manually scale."
+        )));
+    }
     let mode_now = existing.map(|i| c.pools[i].mode.clone());
     let final_mode = mode.clone().or(mode_now).unwrap_or_else(|| "User".into());
     if final_mode.eq_ignore_ascii_case("System") && count == Some(0) {

@@ -518,7 +518,7 @@ async fn arm(
         }
         Some(FaultKind::Slow { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         Some(other) => {
-            let mut resp = fault_response(other, &route, &operation).into_response();
+            let mut resp = fault_response(other, &route, &operation, path).into_response();
             let mut report = shared
                 .lock()
                 .throttle
@@ -766,8 +766,13 @@ fn check_token(headers: &HeaderMap, token: &str) -> Result<(), ArmError> {
     }
 }
 
-fn fault_response(kind: &FaultKind, route: &Route, operation: &str) -> ArmError {
+fn fault_response(kind: &FaultKind, route: &Route, operation: &str, path: &str) -> ArmError {
     match kind {
+        FaultKind::Forbidden => ArmError::new(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            msg::authorization_failed(operation, path),
+        ),
         FaultKind::Throttle { retry_after_secs } => ArmError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",

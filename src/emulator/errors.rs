@@ -157,6 +157,14 @@ pub mod msg {
             "The request is being throttled as the limit has been reached for operation '{op}'. Please try again after '{secs}' seconds."
         )
     }
+    /// The identity lacks a role assignment (ARM's wording; the principal ids are the
+    /// emulator's).
+    pub fn authorization_failed(action: &str, scope: &str) -> String {
+        let principal = "11111111-1111-1111-1111-111111111111";
+        format!(
+            "The client '{principal}' with object id '{principal}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials."
+        )
+    }
     /// Azure's own failure.
     pub const INTERNAL: &str = "An internal server error occurred.";
     /// Unknown VM size (AKS's wording as reported by users of `az aks create`).

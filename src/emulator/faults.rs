@@ -55,6 +55,8 @@ pub enum FaultKind {
     },
     /// 409 OperationNotAllowed (AKS busy).
     Busy409,
+    /// 403 AuthorizationFailed: the caller's identity lacks a role assignment at the scope.
+    Forbidden,
     /// Close the TCP connection without answering.
     DropConnection,
     /// Answer normally after a delay.
@@ -78,6 +80,7 @@ impl FaultKind {
             FaultKind::Throttle { .. } => "Throttle",
             FaultKind::Status { .. } => "Status",
             FaultKind::Busy409 => "Busy409",
+            FaultKind::Forbidden => "Forbidden",
             FaultKind::DropConnection => "DropConnection",
             FaultKind::Slow { .. } => "Slow",
             FaultKind::LroFail { .. } => "LroFail",

@@ -83,7 +83,7 @@
 //! budget: {readsPerHour: 12000, writesPerHour: 1200}   # shorthand: hourly, enforced
 //! kubernetesPath: {clusters: [], extensions: [], unregisteredProviders: [], roleGaps: []}  # see kubernetes_seed
 //! ```
-//! Fault kinds: `Throttle{retryAfterSecs}`, `Status{status}`, `Busy409`, `DropConnection`,
+//! Fault kinds: `Throttle{retryAfterSecs}`, `Status{status}`, `Busy409`, `Forbidden`, `DropConnection`,
 //! `Slow{ms}`, `LroFail{code, message}`; `match` has optional `method`, `path` (substring)
 //! and `operation` (ARM operation name, or a suffix such as `computes/write`); `times` or
 //! `probability` limit how often a rule fires. Faults apply to the data plane too.

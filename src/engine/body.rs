@@ -1,5 +1,6 @@
 //! ARM request bodies for create, attach, reattach and in-place update (DESIGN §4).
 
+use crate::azure::ResourceId;
 use crate::azure::config::Secret;
 use crate::azure::model::{
     AksCompute, AksNetworkingConfiguration, AksProperties, ClusterPurpose as AzPurpose,
@@ -36,11 +37,18 @@ fn lb(t: LoadBalancerType) -> AzLb {
 }
 
 fn network(n: &NetworkSpec, subscription: &str) -> AksNetworkingConfiguration {
-    let subnet_id = n.subnet_id.clone().or_else(|| match (&n.vnet_resource_group, &n.vnet_name, &n.subnet_name) {
-        (Some(rg), Some(vnet), Some(subnet)) => Some(format!(
-            "/subscriptions/{subscription}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}"
-        )),
-        _ => None,
+    let subnet_id = n.subnet_id.clone().or_else(|| {
+        match (&n.vnet_resource_group, &n.vnet_name, &n.subnet_name) {
+            (Some(rg), Some(vnet), Some(subnet)) => ResourceId::new(
+                subscription,
+                rg.as_str(),
+                "Microsoft.Network",
+                &[("virtualNetworks", vnet), ("subnets", subnet)],
+            )
+            .ok()
+            .map(|id| id.to_string()),
+            _ => None,
+        }
     });
     AksNetworkingConfiguration {
         subnet_id,

@@ -1,27 +1,37 @@
-//! Reconcile-time checks before any Azure write (DESIGN §1.4 item 2). Each failure is a
-//! [`Stall`] with a reason and a message a person can act on; warnings become events.
+//! Reconcile-time checks before any Azure write (DESIGN §1.4 item 2), pure over what
+//! [`observe`](super::observe) read. Each failure is a [`Stall`] with a reason and a message
+//! a person can act on; warnings become events.
 
-use crate::azure::{ArmClient, AzureError, ResourceId};
+use crate::azure::ResourceId;
 
-use super::decide::Stall;
 use super::desired::{Desired, Flavor};
+use super::observe::{Lookup, ObservedCluster, ProvisionFacts};
 use super::store::Claim;
+use super::verdict::Stall;
 
-/// Outcome of the checks: go ahead (with warnings to emit) or stall.
-pub type CheckResult = Result<Vec<String>, Stall>;
-
-fn stall(reason: &'static str, message: String) -> Stall {
-    Stall { reason, message }
+/// Whether `other` takes precedence over `d` for a contended compute or cluster: it
+/// already owns its compute, or it was there first (older creationTimestamp; ties broken by
+/// namespace and name, so that exactly one of two contenders wins).
+pub fn takes_precedence(other: &Claim, d: &Desired) -> bool {
+    other.owns
+        || (
+            other.created.as_ref(),
+            &other.key.namespace,
+            &other.key.name,
+        ) < (d.created.as_ref(), &d.namespace, &d.name)
 }
 
-/// Another CR already claims this compute or AKS cluster.
+/// Another resource already claims this compute or AKS cluster (the claims that lose to
+/// `d` under [`takes_precedence`] are ignored: `d` goes first).
 pub fn check_claims(d: &Desired, claims: &[Claim]) -> Result<(), Stall> {
-    let me = d.compute_id().to_ascii_lowercase();
-    if let Some(other) = claims
-        .iter()
-        .find(|c| c.compute_id.to_ascii_lowercase() == me)
-    {
-        return Err(stall(
+    let me = d.compute_id();
+    let winners = || {
+        claims
+            .iter()
+            .filter(|c| c.key != d.key() && takes_precedence(c, d))
+    };
+    if let Some(other) = winners().find(|c| c.compute_id.eq_ignore_ascii_case(&me)) {
+        return Err(Stall::new(
             "NameConflict",
             format!(
                 "{} already manages compute {} in workspace {}: choose another computeName",
@@ -30,13 +40,13 @@ pub fn check_claims(d: &Desired, claims: &[Claim]) -> Result<(), Stall> {
         ));
     }
     if let Flavor::Attach { aks_id } = &d.flavor
-        && let Some(other) = claims.iter().find(|c| {
+        && let Some(other) = winners().find(|c| {
             c.aks_id
                 .as_deref()
                 .is_some_and(|a| a.eq_ignore_ascii_case(aks_id))
         })
     {
-        return Err(stall(
+        return Err(Stall::new(
             "NameConflict",
             format!(
                 "{} already attaches this AKS cluster: one cluster can back only one compute",
@@ -47,40 +57,39 @@ pub fn check_claims(d: &Desired, claims: &[Claim]) -> Result<(), Stall> {
     Ok(())
 }
 
-/// Lookups in Azure: workspace, vCPUs, and for attach the cluster's state, version and
-/// existing attachments. Returns the workspace location with the warnings.
-pub async fn check_azure(
-    arm: &ArmClient,
+/// The checks over Azure's facts: workspace, vCPUs, and for attach the cluster's
+/// subscription, existence, power state, version and existing attachments. Returns the
+/// workspace location (the compute body's `location`) and the warnings to emit.
+pub fn check_azure(
     d: &Desired,
-) -> Result<(String, Vec<String>), CheckError> {
+    facts: &ProvisionFacts,
+    cluster: &Lookup<ObservedCluster>,
+) -> Result<(String, Vec<String>), Stall> {
     let sub = &d.workspace.subscription_id;
-    let ws_id = ResourceId::workspace(sub, &d.workspace.resource_group, &d.workspace.name)?;
-    let Some(ws) = arm.get_workspace(&ws_id).await? else {
-        return Err(CheckError::Stall(stall(
+    let Some(location) = facts.workspace_location.clone() else {
+        return Err(Stall::new(
             "WorkspaceNotFound",
             format!(
                 "workspace {} not found in resource group {} of subscription {sub}: check spec.workspace",
                 d.workspace.name, d.workspace.resource_group
             ),
-        )));
+        ));
     };
-    let location = ws.location.clone().unwrap_or_default();
     let mut warnings = Vec::new();
     match &d.flavor {
         Flavor::Create {
-            location: loc,
             agent_count,
             vm_size,
             ..
         } => {
-            let region = loc.clone().unwrap_or_else(|| location.clone());
-            let Some(cores) = arm.vm_vcpus(sub, &region, vm_size).await? else {
-                return Err(CheckError::Stall(stall(
+            let (region, cores) = facts.vm_vcpus.clone().unwrap_or_default();
+            let Some(cores) = cores else {
+                return Err(Stall::new(
                     "InvalidSpec",
                     format!(
                         "VM size {vm_size} is not offered in {region}: pick a size listed by `az vm list-sizes -l {region}`"
                     ),
-                )));
+                ));
             };
             vcpu_check(
                 d,
@@ -90,83 +99,77 @@ pub async fn check_azure(
             )?;
         }
         Flavor::Attach { aks_id } => {
-            let id: ResourceId = aks_id.parse()?;
+            let id: ResourceId = aks_id
+                .parse()
+                .map_err(|e| Stall::new("InvalidSpec", format!("spec.aksCluster: {e}")))?;
             if !id.subscription().eq_ignore_ascii_case(sub) {
-                return Err(CheckError::Stall(stall(
+                return Err(Stall::new(
                     "InvalidSpec",
                     format!(
                         "the AKS cluster is in subscription {} but the workspace in {sub}: Azure ML attaches only clusters of the workspace's subscription",
                         id.subscription()
                     ),
-                )));
+                ));
             }
-            let Some(cluster) = arm.get_managed_cluster(&id).await? else {
-                return Err(CheckError::Stall(stall(
+            let Some(c) = cluster.found() else {
+                return Err(Stall::new(
                     "AksClusterNotFound",
                     format!(
                         "AKS cluster {} not found in resource group {}: check spec.aksCluster",
                         id.name(),
                         id.resource_group()
                     ),
-                )));
+                ));
             };
+            let cluster = &c.cluster;
             if !cluster.is_running() {
-                return Err(CheckError::Stall(stall(
+                return Err(Stall::new(
                     "AksClusterStopped",
                     format!(
                         "AKS cluster {} is not running: start it (`az aks start`) and the attach continues",
                         id.name()
                     ),
-                )));
+                ));
             }
-            let region = cluster.location.clone().unwrap_or_else(|| location.clone());
-            if let Some(version) = cluster.kubernetes_version() {
-                let supported = arm.list_kubernetes_versions(sub, &region).await?;
-                if !supported.contains(version) {
-                    return Err(CheckError::Stall(stall(
-                        "UnsupportedKubernetesVersion",
-                        format!(
-                            "AKS cluster {} runs Kubernetes {version}, which is not supported; supported versions: {}. Upgrade the cluster (`az aks upgrade`)",
-                            id.name(),
-                            supported.patch_versions().join(", ")
-                        ),
-                    )));
-                }
-            }
-            let mut cores_total = 0i64;
-            for pool in cluster
-                .properties
-                .agent_pool_profiles
-                .clone()
-                .unwrap_or_default()
+            if let (Some(version), Some(supported)) =
+                (cluster.kubernetes_version(), &facts.versions)
+                && !supported.contains(version)
             {
-                let size = pool.vm_size.clone().unwrap_or_default();
-                let cores = arm.vm_vcpus(sub, &region, &size).await?.unwrap_or(0) as i64;
-                cores_total += cores * pool.count.unwrap_or(0) as i64;
+                return Err(Stall::new(
+                    "UnsupportedKubernetesVersion",
+                    format!(
+                        "AKS cluster {} runs Kubernetes {version}, which is not supported; supported versions: {}. Upgrade the cluster (`az aks upgrade`)",
+                        id.name(),
+                        supported.patch_versions().join(", ")
+                    ),
+                ));
             }
+            let cores_total: i64 = facts
+                .pool_vcpus
+                .iter()
+                .map(|(count, cores)| i64::from(*count) * i64::from(cores.unwrap_or(0)))
+                .sum();
             vcpu_check(
                 d,
                 cores_total,
                 &format!("cluster {} ({} nodes)", id.name(), cluster.total_nodes()),
                 &mut warnings,
             )?;
-            let computes = arm.list_computes(&ws_id).await?;
-            if let Some(other) = computes.iter().find(|c| {
-                c.properties
-                    .resource_id
+            if let Some((other, _)) = facts.computes.iter().find(|(name, resource)| {
+                resource
                     .as_deref()
                     .is_some_and(|r| r.eq_ignore_ascii_case(aks_id))
-                    && c.name.as_deref() != Some(d.compute_name.as_str())
+                    && name.as_deref() != Some(d.compute_name.as_str())
             }) {
-                return Err(CheckError::Stall(stall(
+                return Err(Stall::new(
                     "AlreadyAttached",
                     format!(
                         "AKS cluster {} is already attached to workspace {} as compute {}: attaching it again would break that compute. Detach it first or use that compute",
                         id.name(),
                         d.workspace.name,
-                        other.name.as_deref().unwrap_or("?")
+                        other.as_deref().unwrap_or("?")
                     ),
-                )));
+                ));
             }
             if let Some(ranges) = cluster
                 .properties
@@ -187,15 +190,15 @@ fn vcpu_check(
     vcpus: i64,
     what: &str,
     warnings: &mut Vec<String>,
-) -> Result<(), CheckError> {
+) -> Result<(), Stall> {
     if d.purpose.is_production() && vcpus < 12 {
-        return Err(CheckError::Stall(stall(
+        return Err(Stall::new(
             "InsufficientVCPUs",
             format!(
                 "{what} gives {vcpus} vCPUs; clusterPurpose {} needs at least 12: raise agentCount, pick a larger vmSize, or use clusterPurpose DevTest",
                 d.purpose.as_str()
             ),
-        )));
+        ));
     }
     if vcpus < 2 {
         warnings.push(format!(
@@ -203,15 +206,4 @@ fn vcpu_check(
         ));
     }
     Ok(())
-}
-
-/// A check stalled, or Azure could not be asked.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    /// User action needed.
-    #[error("{}: {}", .0.reason, .0.message)]
-    Stall(Stall),
-    /// Azure failed; retry later.
-    #[error(transparent)]
-    Azure(#[from] AzureError),
 }

@@ -81,3 +81,31 @@ pub fn apply(
     );
     status.observed_generation = generation;
 }
+
+/// Record `stall` in `status` — Stalled=True with its reason and message, phase `Pending`
+/// if none was recorded yet — the one way both the engine and the controller glue stall a
+/// resource. Returns whether this is news (not the stall already recorded for this
+/// generation): only news gets a Warning event.
+pub fn record_stall(
+    status: &mut ClusterStatus,
+    stall: &super::verdict::Stall,
+    generation: Option<i64>,
+) -> bool {
+    let already = status.conditions.iter().any(|c| {
+        c.type_ == "Stalled"
+            && c.status == "True"
+            && c.reason == stall.reason
+            && c.message == stall.message
+    }) && status.observed_generation == generation;
+    if status.phase.is_none() {
+        status.phase = Some(crate::crd::Phase::Pending);
+    }
+    apply(
+        status,
+        Health::Stalled,
+        stall.reason,
+        &stall.message,
+        generation,
+    );
+    !already
+}

@@ -1,74 +1,31 @@
-//! The pure decision: `(desired, observed Azure state, status) → next action` (DESIGN §2).
-//! No I/O here; every branch is a row of the table tests below.
+//! The pure decision (DESIGN §2 step 4): `(desired, observed, status) → Plan` — the new
+//! status, at most one write, the events and the requeue — and [`settle`], the pure
+//! completion of a plan once its write succeeded or failed. No I/O here: every branch is a
+//! row of the table tests (`decide_tests.rs`).
+//!
+//! `decide` works in two steps: [`choose`] picks the next [`Action`] from what was observed
+//! (the tables of DESIGN §2–§3), and the plan for that action fills in the status, the
+//! write and the events.
 
-use crate::crd::{ClusterStatus, DeletionPolicy, LoadBalancerType, Phase, TlsMode};
+use std::time::Duration;
 
+use crate::azure::{OperationKind, OperationStatus as Poll, UnderlyingResourceAction};
+use crate::crd::{
+    ClusterStatus, DeletionPolicy, LoadBalancerType, Phase, ProvisioningError, TlsMode, TlsStatus,
+};
+
+use super::body::{provision_body, update_body};
+use super::checks::{check_azure, check_claims};
+use super::conditions::{Health, apply, record_stall};
 use super::desired::{Desired, Flavor};
+use super::observe::{AzState, Lookup, Observed, ObservedCompute, ReadFailure, VerifiedTls};
+use super::plan::{BackupPurpose, Note, Plan, Write};
+use super::reconcile::EngineConfig;
+use super::verdict::{
+    Call, CallKind, ProvisioningFailure, Stall, Verdict, classify_provisioning, verdict,
+};
 
-/// Azure's provisioningState, reduced to what decisions need.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AzState {
-    /// Creating, Updating, Deleting or Unknown: Azure is busy.
-    Busy,
-    /// Succeeded.
-    Succeeded,
-    /// Failed or Canceled.
-    Failed,
-}
-
-/// The compute as `GET compute` returned it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ObservedCompute {
-    /// Reduced provisioningState.
-    pub state: AzState,
-    /// Azure's own provisioningState string.
-    pub raw_state: String,
-    /// provisioningErrors as (code, message).
-    pub errors: Vec<(String, String)>,
-    /// isAttachedCompute.
-    pub attached: bool,
-    /// resourceId: the AKS cluster behind the compute.
-    pub aks_id: Option<String>,
-    /// description.
-    pub description: Option<String>,
-    /// loadBalancerType (PublicIp when absent).
-    pub lb_type: LoadBalancerType,
-    /// loadBalancerSubnet.
-    pub lb_subnet: Option<String>,
-    /// sslConfiguration.status is not Disabled.
-    pub tls_enabled: bool,
-    /// clusterFqdn.
-    pub fqdn: Option<String>,
-    /// clusterPurpose as Azure reports it (`FastProd`, …), when present.
-    pub purpose: Option<String>,
-}
-
-/// Everything observed in Azure for one reconcile.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Observed {
-    /// The compute, `None` on 404.
-    pub compute: Option<ObservedCompute>,
-    /// Node count of the AKS cluster's first pool (created clusters, when Succeeded).
-    pub agent_count: Option<i32>,
-    /// Whether the AKS managed cluster (`status.aksResourceId`) still exists; observed only
-    /// when the compute is gone (deletion, drift).
-    pub aks_exists: Option<bool>,
-    /// SHA-256 fingerprint of the certificate in the user's `tls.secretRef` Secret (Custom
-    /// mode, when the Secret exists and holds a valid pair). Compared with the fingerprint
-    /// last sent to Azure to notice a rotated certificate.
-    pub secret_fingerprint: Option<String>,
-}
-
-/// Why the operator stopped and needs a person.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stall {
-    /// Condition reason (`ComputeExists`, `AlreadyAttached`, …).
-    pub reason: &'static str,
-    /// What to do about it.
-    pub message: String,
-}
-
-/// The next step.
+/// The next step, chosen from what was observed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Nothing to do; record Ready.
@@ -76,10 +33,13 @@ pub enum Action {
     /// Azure is busy with the compute; look again later.
     Wait,
     /// Dynamic checks, then PUT a new compute (create or attach). `drift`: it existed before.
-    Provision { drift: bool },
+    Provision {
+        /// Deleted outside the operator: warn.
+        drift: bool,
+    },
     /// The compute exists and matches: take it over without a write. `in_sync`: its
-    /// purpose and TLS on/off already match the spec; otherwise the next reconcile
-    /// reattaches it (or waits for the annotation under `reattachPolicy: Manual`).
+    /// purpose and TLS on/off already match the spec; otherwise a reattach follows (or
+    /// waits for the annotation under `reattachPolicy: Manual`).
     Adopt {
         /// Purpose and TLS already as specified.
         in_sync: bool,
@@ -98,11 +58,18 @@ pub enum Action {
     /// GET-modify-PUT of load balancer and description.
     UpdateInPlace,
     /// PUT the agent pool with the new count.
-    Scale { from: i32, to: i32 },
+    Scale {
+        /// Pool name.
+        pool: String,
+        /// Count now.
+        from: i32,
+        /// Count wanted.
+        to: i32,
+    },
     /// Reattach needed but `reattachPolicy: Manual` and no new annotation.
     ReattachPending,
-    /// Back up `azuremlfessl` before a detach.
-    BackupTls { then: Phase },
+    /// Back up `azuremlfessl`; a detach follows.
+    BackupTls,
     /// DELETE compute with `underlyingResourceAction=Detach` (reattach or deletion).
     Detach,
     /// PUT the compute again as an attach of the same AKS cluster. `drift`: the compute
@@ -123,10 +90,44 @@ fn phase(status: &ClusterStatus) -> Phase {
     status.phase.unwrap_or_default()
 }
 
-/// Decide the next action. `status.operation` has already been resumed (polled) by the caller.
-pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
+/// Whether the user asked for another try since the status was written: a changed spec
+/// (generation) or a new `amlops.dev/reattach` value.
+fn user_acted(d: &Desired, status: &ClusterStatus) -> bool {
+    let spec_changed = status.observed_generation.is_some()
+        && d.generation.is_some()
+        && status.observed_generation != d.generation;
+    let token_changed =
+        d.reattach_token.is_some() && d.reattach_token != status.last_reattach_token;
+    spec_changed || token_changed
+}
+
+/// Failed-compute retries that count against `maxRetries`. A changed spec or a new
+/// `amlops.dev/reattach` value is the user's "try again" after `ComputeFailed`: the count
+/// starts over.
+pub fn retries_so_far(d: &Desired, status: &ClusterStatus) -> u32 {
+    if user_acted(d, status) {
+        0
+    } else {
+        status.retries.unwrap_or(0)
+    }
+}
+
+/// For an attachment that failed: the cluster's Kubernetes version or node count differs
+/// from what it was when the attach was sent (the user upgraded or scaled it).
+fn cluster_changed(d: &Desired, obs: &Observed, status: &ClusterStatus) -> bool {
+    let (Flavor::Attach { .. }, Some(c)) = (&d.flavor, obs.cluster.found()) else {
+        return false;
+    };
+    let version = c.cluster.kubernetes_version().map(str::to_string);
+    let nodes = i32::try_from(c.cluster.total_nodes()).ok();
+    (status.kubernetes_version.is_some() && status.kubernetes_version != version)
+        || (status.agent_count.is_some() && status.agent_count != nodes)
+}
+
+/// Choose the next action. `status.operation` has already been resumed (polled).
+pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     if d.deleting {
-        return decide_deletion(d, obs, status);
+        return choose_deletion(d, obs, status);
     }
     let ph = phase(status);
     let owned = status.compute_id.is_some();
@@ -134,13 +135,13 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
         return match ph {
             // After our own detach, 404 means "continue with the attach" (DESIGN §3.2).
             Phase::Detaching | Phase::Reattaching => Action::Reattach { drift: false },
-            Phase::Pending | Phase::Validating | Phase::Creating | Phase::Attaching => {
+            Phase::Pending | Phase::Creating | Phase::Attaching => {
                 Action::Provision { drift: false }
             }
             // A created cluster whose compute was detached (not deleted) outside the
             // operator still runs, with its workloads: attach it again rather than pay for
             // a second cluster.
-            _ if owned && d.is_create() && obs.aks_exists == Some(true) => {
+            _ if owned && d.is_create() && matches!(obs.cluster, Lookup::Found(_)) => {
                 Action::Reattach { drift: true }
             }
             _ if owned => Action::Provision { drift: true },
@@ -148,78 +149,51 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
         };
     };
     if !owned {
-        let matches = match &d.flavor {
-            Flavor::Attach { aks_id } => c
-                .aks_id
-                .as_deref()
-                .is_some_and(|id| id.eq_ignore_ascii_case(aks_id)),
-            Flavor::Create { .. } => !c.attached,
-        };
-        return if d.adopt && matches {
-            let purpose_ok = c
-                .purpose
-                .as_deref()
-                .is_none_or(|p| p.eq_ignore_ascii_case(d.purpose.as_str()));
-            let tls_ok = c.tls_enabled == (d.tls.mode != TlsMode::Disabled);
-            Action::Adopt {
-                in_sync: purpose_ok && tls_ok,
-            }
-        } else if d.adopt {
-            Action::Stall(Stall {
-                reason: "ComputeExists",
-                message: format!(
-                    "compute {} exists but does not match this resource (other AKS cluster or attach/create mismatch): it cannot be adopted; pick another computeName",
-                    d.compute_name
-                ),
-            })
-        } else {
-            Action::Stall(Stall {
-                reason: "ComputeExists",
-                message: format!(
-                    "compute {} already exists in workspace {} and was not created by this resource: pick another computeName, or set annotation amlops.dev/adopt: \"true\" to take it over",
-                    d.compute_name, d.workspace.name
-                ),
-            })
-        };
+        return choose_unowned(d, c);
     }
     match c.state {
         AzState::Busy => return Action::Wait,
         AzState::Failed => {
-            let retries = retries_so_far(d, status);
-            return if retries < d.max_retries {
-                retry_failed(d, c, ph)
-            } else {
-                let errors: Vec<String> = c
-                    .errors
-                    .iter()
-                    .map(|(code, m)| format!("{code}: {m}"))
-                    .collect();
-                Action::Stall(Stall {
-                    reason: "ComputeFailed",
-                    message: format!(
-                        "compute {} is {} after {retries} retries ({}): fix the cause, then change the spec or the amlops.dev/reattach annotation to try again",
-                        d.compute_name,
-                        c.raw_state,
-                        if errors.is_empty() {
-                            "no error reported".to_string()
-                        } else {
-                            errors.join("; ")
-                        }
-                    ),
-                })
+            return match classify_provisioning(&d.compute_name, &c.errors) {
+                // Retrying reproduces the failure: stop at once, no detach, until the spec
+                // (or, for an attachment, the cluster) changes.
+                ProvisioningFailure::Deterministic(s)
+                    if !user_acted(d, status) && !cluster_changed(d, obs, status) =>
+                {
+                    Action::Stall(s)
+                }
+                ProvisioningFailure::Deterministic(_) => retry_failed(d, c, ph),
+                ProvisioningFailure::Transient => {
+                    let retries = retries_so_far(d, status);
+                    if retries < d.max_retries {
+                        retry_failed(d, c, ph)
+                    } else {
+                        Action::Stall(compute_failed(d, c, retries))
+                    }
+                }
             };
         }
         AzState::Succeeded => {}
     }
     // A reattach that is under way continues where it stopped.
     match ph {
-        Phase::BackingUpTls => {
-            return Action::BackupTls {
-                then: Phase::Reattaching,
-            };
-        }
+        Phase::BackingUpTls => return Action::BackupTls,
         Phase::Detaching => return Action::Detach,
         _ => {}
+    }
+    // The user's Secret no longer holds a certificate that can serve (a rotation to an
+    // expired or wrong-host certificate, a broken Secret): say so and write nothing — the
+    // certificate Azure has keeps serving until the Secret is fixed.
+    if d.tls.mode == TlsMode::Custom
+        && let Some(Err(s)) = &obs.user_tls
+    {
+        return Action::Stall(Stall::new(
+            s.reason,
+            format!(
+                "{}; the certificate sent earlier keeps serving until the Secret is fixed",
+                s.message
+            ),
+        ));
     }
     let token_changed =
         d.reattach_token.is_some() && d.reattach_token != status.last_reattach_token;
@@ -230,29 +204,29 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     // The user replaced the certificate in the Secret (same name, so the spec hash is
     // unchanged): Azure ML only takes a new certificate through a reattach.
     let rotated = d.tls.mode == TlsMode::Custom
-        && obs.secret_fingerprint.as_deref().is_some_and(|new| {
-            status
-                .tls
-                .as_ref()
-                .and_then(|t| t.sha256_fingerprint.as_deref())
-                .is_some_and(|sent| !sent.eq_ignore_ascii_case(new))
-        });
-    if token_changed || spec_changed || rotated {
+        && matches!(&obs.user_tls, Some(Ok(v)) if status
+            .tls
+            .as_ref()
+            .and_then(|t| t.sha256_fingerprint.as_deref())
+            .is_some_and(|sent| !sent.eq_ignore_ascii_case(&v.info.sha256_fingerprint)));
+    if token_changed || spec_changed || rotated || status.reattach_required.is_some() {
         if d.manual_reattach && !token_changed {
             return Action::ReattachPending;
         }
         return if c.tls_enabled {
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            }
+            Action::BackupTls
         } else {
             Action::Detach
         };
     }
-    if let (Flavor::Create { agent_count, .. }, Some(actual)) = (&d.flavor, obs.agent_count)
+    if let (Flavor::Create { agent_count, .. }, Some(pool)) =
+        (&d.flavor, obs.cluster.found().and_then(|c| c.pool.as_ref()))
+        && !pool.autoscaling
+        && let Some(actual) = pool.count
         && actual != *agent_count
     {
         return Action::Scale {
+            pool: pool.name.clone(),
             from: actual,
             to: *agent_count,
         };
@@ -267,20 +241,63 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     Action::Ready
 }
 
-/// Failed-compute retries that count against `maxRetries`. A changed spec (generation) or
-/// a new `amlops.dev/reattach` value is the user's "try again" after `ComputeFailed`: the
-/// count starts over.
-pub fn retries_so_far(d: &Desired, status: &ClusterStatus) -> u32 {
-    let spec_changed = status.observed_generation.is_some()
-        && d.generation.is_some()
-        && status.observed_generation != d.generation;
-    let token_changed =
-        d.reattach_token.is_some() && d.reattach_token != status.last_reattach_token;
-    if spec_changed || token_changed {
-        0
+/// A compute this resource never created or attached: adopt it (annotation, and it
+/// matches) or stall.
+fn choose_unowned(d: &Desired, c: &ObservedCompute) -> Action {
+    let matches = match &d.flavor {
+        Flavor::Attach { aks_id } => c
+            .aks_id
+            .as_deref()
+            .is_some_and(|id| id.eq_ignore_ascii_case(aks_id)),
+        Flavor::Create { .. } => !c.attached,
+    };
+    if d.adopt && matches {
+        let purpose_ok = c
+            .purpose
+            .as_deref()
+            .is_none_or(|p| p.eq_ignore_ascii_case(d.purpose.as_str()));
+        let tls_ok = c.tls_enabled == (d.tls.mode != TlsMode::Disabled);
+        Action::Adopt {
+            in_sync: purpose_ok && tls_ok,
+        }
+    } else if d.adopt {
+        Action::Stall(Stall::new(
+            "ComputeExists",
+            format!(
+                "compute {} exists but does not match this resource (other AKS cluster or attach/create mismatch): it cannot be adopted; pick another computeName",
+                d.compute_name
+            ),
+        ))
     } else {
-        status.retries.unwrap_or(0)
+        Action::Stall(Stall::new(
+            "ComputeExists",
+            format!(
+                "compute {} already exists in workspace {} and was not created by this resource: pick another computeName, or set annotation amlops.dev/adopt: \"true\" to take it over",
+                d.compute_name, d.workspace.name
+            ),
+        ))
     }
+}
+
+fn compute_failed(d: &Desired, c: &ObservedCompute, retries: u32) -> Stall {
+    let errors: Vec<String> = c
+        .errors
+        .iter()
+        .map(|(code, m)| format!("{code}: {m}"))
+        .collect();
+    Stall::new(
+        "ComputeFailed",
+        format!(
+            "compute {} is {} after {retries} retries ({}): fix the cause, then change the spec or the amlops.dev/reattach annotation to try again",
+            d.compute_name,
+            c.raw_state,
+            if errors.is_empty() {
+                "no error reported".to_string()
+            } else {
+                errors.join("; ")
+            }
+        ),
+    )
 }
 
 /// How to retry a Failed compute. Deleting is only for a create that never succeeded
@@ -288,10 +305,7 @@ pub fn retries_so_far(d: &Desired, status: &ClusterStatus) -> u32 {
 /// reattach), and any attached compute, is detached instead: the AKS cluster, its workloads
 /// and its certificate stay, and the same cluster is attached again.
 fn retry_failed(d: &Desired, c: &ObservedCompute, ph: Phase) -> Action {
-    let never_served = matches!(
-        ph,
-        Phase::Pending | Phase::Validating | Phase::Creating | Phase::Attaching
-    );
+    let never_served = matches!(ph, Phase::Pending | Phase::Creating | Phase::Attaching);
     match (d.is_create(), never_served) {
         (true, true) if !c.attached => Action::RetryFailed {
             detach: false,
@@ -310,7 +324,7 @@ fn retry_failed(d: &Desired, c: &ObservedCompute, ph: Phase) -> Action {
     }
 }
 
-fn decide_deletion(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
+fn choose_deletion(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     if d.deletion_policy == DeletionPolicy::Orphan {
         return Action::Finished;
     }
@@ -324,15 +338,16 @@ fn decide_deletion(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Actio
                 && phase(status) != Phase::Detaching
                 && c.state == AzState::Succeeded =>
             {
-                Action::BackupTls {
-                    then: Phase::Detaching,
-                }
+                Action::BackupTls
             }
             _ => Action::Detach,
         },
         None => {
             let created = d.is_create() && d.deletion_policy == DeletionPolicy::Delete;
-            if created && status.is_attached_compute == Some(true) && obs.aks_exists == Some(true) {
+            if created
+                && status.is_attached_compute == Some(true)
+                && matches!(obs.cluster, Lookup::Found(_))
+            {
                 Action::DeleteAks
             } else {
                 Action::Finished
@@ -341,19 +356,633 @@ fn decide_deletion(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Actio
     }
 }
 
-/// Whether the node count must be read from the AKS cluster (`GET managedCluster`) before
-/// deciding. A steady-state resync of a Ready cluster whose count matches its spec skips
-/// it, so that a resync costs one ARM read (`GET compute`, DESIGN §2 step 6). Node counts
-/// changed outside the operator (the cluster autoscaler, the portal) are therefore not
-/// fought every resync: they are looked at again on the next change of the resource.
-pub fn needs_node_count(d: &Desired, st: &ClusterStatus) -> bool {
-    let Flavor::Create { agent_count, .. } = &d.flavor else {
-        return false;
+/// The whole decision: resume the polled operation, record what was observed, choose the
+/// action and plan it.
+pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus, cfg: &EngineConfig) -> Plan {
+    let mut plan = Plan::new(status.clone(), None);
+    plan.status.compute_name = Some(d.compute_name.clone());
+    if let (Some(polled), Some(op)) = (&obs.poll, &status.operation) {
+        match polled {
+            Poll::InProgress { retry_after } => {
+                progressing(
+                    d,
+                    &mut plan,
+                    &format!("waiting for Azure: {} in progress", op.kind),
+                );
+                plan.requeue = Some(*retry_after);
+                return plan;
+            }
+            Poll::Succeeded => plan.status.operation = None,
+            Poll::Failed { .. } | Poll::Canceled => {
+                plan.status.operation = None;
+                let (code, message) = match polled {
+                    Poll::Failed { code, message } => (code.clone(), message.clone()),
+                    _ => ("Canceled".into(), "the operation was canceled".into()),
+                };
+                plan.events.push(Note::warning(
+                    "OperationFailed",
+                    format!("{} failed: {code}: {message}", op.kind),
+                ));
+                plan.status.provisioning_errors = vec![ProvisioningError { code, message }];
+            }
+        }
+    }
+    if let Some(f) = &obs.failure {
+        return failed_read(d, plan, f, cfg);
+    }
+    record_observed(d, obs, &mut plan);
+    let action = choose(d, obs, &plan.status);
+    // An attachment Azure failed for a cause of the cluster (version, nodes): the cluster
+    // may change without the resource changing, so look at it again at the resync pace.
+    let watch_cluster = matches!(action, Action::Stall(_))
+        && !d.is_create()
+        && obs
+            .compute
+            .as_ref()
+            .is_some_and(|c| c.state == AzState::Failed);
+    let mut plan = plan_action(d, obs, plan, action, cfg);
+    if watch_cluster {
+        plan.requeue = Some(steady(obs, cfg));
+    }
+    plan
+}
+
+/// Copy what Azure reported into the status.
+fn record_observed(d: &Desired, obs: &Observed, plan: &mut Plan) {
+    let st = &mut plan.status;
+    let Some(c) = &obs.compute else {
+        st.provisioning_state = None;
+        return;
     };
-    st.phase != Some(Phase::Ready)
-        || st.observed_generation != d.generation
-        || st.agent_count != Some(*agent_count)
-        || st.kubernetes_version.is_none()
+    st.provisioning_state = Some(c.raw_state.clone());
+    if c.state != AzState::Failed {
+        st.provisioning_errors.clear();
+    } else {
+        st.provisioning_errors = c
+            .errors
+            .iter()
+            .map(|(code, message)| ProvisioningError {
+                code: code.clone(),
+                message: message.clone(),
+            })
+            .collect();
+    }
+    if st.compute_id.is_none() {
+        return;
+    }
+    st.is_attached_compute = Some(c.attached);
+    if c.aks_id.is_some() {
+        st.aks_resource_id = c.aks_id.clone();
+    }
+    if c.fqdn.is_some() {
+        st.cluster_fqdn = c.fqdn.clone();
+    }
+    if let (Flavor::Create { .. }, Some(cluster)) = (&d.flavor, obs.cluster.found())
+        && c.state == AzState::Succeeded
+    {
+        let pool = cluster.pool.as_ref();
+        st.agent_count = pool.and_then(|p| p.count);
+        st.kubernetes_version = cluster.cluster.kubernetes_version().map(str::to_string);
+        let autoscaling = pool.is_some_and(|p| p.autoscaling);
+        if autoscaling && st.autoscaler_enabled != Some(true) {
+            let p = pool.map(|p| p.name.as_str()).unwrap_or("?");
+            plan.events.push(Note::warning(
+                "AutoscalerEnabled",
+                format!(
+                    "the cluster autoscaler manages agent pool {p}: agentCount is not enforced while it is on; other changes are applied"
+                ),
+            ));
+        }
+        st.autoscaler_enabled = autoscaling.then_some(true);
+    }
+}
+
+/// Reconciling=True with the phase as reason.
+pub(super) fn progressing(d: &Desired, plan: &mut Plan, message: &str) {
+    let ph = phase(&plan.status);
+    apply(
+        &mut plan.status,
+        Health::Progressing,
+        ph.as_str(),
+        message,
+        d.generation,
+    );
+}
+
+/// Enter `phase` before a write, saying what is about to happen.
+fn intend(d: &Desired, plan: &mut Plan, phase: Phase, what: &str, write: Write) {
+    plan.set_phase(phase);
+    apply(
+        &mut plan.status,
+        Health::Progressing,
+        phase.as_str(),
+        what,
+        d.generation,
+    );
+    plan.write = Some(write);
+}
+
+/// Record a stall: status, one Warning event (not repeated while the same stall stands),
+/// no requeue.
+pub(super) fn stall(d: &Desired, mut plan: Plan, s: &Stall) -> Plan {
+    if record_stall(&mut plan.status, s, d.generation) {
+        plan.events.push(Note::warning(s.reason, s.message.clone()));
+    }
+    plan.write = None;
+    plan.requeue = None;
+    plan
+}
+
+/// The steady-state resync interval: the policy's pace for this subscription.
+fn steady(obs: &Observed, cfg: &EngineConfig) -> Duration {
+    let r = obs.resync;
+    let interval = cfg.resync.interval(r.resources.max(1), r.quota, r.seed);
+    interval.div_f64(cfg.time_scale.max(f64::MIN_POSITIVE))
+}
+
+fn plan_action(
+    d: &Desired,
+    obs: &Observed,
+    mut plan: Plan,
+    action: Action,
+    cfg: &EngineConfig,
+) -> Plan {
+    let compute_id = match d.compute_resource_id() {
+        Ok(id) => id,
+        Err(e) => return stall(d, plan, &Stall::new("InvalidSpec", e.to_string())),
+    };
+    match action {
+        Action::Ready => {
+            plan.requeue = Some(steady(obs, cfg));
+            let c = obs.compute.as_ref();
+            let st = &mut plan.status;
+            if c.is_some_and(|c| c.tls_enabled)
+                && st
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.sha256_fingerprint.as_ref())
+                    .is_none()
+                && let Some(cluster) = st.aks_resource_id.as_deref().and_then(|a| a.parse().ok())
+            {
+                plan.write = Some(backup_write(d, cluster, BackupPurpose::Opportunistic));
+            }
+            let st = &mut plan.status;
+            st.retries = None;
+            if st.last_applied_hash.is_none() {
+                st.last_applied_hash = Some(d.attach_hash());
+            }
+            if d.reattach_token.is_some() {
+                st.last_reattach_token = d.reattach_token.clone();
+            }
+            plan.set_phase(Phase::Ready);
+            let mut msg = format!(
+                "compute {} is {}",
+                d.compute_name,
+                if d.is_create() { "created" } else { "attached" }
+            );
+            if d.is_create() && plan.status.autoscaler_enabled == Some(true) {
+                msg.push_str(
+                    "; agentCount is not enforced while the cluster autoscaler manages the agent pool: turn it off (`az aks nodepool update --disable-cluster-autoscaler`) for agentCount to apply",
+                );
+            }
+            apply(
+                &mut plan.status,
+                Health::Ready,
+                if d.is_create() { "Created" } else { "Attached" },
+                &msg,
+                d.generation,
+            );
+            plan
+        }
+        Action::Wait => {
+            progressing(d, &mut plan, "waiting for Azure to finish");
+            plan.requeue = Some(cfg.busy_poll);
+            plan
+        }
+        Action::Stall(s) => stall(d, plan, &s),
+        Action::Provision { drift } => provision(d, obs, plan, compute_id, drift),
+        Action::Adopt { in_sync } => {
+            let st = &mut plan.status;
+            st.compute_id = Some(compute_id.canonical());
+            st.last_applied_hash = Some(d.attach_hash());
+            // Out of sync: the next reconcile applies purpose/TLS through the reattach
+            // path (after backing up the certificate).
+            st.reattach_required = (!in_sync).then(|| {
+                "the adopted compute's clusterPurpose or TLS differ from the spec".to_string()
+            });
+            plan.events.push(Note::normal(
+                "Adopted",
+                format!("adopted existing compute {}", d.compute_name),
+            ));
+            plan.requeue = Some(Duration::ZERO);
+            plan
+        }
+        Action::RetryFailed { detach, then } => {
+            let n = retries_so_far(d, &plan.status) + 1;
+            plan.status.retries = Some(n);
+            plan.events.push(Note::warning(
+                "RetryingFailedCompute",
+                format!(
+                    "compute {} failed; {} it and trying again ({n}/{})",
+                    d.compute_name,
+                    if detach { "detaching" } else { "deleting" },
+                    d.max_retries
+                ),
+            ));
+            let action = if detach {
+                UnderlyingResourceAction::Detach
+            } else {
+                UnderlyingResourceAction::Delete
+            };
+            // `then` is recorded before the DELETE: the 404 after it means "provision
+            // from scratch" (Creating/Attaching) or "attach the same cluster again"
+            // (Reattaching), also after a crash.
+            intend(
+                d,
+                &mut plan,
+                then,
+                "removing the failed compute",
+                Write::DeleteCompute {
+                    id: compute_id,
+                    action,
+                },
+            );
+            plan.after.requeue = Some(cfg.retry_base * 2u32.saturating_pow(n - 1));
+            plan
+        }
+        Action::UpdateInPlace => {
+            let Some(current) = &obs.compute_raw else {
+                plan.requeue = Some(Duration::ZERO);
+                return plan;
+            };
+            intend(
+                d,
+                &mut plan,
+                Phase::Updating,
+                "updating the load balancer / description in place",
+                Write::PutCompute {
+                    id: compute_id,
+                    kind: OperationKind::Update,
+                    body: Box::new(update_body(current, d)),
+                },
+            );
+            plan
+        }
+        Action::Scale { pool, from, to } => {
+            let Some(cluster) = obs.cluster.found().map(|c| c.id.clone()) else {
+                plan.requeue = Some(cfg.busy_poll);
+                return plan;
+            };
+            intend(
+                d,
+                &mut plan,
+                Phase::Scaling,
+                &format!("scaling agent pool {pool} from {from} to {to} nodes"),
+                Write::ScalePool {
+                    cluster,
+                    pool,
+                    count: to,
+                },
+            );
+            plan
+        }
+        Action::ReattachPending => {
+            apply(
+                &mut plan.status,
+                Health::Waiting,
+                "ReattachPending",
+                "the change needs a detach + reattach: set annotation amlops.dev/reattach to a new value when downtime is acceptable",
+                d.generation,
+            );
+            plan
+        }
+        Action::BackupTls => {
+            let Some(cluster) = plan
+                .status
+                .aks_resource_id
+                .as_deref()
+                .and_then(|a| a.parse().ok())
+            else {
+                return stall(
+                    d,
+                    plan,
+                    &Stall::new(
+                        "TLSBackupFailed",
+                        "the AKS cluster of the compute is not known yet: amlops never detaches without the certificate",
+                    ),
+                );
+            };
+            let fallback = obs.backup.is_some() || matches!(obs.user_tls, Some(Ok(_)));
+            intend(
+                d,
+                &mut plan,
+                Phase::BackingUpTls,
+                "backing up the TLS certificate",
+                backup_write(d, cluster, BackupPurpose::BeforeDetach { fallback }),
+            );
+            plan
+        }
+        Action::Detach => {
+            let phase = if d.deleting {
+                Phase::Deleting
+            } else {
+                Phase::Detaching
+            };
+            intend(
+                d,
+                &mut plan,
+                phase,
+                "detaching the compute",
+                Write::DeleteCompute {
+                    id: compute_id,
+                    action: UnderlyingResourceAction::Detach,
+                },
+            );
+            if !d.deleting {
+                plan.after.phase = Some(Phase::Reattaching);
+            }
+            plan
+        }
+        Action::Reattach { drift } => reattach(d, obs, plan, compute_id, drift),
+        Action::DeleteCompute => {
+            intend(
+                d,
+                &mut plan,
+                Phase::Deleting,
+                "deleting the compute and its AKS cluster",
+                Write::DeleteCompute {
+                    id: compute_id,
+                    action: UnderlyingResourceAction::Delete,
+                },
+            );
+            plan
+        }
+        Action::DeleteAks => {
+            let Some(cluster) = obs.cluster.found().map(|c| c.id.clone()) else {
+                plan.finished = true;
+                return plan;
+            };
+            intend(
+                d,
+                &mut plan,
+                Phase::Deleting,
+                "deleting the AKS cluster",
+                Write::DeleteManagedCluster { cluster },
+            );
+            plan
+        }
+        Action::Finished => {
+            plan.events.push(Note::normal(
+                "CleanedUp",
+                format!("{} policy applied in Azure", d.deletion_policy.as_str()),
+            ));
+            plan.finished = true;
+            plan
+        }
+    }
+}
+
+fn backup_write(d: &Desired, cluster: crate::azure::ResourceId, purpose: BackupPurpose) -> Write {
+    let secret = format!("{}-tls-backup", d.name);
+    // After an Auto → Custom switch the user's secretRef may be the backup Secret itself;
+    // it is then the user's to change (a rotation), and overwriting it with the
+    // certificate being replaced would silently undo the rotation.
+    let users_secret = d.tls.mode == TlsMode::Custom
+        && d.tls.secret_ref.as_ref().is_some_and(|r| r.name == secret);
+    Write::BackUpTls {
+        cluster,
+        secret,
+        store: !users_secret,
+        purpose,
+    }
+}
+
+/// The TLS status for what a PUT is about to serve. Without material (a new Auto label,
+/// or TLS off) the certificate is unknown until Azure issued it: Ready reads and backs it
+/// up then. An earlier backup Secret stays recorded.
+fn tls_status(
+    d: &Desired,
+    st: &ClusterStatus,
+    material: Option<&VerifiedTls>,
+) -> Option<TlsStatus> {
+    let backup_secret_name = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
+    match material {
+        Some(v) => Some(TlsStatus {
+            mode: Some(d.tls.mode),
+            backup_secret_name,
+            not_after: Some(v.info.not_after.clone()),
+            sha256_fingerprint: Some(v.info.sha256_fingerprint.clone()),
+            hostname: Some(v.material.cname.clone()),
+        }),
+        None if backup_secret_name.is_some() || d.tls.mode != TlsMode::Disabled => {
+            Some(TlsStatus {
+                mode: Some(d.tls.mode),
+                backup_secret_name,
+                ..Default::default()
+            })
+        }
+        None => None,
+    }
+}
+
+/// The user's verified Custom material, or the stall that stops a (re)attach without it.
+fn user_material(obs: &Observed) -> Result<Option<&VerifiedTls>, Stall> {
+    match &obs.user_tls {
+        Some(Ok(v)) => Ok(Some(v)),
+        Some(Err(s)) => Err(s.clone()),
+        None => Ok(None),
+    }
+}
+
+fn provision(
+    d: &Desired,
+    obs: &Observed,
+    mut plan: Plan,
+    compute_id: crate::azure::ResourceId,
+    drift: bool,
+) -> Plan {
+    if let Err(s) = check_claims(d, &obs.claims) {
+        return stall(d, plan, &s);
+    }
+    let facts = obs.provision.clone().unwrap_or_default();
+    let (location, warnings) = match check_azure(d, &facts, &obs.cluster) {
+        Ok(v) => v,
+        Err(s) => return stall(d, plan, &s),
+    };
+    for w in warnings {
+        plan.events.push(Note::warning("Warning", w));
+    }
+    let material = match user_material(obs) {
+        Ok(m) => m,
+        Err(s) => return stall(d, plan, &s),
+    };
+    if drift {
+        plan.events.push(Note::warning(
+            "DriftDetected",
+            format!(
+                "compute {} was deleted outside amlops; provisioning it again",
+                d.compute_name
+            ),
+        ));
+    }
+    let body = provision_body(d, &location, material.map(|v| &v.material), None);
+    let (phase, kind) = if d.is_create() {
+        (Phase::Creating, OperationKind::Create)
+    } else {
+        (Phase::Attaching, OperationKind::Attach)
+    };
+    let st = &mut plan.status;
+    st.compute_id = Some(compute_id.canonical());
+    st.last_applied_hash = Some(d.attach_hash());
+    st.reattach_required = None;
+    st.last_reattach_token = d.reattach_token.clone();
+    if let Flavor::Attach { aks_id } = &d.flavor {
+        st.aks_resource_id = Some(aks_id.clone());
+        // What the cluster looked like when it was attached: a failure that a retry
+        // would reproduce is retried once this changes.
+        if let Some(c) = obs.cluster.found() {
+            st.kubernetes_version = c.cluster.kubernetes_version().map(str::to_string);
+            st.agent_count = i32::try_from(c.cluster.total_nodes()).ok();
+        }
+    }
+    st.tls = tls_status(d, st, material);
+    intend(
+        d,
+        &mut plan,
+        phase,
+        "sending the request to Azure",
+        Write::PutCompute {
+            id: compute_id,
+            kind,
+            body: Box::new(body),
+        },
+    );
+    plan
+}
+
+fn reattach(
+    d: &Desired,
+    obs: &Observed,
+    mut plan: Plan,
+    compute_id: crate::azure::ResourceId,
+    drift: bool,
+) -> Plan {
+    if drift {
+        plan.events.push(Note::warning(
+            "DriftDetected",
+            format!(
+                "compute {} was removed outside amlops but its AKS cluster still runs; attaching it again",
+                d.compute_name
+            ),
+        ));
+    }
+    let facts = obs.provision.clone().unwrap_or_default();
+    let location = match check_azure(d, &facts, &obs.cluster) {
+        Ok((l, _)) => l,
+        Err(s) => return stall(d, plan, &s),
+    };
+    let material = match user_material(obs) {
+        Ok(Some(m)) => Some(m),
+        // Same label as the backed-up certificate: keep it (and its host name).
+        Ok(None) if d.tls.mode == TlsMode::Auto => {
+            let label = d.tls.leaf_domain_label.clone().unwrap_or_default();
+            obs.backup
+                .as_ref()
+                .filter(|v| same_label(&v.material.cname, &label))
+        }
+        Ok(None) => None,
+        Err(s) => return stall(d, plan, &s),
+    };
+    let aks = match (&d.flavor, &plan.status.aks_resource_id) {
+        (Flavor::Attach { aks_id }, _) => aks_id.clone(),
+        (_, Some(id)) => id.clone(),
+        (_, None) => {
+            return stall(
+                d,
+                plan,
+                &Stall::new(
+                    "InvalidSpec",
+                    "the AKS cluster of this compute is unknown: it cannot be reattached",
+                ),
+            );
+        }
+    };
+    let body = provision_body(d, &location, material.map(|v| &v.material), Some(&aks));
+    let st = &mut plan.status;
+    // Status describes what is about to be served.
+    let backup_secret_name = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
+    st.tls = Some(match tls_status(d, st, material) {
+        Some(t) => t,
+        None => TlsStatus {
+            mode: Some(d.tls.mode),
+            backup_secret_name,
+            ..Default::default()
+        },
+    });
+    st.last_applied_hash = Some(d.attach_hash());
+    st.reattach_required = None;
+    st.last_reattach_token = d.reattach_token.clone();
+    intend(
+        d,
+        &mut plan,
+        Phase::Reattaching,
+        "attaching the cluster again",
+        Write::PutCompute {
+            id: compute_id,
+            kind: OperationKind::Attach,
+            body: Box::new(body),
+        },
+    );
+    plan
+}
+
+/// Whether `host` is `<label>` followed by Azure ML's six digits (`contoso123456.eastus…`).
+pub fn same_label(host: &str, label: &str) -> bool {
+    // DNS names are case-insensitive; Azure reports them in lowercase.
+    let (host, label) = (host.to_ascii_lowercase(), label.to_ascii_lowercase());
+    !label.is_empty()
+        && host
+            .strip_prefix(&label)
+            .and_then(|rest| rest.split('.').next())
+            .is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Apply a verdict to a plan: Retry and Wait keep Reconciling=True and requeue, Stall
+/// records the stall.
+pub fn apply_verdict(d: &Desired, mut plan: Plan, v: Verdict, what: &str) -> Plan {
+    match &v {
+        Verdict::Retry(after) => {
+            let message = format!("{what}; trying again in {}s", after.as_secs().max(1));
+            plan.events
+                .push(Note::warning("ReconcileError", message.clone()));
+            progressing(d, &mut plan, &message);
+            plan.requeue = Some(*after);
+        }
+        Verdict::Wait(after) => {
+            progressing(
+                d,
+                &mut plan,
+                &format!(
+                    "Azure is busy ({what}); looking again in {}s",
+                    after.as_secs().max(1)
+                ),
+            );
+            plan.requeue = Some(*after);
+        }
+        Verdict::Stall(s) => plan = stall(d, plan, s),
+    }
+    plan.write = None;
+    plan.verdict = Some(v);
+    plan
+}
+
+fn failed_read(d: &Desired, plan: Plan, f: &ReadFailure, cfg: &EngineConfig) -> Plan {
+    let call = Call {
+        kind: CallKind::Read,
+        resource: &f.resource,
+    };
+    let v = verdict(&f.error, call, cfg.busy_poll);
+    apply_verdict(d, plan, v, &f.error.to_string())
 }
 
 #[cfg(test)]

@@ -1,5 +1,49 @@
 use super::*;
+use crate::azure::OperationHandle;
+use crate::azure::model::ManagedCluster;
 use crate::crd::{ClusterPurpose, LoadBalancerSpec, SecretRef, TlsMode, TlsSpec, WorkspaceRef};
+use crate::engine::body::TlsMaterial;
+use crate::engine::observe::{ObservedCluster, ObservedPool, needs_node_count};
+use crate::engine::plan::{BackupPurpose, Write};
+use crate::engine::settle::{Done, WriteFailure, settle};
+use crate::tls::CertInfo;
+use crate::tls::TlsError;
+
+const AKS: &str =
+    "/subscriptions/s/resourceGroups/r/providers/Microsoft.ContainerService/managedClusters/shared";
+
+/// The managed cluster with its first pool at `count` nodes.
+fn cluster(count: i32, autoscaling: bool) -> Lookup<ObservedCluster> {
+    Lookup::Found(ObservedCluster {
+        id: AKS.parse().expect("id"),
+        cluster: ManagedCluster::default(),
+        pool: Some(ObservedPool {
+            name: "agentpool".into(),
+            count: Some(count),
+            autoscaling,
+            min_count: autoscaling.then_some(1),
+            max_count: autoscaling.then_some(10),
+        }),
+    })
+}
+
+/// A verified certificate with fingerprint `fp`.
+fn verified(fp: &str) -> VerifiedTls {
+    VerifiedTls {
+        material: TlsMaterial {
+            cert: "cert".into(),
+            key: "key".into(),
+            cname: "a.contoso.com".into(),
+        },
+        info: CertInfo {
+            sha256_fingerprint: fp.into(),
+            not_before: "2026-01-01T00:00:00Z".into(),
+            not_after: "2030-01-01T00:00:00Z".into(),
+            hostname: Some("a.contoso.com".into()),
+            dns_names: vec!["a.contoso.com".into()],
+        },
+    }
+}
 
 fn desired(create: bool) -> Desired {
     Desired {
@@ -41,6 +85,7 @@ fn desired(create: bool) -> Desired {
         max_retries: 3,
         deleting: false,
         generation: Some(1),
+        created: None,
     }
 }
 
@@ -83,10 +128,13 @@ impl WithRetries for ClusterStatus {
 
 fn obs(c: Option<ObservedCompute>) -> Observed {
     Observed {
+        cluster: if c.is_some() {
+            cluster(3, false)
+        } else {
+            Lookup::NotRead
+        },
         compute: c,
-        agent_count: Some(3),
-        aks_exists: None,
-        secret_fingerprint: None,
+        ..Observed::default()
     }
 }
 
@@ -108,19 +156,49 @@ fn decide_table() {
         tls_enabled: true,
         ..compute(AzState::Succeeded)
     };
+    // A failure a retry may fix.
     let failed = ObservedCompute {
         errors: vec![(
-            "BadArgument".into(),
-            "Agent cores Cluster should have at least 12 cores to operate.".into(),
+            "InternalServerError".into(),
+            "An internal server error occurred.".into(),
         )],
         ..compute(AzState::Failed)
+    };
+    // A failure a retry reproduces.
+    let unsupported = ObservedCompute {
+        attached: true,
+        errors: vec![(
+            "BadRequest".into(),
+            "Specified kubernetes version 1.24.9 is not supported. Supported versions are between 1.29.0 - 1.31.2".into(),
+        )],
+        ..compute(AzState::Failed)
+    };
+    let upgraded = |version: &str| {
+        let mut c = ManagedCluster::default();
+        c.properties.kubernetes_version = Some(version.into());
+        Observed {
+            cluster: Lookup::Found(ObservedCluster {
+                id: AKS.parse().expect("id"),
+                cluster: c,
+                pool: None,
+            }),
+            ..obs(Some(unsupported.clone()))
+        }
+    };
+    let attached_at = |version: &str| ClusterStatus {
+        kubernetes_version: Some(version.into()),
+        ..owned(&desired(false), Phase::Attaching)
+    };
+    let autoscaled = |c: ObservedCompute| Observed {
+        cluster: cluster(3, true),
+        ..obs(Some(c))
     };
     let attached_failed = ObservedCompute {
         attached: true,
         ..failed.clone()
     };
     let rotated_secret = |fp: &str| Observed {
-        secret_fingerprint: Some(fp.into()),
+        user_tls: Some(Ok(verified(fp))),
         ..obs(Some(tls_on.clone()))
     };
     let sent = |d: &Desired, fp: &str| ClusterStatus {
@@ -221,7 +299,7 @@ fn decide_table() {
             "created compute detached outside, cluster still there: reattach it",
             ic.clone(),
             Observed {
-                aks_exists: Some(true),
+                cluster: cluster(3, false),
                 ..obs(None)
             },
             ready(&ic),
@@ -231,7 +309,7 @@ fn decide_table() {
             "created compute deleted outside with its cluster: create again",
             ic.clone(),
             Observed {
-                aks_exists: Some(false),
+                cluster: Lookup::Missing,
                 ..obs(None)
             },
             ready(&ic),
@@ -241,7 +319,7 @@ fn decide_table() {
             "attachment removed outside: attach again (through the checks)",
             ca.clone(),
             Observed {
-                aks_exists: Some(true),
+                cluster: cluster(3, false),
                 ..obs(None)
             },
             ready(&ca),
@@ -386,6 +464,78 @@ fn decide_table() {
             },
         ),
         (
+            "failed for a cause a retry reproduces: stall at once, no detach",
+            ca.clone(),
+            upgraded("1.24.9"),
+            attached_at("1.24.9"),
+            Action::Stall(Stall::new("UnsupportedKubernetesVersion", "m")),
+        ),
+        (
+            "... the cluster was upgraded since: detach and attach again",
+            ca.clone(),
+            upgraded("1.30.4"),
+            attached_at("1.24.9"),
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Attaching,
+            },
+        ),
+        (
+            "... the spec changed since: try again",
+            ca.clone(),
+            upgraded("1.24.9"),
+            ClusterStatus {
+                observed_generation: Some(0),
+                ..attached_at("1.24.9")
+            },
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Attaching,
+            },
+        ),
+        (
+            "3 machines required: stall at once",
+            ic.clone(),
+            obs(Some(ObservedCompute {
+                errors: vec![(
+                    "BadArgument".into(),
+                    "At least 3 machine(s) are required for cluster with purpose 'FastProd'. Available machine(s) : 2".into(),
+                )],
+                ..compute(AzState::Failed)
+            })),
+            owned(&ic, Phase::Creating),
+            Action::Stall(Stall::new("InsufficientNodes", "m")),
+        ),
+        (
+            "autoscaler on: agentCount not enforced",
+            scaled.clone(),
+            autoscaled(compute(AzState::Succeeded)),
+            ready(&ic),
+            Action::Ready,
+        ),
+        (
+            "autoscaler on: the description is still applied",
+            with(&|d| {
+                d.description = Some("scoring".into());
+                if let Flavor::Create { agent_count, .. } = &mut d.flavor {
+                    *agent_count = 5
+                }
+            }),
+            autoscaled(compute(AzState::Succeeded)),
+            ready(&ic),
+            Action::UpdateInPlace,
+        ),
+        (
+            "adopted out of sync: reattach",
+            ca.clone(),
+            obs(Some(tls_on.clone())),
+            ClusterStatus {
+                reattach_required: Some("adopted".into()),
+                ..ready(&ca)
+            },
+            Action::BackupTls,
+        ),
+        (
             "failed: retries exhausted",
             ic.clone(),
             obs(Some(failed.clone())),
@@ -431,7 +581,11 @@ fn decide_table() {
             scaled.clone(),
             obs(Some(compute(AzState::Succeeded))),
             ready(&ic),
-            Action::Scale { from: 3, to: 5 },
+            Action::Scale {
+                pool: "agentpool".into(),
+                from: 3,
+                to: 5,
+            },
         ),
         (
             "ILB in place",
@@ -459,18 +613,14 @@ fn decide_table() {
             custom.clone(),
             obs(Some(tls_on.clone())),
             ready(&ic),
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            },
+            Action::BackupTls,
         ),
         (
             "purpose change: reattach",
             new_purpose.clone(),
             obs(Some(tls_on.clone())),
             ready(&ic),
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            },
+            Action::BackupTls,
         ),
         (
             "reattach annotation",
@@ -491,9 +641,7 @@ fn decide_table() {
             custom.clone(),
             rotated_secret("bbbb"),
             sent(&custom, "aaaa"),
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            },
+            Action::BackupTls,
         ),
         (
             "custom cert unchanged (case-insensitive hex)",
@@ -525,9 +673,7 @@ fn decide_table() {
             ic.clone(),
             obs(Some(tls_on.clone())),
             owned(&ic, Phase::BackingUpTls),
-            Action::BackupTls {
-                then: Phase::Reattaching,
-            },
+            Action::BackupTls,
         ),
         (
             "resume detach after crash",
@@ -575,7 +721,7 @@ fn decide_table() {
             "delete: then the AKS cluster",
             deleting(DeletionPolicy::Delete, true),
             Observed {
-                aks_exists: Some(true),
+                cluster: cluster(3, false),
                 ..obs(None)
             },
             ClusterStatus {
@@ -588,7 +734,7 @@ fn decide_table() {
             "delete: AKS gone",
             deleting(DeletionPolicy::Delete, true),
             Observed {
-                aks_exists: Some(false),
+                cluster: Lookup::Missing,
                 ..obs(None)
             },
             ClusterStatus {
@@ -609,9 +755,7 @@ fn decide_table() {
             deleting(DeletionPolicy::Detach, false),
             obs(Some(tls_on.clone())),
             ready(&ca),
-            Action::BackupTls {
-                then: Phase::Detaching,
-            },
+            Action::BackupTls,
         ),
         (
             "detach: after backup",
@@ -637,7 +781,7 @@ fn decide_table() {
     ];
     let mut failures = Vec::new();
     for (row, d, o, s, expected) in rows {
-        let got = decide(&d, &o, &s);
+        let got = choose(&d, &o, &s);
         let same = match (&got, &expected) {
             (Action::Stall(a), Action::Stall(b)) => a.reason == b.reason && !a.message.is_empty(),
             (a, b) => a == b,
@@ -701,5 +845,485 @@ fn node_count_is_read_only_when_not_known_to_match() {
     for (i, (why, st, want)) in cases.into_iter().enumerate() {
         let d = if i == 5 { desired(false) } else { d.clone() };
         assert_eq!(needs_node_count(&d, &st), want, "{why}");
+    }
+}
+
+/// Which write a plan holds, as a short name (bodies are checked by the scenario tests).
+fn write_name(w: &Option<Write>) -> &'static str {
+    match w {
+        None => "-",
+        Some(Write::PutCompute { kind, .. }) => match kind {
+            OperationKind::Create => "PutCompute(Create)",
+            OperationKind::Attach => "PutCompute(Attach)",
+            OperationKind::Update => "PutCompute(Update)",
+            _ => "PutCompute(?)",
+        },
+        Some(Write::DeleteCompute { action, .. }) => match action {
+            UnderlyingResourceAction::Delete => "DeleteCompute(Delete)",
+            UnderlyingResourceAction::Detach => "DeleteCompute(Detach)",
+        },
+        Some(Write::ScalePool { .. }) => "ScalePool",
+        Some(Write::DeleteManagedCluster { .. }) => "DeleteManagedCluster",
+        Some(Write::BackUpTls {
+            purpose: BackupPurpose::BeforeDetach { .. },
+            ..
+        }) => "BackUpTls(BeforeDetach)",
+        Some(Write::BackUpTls {
+            purpose: BackupPurpose::Opportunistic,
+            ..
+        }) => "BackUpTls(Opportunistic)",
+    }
+}
+
+/// What the create/attach checks find in a healthy subscription.
+fn provisionable(c: Option<ObservedCompute>) -> Observed {
+    Observed {
+        provision: Some(crate::engine::observe::ProvisionFacts {
+            workspace_location: Some("eastus".into()),
+            vm_vcpus: Some(("eastus".into(), Some(4))),
+            pool_vcpus: vec![(3, Some(4))],
+            ..Default::default()
+        }),
+        cluster: cluster(3, false),
+        ..obs(c)
+    }
+}
+
+/// Every `Write` variant and every phase transition, each reached from a row: (row,
+/// desired, observed, status, expected write, expected phase once the plan is saved).
+#[test]
+fn plan_table() {
+    let ic = desired(true);
+    let ca = desired(false);
+    let tls = |mut d: Desired| {
+        d.tls = TlsSpec {
+            mode: TlsMode::Auto,
+            leaf_domain_label: Some("contoso".into()),
+            ..Default::default()
+        };
+        d
+    };
+    let tls_on = ObservedCompute {
+        tls_enabled: true,
+        ..compute(AzState::Succeeded)
+    };
+    let deleting = |mut d: Desired, policy: DeletionPolicy| {
+        d.deleting = true;
+        d.deletion_policy = policy;
+        d
+    };
+    let regen = |mut d: Desired| {
+        d.generation = Some(2);
+        d
+    };
+    let failed = ObservedCompute {
+        errors: vec![("InternalServerError".into(), "x".into())],
+        ..compute(AzState::Failed)
+    };
+    let cfg = EngineConfig::default();
+    // An attachment of a cluster in the workspace's subscription (the checks pass).
+    let ca = {
+        let mut d = ca;
+        d.flavor = Flavor::Attach {
+            aks_id: AKS.replace(
+                "/subscriptions/s/",
+                "/subscriptions/00000000-0000-0000-0000-000000000000/",
+            ),
+        };
+        d
+    };
+    let raw = |o: Observed| Observed {
+        compute_raw: Some(crate::azure::model::ComputeResource::default()),
+        ..o
+    };
+    let rows: Vec<(&str, Desired, Observed, ClusterStatus, &str, Phase)> = vec![
+        (
+            "create",
+            ic.clone(),
+            provisionable(None),
+            ClusterStatus::default(),
+            "PutCompute(Create)",
+            Phase::Creating,
+        ),
+        (
+            "attach",
+            ca.clone(),
+            provisionable(None),
+            ClusterStatus::default(),
+            "PutCompute(Attach)",
+            Phase::Attaching,
+        ),
+        (
+            "created",
+            ic.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Creating),
+            "-",
+            Phase::Ready,
+        ),
+        (
+            "attached",
+            ca.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ca, Phase::Attaching),
+            "-",
+            Phase::Ready,
+        ),
+        (
+            "description in place",
+            with_description(&ic),
+            raw(obs(Some(compute(AzState::Succeeded)))),
+            owned(&ic, Phase::Ready),
+            "PutCompute(Update)",
+            Phase::Updating,
+        ),
+        (
+            "updated",
+            ic.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Updating),
+            "-",
+            Phase::Ready,
+        ),
+        (
+            "scale",
+            with_agents(&ic, 5),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Ready),
+            "ScalePool",
+            Phase::Scaling,
+        ),
+        (
+            "scaled",
+            ic.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Scaling),
+            "-",
+            Phase::Ready,
+        ),
+        (
+            "purpose change, TLS on: back up first",
+            regen(ClusterPurposeChange::devtest(tls(ca.clone()))),
+            obs(Some(tls_on.clone())),
+            owned(&tls(ca.clone()), Phase::Ready),
+            "BackUpTls(BeforeDetach)",
+            Phase::BackingUpTls,
+        ),
+        (
+            "purpose change, TLS off: detach",
+            regen(ClusterPurposeChange::devtest(ca.clone())),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ca, Phase::Ready),
+            "DeleteCompute(Detach)",
+            Phase::Detaching,
+        ),
+        (
+            "backed up: detach",
+            tls(ca.clone()),
+            obs(Some(tls_on.clone())),
+            owned(&tls(ca.clone()), Phase::Detaching),
+            "DeleteCompute(Detach)",
+            Phase::Detaching,
+        ),
+        (
+            "detached: attach again",
+            ca.clone(),
+            provisionable(None),
+            owned(&ca, Phase::Reattaching),
+            "PutCompute(Attach)",
+            Phase::Reattaching,
+        ),
+        (
+            "reattached",
+            ca.clone(),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ca, Phase::Reattaching),
+            "-",
+            Phase::Ready,
+        ),
+        (
+            "TLS served, never backed up",
+            tls(ic.clone()),
+            obs(Some(tls_on.clone())),
+            ClusterStatus {
+                aks_resource_id: Some(AKS.into()),
+                ..owned(&tls(ic.clone()), Phase::Ready)
+            },
+            "BackUpTls(Opportunistic)",
+            Phase::Ready,
+        ),
+        (
+            "failed create: delete it",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            owned(&ic, Phase::Creating),
+            "DeleteCompute(Delete)",
+            Phase::Creating,
+        ),
+        (
+            "failed after serving: detach it",
+            ic.clone(),
+            obs(Some(failed.clone())),
+            owned(&ic, Phase::Ready),
+            "DeleteCompute(Detach)",
+            Phase::Reattaching,
+        ),
+        (
+            "delete",
+            deleting(ic.clone(), DeletionPolicy::Delete),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ic, Phase::Ready),
+            "DeleteCompute(Delete)",
+            Phase::Deleting,
+        ),
+        (
+            "delete after a reattach: the cluster directly",
+            deleting(ic.clone(), DeletionPolicy::Delete),
+            Observed {
+                cluster: cluster(3, false),
+                ..obs(None)
+            },
+            ClusterStatus {
+                is_attached_compute: Some(true),
+                ..owned(&ic, Phase::Deleting)
+            },
+            "DeleteManagedCluster",
+            Phase::Deleting,
+        ),
+        (
+            "detach on delete",
+            deleting(ca.clone(), DeletionPolicy::Detach),
+            obs(Some(compute(AzState::Succeeded))),
+            owned(&ca, Phase::Ready),
+            "DeleteCompute(Detach)",
+            Phase::Deleting,
+        ),
+        (
+            "gone",
+            deleting(ca.clone(), DeletionPolicy::Detach),
+            obs(None),
+            owned(&ca, Phase::Deleting),
+            "-",
+            Phase::Deleting,
+        ),
+        (
+            "busy",
+            ic.clone(),
+            obs(Some(compute(AzState::Busy))),
+            owned(&ic, Phase::Creating),
+            "-",
+            Phase::Creating,
+        ),
+        (
+            "stall keeps a new resource Pending",
+            ic.clone(),
+            obs(None),
+            ClusterStatus::default(),
+            "-",
+            Phase::Pending,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (row, d, o, s, write, phase) in rows {
+        let plan = decide(&d, &o, &s, &cfg);
+        let got = (
+            write_name(&plan.write),
+            plan.status.phase.unwrap_or_default(),
+        );
+        if got != (write, phase) {
+            failures.push(format!("{row}: expected {write} in {phase:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn with_description(d: &Desired) -> Desired {
+    let mut d = d.clone();
+    d.description = Some("scoring".into());
+    d
+}
+
+fn with_agents(d: &Desired, n: i32) -> Desired {
+    let mut d = d.clone();
+    if let Flavor::Create { agent_count, .. } = &mut d.flavor {
+        *agent_count = n;
+    }
+    d
+}
+
+struct ClusterPurposeChange;
+
+impl ClusterPurposeChange {
+    fn devtest(mut d: Desired) -> Desired {
+        d.purpose = ClusterPurpose::DevTest;
+        d
+    }
+}
+
+/// The transitions that follow a write's result: the pure completion of a plan.
+#[test]
+fn settle_table() {
+    let ca = desired(false);
+    let cfg = EngineConfig::default();
+    let handle = OperationHandle {
+        kind: OperationKind::Detach,
+        style: crate::azure::LroStyle::AsyncOperation,
+        url: "https://management.azure.com/op".into(),
+        retry_after: Some(Duration::from_secs(7)),
+    };
+    let tls_on = ObservedCompute {
+        tls_enabled: true,
+        ..compute(AzState::Succeeded)
+    };
+    let mut purpose = ca.clone();
+    purpose.purpose = ClusterPurpose::DevTest;
+    purpose.generation = Some(2);
+    let status = ClusterStatus {
+        aks_resource_id: Some(AKS.into()),
+        ..owned(&ca, Phase::Ready)
+    };
+    let o = obs(Some(compute(AzState::Succeeded)));
+    // Detach on the way to a reattach: Reattaching once Azure accepted it.
+    let plan = decide(&purpose, &o, &status, &cfg);
+    assert_eq!(plan.status.phase, Some(Phase::Detaching));
+    let done = settle(
+        &purpose,
+        &o,
+        plan.clone(),
+        Ok(Done::Started(Some(handle.clone()))),
+        &cfg,
+    );
+    assert_eq!(done.status.phase, Some(Phase::Reattaching));
+    assert_eq!(
+        done.status.operation.as_ref().map(|op| op.kind),
+        Some(OperationKind::Detach)
+    );
+    assert_eq!(
+        done.requeue,
+        Some(Duration::from_secs(7)),
+        "Azure's Retry-After"
+    );
+    // The same write refused with 403: a stall, no operation, no timer.
+    let forbidden = crate::azure::error::ApiError::from_response(
+        "compute.delete",
+        reqwest::StatusCode::FORBIDDEN,
+        br#"{"error":{"code":"AuthorizationFailed","message":"no"}}"#,
+        Default::default(),
+        None,
+    );
+    let refused = settle(
+        &purpose,
+        &o,
+        plan,
+        Err(WriteFailure::Azure(forbidden.into())),
+        &cfg,
+    );
+    assert!(refused.status.operation.is_none());
+    assert_eq!(refused.requeue, None);
+    assert!(
+        matches!(&refused.verdict, Some(Verdict::Stall(s)) if s.reason == "AuthorizationFailed")
+    );
+    // Backup before a detach: Detaching once the certificate is verified.
+    let o = obs(Some(tls_on));
+    let mut tls = purpose.clone();
+    tls.tls = TlsSpec {
+        mode: TlsMode::Auto,
+        leaf_domain_label: Some("contoso".into()),
+        ..Default::default()
+    };
+    let plan = decide(&tls, &o, &status, &cfg);
+    assert_eq!(plan.status.phase, Some(Phase::BackingUpTls));
+    let info = verified("ab".repeat(32).as_str()).info;
+    let done = settle(&tls, &o, plan.clone(), Ok(Done::BackedUp { info }), &cfg);
+    assert_eq!(done.status.phase, Some(Phase::Detaching));
+    assert_eq!(done.requeue, Some(Duration::ZERO));
+    assert!(done.events.iter().any(|e| e.reason == "TLSBackedUp"));
+    // A backup that cannot be taken, no certificate held elsewhere: never detach.
+    let failed = settle(
+        &tls,
+        &o,
+        plan,
+        Err(WriteFailure::Tls(TlsError::BackupFailed(
+            "private cluster".into(),
+        ))),
+        &cfg,
+    );
+    assert_eq!(failed.status.phase, Some(Phase::BackingUpTls));
+    assert!(
+        failed
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.reason == "TLSBackupFailed" && c.status == "True")
+    );
+}
+
+/// The claim precedence rule, the same in `amlops run`, the demo, the bench and the tests.
+#[test]
+fn claims_precedence() {
+    let d = {
+        let mut d = desired(true);
+        d.created = Some("2026-01-02T00:00:00Z".parse().unwrap());
+        d
+    };
+    let other = |owns: bool, created: &str, name: &str| crate::engine::store::Claim {
+        key: crate::engine::ObjKey {
+            name: name.into(),
+            ..d.key()
+        },
+        compute_id: d.compute_id(),
+        aks_id: None,
+        owns,
+        created: created.parse().ok(),
+    };
+    let cases = [
+        ("older", other(false, "2026-01-01T00:00:00Z", "x"), true),
+        ("newer", other(false, "2026-01-03T00:00:00Z", "x"), false),
+        (
+            "newer but owns its compute",
+            other(true, "2026-01-03T00:00:00Z", "x"),
+            true,
+        ),
+        (
+            "same time, name first",
+            other(false, "2026-01-02T00:00:00Z", "a"),
+            true,
+        ),
+        (
+            "same time, name after",
+            other(false, "2026-01-02T00:00:00Z", "z"),
+            false,
+        ),
+    ];
+    for (why, claim, wins) in cases {
+        assert_eq!(
+            crate::engine::checks::takes_precedence(&claim, &d),
+            wins,
+            "{why}"
+        );
+        let stalls = crate::engine::checks::check_claims(&d, std::slice::from_ref(&claim)).is_err();
+        assert_eq!(stalls, wins, "{why}");
+    }
+}
+
+#[test]
+fn auto_host_names_match_their_label() {
+    let cases = [
+        ("contoso123456.eastus.cloudapp.azure.com", "contoso", true),
+        ("Contoso123456.eastus.cloudapp.azure.com", "contoso", true),
+        ("contoso123456.eastus.cloudapp.azure.com", "CONTOSO", true),
+        // Another label that starts like this one.
+        (
+            "contosoweb123456.eastus.cloudapp.azure.com",
+            "contoso",
+            false,
+        ),
+        ("contoso12345.eastus.cloudapp.azure.com", "contoso", false),
+        ("fabrikam123456.eastus.cloudapp.azure.com", "contoso", false),
+        ("scoring.contoso.com", "scoring", false),
+        ("123456.eastus.cloudapp.azure.com", "", false),
+    ];
+    for (host, label, want) in cases {
+        assert_eq!(same_label(host, label), want, "{host} / {label}");
     }
 }

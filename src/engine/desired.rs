@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::azure::{AzureError, ResourceId};
 use crate::crd::{
     ADOPT_ANNOTATION, ClusterAttachment, ClusterPurpose, DeletionPolicy, InferenceCluster,
     LoadBalancerSpec, NetworkSpec, REATTACH_ANNOTATION, ReattachPolicy, TlsSpec, WorkspaceRef,
@@ -67,6 +68,9 @@ pub struct Desired {
     pub deleting: bool,
     /// metadata.generation.
     pub generation: Option<i64>,
+    /// metadata.creationTimestamp: who was there first when two resources claim the same
+    /// compute or cluster ([`super::checks::takes_precedence`]).
+    pub created: Option<jiff::Timestamp>,
 }
 
 fn annotations(meta: &kube::core::ObjectMeta) -> (Option<String>, bool) {
@@ -78,11 +82,12 @@ fn annotations(meta: &kube::core::ObjectMeta) -> (Option<String>, bool) {
     )
 }
 
-/// ARM id of a managed cluster in `subscription`.
+/// ARM id of a managed cluster in `subscription` (empty when the names cannot form one;
+/// admission refuses such names).
 pub fn aks_id(subscription: &str, resource_group: &str, name: &str) -> String {
-    format!(
-        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.ContainerService/managedClusters/{name}"
-    )
+    ResourceId::managed_cluster(subscription, resource_group, name)
+        .map(|id| id.to_string())
+        .unwrap_or_default()
 }
 
 impl Desired {
@@ -117,6 +122,7 @@ impl Desired {
             max_retries: s.max_retries.max(0) as u32,
             deleting: o.metadata.deletion_timestamp.is_some(),
             generation: o.metadata.generation,
+            created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
         }
     }
 
@@ -155,6 +161,7 @@ impl Desired {
             max_retries: s.max_retries.max(0) as u32,
             deleting: o.metadata.deletion_timestamp.is_some(),
             generation: o.metadata.generation,
+            created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
         }
     }
 
@@ -168,17 +175,40 @@ impl Desired {
     }
 
     /// ARM id of the workspace.
-    pub fn workspace_id(&self) -> String {
+    ///
+    /// # Errors
+    /// `Config` when the spec's names cannot form an id (admission refuses them).
+    pub fn workspace_resource_id(&self) -> Result<ResourceId, AzureError> {
         let w = &self.workspace;
-        format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
-            w.subscription_id, w.resource_group, w.name
-        )
+        ResourceId::workspace(&w.subscription_id, &w.resource_group, &w.name)
     }
 
     /// ARM id of the compute.
+    ///
+    /// # Errors
+    /// `Config` when the spec's names cannot form an id (admission refuses them).
+    pub fn compute_resource_id(&self) -> Result<ResourceId, AzureError> {
+        let w = &self.workspace;
+        ResourceId::compute(
+            &w.subscription_id,
+            &w.resource_group,
+            &w.name,
+            &self.compute_name,
+        )
+    }
+
+    /// [`Self::workspace_resource_id`] as text (empty when invalid).
+    pub fn workspace_id(&self) -> String {
+        self.workspace_resource_id()
+            .map(|id| id.to_string())
+            .unwrap_or_default()
+    }
+
+    /// [`Self::compute_resource_id`] as text (empty when invalid).
     pub fn compute_id(&self) -> String {
-        format!("{}/computes/{}", self.workspace_id(), self.compute_name)
+        self.compute_resource_id()
+            .map(|id| id.to_string())
+            .unwrap_or_default()
     }
 
     /// Hash of what only a (re)attach can change: purpose and TLS. Stored in

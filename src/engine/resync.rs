@@ -690,7 +690,7 @@ mod tests {
             status: ClusterStatus {
                 phase: Some(phase),
                 operation: op.then(|| OperationStatus {
-                    kind: "Create".into(),
+                    kind: crate::azure::OperationKind::Create,
                     url: "https://x".into(),
                     style: None,
                     started_at: None,
@@ -699,6 +699,7 @@ mod tests {
             },
             requeue,
             finished: false,
+            verdict: None,
         };
         let ten = Some(Duration::from_secs(600));
         let five = Some(Duration::from_secs(5));

@@ -30,7 +30,8 @@ impl std::fmt::Display for ObjKey {
     }
 }
 
-/// What another CR claims in Azure (for conflict checks).
+/// What another CR claims in Azure, with the facts the precedence rule needs
+/// ([`super::checks::takes_precedence`]: it owns its compute, or was there first).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     /// The claiming CR.
@@ -39,15 +40,22 @@ pub struct Claim {
     pub compute_id: String,
     /// ARM id of the AKS cluster it attaches, if any.
     pub aks_id: Option<String>,
+    /// Its status records a compute it created or attached (`status.computeId`).
+    pub owns: bool,
+    /// Its creationTimestamp.
+    pub created: Option<jiff::Timestamp>,
 }
 
 impl Claim {
-    /// What `d` claims: its compute and, for an attachment, its AKS cluster.
+    /// What `d` claims: its compute and, for an attachment, its AKS cluster (`owns`
+    /// false: the store that lists claims knows the statuses).
     pub fn of(d: &Desired) -> Self {
         Self {
             key: d.key(),
             compute_id: d.compute_id(),
             aks_id: attach_target(d).map(str::to_string),
+            owns: false,
+            created: d.created,
         }
     }
 
@@ -106,7 +114,11 @@ pub trait KubeStore: Send + Sync {
     fn emit(&self, event: Event) -> impl Future<Output = ()> + Send;
     /// Claims of the other CRs that contend with `d` ([`Claim::contends_with`] its
     /// [`claim_target`]): only those, so that a check costs no copy of every sibling's claim.
+    /// All of them, whoever was first: `decide` applies the precedence rule.
     fn claims(&self, d: &Desired) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+    /// How many resources the operator manages in `subscription` (the steady-state resync
+    /// spreads their reads over ARM's budget).
+    fn resources_in_subscription(&self, subscription: &str) -> usize;
 }
 
 #[derive(Default)]
@@ -178,12 +190,27 @@ impl KubeStore for MemoryStore {
     async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
         let key = d.key();
         let (compute, aks) = claim_target(d);
-        Ok(self
-            .lock()
+        let inner = self.lock();
+        Ok(inner
             .claims
             .iter()
             .filter(|c| c.key != key && c.contends_with(&compute, aks))
-            .cloned()
+            .map(|c| Claim {
+                owns: c.owns
+                    || inner
+                        .statuses
+                        .get(&c.key)
+                        .is_some_and(|s| s.compute_id.is_some()),
+                ..c.clone()
+            })
             .collect())
+    }
+    fn resources_in_subscription(&self, subscription: &str) -> usize {
+        let prefix = format!("/subscriptions/{subscription}/").to_ascii_lowercase();
+        self.lock()
+            .claims
+            .iter()
+            .filter(|c| c.compute_id.to_ascii_lowercase().starts_with(&prefix))
+            .count()
     }
 }

@@ -1,6 +1,8 @@
 //! CustomResourceDefinitions: the kind a CRD defines, its server-owned status
 //! (NamesAccepted, Established) and serving its kind while it is Established.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::store::{
@@ -35,6 +37,11 @@ pub(crate) fn crd_type(crd: &Value) -> Result<TypeInfo, String> {
         .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(false))
         .filter_map(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
         .collect();
+    let schema = versions
+        .iter()
+        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .and_then(|v| v.pointer("/schema/openAPIV3Schema"))
+        .map(|s| Arc::new(s.clone()));
     let status_subresource = versions
         .iter()
         .any(|v| v.pointer("/subresources/status").is_some());
@@ -55,6 +62,7 @@ pub(crate) fn crd_type(crd: &Value) -> Result<TypeInfo, String> {
         custom: true,
         unconditional_update: false,
         served: false,
+        schema,
     })
 }
 
@@ -110,6 +118,11 @@ impl State {
         if let Ok(mut ty) = crd_type(crd) {
             let name = meta_str(crd, "name").unwrap_or_default();
             ty.served = !self.held_crds.contains(name);
+            // Objects stored before this schema get its defaults on their next read, with
+            // no new resourceVersion and no watch event (as from the real server's storage).
+            if let Some(objs) = self.objects.get_mut(&ty.key()) {
+                objs.values_mut().for_each(|o| ty.apply_defaults(o));
+            }
             self.types.insert(ty.key(), ty);
         }
     }

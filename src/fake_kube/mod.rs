@@ -40,6 +40,10 @@
 //!   first DELETE of an object with finalizers as the real registry does); the status
 //!   subresource split (main writes keep `.status`, `/status` writes change only `.status`);
 //!   no-op writes produce no new resourceVersion and no watch event.
+//! - Structural defaulting of custom resources from the CRD's storage-version schema
+//!   (`defaults.rs`): on create and update, and for objects stored before the CRD changed
+//!   (the real server's defaulting on read); a status subresource's `status` dropped on
+//!   create comes back with its default, as it does from the real server.
 //! - Errors are `metav1.Status` bodies with the real reasons and codes. JSON patch `test` of
 //!   a missing path against `null` passes (as the API server's json-patch library does;
 //!   kube-runtime's finalizer helper relies on it). Secrets fold `stringData` into `data`.
@@ -49,7 +53,7 @@
 //!   ([`FakeApiServer::compact`], [`FakeApiServer::expire_watches`]).
 //!
 //! # Not emulated
-//! - Admission: no OpenAPI schema validation, CEL `x-kubernetes-validations`, defaulting,
+//! - Admission: no OpenAPI schema validation, CEL `x-kubernetes-validations`,
 //!   pruning of unknown fields, webhooks, RBAC or authentication (any request is allowed).
 //! - Server-side apply field ownership is approximated without `managedFields`: the applied
 //!   configuration is deep-merged (maps merge, lists are atomic); fields a manager applied
@@ -68,6 +72,7 @@
 
 mod apply;
 mod crd;
+mod defaults;
 mod errors;
 mod http;
 mod patch;

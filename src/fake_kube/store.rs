@@ -45,9 +45,20 @@ pub(crate) struct TypeInfo {
     pub unconditional_update: bool,
     /// False while the defining CRD is not Established: requests answer 404.
     pub served: bool,
+    /// The storage version's `openAPIV3Schema` of a CRD-defined kind, for its defaults
+    /// (see `defaults.rs`; all versions share one store here).
+    pub schema: Option<Arc<Value>>,
 }
 
 impl TypeInfo {
+    /// The CRD's structural defaults, as the API server applies them to a request body and
+    /// to every object it reads from storage (so stored objects here always carry them).
+    pub fn apply_defaults(&self, obj: &mut Value) {
+        if let Some(schema) = &self.schema {
+            super::defaults::apply(schema, obj);
+        }
+    }
+
     pub fn key(&self) -> TypeKey {
         (self.group.clone(), self.plural.clone())
     }
@@ -91,6 +102,7 @@ impl TypeInfo {
             custom: false,
             unconditional_update: !is_crd,
             served: true,
+            schema: None,
         }
     }
 }
@@ -500,6 +512,8 @@ impl State {
             // (A CRD's status is then filled in by the server below.)
             set_or_remove(&mut obj, "status", None);
         }
+        // Request and storage-read defaulting: the latter re-creates a defaulted `status`.
+        ty.apply_defaults(&mut obj);
         let m = meta_mut(&mut obj);
         for f in [
             "uid",
@@ -726,6 +740,7 @@ impl State {
         };
         new["apiVersion"] = old.get("apiVersion").cloned().unwrap_or(Value::Null);
         new["kind"] = json!(ty.kind);
+        ty.apply_defaults(&mut new);
         validate_meta(ty, &new)?;
         normalize_builtin(ty, &mut new);
         if is_terminating(old) {

@@ -16,7 +16,8 @@ STALLED_REASONS = [
     "InvalidSpec", "ComputeExists", "AlreadyAttached", "UnsupportedKubernetesVersion",
     "InsufficientVCPUs", "NameConflict", "SecretNotFound", "InvalidCertificate",
     "TLSBackupFailed", "WorkspaceNotFound", "AksClusterNotFound", "ComputeFailed",
-    "CredentialsRefForbidden",
+    "CredentialsRefForbidden", "AuthorizationFailed", "AzureRejected", "InsufficientNodes",
+    "VMSizeNotAllowed", "QuotaExceeded", "InvalidConfiguration",
 ]
 METRICS = [
     "amlops_reconciles_total", "amlops_reconcile_duration_seconds", "amlops_arm_requests_total",

@@ -183,14 +183,23 @@ impl World {
                     if until(&o.status, o.finished) {
                         return o.status;
                     }
-                    let wait = o.requeue.unwrap_or(Duration::from_millis(20));
-                    tokio::time::sleep(wait.min(Duration::from_millis(20))).await;
+                    // Polls and resyncs are shortened; the wait after an Azure failure is
+                    // Azure's Retry-After, honoured as the controller does.
+                    let wait = match o.verdict.as_ref().and_then(|v| v.after()) {
+                        Some(after) => {
+                            last_error = Some(format!("{:?}", o.verdict));
+                            after
+                        }
+                        None => o
+                            .requeue
+                            .unwrap_or(Duration::from_millis(20))
+                            .min(Duration::from_millis(20)),
+                    };
+                    tokio::time::sleep(wait).await;
                 }
                 Err(e) => {
-                    // The controller's error policy honours Azure's Retry-After.
-                    let wait = e.retry_after().unwrap_or(Duration::from_millis(20));
                     last_error = Some(e.to_string());
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }

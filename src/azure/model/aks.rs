@@ -129,6 +129,16 @@ pub struct AgentPoolProfile {
     /// Provisioning state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<String>,
+    /// Whether the cluster autoscaler manages the node count (AKS then refuses a manual
+    /// `count` change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_auto_scaling: Option<bool>,
+    /// Autoscaler lower bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<i32>,
+    /// Autoscaler upper bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<i32>,
 }
 
 /// `apiServerAccessProfile` (subset).

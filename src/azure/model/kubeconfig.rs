@@ -87,6 +87,24 @@ impl KubeconfigSecret {
             .is_some_and(|a| a.exec.is_some())
     }
 
+    /// The `kube::Config` of [`Self::client_with_token`]: the kubeconfig's cluster, `token`
+    /// as its only credential.
+    ///
+    /// # Errors
+    /// [`AzureError::Config`] when the kubeconfig cannot be used.
+    pub async fn config_with_token(
+        &self,
+        context: Option<&str>,
+        token: &crate::azure::Secret,
+    ) -> Result<kube::Config, AzureError> {
+        let mut config = self.to_kube_config(context).await?;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.expose().to_owned().into()),
+            ..Default::default()
+        };
+        Ok(config)
+    }
+
     /// A `kube::Client` for the kubeconfig's cluster (server, CA) that authenticates with
     /// the bearer `token` instead of the kubeconfig's user. For Entra-ID-only AKS clusters:
     /// their user kubeconfig runs `kubelogin`, an external binary the operator's image does
@@ -100,11 +118,7 @@ impl KubeconfigSecret {
         context: Option<&str>,
         token: &crate::azure::Secret,
     ) -> Result<kube::Client, AzureError> {
-        let mut config = self.to_kube_config(context).await?;
-        config.auth_info = kube::config::AuthInfo {
-            token: Some(token.expose().to_owned().into()),
-            ..Default::default()
-        };
+        let config = self.config_with_token(context, token).await?;
         kube::Client::try_from(config)
             .map_err(|e| AzureError::Config(format!("cannot build a Kubernetes client: {e}")))
     }
@@ -210,5 +224,37 @@ mod tests {
         );
         let e = bad.parse().unwrap_err();
         assert!(!e.to_string().contains("tok-secret-1"), "{e}");
+    }
+
+    /// The user kubeconfig AKS returns for a cluster with Entra ID integration runs
+    /// `kubelogin`; the operator replaces that user with its own bearer token, so the
+    /// client it builds never needs the binary.
+    #[tokio::test]
+    async fn an_exec_plugin_user_is_replaced_by_a_bearer_token() {
+        let cluster = "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n";
+        let exec = KubeconfigSecret::new(format!(
+            "apiVersion: v1\nkind: Config\n{cluster}users: [{{name: u, user: {{exec: {{apiVersion: client.authentication.k8s.io/v1beta1, command: kubelogin, args: [get-token, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630], interactiveMode: Never}}}}}}]"
+        ));
+        let token = KubeconfigSecret::new(format!(
+            "apiVersion: v1\nkind: Config\n{cluster}users: [{{name: u, user: {{token: t}}}}]"
+        ));
+        assert!(exec.uses_exec_plugin());
+        assert!(!token.uses_exec_plugin());
+        // Without the replacement the exec plugin would be configured; with it, a token.
+        let config = exec.to_kube_config(None).await.unwrap();
+        assert!(config.auth_info.exec.is_some());
+        let secret = crate::azure::Secret::new("entra-token");
+        let replaced = exec.config_with_token(None, &secret).await.unwrap();
+        assert!(replaced.auth_info.exec.is_none(), "kubelogin is never run");
+        assert!(
+            replaced.auth_info.token.is_some(),
+            "the bearer token is the credential"
+        );
+        assert!(
+            !format!("{replaced:?}").contains("entra-token"),
+            "never printed"
+        );
+        assert_eq!(replaced.cluster_url, config.cluster_url);
+        assert!(exec.client_with_token(None, &secret).await.is_ok());
     }
 }
