@@ -1551,7 +1551,19 @@ async fn token_buckets_report_refuse_and_refill() {
     let r = ctx.get(&q(&compute("x"), MLS)).await;
     assert_eq!(r.status, 404);
     assert_eq!(header(&r, "reads"), Some(4));
-    // Another principal spends the global bucket: refused although ours is full.
+    // Another principal spends the global bucket: refused although ours is full. (A slow
+    // refill here, or a loaded machine would see a global token back — 150/s — before the
+    // next GET.)
+    ctx.emu
+        .set_throttling(amlops::emulator::Throttling::enforced(
+            amlops::emulator::ThrottleModel::TokenBucket(amlops::emulator::TokenBuckets {
+                reads: amlops::emulator::throttle::BucketFigures {
+                    bucket: 5.0,
+                    refill_per_second: 0.01,
+                },
+                ..Default::default()
+            }),
+        ));
     ctx.emu.take_tokens(
         amlops::emulator::DEFAULT_SUBSCRIPTION,
         amlops::emulator::throttle::Class::Reads,
