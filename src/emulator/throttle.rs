@@ -616,7 +616,7 @@ mod tests {
     #[test]
     fn config_round_trips() {
         let yaml = "default: {model: hourly, readsPerHour: 100, writesPerHour: 10}\nsubscriptions:\n  sub-a: {model: tokenBucket}\n  sub-b: {model: tokenBucket, reads: {bucket: 20, refillPerSecond: 2}}\nenforce: true\n";
-        let t: Throttling = serde_yaml::from_str(yaml).unwrap();
+        let t: Throttling = serde_saphyr::from_str(yaml).unwrap();
         assert!(t.enforce);
         assert_eq!(
             t.default_model,
