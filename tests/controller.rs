@@ -223,6 +223,12 @@ async fn create_to_ready_then_delete_with_the_finalizer_held_until_azure_confirm
         assert_eq!(condition(&o, t).unwrap()["status"], s, "{t}");
     }
     assert_eq!(o["status"]["phase"], "Ready");
+    // The resource gauges follow the watch (a scrape walks no cache).
+    let ready_gauge = "amlops_resources{kind=\"InferenceCluster\",phase=\"Ready\"} 1";
+    wait_until("the Ready gauge", Duration::from_secs(10), || {
+        running.metrics.encode().contains(ready_gauge)
+    })
+    .await;
     // The finalizer patch precedes every status write (and status precedes Azure writes).
     let reqs = w.fake.requests();
     let fin = reqs
@@ -305,6 +311,14 @@ async fn create_to_ready_then_delete_with_the_finalizer_held_until_azure_confirm
         "{body}"
     );
     assert!(body.contains("amlops_leader 1"), "{body}");
+    assert!(
+        !body.contains("amlops_resources{kind=\"InferenceCluster\""),
+        "a deleted resource is counted in no phase: {body}"
+    );
+    assert!(
+        body.contains("amlops_inflight_operations{kind=\"InferenceCluster\"} 0"),
+        "{body}"
+    );
     w.assert_rbac_covers_everything();
     stop.send(true).unwrap();
     running.join().await.unwrap();
