@@ -85,6 +85,7 @@ impl World {
                 busy_poll: Duration::from_millis(100),
                 retry_base: Duration::from_millis(100),
                 resync: throttling.policy(resync),
+                backup_namespace: Some("amlops-system".into()),
                 ..EngineConfig::default()
             },
             backoff: Backoff {
@@ -225,6 +226,12 @@ async fn create_to_ready_then_delete_with_the_finalizer_held_until_azure_confirm
         assert_eq!(condition(&o, t).unwrap()["status"], s, "{t}");
     }
     assert_eq!(o["status"]["phase"], "Ready");
+    // The resource gauges follow the watch (a scrape walks no cache).
+    let ready_gauge = "amlops_resources{kind=\"InferenceCluster\",phase=\"Ready\"} 1";
+    wait_until("the Ready gauge", Duration::from_secs(10), || {
+        running.metrics.encode().contains(ready_gauge)
+    })
+    .await;
     // The finalizer patch precedes every status write (and status precedes Azure writes).
     let reqs = w.fake.requests();
     let fin = reqs
@@ -307,6 +314,14 @@ async fn create_to_ready_then_delete_with_the_finalizer_held_until_azure_confirm
         "{body}"
     );
     assert!(body.contains("amlops_leader 1"), "{body}");
+    assert!(
+        !body.contains("amlops_resources{kind=\"InferenceCluster\""),
+        "a deleted resource is counted in no phase: {body}"
+    );
+    assert!(
+        body.contains("amlops_inflight_operations{kind=\"InferenceCluster\"} 0"),
+        "{body}"
+    );
     w.assert_rbac_covers_everything();
     stop.send(true).unwrap();
     running.join().await.unwrap();
@@ -986,4 +1001,209 @@ async fn an_object_deleted_while_failing_leaves_no_backoff_behind() {
     assert_eq!(w.azure_writes(), 0);
     stop.send(true).unwrap();
     running.join().await.unwrap();
+}
+
+const SUB: &str = "00000000-0000-0000-0000-000000000000";
+
+fn attachment(ns: &str, name: &str, aks: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "workspace": {"subscriptionId": SUB, "resourceGroup": "ml-rg", "name": "ml-ws"},
+        "aksCluster": {"resourceId": format!("/subscriptions/{SUB}/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/{aks}")},
+        "clusterPurpose": "DevTest",
+        "deletionPolicy": "Detach",
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({"apiVersion": AV, "kind": "ClusterAttachment",
+           "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+fn namespace_gone(w: &World, ns: &str) -> bool {
+    w.fake.get("v1", "Namespace", None, ns).is_none()
+}
+
+/// Deleting a whole namespace (issue: Kubernetes-side cases, 1). The namespace controller
+/// deletes the `credentialsRef` Secret before the custom resources our finalizer holds,
+/// and a terminating namespace refuses new Secrets. The deletion completes, with Azure
+/// handled per `deletionPolicy`:
+/// - team-a: the credentials Secret is gone and the operator (started afterwards, as after
+///   a restart) does not remember its identity: the attachment that owns a compute is
+///   detached with the operator's own identity; the one that never reached Azure is let go
+///   with no Azure call;
+/// - team-b: a TLS attachment under `Detach`: its backup cannot be written in the dying
+///   namespace and goes to the operator's namespace, then the compute is detached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_completes_with_the_credentials_secret_gone_first_and_a_tls_backup_elsewhere()
+ {
+    let w = World::new().await;
+    w.emu.seed_aks_cluster(
+        SUB,
+        amlops::emulator::ClusterSeed {
+            resource_group: "aks-rg".into(),
+            name: "devb".into(),
+            ..Default::default()
+        },
+    );
+    for ns in ["team-a", "team-b", "amlops-system"] {
+        w.fake
+            .put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+            .unwrap();
+    }
+    // team-a, as an earlier operator left it: an attached compute recorded in status.
+    w.fake
+        .put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "azure", "namespace": "team-a"},
+                    "stringData": {"clientId": "a", "clientSecret": "s3cr3t-value", "tenantId": "t"}}))
+        .unwrap();
+    let owned = attachment(
+        "team-a",
+        "owned",
+        "dev",
+        json!({"credentialsRef": {"name": "azure"}}),
+    );
+    let d = amlops::controller::Kind::ClusterAttachment
+        .desired(&serde_json::from_value(owned.clone()).unwrap())
+        .unwrap();
+    let arm = amlops::azure::ArmClient::new(w.arm()).unwrap();
+    let compute = d.compute_resource_id().unwrap();
+    let body = amlops::engine::body::provision_body(&d, "eastus", None, None);
+    if let amlops::azure::LroStart::Started(h) = arm
+        .put_compute(&compute, &body, amlops::azure::OperationKind::Attach)
+        .await
+        .unwrap()
+    {
+        arm.wait_for(&h, Duration::from_secs(10)).await.unwrap();
+    }
+    for (name, mut obj) in [
+        ("owned", owned),
+        (
+            "never",
+            attachment(
+                "team-a",
+                "never",
+                "dev",
+                json!({"credentialsRef": {"name": "azure"}}),
+            ),
+        ),
+    ] {
+        obj["metadata"]["finalizers"] = json!([FINALIZER]);
+        w.fake.put(obj.clone()).unwrap();
+        if name == "owned" {
+            obj["status"] = json!({"phase": "Ready", "computeId": compute.canonical(),
+                                   "aksResourceId": d_aks(&obj), "isAttachedCompute": true});
+            w.fake.put_status(obj).unwrap();
+        }
+    }
+    w.emu.clear_requests();
+    w.fake
+        .delete("v1", "Namespace", None, "team-a")
+        .unwrap()
+        .expect("terminating while the finalizers hold");
+    assert!(
+        w.fake
+            .get("v1", "Secret", Some("team-a"), "azure")
+            .is_none(),
+        "the Secret goes first"
+    );
+    let refused = w.fake.put(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "late", "namespace": "team-a"}, "stringData": {"a": "b"}}));
+    let refused = refused.expect_err("no new Secret in a terminating namespace");
+    assert_eq!(refused.code, 403);
+    assert!(
+        refused.message.ends_with(
+            "unable to create new content in namespace team-a because it is being terminated"
+        ),
+        "{}",
+        refused.message
+    );
+
+    let (running, stop) = w.operator("solo", None).await;
+    wait_until("team-a gone", Duration::from_secs(30), || {
+        namespace_gone(&w, "team-a")
+    })
+    .await;
+    let log = w.emu.requests();
+    let detaches: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with("/computes/owned"))
+        .collect();
+    assert_eq!(detaches.len(), 1, "{log:#?}");
+    assert!(
+        detaches[0]
+            .query
+            .contains("underlyingResourceAction=Detach")
+    );
+    assert!(
+        log.iter()
+            .all(|r| r.method != "PUT" && !r.path.contains("/computes/never")),
+        "the resource that never reached Azure costs no Azure call: {log:#?}"
+    );
+    assert!(w.emu.state().compute("owned").is_none());
+    assert!(
+        w.emu.state().cluster("dev").is_some(),
+        "Detach keeps the cluster"
+    );
+
+    // team-b: a TLS attachment under Detach, reconciled to Ready by this operator.
+    w.fake
+        .put(attachment(
+            "team-b",
+            "scoring",
+            "devb",
+            json!({"tls": {"mode": "Auto", "leafDomainLabel": "teamb"}}),
+        ))
+        .unwrap();
+    wait_until(
+        "team-b Ready with its certificate backed up",
+        Duration::from_secs(30),
+        || {
+            let o = w.obj("ClusterAttachment", "team-b", "scoring");
+            is(&o, "Ready")
+                && o.is_some_and(|o| o["status"]["tls"]["sha256Fingerprint"].is_string())
+        },
+    )
+    .await;
+    let fingerprint = w.obj("ClusterAttachment", "team-b", "scoring").unwrap()["status"]["tls"]
+        ["sha256Fingerprint"]
+        .clone();
+    w.emu.clear_requests();
+    w.fake.delete("v1", "Namespace", None, "team-b").unwrap();
+    wait_until("team-b gone", Duration::from_secs(30), || {
+        namespace_gone(&w, "team-b")
+    })
+    .await;
+    let kept = w
+        .fake
+        .get(
+            "v1",
+            "Secret",
+            Some("amlops-system"),
+            "team-b.scoring-tls-backup",
+        )
+        .expect("the backup went to the operator's namespace");
+    let pem = kept["data"]["tls.crt"].as_str().expect("certificate");
+    assert!(!pem.is_empty());
+    assert!(fingerprint.is_string());
+    let log = w.emu.requests();
+    let detaches: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with("/computes/scoring"))
+        .collect();
+    assert_eq!(detaches.len(), 1, "{log:#?}");
+    assert!(
+        detaches[0]
+            .query
+            .contains("underlyingResourceAction=Detach")
+    );
+    assert!(
+        w.emu.state().cluster("devb").is_some(),
+        "Detach keeps the cluster"
+    );
+    w.assert_rbac_covers_everything();
+    stop.send(true).unwrap();
+    running.join().await.unwrap();
+}
+
+fn d_aks(obj: &Value) -> Value {
+    obj["spec"]["aksCluster"]["resourceId"].clone()
 }

@@ -77,6 +77,16 @@ impl Credentials {
         &self.default
     }
 
+    /// The client last built from Secret `namespace/name`, whatever has become of the
+    /// Secret since (kept in memory while the process runs).
+    pub fn remembered(&self, namespace: &str, name: &str) -> Option<ArmClient> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|(_, c)| c.clone())
+    }
+
     /// The client `obj` must use, or why it cannot go on.
     pub async fn client_for(
         &self,

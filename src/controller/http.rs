@@ -1,7 +1,6 @@
 //! `/healthz`, `/readyz` and `/metrics` (axum). Loopback unless told otherwise.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -26,10 +25,8 @@ pub enum Readiness {
 pub struct Probes {
     /// Current readiness.
     pub ready: watch::Receiver<Readiness>,
-    /// Metrics, and a hook refreshing the gauges computed from the caches.
+    /// Metrics (the resource gauges follow the watch events: a scrape only encodes).
     pub metrics: Metrics,
-    /// Called before each scrape to recount resources per phase.
-    pub refresh: Arc<dyn Fn() + Send + Sync>,
 }
 
 async fn healthz() -> &'static str {
@@ -44,7 +41,6 @@ async fn readyz(State(p): State<Probes>) -> impl IntoResponse {
 }
 
 async fn metrics(State(p): State<Probes>) -> impl IntoResponse {
-    (p.refresh)();
     (
         [(
             header::CONTENT_TYPE,

@@ -300,6 +300,23 @@ impl ApiStore {
     }
 }
 
+/// The `action` of an event: `Reconcile/` and a digest of its note.
+///
+/// events.k8s.io series (and kube-runtime's `Recorder`, which keys them by type, reason,
+/// action and object) keep the note of the *first* event: a later "retrying in 8s",
+/// "(2/3)" or "phase Creating → Ready" with the same reason would only bump the count of an
+/// event that still says "retrying in 4s", and `kubectl describe` would show stale text.
+/// With the note in the action, every distinct note is an event of its own and a series
+/// counts only repetitions of exactly what its note says.
+pub fn occurrence_action(note: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    // In-process only (the Recorder's cache lives as long as the process), so the std
+    // hasher's stability across Rust versions does not matter.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    note.hash(&mut h);
+    format!("Reconcile/{:016x}", h.finish())
+}
+
 /// Resources per (lower-cased) subscription, and when they were counted.
 type Counted = (Instant, HashMap<String, usize>);
 
@@ -356,6 +373,7 @@ impl KubeStore for ApiStore {
     }
 
     async fn emit(&self, event: Event) {
+        let note = truncate(&event.message, MAX_NOTE);
         let ev = KubeEvent {
             type_: if event.warning {
                 EventType::Warning
@@ -363,8 +381,8 @@ impl KubeStore for ApiStore {
                 EventType::Normal
             },
             reason: truncate(&event.reason, 128),
-            note: Some(truncate(&event.message, MAX_NOTE)),
-            action: "Reconcile".into(),
+            action: occurrence_action(&note),
+            note: Some(note),
             secondary: None,
         };
         if let Err(e) = self
@@ -521,6 +539,72 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Delete(back));
         assert!(claims("b").await.is_empty());
         assert_eq!(store.parsed.lock().unwrap().entries.len(), 1, "forgotten");
+    }
+
+    /// events.k8s.io series keep their first note: each distinct note is its own event
+    /// (its text is what `kubectl describe` shows), and only exact repetitions count in a
+    /// series.
+    #[tokio::test]
+    async fn event_notes_describe_the_occurrence_they_count() {
+        let fake = crate::fake_kube::FakeApiServer::start().await.unwrap();
+        let client = fake.client();
+        let recorder = Recorder::new(client.clone(), Reporter::from("amlops"));
+        let store = ApiStore::new(client, recorder, Vec::new());
+        let emit = async |reason: &str, message: &str| {
+            store
+                .emit(Event {
+                    key: key("a"),
+                    warning: true,
+                    reason: reason.into(),
+                    message: message.into(),
+                })
+                .await
+        };
+        emit("ReconcileError", "kubernetes: 500 (retrying in 4s)").await;
+        emit("ReconcileError", "kubernetes: 500 (retrying in 8s)").await;
+        emit("ReconcileError", "kubernetes: 500 (retrying in 8s)").await;
+        emit(
+            "RetryingFailedCompute",
+            "compute a failed; deleting it and trying again (1/3)",
+        )
+        .await;
+        emit(
+            "RetryingFailedCompute",
+            "compute a failed; deleting it and trying again (2/3)",
+        )
+        .await;
+        let events = fake.events("ml");
+        let mut seen: Vec<(String, i64)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["note"].as_str().unwrap_or_default().to_string(),
+                    e["series"]["count"].as_i64().unwrap_or(1),
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "compute a failed; deleting it and trying again (1/3)".to_string(),
+                    1
+                ),
+                (
+                    "compute a failed; deleting it and trying again (2/3)".to_string(),
+                    1
+                ),
+                ("kubernetes: 500 (retrying in 4s)".to_string(), 1),
+                ("kubernetes: 500 (retrying in 8s)".to_string(), 2),
+            ],
+            "{events:#?}"
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e["reportingController"] == "amlops" && e["regarding"]["name"] == "a")
+        );
     }
 
     #[tokio::test]

@@ -2,8 +2,9 @@
 //! Every label value comes from a bounded set: kinds, results, static ARM operation names,
 //! status classes and phases — never resource names or error texts.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -81,6 +82,19 @@ pub struct Metrics {
     inflight: Family<KindLabel, Gauge>,
     resources: Family<KindPhase, Gauge>,
     leader: Gauge<i64, AtomicI64>,
+    /// What each cached resource counts in `resources` and `inflight`, by (kind,
+    /// namespace/name): the gauges move one object at a time as the watch reports it, so a
+    /// scrape walks nothing.
+    counted: Arc<Mutex<HashMap<(&'static str, String), ResourceState>>>,
+}
+
+/// What one resource counts in the per-phase and in-flight gauges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceState {
+    /// `status.phase` (`Pending` when there is none yet).
+    pub phase: String,
+    /// `status.operation` is set: an Azure operation is being polled.
+    pub inflight: bool,
 }
 
 impl Default for Metrics {
@@ -163,6 +177,7 @@ impl Metrics {
             inflight,
             resources,
             leader,
+            counted: Arc::default(),
         }
     }
 
@@ -184,29 +199,72 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
-    /// Replaces the per-phase and in-flight gauges with a fresh count, `(kind, phase,
-    /// operation in flight)` per resource.
-    pub fn set_resources<'a>(&self, items: impl IntoIterator<Item = (&'a str, &'a str, bool)>) {
-        self.resources.clear();
-        self.inflight.clear();
-        for kind in ["InferenceCluster", "ClusterAttachment"] {
+    fn counted(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String), ResourceState>> {
+        self.counted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves `state` of one resource into (or out of) the gauges.
+    fn count(&self, kind: &'static str, state: &ResourceState, delta: i64) {
+        let labels = KindPhase {
+            kind: kind.into(),
+            phase: state.phase.clone(),
+        };
+        let left = self.resources.get_or_create(&labels).inc_by(delta) + delta;
+        if left <= 0 {
+            // A phase no resource is in any more is not exported (no stale series).
+            self.resources.remove(&labels);
+        }
+        if state.inflight {
             self.inflight
                 .get_or_create(&KindLabel { kind: kind.into() })
-                .set(0);
+                .inc_by(delta);
         }
-        for (kind, phase, inflight) in items {
-            self.resources
-                .get_or_create(&KindPhase {
-                    kind: kind.into(),
-                    phase: phase.into(),
-                })
-                .inc();
-            if inflight {
-                self.inflight
-                    .get_or_create(&KindLabel { kind: kind.into() })
-                    .inc();
-            }
+    }
+
+    /// One resource was listed, added or changed (`Some`), or deleted (`None`): the
+    /// per-phase and in-flight gauges follow, with no walk of the other resources.
+    pub fn resource(&self, kind: &'static str, name: &str, state: Option<ResourceState>) {
+        let mut counted = self.counted();
+        let key = (kind, name.to_string());
+        let before = match &state {
+            Some(s) => counted.insert(key, s.clone()),
+            None => counted.remove(&key),
+        };
+        if before == state {
+            return;
         }
+        // Every kind's in-flight gauge is exported, 0 included.
+        drop(
+            self.inflight
+                .get_or_create(&KindLabel { kind: kind.into() }),
+        );
+        if let Some(b) = &before {
+            self.count(kind, b, -1);
+        }
+        if let Some(s) = &state {
+            self.count(kind, s, 1);
+        }
+    }
+
+    /// After a re-list: forgets the resources of `kind` that `live` no longer has
+    /// (deleted while the watch was down: no `Delete` event came for them).
+    pub fn retain_resources(&self, kind: &'static str, live: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self
+            .counted()
+            .keys()
+            .filter(|(k, name)| *k == kind && !live(name))
+            .map(|(_, name)| name.clone())
+            .collect();
+        for name in gone {
+            self.resource(kind, &name, None);
+        }
+    }
+
+    /// Forgets every resource (the leadership term ended: its caches are gone).
+    pub fn clear_resources(&self) {
+        self.counted().clear();
+        self.resources.clear();
+        self.inflight.clear();
     }
 
     /// The Prometheus text exposition.
@@ -288,10 +346,8 @@ mod tests {
             duration: Duration::from_millis(3),
             throttled: true,
         });
-        m.set_resources([
-            ("InferenceCluster", "Ready", false),
-            ("ClusterAttachment", "Attaching", true),
-        ]);
+        m.resource("InferenceCluster", "ml/a", Some(state("Ready", false)));
+        m.resource("ClusterAttachment", "ml/b", Some(state("Attaching", true)));
         m.set_leader(true);
         let text = m.encode();
         for needle in [
@@ -309,12 +365,53 @@ mod tests {
         }
     }
 
+    fn state(phase: &str, inflight: bool) -> ResourceState {
+        ResourceState {
+            phase: phase.into(),
+            inflight,
+        }
+    }
+
+    fn gauge(text: &str, series: &str) -> Option<i64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The gauges move one resource at a time: a change moves it between phases, a
+    /// repeated event changes nothing, a deletion and a re-list forget it, and a phase no
+    /// resource is in any more is not exported.
     #[test]
-    fn a_recount_forgets_phases_no_longer_present() {
+    fn gauges_follow_each_resource() {
         let m = Metrics::new();
-        m.set_resources([("InferenceCluster", "Creating", true)]);
-        m.set_resources([("InferenceCluster", "Ready", false)]);
-        let text = m.encode();
-        assert!(!text.contains("phase=\"Creating\""), "{text}");
+        let ic = "InferenceCluster";
+        let ready = r#"amlops_resources{kind="InferenceCluster",phase="Ready"}"#;
+        let creating = r#"amlops_resources{kind="InferenceCluster",phase="Creating"}"#;
+        let inflight = r#"amlops_inflight_operations{kind="InferenceCluster"}"#;
+        m.resource(ic, "ml/a", Some(state("Creating", true)));
+        m.resource(ic, "ml/b", Some(state("Creating", true)));
+        m.resource(ic, "ml/b", Some(state("Creating", true)));
+        let t = m.encode();
+        assert_eq!(
+            (gauge(&t, creating), gauge(&t, inflight)),
+            (Some(2), Some(2)),
+            "{t}"
+        );
+        m.resource(ic, "ml/a", Some(state("Ready", false)));
+        let t = m.encode();
+        assert_eq!(
+            (gauge(&t, creating), gauge(&t, ready), gauge(&t, inflight)),
+            (Some(1), Some(1), Some(1)),
+            "{t}"
+        );
+        m.resource(ic, "ml/b", None);
+        let t = m.encode();
+        assert_eq!(gauge(&t, creating), None, "no stale phase: {t}");
+        assert_eq!(gauge(&t, inflight), Some(0), "{t}");
+        m.resource(ic, "ml/c", Some(state("Ready", false)));
+        m.retain_resources(ic, |name| name == "ml/c");
+        assert_eq!(gauge(&m.encode(), ready), Some(1));
+        m.clear_resources();
+        assert_eq!(gauge(&m.encode(), ready), None);
     }
 }

@@ -115,6 +115,11 @@ pub struct RunArgs {
     /// This replica's identity in the Lease and in Events (default: POD_NAME, else the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// The operator's own namespace, where the TLS backup of a resource goes when its
+    /// namespace is being deleted (default: POD_NAMESPACE; unset: such a backup is skipped
+    /// with a Warning).
+    #[arg(long, env = "AMLOPS_BACKUP_NAMESPACE")]
+    pub backup_namespace: Option<String>,
     /// Namespace of the `azuremlfessl` Secret on the AKS clusters.
     #[arg(long, env = "AMLOPS_TLS_NAMESPACE", default_value = "default")]
     pub tls_namespace: String,
@@ -183,6 +188,11 @@ impl RunArgs {
             concurrency: self.concurrency,
             engine: EngineConfig {
                 tls_namespace: self.tls_namespace.clone(),
+                backup_namespace: self
+                    .backup_namespace
+                    .clone()
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .filter(|s| !s.is_empty()),
                 resync: self.throttling.policy(self.resync),
                 busy_poll: self.busy_poll,
                 azureml_versions: std::sync::Arc::new(AzureMlVersions::new(Some(

@@ -12,6 +12,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
+use crate::azure::ArmClient;
 use crate::crd::{ClusterStatus, FINALIZER};
 use crate::engine::conditions::record_stall;
 use crate::engine::resync::ResyncPolicy;
@@ -193,6 +194,40 @@ async fn stall(ctx: &Ctx, obj: &DynamicObject, s: Stall) -> Result<Action, Recon
     Ok(Action::await_change())
 }
 
+/// The identity that applies the `deletionPolicy` of a resource whose `credentialsRef`
+/// Secret is gone (deleting a namespace deletes its Secrets before the custom resources
+/// that our finalizer holds, and a terminating namespace takes no new Secret): the
+/// identity last built from that Secret, remembered in memory; after an operator restart,
+/// the operator's own identity, with a Warning. `None` when the resource never wrote to
+/// Azure (`status.computeId` unset): there is nothing to clean up.
+async fn deletion_identity(ctx: &Ctx, obj: &DynamicObject) -> Option<ArmClient> {
+    status_of(obj).compute_id.as_ref()?;
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj
+        .data
+        .pointer("/spec/credentialsRef/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Some(c) = ctx.shared.credentials.remembered(&ns, name) {
+        tracing::info!(object = %key_of(ctx.kind, obj), "credentialsRef Secret gone: deleting with the identity it held");
+        return Some(c);
+    }
+    let message = format!(
+        "credentialsRef Secret {ns}/{name} is gone and its identity is not remembered (the operator restarted): applying deletionPolicy with the operator's own identity"
+    );
+    tracing::warn!(object = %key_of(ctx.kind, obj), "{message}");
+    // In a terminating namespace the API server refuses this event too (logged).
+    ctx.store
+        .emit(Event {
+            key: key_of(ctx.kind, obj),
+            warning: true,
+            reason: "CredentialsSecretGone".into(),
+            message,
+        })
+        .await;
+    Some(ctx.shared.credentials.default_client().clone())
+}
+
 /// Adds or removes our finalizer with a JSON patch guarded by a `test` of the current list,
 /// so a concurrent change by someone else fails (409/422) instead of being overwritten.
 /// Not `kube::runtime::finalizer`: that helper removes the finalizer as soon as its cleanup
@@ -268,6 +303,17 @@ async fn reconcile_inner(
     };
     let arm = match shared.credentials.client_for(obj, &ctx.store).await {
         Ok(c) => c,
+        Err(s) if deleting && s.reason == "SecretNotFound" => {
+            match deletion_identity(ctx, obj).await {
+                Some(c) => c,
+                None => {
+                    // Nothing of this resource reached Azure: nothing to clean up there.
+                    set_finalizer(ctx, obj, false).await?;
+                    ctx.store.forget(&key_of(ctx.kind, obj));
+                    return Ok((Action::await_change(), ReconcileResult::Success));
+                }
+            }
+        }
         Err(s) => return Ok((stall(ctx, obj, s).await?, ReconcileResult::Stalled)),
     };
     if !deleting && !has_finalizer {

@@ -3,7 +3,7 @@
 //! reconciles finish first, then (on shutdown) the Lease is released for the next replica.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,9 +25,10 @@ use crate::engine::EngineConfig;
 use super::credentials::Credentials;
 use super::http::{self, Probes, Readiness};
 use super::kinds::Kind;
+use super::kinds::object_name;
 use super::kube_store::ApiStore;
 use super::leader::{Elector, Leadership, LeaseConfig};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, ResourceState};
 use super::reconciler::{self, Backoff, Ctx, Shared};
 
 /// Everything `amlops run` is configured with.
@@ -117,16 +118,9 @@ impl Operator {
         let shared = self.shared.clone();
         let (ready_tx, ready_rx) = watch::channel(Readiness::NotReady("leadership unknown"));
         let (lead_tx, lead_rx) = watch::channel(Leadership::Unknown);
-        let slot: Arc<Mutex<Option<ApiStore>>> = Arc::default();
-        let refresh = {
-            let slot = slot.clone();
-            let metrics = metrics.clone();
-            Arc::new(move || refresh_gauges(&metrics, &slot))
-        };
         let probes = Probes {
             ready: ready_rx.clone(),
             metrics: metrics.clone(),
-            refresh,
         };
         let (http_stop_tx, http_stop_rx) = watch::channel(false);
         let (addr, http_task) =
@@ -144,7 +138,7 @@ impl Operator {
         };
         let lead_for_task = lead_rx.clone();
         let task = tokio::spawn(async move {
-            self.main_loop(lead_for_task, stop, ready_tx, slot).await;
+            self.main_loop(lead_for_task, stop, ready_tx).await;
             // Only now, with every reconcile finished, may another replica take over.
             let _ = elect_stop_tx.send(true);
             if let Some(task) = elector {
@@ -175,7 +169,6 @@ impl Operator {
         mut lead: watch::Receiver<Leadership>,
         mut stop: watch::Receiver<bool>,
         ready: watch::Sender<Readiness>,
-        slot: Arc<Mutex<Option<ApiStore>>>,
     ) {
         loop {
             tokio::select! {
@@ -210,9 +203,10 @@ impl Operator {
                     let _ = term_tx.send(true);
                 })
             };
-            self.term(term_rx, &ready, &slot).await;
+            self.term(term_rx, &ready).await;
             ender.abort();
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            // The term's caches are gone: so are the resources they counted.
+            self.shared.metrics.clear_resources();
             self.shared.metrics.set_leader(false);
             if *stop.borrow() {
                 break;
@@ -270,12 +264,7 @@ impl Operator {
     }
 
     /// One leadership term: both controllers until `term` turns true.
-    async fn term(
-        &self,
-        mut term: watch::Receiver<bool>,
-        ready: &watch::Sender<Readiness>,
-        slot: &Arc<Mutex<Option<ApiStore>>>,
-    ) {
+    async fn term(&self, mut term: watch::Receiver<bool>, ready: &watch::Sender<Readiness>) {
         ready.send_replace(Readiness::NotReady(
             "waiting for the CRDs to be established",
         ));
@@ -308,8 +297,24 @@ impl Operator {
                                 .get(&kind.object_ref(&key.namespace, &key.name))
                                 .is_some()
                         });
+                        shared.metrics.retain_resources(kind.name(), |name| {
+                            let (ns, name) = name.split_once('/').unwrap_or(("", name));
+                            cache.get(&kind.object_ref(ns, name)).is_some()
+                        });
                     }
-                    Ok(watcher::Event::Delete(obj)) => shared.forget_failures(kind, obj),
+                    Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                        shared.metrics.resource(
+                            kind.name(),
+                            &object_name(obj),
+                            Some(resource_state(obj)),
+                        );
+                    }
+                    Ok(watcher::Event::Delete(obj)) => {
+                        shared.forget_failures(kind, obj);
+                        shared
+                            .metrics
+                            .resource(kind.name(), &object_name(obj), None);
+                    }
                     _ => {}
                 })
                 .applied_objects()
@@ -329,7 +334,6 @@ impl Operator {
             recorder,
             parts.iter().map(|(k, r, _)| (*k, r.clone())).collect(),
         );
-        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(store.clone());
         let ready_tx = ready.clone();
         let mut synced_term = term.clone();
         let synced = tokio::spawn(async move {
@@ -415,27 +419,19 @@ fn log_controller_error<E: std::error::Error + 'static, R: std::fmt::Display>(
     }
 }
 
-fn refresh_gauges(metrics: &Metrics, slot: &Mutex<Option<ApiStore>>) {
-    let Some(store) = slot.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
-        metrics.set_resources(std::iter::empty());
-        return;
-    };
-    let objects = store.objects();
-    let rows: Vec<(&'static str, String, bool)> = objects
-        .iter()
-        .map(|(k, o)| {
-            let phase = o
-                .data
-                .pointer("/status/phase")
-                .and_then(|p| p.as_str())
-                .unwrap_or("Pending")
-                .to_string();
-            let inflight = o
-                .data
-                .pointer("/status/operation")
-                .is_some_and(|v| !v.is_null());
-            (k.name(), phase, inflight)
-        })
-        .collect();
-    metrics.set_resources(rows.iter().map(|(k, p, i)| (*k, p.as_str(), *i)));
+/// What `obj` counts in the per-phase and in-flight gauges (read from the one object a
+/// watch event carries, never from a walk of the caches).
+fn resource_state(obj: &DynamicObject) -> ResourceState {
+    ResourceState {
+        phase: obj
+            .data
+            .pointer("/status/phase")
+            .and_then(|p| p.as_str())
+            .unwrap_or("Pending")
+            .to_string(),
+        inflight: obj
+            .data
+            .pointer("/status/operation")
+            .is_some_and(|v| !v.is_null()),
+    }
 }

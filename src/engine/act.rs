@@ -8,7 +8,7 @@ use crate::tls::{self, TlsError};
 use super::desired::Desired;
 use super::plan::Write;
 use super::reconcile::Engine;
-use super::settle::{Done, WriteFailure};
+use super::settle::{Done, Stored, WriteFailure};
 use super::store::KubeStore;
 
 fn started<T>(start: LroStart<T>) -> Done {
@@ -19,6 +19,40 @@ fn started<T>(start: LroStart<T>) -> Done {
 }
 
 impl<S: KubeStore> Engine<S> {
+    /// The backup of a resource whose namespace is being deleted: into the operator's
+    /// namespace as `<namespace>.<secret>`, or nowhere (and why).
+    async fn backup_elsewhere(
+        &self,
+        d: &Desired,
+        secret: &str,
+        cert: &str,
+        key: &str,
+        source: &str,
+    ) -> Stored {
+        let Some(namespace) = self
+            .config
+            .backup_namespace
+            .clone()
+            .filter(|n| *n != d.namespace)
+        else {
+            return Stored::Skipped("no operator namespace (--backup-namespace) holds it".into());
+        };
+        let name = format!("{}.{secret}", d.namespace);
+        let backup = tls::backup_secret(&name, &namespace, cert, key, source);
+        match self.store.apply_secret(backup).await {
+            Ok(()) => {
+                tracing::info!(object = %d.key(), secret = %format!("{namespace}/{name}"), "namespace being deleted: TLS backup kept in the operator's namespace");
+                Stored::Elsewhere { namespace, name }
+            }
+            Err(e) => {
+                tracing::warn!(object = %d.key(), error = %e, "namespace being deleted: TLS backup skipped");
+                Stored::Skipped(format!(
+                    "the operator's namespace {namespace} refused it ({e})"
+                ))
+            }
+        }
+    }
+
     /// Execute `write`.
     pub(crate) async fn act(&self, d: &Desired, write: &Write) -> Result<Done, WriteFailure> {
         let azure = WriteFailure::Azure;
@@ -77,6 +111,7 @@ impl<S: KubeStore> Engine<S> {
                     .await
                     .map_err(WriteFailure::Tls)?;
                 let info = tls::verify_pair(&cert, &key).map_err(WriteFailure::Tls)?;
+                let mut stored = Stored::Here;
                 if *store {
                     let source = format!(
                         "{cluster}#{}/{}",
@@ -84,12 +119,19 @@ impl<S: KubeStore> Engine<S> {
                         tls::AZUREMLFESSL
                     );
                     let backup = tls::backup_secret(secret, &d.namespace, &cert, &key, &source);
-                    self.store
-                        .apply_secret(backup)
-                        .await
-                        .map_err(|e| WriteFailure::Tls(TlsError::BackupFailed(e.to_string())))?;
+                    match self.store.apply_secret(backup).await {
+                        Ok(()) => {}
+                        // The whole namespace is being deleted: it takes no new Secret, and
+                        // the deletion must not wait for one.
+                        Err(e) if d.deleting && e.namespace_terminating() => {
+                            stored = self.backup_elsewhere(d, secret, &cert, &key, &source).await;
+                        }
+                        Err(e) => {
+                            return Err(WriteFailure::Tls(TlsError::BackupFailed(e.to_string())));
+                        }
+                    }
                 }
-                Ok(Done::BackedUp { info })
+                Ok(Done::BackedUp { info, stored })
             }
         }
     }

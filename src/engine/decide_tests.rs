@@ -1234,7 +1234,16 @@ fn settle_table() {
     let plan = decide(&tls, &o, &status, &cfg);
     assert_eq!(plan.status.phase, Some(Phase::BackingUpTls));
     let info = verified("ab".repeat(32).as_str()).info;
-    let done = settle(&tls, &o, plan.clone(), Ok(Done::BackedUp { info }), &cfg);
+    let done = settle(
+        &tls,
+        &o,
+        plan.clone(),
+        Ok(Done::BackedUp {
+            info,
+            stored: crate::engine::settle::Stored::Here,
+        }),
+        &cfg,
+    );
     assert_eq!(done.status.phase, Some(Phase::Detaching));
     assert_eq!(done.requeue, Some(Duration::ZERO));
     assert!(done.events.iter().any(|e| e.reason == "TLSBackedUp"));

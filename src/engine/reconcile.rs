@@ -23,6 +23,10 @@ use super::versions::{AzureMlVersions, DEFAULT_AZUREML_VERSIONS};
 pub struct EngineConfig {
     /// Namespace of `azuremlfessl` on the AKS clusters.
     pub tls_namespace: String,
+    /// The operator's own namespace: where the TLS backup of a resource goes when its own
+    /// namespace is being deleted (Kubernetes refuses new Secrets there). `None`: such a
+    /// backup is skipped with a Warning.
+    pub backup_namespace: Option<String>,
     /// Steady-state resync of Ready resources (the base interval and the ARM read budget).
     pub resync: ResyncPolicy,
     /// How much faster than real time the clock runs (1 in `amlops run`; the benchmark
@@ -43,6 +47,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             tls_namespace: "default".into(),
+            backup_namespace: None,
             resync: ResyncPolicy::default(),
             time_scale: 1.0,
             busy_poll: Duration::from_secs(15),

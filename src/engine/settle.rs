@@ -26,7 +26,26 @@ pub enum Done {
     BackedUp {
         /// The certificate's facts.
         info: CertInfo,
+        /// Where the backup went.
+        stored: Stored,
     },
+}
+
+/// Where a verified backup went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// The resource's namespace (or nowhere, when it is the user's own Secret).
+    Here,
+    /// The resource is being deleted with its namespace (which refuses new Secrets): the
+    /// operator's namespace holds it, as Secret `name`.
+    Elsewhere {
+        /// The operator's namespace.
+        namespace: String,
+        /// `<resource namespace>.<backup name>`.
+        name: String,
+    },
+    /// Neither could hold it: why. A deletion goes on without it (never blocking).
+    Skipped(String),
 }
 
 /// Why a write failed.
@@ -79,10 +98,37 @@ pub fn settle(
             plan.requeue = Some(plan.after.requeue.unwrap_or(requeue));
             plan
         }
-        Ok(Done::BackedUp { info }) => {
+        Ok(Done::BackedUp { info, stored }) => {
             let Write::BackUpTls { secret, .. } = &write else {
                 return plan;
             };
+            let fp = info.sha256_fingerprint.get(..16).unwrap_or("");
+            if stored != Stored::Here {
+                plan.events.push(match &stored {
+                    Stored::Elsewhere { namespace, name } => Note::normal(
+                        "TLSBackedUp",
+                        format!(
+                            "certificate {fp} (expires {}) backed up to Secret {namespace}/{name}: namespace {} is being deleted",
+                            info.not_after, d.namespace
+                        ),
+                    ),
+                    _ => Note::warning(
+                        "TLSBackupSkipped",
+                        format!(
+                            "certificate {fp} (expires {}) not kept: namespace {} is being deleted and refuses new Secrets, and {}; deleting anyway so that the namespace deletion completes",
+                            info.not_after,
+                            d.namespace,
+                            match &stored {
+                                Stored::Skipped(why) => why.as_str(),
+                                _ => "",
+                            }
+                        ),
+                    ),
+                });
+                plan.set_phase(Phase::Detaching);
+                plan.requeue = Some(Duration::ZERO);
+                return plan;
+            }
             let fqdn = obs.compute.as_ref().and_then(|c| c.fqdn.clone());
             plan.status.tls = Some(TlsStatus {
                 mode: Some(d.tls.mode),

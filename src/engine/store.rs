@@ -94,6 +94,14 @@ pub struct Event {
 #[error("kubernetes: {0}")]
 pub struct StoreError(pub String);
 
+impl StoreError {
+    /// The API server refused to create an object because its namespace is being deleted
+    /// (its NamespaceLifecycle admission: "… because it is being terminated", HTTP 403).
+    pub fn namespace_terminating(&self) -> bool {
+        self.0.contains("because it is being terminated")
+    }
+}
+
 /// Kubernetes operations the engine needs.
 pub trait KubeStore: Send + Sync {
     /// Read a Secret of `namespace`.

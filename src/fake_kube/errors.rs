@@ -83,6 +83,20 @@ impl ApiError {
         Self::new(409, "Conflict", message.to_string())
     }
 
+    /// 403 for a create in a namespace being deleted: the words of the API server's
+    /// NamespaceLifecycle admission plugin.
+    pub fn namespace_terminating(ty: &TypeInfo, name: &str, ns: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                ty.resource()
+            ),
+        )
+        .about(ty, name)
+    }
+
     /// 422 Invalid.
     pub fn invalid(ty: &TypeInfo, name: &str, why: &str) -> Self {
         Self::new(

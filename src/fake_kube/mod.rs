@@ -47,6 +47,10 @@
 //! - Errors are `metav1.Status` bodies with the real reasons and codes. JSON patch `test` of
 //!   a missing path against `null` passes (as the API server's json-patch library does;
 //!   kube-runtime's finalizer helper relies on it). Secrets fold `stringData` into `data`.
+//! - Namespace deletion: DELETE of a Namespace marks it `Terminating`, deletes every object
+//!   in it (finalizers hold theirs), refuses creates in it with the API server's 403 "…
+//!   unable to create new content in namespace X because it is being terminated" (Events
+//!   included), and removes the Namespace once it is empty.
 //! - Test hooks: a request log ([`FakeApiServer::requests`]), fault injection
 //!   ([`Fault`]; note kube's client itself retries 429/503/504 up to 15 times, so use e.g.
 //!   500 or 409 to make a call fail), CRDs held back from Established, watch expiry
@@ -61,7 +65,8 @@
 //!   changed since; conflicts are only detected against other apply managers (never
 //!   against PUT/merge-patch writers). `managedFields` is never returned.
 //! - Strategic merge patch list strategies and directives; garbage collection
-//!   (`ownerReferences`, propagation policies); namespace existence/termination; graceful
+//!   (`ownerReferences`, propagation policies); namespace existence (objects may be created
+//!   in a namespace no Namespace object names); graceful
 //!   deletion periods; CRD deletion waits for nothing (its objects vanish at once); the two
 //!   Event APIs are separate stores; aggregated discovery; protobuf; resourceVersion
 //!   semantics of LIST (always the latest) and `continue` tokens are plain offsets; PUT

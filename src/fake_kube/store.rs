@@ -230,6 +230,11 @@ fn is_terminating(obj: &Value) -> bool {
     meta_str(obj, "deletionTimestamp").is_some()
 }
 
+/// The core/v1 Namespace kind.
+fn is_namespace(ty: &TypeInfo) -> bool {
+    ty.group.is_empty() && ty.plural == "namespaces"
+}
+
 fn set_or_remove(obj: &mut Value, key: &str, value: Option<Value>) {
     if let Value::Object(map) = obj {
         match value {
@@ -502,6 +507,9 @@ impl State {
                     "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
                 ),
             ));
+        }
+        if ty.namespaced && self.namespace_terminating(ns) {
+            return Err(ApiError::namespace_terminating(ty, &name, ns));
         }
         if self.get(ty, ns, &name).is_some() {
             return Err(ApiError::already_exists(ty, &name));
@@ -789,6 +797,89 @@ impl State {
         Ok(new)
     }
 
+    /// Namespace `ns` exists and is being deleted.
+    pub(crate) fn namespace_terminating(&self, ns: &str) -> bool {
+        self.objects
+            .get(&(String::new(), "namespaces".to_string()))
+            .and_then(|m| m.get(&(String::new(), ns.to_string())))
+            .is_some_and(is_terminating)
+    }
+
+    /// DELETE of a Namespace, as the API server and its namespace controller do it: the
+    /// namespace is marked (deletionTimestamp, `spec.finalizers: [kubernetes]`, phase
+    /// `Terminating`), every object in it is deleted (objects with finalizers only get
+    /// their deletionTimestamp), creates in it are refused from now on, and the namespace
+    /// goes once nothing is left in it.
+    fn delete_namespace(
+        &mut self,
+        ty: &TypeInfo,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Deleted, ApiError> {
+        let old = self.existing(ty, "", name)?;
+        if is_terminating(&old) || dry_run {
+            return Ok(Deleted::Terminating(old));
+        }
+        let mut new = old.clone();
+        meta_mut(&mut new).insert("deletionTimestamp".into(), json!(now()));
+        new["spec"] = json!({"finalizers": ["kubernetes"]});
+        new["status"] = json!({"phase": "Terminating"});
+        let rv = self.next_rv();
+        meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
+        self.objects
+            .entry(ty.key())
+            .or_default()
+            .insert((String::new(), name.to_string()), new.clone());
+        self.emit(ty, "", ChangeKind::Modified, Some(old), new.clone());
+        let contents: Vec<(TypeInfo, String)> = self
+            .objects
+            .iter()
+            .filter_map(|(k, objs)| Some((self.types.get(k)?.clone(), objs)))
+            .filter(|(t, _)| t.namespaced)
+            .flat_map(|(t, objs)| {
+                objs.keys()
+                    .filter(|(o_ns, _)| o_ns == name)
+                    .map(move |(_, n)| (t.clone(), n.clone()))
+            })
+            .collect();
+        for (t, n) in contents {
+            // Each object as a DELETE would treat it; a failure leaves it for later.
+            let _ = self.delete(&t, name, &n, &Value::Null, false);
+        }
+        self.finish_namespace(name);
+        Ok(match self.get(ty, "", name) {
+            Some(o) => Deleted::Terminating(o.clone()),
+            None => Deleted::Gone(new),
+        })
+    }
+
+    /// Removes the terminating namespace `ns` once nothing is left in it.
+    fn finish_namespace(&mut self, ns: &str) {
+        if ns.is_empty() || !self.namespace_terminating(ns) {
+            return;
+        }
+        let occupied = self.objects.iter().any(|(k, objs)| {
+            self.types.get(k).is_some_and(|t| t.namespaced)
+                && objs.keys().any(|(o_ns, _)| o_ns == ns)
+        });
+        if occupied {
+            return;
+        }
+        let Some(ty) = self
+            .types
+            .get(&(String::new(), "namespaces".to_string()))
+            .cloned()
+        else {
+            return;
+        };
+        let Some(mut last) = self.get(&ty, "", ns).cloned() else {
+            return;
+        };
+        let rv = self.next_rv();
+        meta_mut(&mut last).insert("resourceVersion".into(), json!(rv));
+        self.remove(&ty, "", ns, last);
+    }
+
     /// Takes an object out of the store (its final state already has a fresh rv).
     fn remove(&mut self, ty: &TypeInfo, ns: &str, name: &str, last: Value) {
         if let Some(objs) = self.objects.get_mut(&ty.key()) {
@@ -802,6 +893,9 @@ impl State {
         {
             self.unregister_crd(&defined);
         }
+        if ty.namespaced {
+            self.finish_namespace(ns);
+        }
     }
 
     /// DELETE: with finalizers the object only gets a deletionTimestamp (and, as the real
@@ -814,6 +908,9 @@ impl State {
         options: &Value,
         dry_run: bool,
     ) -> Result<Deleted, ApiError> {
+        if is_namespace(ty) {
+            return self.delete_namespace(ty, name, dry_run);
+        }
         let old = self.existing(ty, ns, name)?;
         if let Some(pre) = options.get("preconditions") {
             for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
