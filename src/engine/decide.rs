@@ -325,7 +325,10 @@ fn retry_failed(d: &Desired, c: &ObservedCompute, ph: Phase) -> Action {
 }
 
 fn choose_deletion(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
-    if d.deletion_policy == DeletionPolicy::Orphan {
+    // Only a compute this resource created, attached or adopted is its to delete or detach
+    // (`status.computeId` is saved before the first write): a resource that stalled on
+    // someone else's compute (`ComputeExists`) lets go without touching it.
+    if d.deletion_policy == DeletionPolicy::Orphan || status.compute_id.is_none() {
         return Action::Finished;
     }
     match &obs.compute {

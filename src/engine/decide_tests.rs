@@ -744,6 +744,20 @@ fn decide_table() {
             Action::Finished,
         ),
         (
+            "delete: never ours (stalled ComputeExists), someone else's compute is left alone",
+            deleting(DeletionPolicy::Delete, true),
+            obs(Some(compute(AzState::Succeeded))),
+            ClusterStatus::default(),
+            Action::Finished,
+        ),
+        (
+            "detach: never ours, someone else's attachment is left alone",
+            deleting(DeletionPolicy::Detach, false),
+            obs(Some(tls_on.clone())),
+            ClusterStatus::default(),
+            Action::Finished,
+        ),
+        (
             "delete: busy",
             deleting(DeletionPolicy::Delete, true),
             obs(Some(compute(AzState::Busy))),
