@@ -903,13 +903,136 @@ async fn unsupported_kubernetes_version_fails_attach() {
         "oldaks",
         &attach_body(&id, "FastProd", json!({"status": "Disabled"})),
         "BadRequest",
-        "Specified kubernetes version 1.27.3 is not supported. Supported versions are between 1.34.8 - 1.36.1",
+        "Specified kubernetes version 1.27.3 is not supported. Supported versions are between 1.33.0 - 1.35.3",
     )
     .await;
     assert_eq!(
         g["properties"]["provisioningErrors"][0]["error"]["details"][0]["code"],
         "BadRequestFormat"
     );
+}
+
+/// Azure ML's range is one of minors and lags AKS: any patch of a supported minor attaches
+/// (1.35.9 is past the range's 1.35.3), a minor AKS already offers (1.36) does not.
+#[tokio::test]
+async fn azureml_version_range_is_by_minor_and_lags_aks() {
+    let ctx = Ctx::default().await;
+    for (name, version) in [("patch", "1.35.9"), ("newest", "1.36.1")] {
+        ctx.emu.seed_aks_cluster(
+            DEFAULT_SUBSCRIPTION,
+            ClusterSeed {
+                resource_group: "aks-rg".into(),
+                name: name.into(),
+                kubernetes_version: version.into(),
+                ..ClusterSeed::default()
+            },
+        );
+    }
+    let ok = put_and_wait(
+        &ctx,
+        "patchaks",
+        &attach_body(
+            &cluster_id(DEFAULT_SUBSCRIPTION, "aks-rg", "patch"),
+            "FastProd",
+            json!({"status": "Disabled"}),
+        ),
+    )
+    .await;
+    assert_eq!(ok["status"], "Succeeded", "{ok}");
+    failed_with(
+        &ctx,
+        "newestaks",
+        &attach_body(
+            &cluster_id(DEFAULT_SUBSCRIPTION, "aks-rg", "newest"),
+            "FastProd",
+            json!({"status": "Disabled"}),
+        ),
+        "BadRequest",
+        "Specified kubernetes version 1.36.1 is not supported. Supported versions are between 1.33.0 - 1.35.3",
+    )
+    .await;
+    let aks = ctx
+        .get(&q(
+            &format!(
+                "/subscriptions/{DEFAULT_SUBSCRIPTION}/providers/Microsoft.ContainerService/locations/eastus/kubernetesVersions"
+            ),
+            AKS,
+        ))
+        .await;
+    assert!(
+        aks.body.to_string().contains("1.36.1"),
+        "AKS offers what Azure ML does not attach yet: {}",
+        aks.body
+    );
+}
+
+/// A private cluster answers `enablePrivateClusterPublicFQDN`, and without the public FQDN
+/// no `fqdn` (only `privateFQDN`).
+#[tokio::test]
+async fn private_cluster_public_fqdn() {
+    let ctx = Ctx::default().await;
+    for (name, public) in [("privpub", None), ("privonly", Some(false))] {
+        let id = ctx.emu.seed_aks_cluster(
+            DEFAULT_SUBSCRIPTION,
+            ClusterSeed {
+                resource_group: "aks-rg".into(),
+                name: name.into(),
+                private: true,
+                private_public_fqdn: public,
+                ..ClusterSeed::default()
+            },
+        );
+        let c = ctx.get(&q(&id, AKS)).await.body;
+        let p = &c["properties"];
+        let want = public.unwrap_or(true);
+        assert_eq!(
+            p["apiServerAccessProfile"]["enablePrivateClusterPublicFQDN"], want,
+            "{name}: AKS's default for a private cluster is a public FQDN too"
+        );
+        assert_eq!(p["fqdn"].is_string(), want, "{name}: {p}");
+        assert!(p["privateFQDN"].is_string(), "{name}");
+        let mc: amlops::azure::model::ManagedCluster = serde_json::from_value(c.clone()).unwrap();
+        assert_eq!(mc.is_private_with_public_fqdn(), want, "{name}");
+    }
+}
+
+/// Workspaces_ListBySubscription: the subscription's workspaces only.
+#[tokio::test]
+async fn lists_the_workspaces_of_a_subscription() {
+    let ctx = Ctx::default().await;
+    ctx.emu.seed_workspace(
+        DEFAULT_SUBSCRIPTION,
+        amlops::emulator::WorkspaceSeed {
+            resource_group: "other-rg".into(),
+            name: "other-ws".into(),
+            location: "westeurope".into(),
+        },
+    );
+    ctx.emu.seed_workspace(
+        "11111111-1111-1111-1111-111111111111",
+        amlops::emulator::WorkspaceSeed {
+            resource_group: "x-rg".into(),
+            name: "foreign-ws".into(),
+            location: "eastus".into(),
+        },
+    );
+    let r = ctx
+        .get(&q(
+            &format!(
+                "/subscriptions/{DEFAULT_SUBSCRIPTION}/providers/Microsoft.MachineLearningServices/workspaces"
+            ),
+            MLS,
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut names: Vec<&str> = r.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ml-ws", "other-ws"]);
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@ fn seed(w: &World, name: &str, private: bool) {
             resource_group: "aks-rg".into(),
             name: name.into(),
             private,
+            // Azure ML attaches a private cluster only without its public FQDN.
+            private_public_fqdn: Some(false),
             ..ClusterSeed::default()
         },
     );

@@ -1,5 +1,6 @@
-//! Azure ML workspace lookup.
+//! Azure ML workspace lookup, and the workspaces of a subscription.
 
+use super::aks::check_subscription;
 use super::error::AzureError;
 use super::model::Workspace;
 use super::resource_id::{MLS_NAMESPACE, ResourceId};
@@ -12,5 +13,18 @@ impl ArmClient {
         id.expect_type(MLS_NAMESPACE, "workspaces")?;
         let url = self.resource_url(id, "", MLS_API_VERSION, &[]);
         self.get_optional("workspace.get", url).await
+    }
+
+    /// Every workspace of `subscription` the identity can read (ARM lists only those):
+    /// `GET /subscriptions/{s}/providers/Microsoft.MachineLearningServices/workspaces`
+    /// (Workspaces_ListBySubscription), every page.
+    ///
+    /// # Errors
+    /// An invalid subscription id, or the failed call.
+    pub async fn list_workspaces(&self, subscription: &str) -> Result<Vec<Workspace>, AzureError> {
+        check_subscription(subscription)?;
+        let path = format!("/subscriptions/{subscription}/providers/{MLS_NAMESPACE}/workspaces");
+        let url = self.transport().url(&path, MLS_API_VERSION, &[]);
+        self.list_all("workspace.list", url).await
     }
 }

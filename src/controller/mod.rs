@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::azure_args::AzureArgs;
 use crate::engine::EngineConfig;
 use crate::engine::resync::ReadBudget;
+use crate::engine::versions::{AzureMlVersions, MinorRange};
 
 pub use http::Readiness;
 pub use kinds::Kind;
@@ -117,6 +118,11 @@ pub struct RunArgs {
     /// Namespace of the `azuremlfessl` Secret on the AKS clusters.
     #[arg(long, env = "AMLOPS_TLS_NAMESPACE", default_value = "default")]
     pub tls_namespace: String,
+    /// Kubernetes minors Azure ML attaches (`MIN-MAX`), checked before an attach; Azure
+    /// ML's own refusal ("Supported versions are between A - B") replaces it for its
+    /// subscription and region.
+    #[arg(long, env = "AMLOPS_AZUREML_KUBERNETES_VERSIONS", default_value = "1.33-1.35", value_parser = MinorRange::parse)]
+    pub azureml_kubernetes_versions: MinorRange,
     /// Poll interval of a running Azure operation when Azure gives no Retry-After.
     #[arg(long, env = "AMLOPS_BUSY_POLL", default_value = "15s", value_parser = parse_duration)]
     pub busy_poll: Duration,
@@ -179,6 +185,9 @@ impl RunArgs {
                 tls_namespace: self.tls_namespace.clone(),
                 resync: self.read_budget.policy(self.resync),
                 busy_poll: self.busy_poll,
+                azureml_versions: std::sync::Arc::new(AzureMlVersions::new(Some(
+                    self.azureml_kubernetes_versions,
+                ))),
                 ..EngineConfig::default()
             },
             backoff: Backoff::default(),
@@ -240,6 +249,21 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(["amlops", bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn azureml_versions_flag_defaults_to_the_engines_range() {
+        let cli = Cli::try_parse_from(["amlops"]).unwrap();
+        assert_eq!(
+            cli.run.azureml_kubernetes_versions,
+            crate::engine::versions::DEFAULT_AZUREML_VERSIONS
+        );
+        let cli = Cli::try_parse_from(["amlops", "--azureml-kubernetes-versions=1.30-1.32"]);
+        assert_eq!(
+            cli.unwrap().run.azureml_kubernetes_versions,
+            MinorRange::parse("1.30-1.32").unwrap()
+        );
+        assert!(Cli::try_parse_from(["amlops", "--azureml-kubernetes-versions=1.32"]).is_err());
     }
 
     #[test]

@@ -139,8 +139,16 @@ pub fn cluster_json(c: &Cluster) -> Value {
     if let Some(o) = props.as_object_mut() {
         if c.private || c.authorized_ip_ranges.is_some() {
             let mut access = json!({"enablePrivateCluster": c.private});
-            if let (Some(a), Some(r)) = (access.as_object_mut(), &c.authorized_ip_ranges) {
-                a.insert("authorizedIPRanges".into(), json!(r));
+            if let Some(a) = access.as_object_mut() {
+                if let Some(r) = &c.authorized_ip_ranges {
+                    a.insert("authorizedIPRanges".into(), json!(r));
+                }
+                if c.private {
+                    a.insert(
+                        "enablePrivateClusterPublicFQDN".into(),
+                        json!(c.private_public_fqdn),
+                    );
+                }
             }
             o.insert("apiServerAccessProfile".into(), access);
         }
@@ -149,6 +157,11 @@ pub fn cluster_json(c: &Cluster) -> Value {
                 "privateFQDN".into(),
                 json!(c.fqdn.replacen(".hcp.", ".privatelink.", 1)),
             );
+            if !c.private_public_fqdn {
+                // No public DNS record: AKS answers without the public FQDN.
+                o.remove("fqdn");
+                o.remove("azurePortalFQDN");
+            }
         }
     }
     json!({

@@ -79,6 +79,7 @@ impl Req<'_> {
 
 #[derive(Debug, Clone)]
 enum Route {
+    Workspaces(String),
     Workspace(String, String, String),
     ComputeList(String, String, String),
     Compute(String, String, String, String),
@@ -150,6 +151,19 @@ fn route(segs: &[&str]) -> Option<(Route, String)> {
             it.next().unwrap_or_default(),
         )
     };
+    if let Some(c) = m(
+        segs,
+        &[
+            "subscriptions",
+            "*",
+            "providers",
+            "Microsoft.MachineLearningServices",
+            "workspaces",
+        ],
+    ) {
+        let (s, _, _, _) = take4(c);
+        return Some((Route::Workspaces(s.clone()), s));
+    }
     if let Some(c) = m(segs, &WS) {
         let (s, r, w, _) = take4(c);
         return Some((Route::Workspace(s.clone(), r, w), s));
@@ -275,7 +289,9 @@ fn describe(route: &Route, method: &Method) -> (String, Option<&'static [&'stati
     let mls = "Microsoft.MachineLearningServices";
     let cs = "Microsoft.ContainerService";
     match route {
-        Route::Workspace(..) => (format!("{mls}/workspaces/{verb}"), Some(WORKSPACE_VERSIONS)),
+        Route::Workspace(..) | Route::Workspaces(_) => {
+            (format!("{mls}/workspaces/{verb}"), Some(WORKSPACE_VERSIONS))
+        }
         Route::ComputeList(..) | Route::Compute(..) => (
             format!("{mls}/workspaces/computes/{verb}"),
             Some(COMPUTE_VERSIONS),
@@ -623,6 +639,7 @@ fn dispatch(
         )
     };
     match (route, method) {
+        (Route::Workspaces(s), &Method::GET) => compute::list_workspaces(inner, req, s),
         (Route::Workspace(s, r, w), &Method::GET) => compute::get_workspace(inner, req, s, r, w),
         (Route::ComputeList(s, r, w), &Method::GET) => compute::list(inner, req, s, r, w),
         (Route::Compute(s, r, w, n), m) => {

@@ -72,7 +72,22 @@ pub fn get_workspace(
     ws: &str,
 ) -> Result<Response, ArmError> {
     let w = workspace(inner, sub, rg, ws)?;
-    let body = json!({
+    Ok((StatusCode::OK, axum::Json(workspace_json(req, w))).into_response())
+}
+
+/// GET the workspaces of a subscription (Workspaces_ListBySubscription; one page).
+pub fn list_workspaces(inner: &Inner, req: &Req, sub: &str) -> Result<Response, ArmError> {
+    let value: Vec<Value> = inner
+        .workspaces
+        .values()
+        .filter(|w| w.subscription.eq_ignore_ascii_case(sub))
+        .map(|w| workspace_json(req, w))
+        .collect();
+    Ok((StatusCode::OK, axum::Json(json!({ "value": value }))).into_response())
+}
+
+fn workspace_json(req: &Req, w: &super::state::Workspace) -> Value {
+    json!({
         "id": w.id(),
         "name": w.name,
         "type": "Microsoft.MachineLearningServices/workspaces",
@@ -88,8 +103,7 @@ pub fn get_workspace(
             "hbiWorkspace": false,
             "publicNetworkAccess": "Enabled",
         }
-    });
-    Ok((StatusCode::OK, axum::Json(body)).into_response())
+    })
 }
 
 /// (agentCount, agentVmSize) as Azure reports them: the live cluster when there is one.
@@ -904,8 +918,14 @@ impl Inner {
             ));
         }
         let (min, max) = self.version_range();
-        let v = super::config::version_key(&cluster.kubernetes_version);
-        if v < super::config::version_key(&min) || v > super::config::version_key(&max) {
+        // Azure ML supports a range of minor versions: any patch of them attaches.
+        let minor = |v: &str| {
+            let mut k = super::config::version_key(v);
+            k.resize(2, 0);
+            k
+        };
+        let v = minor(&cluster.kubernetes_version);
+        if v < minor(&min) || v > minor(&max) {
             let m = msg::unsupported_version(&cluster.kubernetes_version, &min, &max);
             errors.push(
                 ErrorDetail::new("BadRequest", m.clone())

@@ -20,8 +20,12 @@ pub struct EmulatorConfig {
     pub op_seconds: f64,
     /// Page size of the compute list.
     pub page_size: usize,
-    /// Kubernetes versions AKS offers and Azure ML supports (patch versions, e.g. `1.35.3`).
+    /// Kubernetes versions AKS offers (patch versions, e.g. `1.35.3`).
     pub kubernetes_versions: Vec<String>,
+    /// The range of Kubernetes versions Azure ML attaches, `[lowest, highest]`, compared by
+    /// minor and quoted in its "Supported versions are between A - B" failure. It lags
+    /// AKS's list; when unset, the lowest and highest of `kubernetesVersions`.
+    pub azureml_kubernetes_versions: Option<[String; 2]>,
     /// Default version for clusters Azure ML creates; first of the list's newest minor when empty.
     pub default_kubernetes_version: Option<String>,
     /// VM sizes (Resource SKUs) available in every location.
@@ -95,6 +99,10 @@ pub struct ClusterSeed {
     pub power_state: String,
     /// `apiServerAccessProfile.enablePrivateCluster`.
     pub private: bool,
+    /// `apiServerAccessProfile.enablePrivateClusterPublicFQDN` of a private cluster
+    /// (AKS's default: true, the public FQDN exists; `false` as after
+    /// `az aks update --disable-public-fqdn`).
+    pub private_public_fqdn: Option<bool>,
     /// `apiServerAccessProfile.authorizedIPRanges`.
     pub authorized_ip_ranges: Option<Vec<String>>,
     /// Whether the emulated API server answers (defaults to `!private`).
@@ -113,6 +121,7 @@ impl Default for ClusterSeed {
             agent_pools: vec![PoolSeed::default()],
             power_state: "Running".into(),
             private: false,
+            private_public_fqdn: None,
             authorized_ip_ranges: None,
             data_plane_reachable: None,
             tags: Default::default(),
@@ -296,6 +305,9 @@ pub fn default_vm_sizes() -> Vec<VmSize> {
 /// standard support in July 2026), two patches each as AKS offers, all released upstream.
 pub const DEFAULT_KUBERNETES_VERSIONS: [&str; 6] =
     ["1.34.8", "1.34.9", "1.35.2", "1.35.3", "1.36.0", "1.36.1"];
+/// The range Azure ML attaches in the default seed: one minor behind AKS (1.36 is offered
+/// by AKS but not yet by Azure ML; 1.33 is out of AKS's list but still attached).
+pub const DEFAULT_AZUREML_KUBERNETES_VERSIONS: [&str; 2] = ["1.33.0", "1.35.3"];
 /// The default version of clusters Azure ML creates (AKS's default is N-1's newest patch).
 pub const DEFAULT_KUBERNETES_VERSION: &str = "1.35.3";
 
@@ -313,6 +325,9 @@ impl Default for EmulatorConfig {
                 .map(|s| s.to_string())
                 .collect(),
             default_kubernetes_version: Some(DEFAULT_KUBERNETES_VERSION.into()),
+            azureml_kubernetes_versions: Some(
+                DEFAULT_AZUREML_KUBERNETES_VERSIONS.map(String::from),
+            ),
             vm_sizes: default_vm_sizes(),
             subscriptions: vec![SubscriptionSeed {
                 id: DEFAULT_SUBSCRIPTION.into(),

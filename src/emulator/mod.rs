@@ -45,7 +45,7 @@
 //! `GET /admin/state`, `POST /admin/seed` (`{subscriptions:[…]}` as in the config file),
 //! `POST /admin/reset`, `POST /admin/workspaces` (`{subscriptionId, resourceGroup, name, location}`),
 //! `POST /admin/aks-clusters` (`{subscriptionId, resourceGroup, name, location, kubernetesVersion,
-//! agentPools:[{name,count,vmSize,mode}], powerState, private, authorizedIpRanges,
+//! agentPools:[{name,count,vmSize,mode}], powerState, private, privatePublicFqdn, authorizedIpRanges,
 //! dataPlaneReachable, tags}`), `GET|POST|DELETE /admin/faults`, `DELETE /admin/faults/{id}`,
 //! `GET|DELETE /admin/requests`, `PUT /admin/op-duration` (`{seconds}`),
 //! `PUT|DELETE /admin/budget` (`{readsPerHour, writesPerHour, windowSecs}`),
@@ -59,6 +59,7 @@
 //! opSeconds: 5
 //! pageSize: 20
 //! kubernetesVersions: ["1.34.8", "1.34.9", "1.35.2", "1.35.3", "1.36.0", "1.36.1"]
+//! azuremlKubernetesVersions: ["1.33.0", "1.35.3"]   # what Azure ML attaches, by minor
 //! defaultKubernetesVersion: "1.35.3"
 //! vmSizes: [{name: Standard_D3_v2, vcpus: 4, memoryGb: 14, family: standardDv2Family}]
 //! subscriptions:
@@ -281,6 +282,11 @@ impl EmulatorHandle {
         let mut inner = self.shared.lock();
         inner.settings.kubernetes_versions = versions;
         inner.settings.default_version = default;
+    }
+
+    /// Sets the range of Kubernetes versions Azure ML attaches (`None`: AKS's list).
+    pub fn set_azureml_kubernetes_versions(&self, range: Option<[String; 2]>) {
+        self.shared.lock().settings.azureml_versions = range;
     }
 
     /// Replaces the Resource SKUs table.

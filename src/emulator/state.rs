@@ -42,8 +42,10 @@ pub struct Settings {
     pub op_duration: Duration,
     /// Compute list page size.
     pub page_size: usize,
-    /// Supported Kubernetes versions.
+    /// Kubernetes versions AKS offers.
     pub kubernetes_versions: Vec<String>,
+    /// The range Azure ML attaches (`[lowest, highest]`, by minor); `None`: AKS's list.
+    pub azureml_versions: Option<[String; 2]>,
     /// Default version of new clusters.
     pub default_version: String,
     /// Resource SKUs.
@@ -200,6 +202,9 @@ pub struct Cluster {
     pub provisioning_state: String,
     /// Private API server.
     pub private: bool,
+    /// A private cluster's API server also has its public FQDN
+    /// (`enablePrivateClusterPublicFQDN`, AKS's default for private clusters).
+    pub private_public_fqdn: bool,
     /// `apiServerAccessProfile.authorizedIPRanges`.
     pub authorized_ip_ranges: Option<Vec<String>>,
     /// Whether `/aks/{key}/...` answers; a private cluster's API server is unreachable.
@@ -452,6 +457,7 @@ impl Inner {
         );
         cluster.power_state = seed.power_state.clone();
         cluster.private = seed.private;
+        cluster.private_public_fqdn = seed.private_public_fqdn.unwrap_or(true);
         cluster.authorized_ip_ranges = seed.authorized_ip_ranges.clone();
         cluster.data_plane_reachable = seed.data_plane_reachable.unwrap_or(!seed.private);
         cluster.tags = seed.tags.clone();
@@ -479,8 +485,11 @@ impl Inner {
             .map(|s| s.vcpus)
     }
 
-    /// (min, max) of the supported Kubernetes versions.
+    /// (min, max) of the Kubernetes versions Azure ML attaches (compared by minor).
     pub fn version_range(&self) -> (String, String) {
+        if let Some([min, max]) = &self.settings.azureml_versions {
+            return (min.clone(), max.clone());
+        }
         let mut v = self.settings.kubernetes_versions.clone();
         v.sort_by_key(|s| version_key(s));
         (
@@ -610,6 +619,7 @@ pub fn settings_of(config: &EmulatorConfig) -> Settings {
         op_duration: config.op_duration(),
         page_size: config.page_size.max(1),
         kubernetes_versions: config.kubernetes_versions.clone(),
+        azureml_versions: config.azureml_kubernetes_versions.clone(),
         default_version: config.default_version(),
         vm_sizes: config.vm_sizes.clone(),
     }
@@ -641,6 +651,7 @@ pub fn new_cluster(
         power_state: "Running".into(),
         provisioning_state: "Succeeded".into(),
         private: false,
+        private_public_fqdn: true,
         authorized_ip_ranges: None,
         data_plane_reachable: true,
         tags: BTreeMap::new(),

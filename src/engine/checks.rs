@@ -8,6 +8,7 @@ use super::desired::{Desired, Flavor};
 use super::observe::{Lookup, ObservedCluster, ProvisionFacts};
 use super::store::Claim;
 use super::verdict::Stall;
+use super::versions::{RangeSource, minor_of};
 
 /// Whether `other` takes precedence over `d` for a contended compute or cluster: it
 /// already owns its compute, or it was there first (older creationTimestamp; ties broken by
@@ -57,8 +58,9 @@ pub fn check_claims(d: &Desired, claims: &[Claim]) -> Result<(), Stall> {
     Ok(())
 }
 
-/// The checks over Azure's facts: workspace, vCPUs, and for attach the cluster's
-/// subscription, existence, power state, version and existing attachments. Returns the
+/// The checks over Azure's facts: workspace, nodes and vCPUs, and for attach the cluster's
+/// subscription, existence, power state, private API server with a public FQDN, Kubernetes
+/// minor and existing attachments. Returns the
 /// workspace location (the compute body's `location`) and the warnings to emit.
 pub fn check_azure(
     d: &Desired,
@@ -91,8 +93,9 @@ pub fn check_azure(
                     ),
                 ));
             };
-            vcpu_check(
+            production_check(
                 d,
+                i64::from(*agent_count),
                 *agent_count as i64 * cores as i64,
                 &format!("{agent_count} × {vm_size} ({cores} vCPUs each)"),
                 &mut warnings,
@@ -131,16 +134,37 @@ pub fn check_azure(
                     ),
                 ));
             }
-            if let (Some(version), Some(supported)) =
-                (cluster.kubernetes_version(), &facts.versions)
-                && !supported.contains(version)
+            if cluster.is_private_with_public_fqdn() {
+                return Err(Stall::new(
+                    "PrivateClusterPublicFQDN",
+                    format!(
+                        "AKS cluster {} is private but its API server also has a public FQDN, which Azure ML does not support (\"Using a public fully qualified domain name (FQDN) with a private AKS cluster isn't supported with Azure Machine Learning\"). Disable it (`az aks update -g {} -n {} --disable-public-fqdn`) and the attach continues",
+                        id.name(),
+                        id.resource_group(),
+                        id.name()
+                    ),
+                ));
+            }
+            if let (Some(version), Some((range, source))) =
+                (cluster.kubernetes_version(), facts.azureml_versions)
+                && range.contains(version) == Some(false)
             {
+                let from = match source {
+                    RangeSource::Azure => "as Azure ML answered for this subscription and region",
+                    RangeSource::Configured => {
+                        "per the operator's --azureml-kubernetes-versions; Azure ML's own answer replaces it"
+                    }
+                };
+                let fix = if minor_of(version).is_some_and(|m| m > range.max) {
+                    "Azure ML does not support this minor yet: attach a cluster running a supported minor (AKS cannot downgrade)"
+                } else {
+                    "upgrade the cluster to a supported minor (`az aks upgrade`)"
+                };
                 return Err(Stall::new(
                     "UnsupportedKubernetesVersion",
                     format!(
-                        "AKS cluster {} runs Kubernetes {version}, which is not supported; supported versions: {}. Upgrade the cluster (`az aks upgrade`)",
+                        "AKS cluster {} runs Kubernetes {version}; Azure ML attaches Kubernetes {range} ({from}): {fix}",
                         id.name(),
-                        supported.patch_versions().join(", ")
                     ),
                 ));
             }
@@ -149,26 +173,37 @@ pub fn check_azure(
                 .iter()
                 .map(|(count, cores)| i64::from(*count) * i64::from(cores.unwrap_or(0)))
                 .sum();
-            vcpu_check(
+            // The nodes Azure ML counts ("Available machine(s)" in its refusal): the node
+            // count of every agent pool, as the cluster reports it.
+            let nodes: i64 = facts.pool_vcpus.iter().map(|(n, _)| i64::from(*n)).sum();
+            production_check(
                 d,
+                nodes,
                 cores_total,
-                &format!("cluster {} ({} nodes)", id.name(), cluster.total_nodes()),
+                &format!("cluster {} ({nodes} nodes)", id.name()),
                 &mut warnings,
             )?;
-            if let Some((other, _)) = facts.computes.iter().find(|(name, resource)| {
-                resource
-                    .as_deref()
-                    .is_some_and(|r| r.eq_ignore_ascii_case(aks_id))
-                    && name.as_deref() != Some(d.compute_name.as_str())
+            let mine = d.workspace_id();
+            if let Some(other) = facts.attachments.iter().find(|a| {
+                a.aks_id.eq_ignore_ascii_case(aks_id)
+                    && !(a.workspace_id.eq_ignore_ascii_case(&mine)
+                        && a.compute.eq_ignore_ascii_case(&d.compute_name))
             }) {
                 return Err(Stall::new(
                     "AlreadyAttached",
                     format!(
-                        "AKS cluster {} is already attached to workspace {} as compute {}: attaching it again would break that compute. Detach it first or use that compute",
+                        "AKS cluster {} is already attached to workspace {} as compute {} ({}): Azure ML supports one attachment per cluster and a second one would break that compute. Detach it there first, or use that compute",
                         id.name(),
-                        d.workspace.name,
-                        other.as_deref().unwrap_or("?")
+                        other.workspace,
+                        other.compute,
+                        other.workspace_id,
                     ),
+                ));
+            }
+            if !facts.unreadable_workspaces.is_empty() {
+                warnings.push(format!(
+                    "could not list the computes of workspace(s) {} (no permission): an attachment of this cluster there would not be seen",
+                    facts.unreadable_workspaces.join(", ")
                 ));
             }
             if let Some(ranges) = cluster
@@ -185,18 +220,36 @@ pub fn check_azure(
     Ok((location, warnings))
 }
 
-fn vcpu_check(
+/// FastProd and DenseProd need at least [`PRODUCTION_NODES`] nodes and
+/// [`PRODUCTION_VCPUS`] vCPUs (Azure ML's "At least 3 machine(s) are required …" and
+/// "Agent cores Cluster should have at least 12 cores to operate"). vCPUs are reported
+/// first, as Azure does.
+fn production_check(
     d: &Desired,
+    nodes: i64,
     vcpus: i64,
     what: &str,
     warnings: &mut Vec<String>,
 ) -> Result<(), Stall> {
-    if d.purpose.is_production() && vcpus < 12 {
+    let purpose = d.purpose.as_str();
+    if d.purpose.is_production() && vcpus < PRODUCTION_VCPUS {
+        let also = if nodes < PRODUCTION_NODES {
+            format!(" and {nodes} nodes (at least {PRODUCTION_NODES} needed)")
+        } else {
+            String::new()
+        };
         return Err(Stall::new(
             "InsufficientVCPUs",
             format!(
-                "{what} gives {vcpus} vCPUs; clusterPurpose {} needs at least 12: raise agentCount, pick a larger vmSize, or use clusterPurpose DevTest",
-                d.purpose.as_str()
+                "{what} gives {vcpus} vCPUs{also}; clusterPurpose {purpose} needs at least {PRODUCTION_VCPUS}: add nodes, pick a larger VM size, or use clusterPurpose DevTest"
+            ),
+        ));
+    }
+    if d.purpose.is_production() && nodes < PRODUCTION_NODES {
+        return Err(Stall::new(
+            "InsufficientNodes",
+            format!(
+                "{what} has {nodes} nodes ({vcpus} vCPUs); clusterPurpose {purpose} needs at least {PRODUCTION_NODES} nodes whatever their size: add nodes (`az aks scale` or agentCount), or use clusterPurpose DevTest"
             ),
         ));
     }
@@ -207,3 +260,8 @@ fn vcpu_check(
     }
     Ok(())
 }
+
+/// Nodes a FastProd or DenseProd cluster needs at least.
+pub const PRODUCTION_NODES: i64 = 3;
+/// vCPUs (all nodes together) a FastProd or DenseProd cluster needs at least.
+pub const PRODUCTION_VCPUS: i64 = 12;

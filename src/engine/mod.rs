@@ -22,6 +22,7 @@ pub mod resync;
 pub mod settle;
 pub mod store;
 pub mod verdict;
+pub mod versions;
 
 pub use desired::Desired;
 pub use reconcile::{Engine, EngineConfig, EngineError, Outcome};

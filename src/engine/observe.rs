@@ -6,7 +6,7 @@
 //!
 //! A failed read stops the observation: [`Observed::failure`] carries it to the verdict.
 
-use crate::azure::model::{ComputeResource, KubernetesVersionList, ManagedCluster};
+use crate::azure::model::{ComputeResource, ManagedCluster};
 use crate::azure::model::{LoadBalancerType as AzLb, ProvisioningState, SslConfigStatus};
 use crate::azure::{AzureError, LroStyle, OperationHandle, OperationStatus as Poll, ResourceId};
 use crate::crd::{ClusterStatus, LoadBalancerType, OperationStatus, Phase, TlsMode};
@@ -18,6 +18,7 @@ use super::reconcile::Engine;
 use super::resync::fresh_remaining_reads;
 use super::store::{Claim, KubeStore, StoreError};
 use super::verdict::Stall;
+use super::versions::{MinorRange, RangeSource};
 
 /// Azure's provisioningState, reduced to what decisions need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,12 +133,30 @@ pub struct ProvisionFacts {
     pub workspace_location: Option<String>,
     /// Create: the region asked about and the vCPUs of `vmSize` there (`None`: not offered).
     pub vm_vcpus: Option<(String, Option<u32>)>,
-    /// Attach: supported Kubernetes versions in the cluster's region.
-    pub versions: Option<KubernetesVersionList>,
+    /// Attach: the Kubernetes minors Azure ML attaches in the cluster's region, and where
+    /// that range comes from (`None`: unknown, not checked).
+    pub azureml_versions: Option<(MinorRange, RangeSource)>,
     /// Attach: (node count, vCPUs of its VM size) per pool.
     pub pool_vcpus: Vec<(i32, Option<u32>)>,
-    /// Attach: (name, resourceId) of the workspace's computes.
-    pub computes: Vec<(Option<String>, Option<String>)>,
+    /// Attach: the computes of every workspace of the subscription the identity can see
+    /// that attach some AKS cluster (Azure ML supports one attachment per cluster: a second
+    /// one, in any workspace, silently breaks the first).
+    pub attachments: Vec<ExistingAttachment>,
+    /// Attach: workspaces whose computes could not be listed (no permission there).
+    pub unreadable_workspaces: Vec<String>,
+}
+
+/// A compute that attaches (or created) an AKS cluster, in some workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExistingAttachment {
+    /// ARM id of its workspace.
+    pub workspace_id: String,
+    /// Its workspace's name.
+    pub workspace: String,
+    /// The compute's name.
+    pub compute: String,
+    /// `properties.resourceId`: the AKS cluster.
+    pub aks_id: String,
 }
 
 /// Inputs of the steady-state resync interval ([`super::resync::ResyncPolicy`]).
@@ -362,6 +381,13 @@ impl<S: KubeStore> Engine<S> {
                 None => Lookup::Missing,
             };
         }
+        if let (Some(c), Some(cluster)) = (&o.compute, o.cluster.found())
+            && c.state == AzState::Failed
+        {
+            for (_, message) in &c.errors {
+                self.learn_versions(d, cluster, message);
+            }
+        }
 
         if o.compute.is_none() && !d.deleting {
             o.claims = self.store.claims(d).await?;
@@ -394,22 +420,22 @@ impl<S: KubeStore> Engine<S> {
                             && c.cluster.is_running()
                         {
                             let region = c.cluster.location.clone().unwrap_or(ws_location);
-                            if c.cluster.kubernetes_version().is_some() {
-                                facts.versions = Some(read!(
-                                    self.arm.list_kubernetes_versions(sub, &region),
-                                    scope
-                                ));
-                            }
+                            // Not AKS's list of versions for new clusters: Azure ML's own
+                            // range of minors (configured, or as Azure last answered here).
+                            facts.azureml_versions =
+                                self.config.azureml_versions.range_for(sub, &region);
                             for pool in c.cluster.properties.agent_pool_profiles.iter().flatten() {
                                 let size = pool.vm_size.clone().unwrap_or_default();
                                 let cores = read!(self.arm.vm_vcpus(sub, &region, &size), scope);
                                 facts.pool_vcpus.push((pool.count.unwrap_or(0), cores));
                             }
-                            let computes = read!(self.arm.list_computes(&ws_id), ws_id);
-                            facts.computes = computes
-                                .into_iter()
-                                .map(|c| (c.name, c.properties.resource_id))
-                                .collect();
+                            if let Err(error) = self.attachments(sub, &mut facts).await {
+                                o.failure = Some(ReadFailure {
+                                    error,
+                                    resource: scope,
+                                });
+                                return Ok(o);
+                            }
                         }
                     }
                 }
@@ -436,6 +462,54 @@ impl<S: KubeStore> Engine<S> {
             seed: rand::random(),
         };
         Ok(o)
+    }
+
+    /// The AKS attachments of every workspace of `subscription` the identity can see. A
+    /// workspace whose computes cannot be listed (403) is noted and skipped: the check
+    /// covers what the identity can see.
+    async fn attachments(
+        &self,
+        subscription: &str,
+        facts: &mut ProvisionFacts,
+    ) -> Result<(), AzureError> {
+        for ws in self.arm.list_workspaces(subscription).await? {
+            let Some(id) = ws.id.as_deref().and_then(|i| i.parse::<ResourceId>().ok()) else {
+                continue;
+            };
+            let computes = match self.arm.list_computes(&id).await {
+                Ok(c) => c,
+                Err(e) if e.category() == crate::azure::ErrorCategory::Forbidden => {
+                    facts.unreadable_workspaces.push(id.name().to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            facts
+                .attachments
+                .extend(computes.into_iter().filter_map(|c| {
+                    Some(ExistingAttachment {
+                        workspace_id: id.to_string(),
+                        workspace: id.name().to_string(),
+                        compute: c.name?,
+                        aks_id: c.properties.resource_id?,
+                    })
+                }));
+        }
+        Ok(())
+    }
+
+    /// Remembers the range of Kubernetes minors in Azure's refusal `message` ("Supported
+    /// versions are between A - B") for the subscription and region of `cluster`, so that
+    /// the next check there stalls before any write.
+    pub(crate) fn learn_versions(&self, d: &Desired, cluster: &ObservedCluster, message: &str) {
+        if let (Some(range), Some(location)) = (
+            MinorRange::from_azure_message(message),
+            cluster.cluster.location.as_deref(),
+        ) {
+            self.config
+                .azureml_versions
+                .learn(&d.workspace.subscription_id, location, range);
+        }
     }
 
     /// Certificate and key of the user's Custom Secret, verified.

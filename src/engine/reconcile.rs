@@ -3,6 +3,7 @@
 //! asks to be requeued. The status is saved before every Azure write (the plan's intent
 //! record), so a crash at any point resumes correctly.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::azure::ArmClient;
@@ -12,9 +13,10 @@ use super::decide::decide;
 use super::desired::Desired;
 use super::plan::{BackupPurpose, Plan, Write};
 use super::resync::ResyncPolicy;
-use super::settle::settle;
+use super::settle::{WriteFailure, settle};
 use super::store::{Event, KubeStore, StoreError};
 use super::verdict::Verdict;
+use super::versions::{AzureMlVersions, DEFAULT_AZUREML_VERSIONS};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -32,6 +34,9 @@ pub struct EngineConfig {
     pub busy_poll: Duration,
     /// Base of the failed-compute retry backoff (doubles per retry).
     pub retry_base: Duration,
+    /// The Kubernetes minors Azure ML attaches: the configured range, and the ranges Azure
+    /// answered per subscription and region (shared by every reconcile of the process).
+    pub azureml_versions: Arc<AzureMlVersions>,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +47,7 @@ impl Default for EngineConfig {
             time_scale: 1.0,
             busy_poll: Duration::from_secs(15),
             retry_base: Duration::from_secs(30),
+            azureml_versions: Arc::new(AzureMlVersions::new(Some(DEFAULT_AZUREML_VERSIONS))),
         }
     }
 }
@@ -132,6 +138,11 @@ impl<S: KubeStore> Engine<S> {
                 persisted = plan.status.clone();
             }
             let result = self.act(d, &write).await;
+            if let (Err(WriteFailure::Azure(e)), Some(cluster)) =
+                (&result, observed.cluster.found())
+            {
+                self.learn_versions(d, cluster, e.message().unwrap_or(""));
+            }
             plan = settle(d, &observed, plan, result, &self.config);
         }
         self.emit(d, &mut plan).await;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::azure::{AzureError, ErrorCategory, ResourceId};
 
+use super::versions::MinorRange;
+
 /// Why the operator stopped and needs a person: the `Stalled` condition's reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stall {
@@ -142,6 +144,7 @@ pub fn required_role(call: Call<'_>) -> (&'static str, String) {
 /// | 404 of anything else | `Retry` (the next observation sees what is there) |
 /// | 409 / `OperationNotAllowed` | `Wait(Retry-After)` |
 /// | 429, 5xx, timeouts, dropped connections | `Retry(Retry-After)` |
+/// | 400 "Supported versions are between A - B" | `Stall(UnsupportedKubernetesVersion)` |
 /// | other 4xx | `Stall(AzureRejected)` with Azure's code and message |
 /// | an answer that cannot be decoded | `Retry` |
 /// | invalid configuration (bad id, foreign poll URL) | `Stall(InvalidConfiguration)` |
@@ -207,6 +210,19 @@ pub fn verdict(e: &AzureError, call: Call<'_>, fallback: Duration) -> Verdict {
         | ErrorCategory::Timeout
         | ErrorCategory::OperationFailed
         | ErrorCategory::Decode => Verdict::Retry(after),
+        ErrorCategory::BadRequest
+            if MinorRange::from_azure_message(e.message().unwrap_or("")).is_some() =>
+        {
+            Verdict::Stall(Stall::new(
+                "UnsupportedKubernetesVersion",
+                format!(
+                    "Azure refused {} on {}: {}. Attach a cluster whose Kubernetes minor is in that range (`az aks upgrade`); the operator checks it before the next attempt",
+                    operation(e),
+                    call.resource,
+                    azure_says()
+                ),
+            ))
+        }
         ErrorCategory::BadRequest => Verdict::Stall(Stall::new(
             "AzureRejected",
             format!(

@@ -17,7 +17,7 @@ STALLED_REASONS = [
     "InsufficientVCPUs", "NameConflict", "SecretNotFound", "InvalidCertificate",
     "TLSBackupFailed", "WorkspaceNotFound", "AksClusterNotFound", "ComputeFailed",
     "CredentialsRefForbidden", "AuthorizationFailed", "AzureRejected", "InsufficientNodes",
-    "VMSizeNotAllowed", "QuotaExceeded", "InvalidConfiguration",
+    "VMSizeNotAllowed", "QuotaExceeded", "InvalidConfiguration", "PrivateClusterPublicFQDN",
 ]
 METRICS = [
     "amlops_reconciles_total", "amlops_reconcile_duration_seconds", "amlops_arm_requests_total",

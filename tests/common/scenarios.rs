@@ -966,8 +966,8 @@ pub async fn dynamic_checks_stall_without_write(w: &World) {
     let st = w.stalled(&old, "UnsupportedKubernetesVersion").await;
     let msg = &condition(&st, "Stalled").expect("Stalled").message;
     assert!(
-        msg.contains("1.27.3") && msg.contains("1.35.3"),
-        "lists the supported versions: {msg}"
+        msg.contains("1.27.3") && msg.contains("1.33 to 1.35"),
+        "names the minors Azure ML attaches: {msg}"
     );
 
     w.stalled(&ca("chkstopped", "stopped", ""), "AksClusterStopped")
@@ -1023,7 +1023,10 @@ pub async fn dynamic_checks_stall_without_write(w: &World) {
 /// certificate cannot be backed up: the reattach stops at Stalled TLSBackupFailed, and the
 /// compute keeps serving.
 pub async fn never_detach_without_a_verified_certificate(w: &World) {
-    seed(w, "private1", |c| c.private = true);
+    seed(w, "private1", |c| {
+        c.private = true;
+        c.private_public_fqdn = Some(false);
+    });
     w.start_faults();
     let d = ca(
         "priv1",

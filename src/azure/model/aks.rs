@@ -78,6 +78,21 @@ impl ManagedCluster {
             .and_then(|a| a.enable_private_cluster)
             .unwrap_or(false)
     }
+
+    /// A private cluster whose API server also has a public FQDN: Azure ML does not support
+    /// it ("Using a public fully qualified domain name (FQDN) with a private AKS cluster
+    /// isn't supported with Azure Machine Learning", Microsoft's "Secure Azure Kubernetes
+    /// Service inferencing environment", Limitations). Where AKS leaves
+    /// `enablePrivateClusterPublicFQDN` out, the presence of `fqdn` next to `privateFQDN`
+    /// says it.
+    pub fn is_private_with_public_fqdn(&self) -> bool {
+        let p = &self.properties;
+        self.is_private()
+            && p.api_server_access_profile
+                .as_ref()
+                .and_then(|a| a.enable_private_cluster_public_fqdn)
+                .unwrap_or(p.fqdn.is_some())
+    }
 }
 
 /// Managed cluster properties (subset).
@@ -151,6 +166,13 @@ pub struct ApiServerAccessProfile {
     /// Private cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_private_cluster: Option<bool>,
+    /// A private cluster also gets a public FQDN (AKS's default for private clusters;
+    /// `az aks update --disable-public-fqdn` turns it off).
+    #[serde(
+        rename = "enablePrivateClusterPublicFQDN",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enable_private_cluster_public_fqdn: Option<bool>,
 }
 
 /// An agent pool (`managedClusters/{name}/agentPools/{pool}`).
@@ -253,6 +275,34 @@ mod tests {
             stopped.properties.private_fqdn.as_deref(),
             Some("x.privatelink")
         );
+    }
+
+    #[test]
+    fn private_cluster_with_public_fqdn() {
+        let rows = [
+            (r#"{"properties":{"fqdn":"a.hcp"}}"#, false),
+            (
+                r#"{"properties":{"fqdn":"a.hcp","privateFQDN":"a.privatelink","apiServerAccessProfile":{"enablePrivateCluster":true,"enablePrivateClusterPublicFQDN":true}}}"#,
+                true,
+            ),
+            (
+                r#"{"properties":{"privateFQDN":"a.privatelink","apiServerAccessProfile":{"enablePrivateCluster":true,"enablePrivateClusterPublicFQDN":false}}}"#,
+                false,
+            ),
+            // The flag left out: the public FQDN's presence tells.
+            (
+                r#"{"properties":{"fqdn":"a.hcp","privateFQDN":"a.privatelink","apiServerAccessProfile":{"enablePrivateCluster":true}}}"#,
+                true,
+            ),
+            (
+                r#"{"properties":{"privateFQDN":"a.privatelink","apiServerAccessProfile":{"enablePrivateCluster":true}}}"#,
+                false,
+            ),
+        ];
+        for (json, want) in rows {
+            let mc: ManagedCluster = serde_json::from_str(json).unwrap();
+            assert_eq!(mc.is_private_with_public_fqdn(), want, "{json}");
+        }
     }
 
     #[test]
