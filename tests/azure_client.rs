@@ -1111,32 +1111,18 @@ async fn no_secret_in_debug_display_errors_or_logs() {
 #[derive(Debug, Default)]
 struct CountingCredential(std::sync::atomic::AtomicUsize);
 
+#[async_trait::async_trait]
 impl azure_core::credentials::TokenCredential for CountingCredential {
-    fn get_token<'a, 'b, 'c, 'd, 'fut>(
-        &'a self,
-        _scopes: &'b [&'c str],
-        _options: Option<azure_core::credentials::TokenRequestOptions<'d>>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = azure_core::Result<azure_core::credentials::AccessToken>,
-                > + Send
-                + 'fut,
-        >,
-    >
-    where
-        'a: 'fut,
-        'b: 'fut,
-        'c: 'fut,
-        'd: 'fut,
-        Self: 'fut,
-    {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
         let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let token = azure_core::credentials::AccessToken::new(
+        Ok(azure_core::credentials::AccessToken::new(
             format!("token-{n}"),
             azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
-        );
-        Box::pin(async move { Ok(token) })
+        ))
     }
 }
 

@@ -1,4 +1,4 @@
-//! One verdict for every Azure failure (DESIGN §2 step 4), end to end: the engine against
+//! One verdict for every Azure failure, end to end: the engine against
 //! the emulator over real HTTP, faults injected through the emulator's admin API.
 //! - a 403 on the compute PUT stalls with `AuthorizationFailed` instead of retrying forever;
 //! - a compute Azure turns `Failed` for a cause a retry reproduces stalls at once, with its

@@ -34,7 +34,7 @@ async fn fake_with_crds() -> FakeApiServer {
 }
 
 fn example_ic() -> InferenceCluster {
-    serde_yaml::from_str(include_str!("../examples/01-minimal-create.yaml")).expect("example")
+    serde_saphyr::from_str(include_str!("../examples/01-minimal-create.yaml")).expect("example")
 }
 
 fn api_code(err: &kube::Error) -> u16 {

@@ -1,4 +1,4 @@
-//! Certificates are checked before they are sent (DESIGN §1.4 `InvalidCertificate`): the
+//! Certificates are checked before they are sent (`InvalidCertificate`): the
 //! engine against the emulator over HTTP refuses, with no Azure write, a Custom certificate
 //! that does not cover `tls.cname` or has expired — also as a rotation of a serving one,
 //! which keeps serving the old certificate.

@@ -6,8 +6,6 @@
 //! it expires, whatever the credential.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,26 +109,18 @@ impl fmt::Debug for StaticTokenCredential {
     }
 }
 
-// Written out instead of `#[async_trait]` (what the trait is declared with) so as not to
-// add a dependency for one impl: this is exactly the signature the macro generates.
+// `TokenCredential` is declared with `#[async_trait]`; implementations use the same macro.
+#[async_trait::async_trait]
 impl TokenCredential for StaticTokenCredential {
-    fn get_token<'a, 'b, 'c, 'd, 'fut>(
-        &'a self,
-        _scopes: &'b [&'c str],
-        _options: Option<TokenRequestOptions<'d>>,
-    ) -> Pin<Box<dyn Future<Output = azure_core::Result<AccessToken>> + Send + 'fut>>
-    where
-        'a: 'fut,
-        'b: 'fut,
-        'c: 'fut,
-        'd: 'fut,
-        Self: 'fut,
-    {
-        let token = AccessToken::new(
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        Ok(AccessToken::new(
             self.token.expose().to_owned(),
             OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
-        );
-        Box::pin(async move { Ok(token) })
+        ))
     }
 }
 
@@ -213,25 +203,18 @@ mod tests {
         ttl_secs: i64,
     }
 
+    #[async_trait::async_trait]
     impl TokenCredential for Counting {
-        fn get_token<'a, 'b, 'c, 'd, 'fut>(
-            &'a self,
-            _scopes: &'b [&'c str],
-            _options: Option<TokenRequestOptions<'d>>,
-        ) -> Pin<Box<dyn Future<Output = azure_core::Result<AccessToken>> + Send + 'fut>>
-        where
-            'a: 'fut,
-            'b: 'fut,
-            'c: 'fut,
-            'd: 'fut,
-            Self: 'fut,
-        {
+        async fn get_token(
+            &self,
+            _scopes: &[&str],
+            _options: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
-            let t = AccessToken::new(
+            Ok(AccessToken::new(
                 format!("tok{n}"),
                 OffsetDateTime::now_utc() + azure_core::time::Duration::seconds(self.ttl_secs),
-            );
-            Box::pin(async move { Ok(t) })
+            ))
         }
     }
 

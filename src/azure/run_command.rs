@@ -1,5 +1,5 @@
 //! AKS Run Command and the AKS Entra ID token: how the operator reaches a cluster's
-//! Kubernetes API when a kubeconfig alone does not (DESIGN §3.1 step 6).
+//! Kubernetes API when a kubeconfig alone does not.
 //!
 //! - `POST managedClusters/{name}/runCommand` runs a command in a pod on the cluster, through
 //!   ARM: the one way in when the API server is private and unreachable from where the

@@ -59,7 +59,7 @@ impl Emu {
                     "amlops-bench-emulator-{}-{run}.yaml",
                     std::process::id()
                 ));
-                std::fs::write(&path, serde_yaml::to_string(&config)?)
+                std::fs::write(&path, serde_saphyr::to_string(&config)?)
                     .with_context(|| format!("writing {}", path.display()))?;
                 let exe = std::env::current_exe()?;
                 let config_path = path.clone();

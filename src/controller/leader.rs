@@ -5,6 +5,10 @@
 //! other nodes' clocks); a leader that cannot renew within `renew_deadline` steps down
 //! before anyone else may take over (`renew_deadline < lease_duration`). Writes use the
 //! Lease's resourceVersion, so two candidates racing for an expired Lease cannot both win.
+//!
+//! Hand-rolled on purpose: no leader-election crate for kube 5 measures the Lease's expiry
+//! on the candidate's own clock (they compare `renewTime` with local time, which trusts the
+//! holder's clock).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `amlops run`: the Kubernetes controller (DESIGN §2, §5). One kube-runtime `Controller`
+//! `amlops run`: the Kubernetes controller. One kube-runtime `Controller`
 //! per kind drives the engine; both run only while this replica holds the leader Lease and
 //! stop together on SIGTERM or when leadership is lost.
 

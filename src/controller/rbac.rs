@@ -31,7 +31,7 @@ struct File {
 
 /// The rules of the list.
 pub fn rules() -> Vec<Rule> {
-    serde_yaml::from_str::<File>(REQUIREMENTS_YAML)
+    serde_saphyr::from_str::<File>(REQUIREMENTS_YAML)
         .map(|f| f.rules)
         .unwrap_or_default()
 }

@@ -195,6 +195,9 @@ async fn stall(ctx: &Ctx, obj: &DynamicObject, s: Stall) -> Result<Action, Recon
 
 /// Adds or removes our finalizer with a JSON patch guarded by a `test` of the current list,
 /// so a concurrent change by someone else fails (409/422) instead of being overwritten.
+/// Not `kube::runtime::finalizer`: that helper removes the finalizer as soon as its cleanup
+/// returns `Ok`, while ours must stay until Azure confirms the delete or detach, which can
+/// take many reconciles (the engine reports `finished`).
 async fn set_finalizer(ctx: &Ctx, obj: &DynamicObject, present: bool) -> Result<(), kube::Error> {
     let kind = ctx.kind;
     let api: Api<DynamicObject> = Api::namespaced_with(

@@ -37,7 +37,9 @@ pub use status::{
     ClusterStatus, OperationStatus, Phase, ProvisioningError, TlsStatus, UNOBSERVED_GENERATION,
 };
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 /// API group of every kind.
@@ -50,23 +52,102 @@ pub const ADOPT_ANNOTATION: &str = "amlops.dev/adopt";
 pub const REATTACH_ANNOTATION: &str = "amlops.dev/reattach";
 
 /// Every CRD, in a stable order (InferenceCluster, ClusterAttachment, AzureMLExtension,
-/// KubernetesCompute).
+/// KubernetesCompute), with only the schema formats the API server recognises (see
+/// [`strip_unrecognized_formats`]).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         InferenceCluster::crd(),
         ClusterAttachment::crd(),
         AzureMLExtension::crd(),
         KubernetesCompute::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                strip_unrecognized_formats(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// String formats a Kubernetes API server validates (`supportedVersionedFormats` in
+/// apiextensions-apiserver `pkg/apiserver/validation/formats.go`; `-` is ignored, so
+/// `date-time` is `datetime`).
+pub const RECOGNIZED_FORMATS: &[&str] = &[
+    "bsonobjectid",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+    "byte",
+    "password",
+    "date",
+    "duration",
+    "datetime",
+];
+
+/// Removes every `format` the API server does not recognise. schemars writes the Rust type
+/// (`uint32`, `int32`, `double`, …) as the format of numbers; the API server ignores such
+/// formats for validation and warns `unrecognized format "uint32"` on every apply of the
+/// CRD. Bounds (`minimum`) stay and keep validating.
+pub fn strip_unrecognized_formats(schema: &mut JSONSchemaProps) {
+    if schema
+        .format
+        .as_deref()
+        .is_some_and(|f| !RECOGNIZED_FORMATS.contains(&f.replace('-', "").as_str()))
+    {
+        schema.format = None;
+    }
+    let children = schema
+        .properties
+        .iter_mut()
+        .flat_map(|p| p.values_mut())
+        .chain(match schema.items.as_mut() {
+            Some(JSONSchemaPropsOrArray::Schema(s)) => vec![s.as_mut()],
+            Some(JSONSchemaPropsOrArray::Schemas(list)) => list.iter_mut().collect(),
+            None => Vec::new(),
+        })
+        .chain(match schema.additional_properties.as_mut() {
+            Some(JSONSchemaPropsOrBool::Schema(s)) => Some(s.as_mut()),
+            _ => None,
+        })
+        .chain(
+            [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
+                .into_iter()
+                .flatten()
+                .flatten(),
+        );
+    for child in children {
+        strip_unrecognized_formats(child);
+    }
 }
 
 /// The CRDs as YAML documents keyed by their file name under `crds/`.
-pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_saphyr::SerializeError> {
     all_crds()
         .into_iter()
         .map(|crd| {
             let file = format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default());
-            serde_yaml::to_string(&crd).map(|yaml| (file, yaml))
+            serde_saphyr::to_string(&crd).map(|yaml| (file, yaml))
         })
         .collect()
 }

@@ -1,4 +1,4 @@
-//! Status shared by both kinds (DESIGN §1.3).
+//! Status shared by both kinds.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;

@@ -377,7 +377,7 @@ impl EmulatorConfig {
 
     /// Parses a YAML (or JSON) config file body. Missing fields take their defaults.
     pub fn from_yaml(text: &str) -> anyhow::Result<Self> {
-        Ok(serde_yaml::from_str(text)?)
+        Ok(serde_saphyr::from_str(text)?)
     }
 
     /// LRO duration.

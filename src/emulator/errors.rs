@@ -1,5 +1,5 @@
 //! ARM error bodies (`{"error":{code,message,target,details,additionalInfo}}`) and the
-//! exact wordings of the errors people really meet (DESIGN §6 table).
+//! exact wordings of the errors people really meet.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -114,7 +114,7 @@ impl IntoResponse for ArmError {
     }
 }
 
-/// The messages of DESIGN §6 (as reported from Azure), one function each, so the
+/// The error messages Azure returns (as users report them), one function each, so the
 /// wording lives in exactly one place.
 pub mod msg {
     /// PUT of an existing compute name.

@@ -51,7 +51,7 @@ pub fn kubeconfig(cluster: &Cluster, base: &str, admin: bool) -> String {
         "preferences": {},
         "users": [{"name": user, "user": {"token": token}}],
     });
-    serde_yaml::to_string(&doc).unwrap_or_default()
+    serde_saphyr::to_string(&doc).unwrap_or_default()
 }
 
 impl Cluster {

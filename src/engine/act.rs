@@ -58,7 +58,7 @@ impl<S: KubeStore> Engine<S> {
                 ..
             } => {
                 // The user credential first; the admin credential where local accounts
-                // serve only it (DESIGN §3.1).
+                // serve only it.
                 let kubeconfig = match self.arm.list_cluster_user_credential(cluster).await {
                     Ok(k) => k,
                     Err(_) => self

@@ -1,4 +1,4 @@
-//! ARM request bodies for create, attach, reattach and in-place update (DESIGN §4).
+//! ARM request bodies for create, attach, reattach and in-place update (shapes of the `Microsoft.MachineLearningServices` computes API).
 
 use crate::azure::ResourceId;
 use crate::azure::config::Secret;

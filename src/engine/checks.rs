@@ -1,4 +1,4 @@
-//! Reconcile-time checks before any Azure write (DESIGN §1.4 item 2), pure over what
+//! Reconcile-time checks before any Azure write, pure over what
 //! [`observe`](super::observe) read. Each failure is a [`Stall`] with a reason and a message
 //! a person can act on; warnings become events.
 

@@ -1,10 +1,10 @@
-//! The pure decision (DESIGN §2 step 4): `(desired, observed, status) → Plan` — the new
+//! The pure decision: `(desired, observed, status) → Plan` — the new
 //! status, at most one write, the events and the requeue — and [`settle`], the pure
 //! completion of a plan once its write succeeded or failed. No I/O here: every branch is a
 //! row of the table tests (`decide_tests.rs`).
 //!
 //! `decide` works in two steps: [`choose`] picks the next [`Action`] from what was observed
-//! (the tables of DESIGN §2–§3), and the plan for that action fills in the status, the
+//! (phase, operation in flight, drift, TLS safety), and the plan for that action fills in the status, the
 //! write and the events.
 
 use std::time::Duration;
@@ -133,7 +133,7 @@ pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     let owned = status.compute_id.is_some();
     let Some(c) = &obs.compute else {
         return match ph {
-            // After our own detach, 404 means "continue with the attach" (DESIGN §3.2).
+            // After our own detach, 404 means "continue with the attach".
             Phase::Detaching | Phase::Reattaching => Action::Reattach { drift: false },
             Phase::Pending | Phase::Creating | Phase::Attaching => {
                 Action::Provision { drift: false }

@@ -1,4 +1,4 @@
-//! The reconcile engine (DESIGN §2, §3): observe → decide → act → report.
+//! The reconcile engine: observe → decide → act → report.
 //!
 //! - [`observe`] makes every read a reconcile needs, once (the in-flight operation's poll
 //!   included);

@@ -1,5 +1,5 @@
-//! Observe: every read one reconcile needs, made once, before anything is decided (DESIGN
-//! §2 step 3). The long-running operation in `status.operation` is polled first; then the
+//! Observe: every read one reconcile needs, made once, before anything is decided.
+//! The long-running operation in `status.operation` is polled first; then the
 //! compute; then, only where a decision needs them, the managed cluster, the facts the
 //! pre-write checks need (workspace, VM sizes, Kubernetes versions, the workspace's
 //! computes), the TLS Secrets and the sibling claims. No ARM resource is read twice.
@@ -125,7 +125,7 @@ impl std::fmt::Debug for VerifiedTls {
     }
 }
 
-/// What the checks before a create or attach need (DESIGN §1.4 item 2). Reads stop at the
+/// What the checks before a create or attach need. Reads stop at the
 /// first missing fact later ones depend on (no workspace: no region to ask about).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProvisionFacts {
@@ -272,8 +272,7 @@ pub fn handle_of(op: &OperationStatus) -> OperationHandle {
 
 /// Whether the node count must be read from the AKS cluster before deciding. A
 /// steady-state resync of a Ready cluster whose count matches its spec (or whose pool the
-/// autoscaler manages) skips it, so that a resync costs one ARM read (`GET compute`,
-/// DESIGN §2 step 6). Counts changed outside the operator are looked at again on the next
+/// autoscaler manages) skips it, so that a resync costs one ARM read (`GET compute`). Counts changed outside the operator are looked at again on the next
 /// change of the resource.
 pub fn needs_node_count(d: &Desired, st: &ClusterStatus) -> bool {
     let Flavor::Create { agent_count, .. } = &d.flavor else {

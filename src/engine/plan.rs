@@ -1,5 +1,5 @@
 //! What [`decide`](super::decide::decide) returns and [`act`](super::act) executes: the
-//! new status, at most one write, the events, and when to look again (DESIGN §2 step 4).
+//! new status, at most one write, the events, and when to look again.
 
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub enum Write {
     },
     /// Read `azuremlfessl` from the cluster (kubeconfig from `listClusterUserCredential`,
     /// falling back to the admin credential), verify the pair and store it in Secret
-    /// `secret` of the resource's namespace (DESIGN §3.1).
+    /// `secret` of the resource's namespace.
     BackUpTls {
         /// The managed cluster.
         cluster: ResourceId,
@@ -157,7 +157,7 @@ impl Plan {
         }
     }
 
-    /// Sets `phase`, with the Normal event every phase transition gets (DESIGN §2 step 5).
+    /// Sets `phase`, with the Normal event every phase transition gets.
     pub fn set_phase(&mut self, phase: Phase) {
         if self.status.phase != Some(phase) {
             self.events.push(Note::normal(

@@ -1,4 +1,4 @@
-//! Adaptive steady-state resync (DESIGN §2 step 6).
+//! Adaptive steady-state resync: how long a Ready resource waits before its next read.
 //!
 //! A Ready resource is looked at again every [`ResyncPolicy::base`] (10 minutes, jittered),
 //! with one `GET compute` (the engine reads the AKS cluster only when its node count is not
@@ -61,7 +61,7 @@ pub fn fresh_remaining_reads(quota: Option<RemainingQuota>, time_scale: f64) -> 
 /// How often Ready resources are resynced, given the ARM read budget.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResyncPolicy {
-    /// Interval when the budget allows it (DESIGN: 10 minutes).
+    /// Interval when the budget allows it (10 minutes by default).
     pub base: Duration,
     /// Relative jitter: 0.1 spreads intervals over ±10 %.
     pub jitter: f64,

@@ -1,4 +1,4 @@
-//! One verdict for every Azure failure (DESIGN §2 step 4): a failed read or write, and a
+//! One verdict for every Azure failure: a failed read or write, and a
 //! compute that Azure turned `Failed`, end in exactly one of three places — try the same
 //! call again after a while, wait for Azure to finish something else, or stop with a
 //! `Stalled` reason a person can act on. Pure: `(error, context) → Verdict`.
@@ -263,7 +263,7 @@ pub enum ProvisioningFailure {
 }
 
 /// Classify a `Failed` compute from its `provisioningErrors` (code, message), by the
-/// wording Azure uses (DESIGN §6 table; quota and VM size wording as AKS reports them).
+/// wording Azure uses (quota and VM size wording as AKS reports them).
 pub fn classify_provisioning(compute: &str, errors: &[(String, String)]) -> ProvisioningFailure {
     const CAUSES: [(&str, &str, &str); 6] = [
         (

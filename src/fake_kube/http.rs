@@ -164,7 +164,7 @@ fn decode_body(content_type: Option<&str>, bytes: &[u8]) -> (Option<Value>, Opti
         Ok(v) => (Some(v), None),
         // Apply bodies may be YAML; kube sends JSON, which is YAML too.
         Err(e) if content_type.is_some_and(|c| c.contains("yaml")) => {
-            match serde_yaml::from_slice::<Value>(bytes) {
+            match serde_saphyr::from_slice::<Value>(bytes) {
                 Ok(v) => (Some(v), None),
                 Err(ye) => (None, Some(format!("{e}; as YAML: {ye}"))),
             }

@@ -1,4 +1,4 @@
-//! Reading `azuremlfessl` from an AKS cluster and writing the backup Secret (DESIGN §3.1).
+//! Reading `azuremlfessl` from an AKS cluster and writing the backup Secret.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -86,7 +86,7 @@ pub const RUN_COMMAND_DEADLINE: std::time::Duration = std::time::Duration::from_
 
 /// Read and verify `azuremlfessl` through the AKS Run Command API (`kubectl get secret
 /// azuremlfessl -n NAMESPACE -o json` in a pod AKS starts on the cluster): the way in when
-/// the API server is private and unreachable from the operator (DESIGN §3.1 step 6). Waits
+/// the API server is private and unreachable from the operator. Waits
 /// for the command (Azure's `Retry-After` between polls) at most `deadline`.
 /// `cluster_token` is the Entra ID token AKS needs for clusters with Entra ID integration.
 ///

@@ -1,4 +1,4 @@
-//! TLS safety for detach/reattach (DESIGN §3): PEM checks and the `azuremlfessl` backup.
+//! TLS safety for detach/reattach: PEM checks and the `azuremlfessl` backup.
 
 mod backup;
 mod pem;

@@ -3,7 +3,6 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 /// One YAML document and where it came from.
@@ -11,7 +10,7 @@ use serde_json::Value;
 pub struct Document {
     /// File name (`-` for stdin).
     pub source: String,
-    /// 1-based index of the document in its file.
+    /// 1-based index of the document among the file's non-empty documents.
     pub index: usize,
     /// The document, or why it could not be parsed.
     pub value: Result<Value, String>,
@@ -26,27 +25,23 @@ pub struct LoadError {
     source: std::io::Error,
 }
 
-/// Split multi-document YAML; empty documents are skipped, broken ones reported.
+/// Split multi-document YAML; empty documents are skipped, broken ones reported. After a
+/// document that is not a valid object the next ones are still read; after a YAML syntax
+/// error nothing more is (the parser cannot resynchronise).
 pub fn parse_documents(source: &str, text: &str) -> Vec<Document> {
-    let mut docs = Vec::new();
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = match Value::deserialize(de) {
-            Ok(Value::Null) => continue,
-            Ok(v) if v.is_object() => Ok(v),
-            Ok(_) => Err("document is not a mapping (expected a Kubernetes object)".to_string()),
-            Err(e) => Err(format!("invalid YAML: {e}")),
-        };
-        let broken = value.is_err();
-        docs.push(Document {
+    let mut reader = std::io::Cursor::new(text.as_bytes());
+    serde_saphyr::read::<_, Value>(&mut reader)
+        .enumerate()
+        .map(|(i, doc)| Document {
             source: source.to_string(),
             index: i + 1,
-            value,
-        });
-        if broken {
-            break; // the YAML parser cannot resynchronise after a syntax error
-        }
-    }
-    docs
+            value: match doc {
+                Ok(v) if v.is_object() => Ok(v),
+                Ok(_) => Err("document is not a mapping (expected a Kubernetes object)".into()),
+                Err(e) => Err(format!("invalid YAML: {e}")),
+            },
+        })
+        .collect()
 }
 
 /// Read every path: files, directories (their `*.yaml`/`*.yml`/`*.json`, recursively, sorted) and `-` for stdin.

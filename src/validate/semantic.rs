@@ -1,5 +1,5 @@
 //! Static checks that need arithmetic CEL cannot do on every Kubernetes version
-//! (DESIGN §1.4 item 1, last sentence): address ranges and subscriptions.
+//! (CIDR containment, overlaps): address ranges and subscriptions.
 
 use std::net::Ipv4Addr;
 

@@ -406,7 +406,7 @@ pub fn ic(name: &str, spec: &str) -> Desired {
         "apiVersion: amlops.dev/v1alpha1\nkind: InferenceCluster\nmetadata:\n  name: {name}\n  namespace: {NS}\n  generation: 1\nspec:\n  workspace: {{subscriptionId: {SUB}, resourceGroup: ml-rg, name: ml-ws}}\n{}",
         indent(spec)
     );
-    let o: InferenceCluster = serde_yaml::from_str(&yaml).expect("InferenceCluster YAML");
+    let o: InferenceCluster = serde_saphyr::from_str(&yaml).expect("InferenceCluster YAML");
     Desired::from_inference_cluster(&o)
 }
 
@@ -417,7 +417,7 @@ pub fn ca(name: &str, aks: &str, spec: &str) -> Desired {
         aks_id(aks),
         indent(spec)
     );
-    let o: ClusterAttachment = serde_yaml::from_str(&yaml).expect("ClusterAttachment YAML");
+    let o: ClusterAttachment = serde_saphyr::from_str(&yaml).expect("ClusterAttachment YAML");
     Desired::from_cluster_attachment(&o)
 }
 

@@ -946,7 +946,7 @@ fn seed(w: &World, name: &str, f: impl FnOnce(&mut ClusterSeed)) {
     w.emu.seed_aks_cluster(SUB, c);
 }
 
-/// The reconcile-time checks of DESIGN §1.4: each stalls with its reason and a message a
+/// The reconcile-time checks before any Azure write: each stalls with its reason and a message a
 /// person can act on, and nothing is written to Azure.
 pub async fn dynamic_checks_stall_without_write(w: &World) {
     seed(w, "old", |c| c.kubernetes_version = "1.27.3".into());
@@ -1018,7 +1018,7 @@ pub async fn dynamic_checks_stall_without_write(w: &World) {
     assert_eq!(w.served_fingerprint(&aks_id("shared")), Some(fp));
 }
 
-/// DESIGN §3.2: never detach while TLS is on and neither the user's Secret nor a verified
+/// Never detach while TLS is on and neither the user's Secret nor a verified
 /// backup holds the certificate. A private cluster's API server cannot be read, so an Auto
 /// certificate cannot be backed up: the reattach stops at Stalled TLSBackupFailed, and the
 /// compute keeps serving.
