@@ -822,12 +822,12 @@ fn amlops_validate_reports_the_new_kinds() {
     let good = dir.path().join("good.yaml");
     let docs: Vec<String> = [ext(), kc()]
         .iter()
-        .map(|v| serde_yaml::to_string(v).unwrap())
+        .map(|v| serde_json::to_string(v).unwrap())
         .collect();
-    std::fs::write(&good, docs.join("---\n")).unwrap();
+    std::fs::write(&good, docs.join("\n---\n")).unwrap();
     let bad = dir.path().join("bad.yaml");
     let invalid = with(kc(), &[("/spec/namespace", json!("azureml"))]);
-    std::fs::write(&bad, serde_yaml::to_string(&invalid).unwrap()).unwrap();
+    std::fs::write(&bad, serde_json::to_string(&invalid).unwrap()).unwrap();
     let mut out = Vec::new();
     let ok = run_cli(
         &ValidateArgs {
