@@ -1,4 +1,5 @@
 //! amlops: a Kubernetes operator for Azure Machine Learning inference clusters.
+#![warn(missing_docs)]
 
 pub mod azure;
 pub mod azure_args;

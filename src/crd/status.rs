@@ -7,7 +7,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::TlsMode;
 use crate::azure::{LroStyle, OperationKind};
 
-/// Where a resource is in its lifecycle.
+/// Where a resource is in its lifecycle: `Pending` (nothing sent to Azure yet, or waiting),
+/// `Creating`/`Attaching` (the compute PUT runs), `Updating` (an in-place compute update),
+/// `Scaling` (the AKS agent pool changes), `BackingUpTLS` (the `azuremlfessl` certificate is
+/// being copied before a detach), `Detaching`/`Reattaching`, `Ready`, `Deleting`.
+///
+/// Variants carry no doc comments of their own: schemars would turn them into a `oneOf`
+/// of constants instead of the `enum` the CRD's printer columns and kstatus read.
+#[allow(missing_docs)]
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum Phase {
     #[default]

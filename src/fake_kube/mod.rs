@@ -98,10 +98,15 @@ use store::{Deleted, State, Sub, TypeInfo};
 pub struct ResourceKind {
     /// "" for the core group.
     pub group: String,
+    /// API version within the group, e.g. `v1`.
     pub version: String,
+    /// Kind, e.g. `Secret`.
     pub kind: String,
+    /// Resource (plural) name in URLs, e.g. `secrets`.
     pub plural: String,
+    /// Namespaced (true) or cluster-scoped.
     pub namespaced: bool,
+    /// Whether `/status` is a subresource (writes to the main resource then ignore `status`).
     pub status_subresource: bool,
 }
 
@@ -148,10 +153,13 @@ pub fn default_kinds() -> Vec<ResourceKind> {
 /// One HTTP request the fake answered, in the order their effects were applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRecord {
+    /// HTTP method, upper case.
     pub method: String,
+    /// URL path, e.g. `/api/v1/namespaces/default/secrets/x`.
     pub path: String,
     /// The raw query string (without `?`), e.g. `fieldManager=amlops&force=true`.
     pub query: String,
+    /// The request's `Content-Type` (which patch type a PATCH is).
     pub content_type: Option<String>,
     /// The decoded JSON (or YAML) body, if any.
     pub body: Option<Value>,
@@ -179,9 +187,13 @@ impl RequestRecord {
 pub struct Fault {
     /// e.g. "PATCH"; `None` matches every method.
     pub method: Option<String>,
+    /// A substring of `path?query` the request must contain.
     pub path_contains: String,
+    /// HTTP status answered.
     pub status: u16,
+    /// How many more matching requests fail.
     pub remaining: usize,
+    /// The `metav1.Status` message.
     pub message: String,
 }
 
@@ -197,16 +209,19 @@ impl Fault {
         }
     }
 
+    /// Only requests with this HTTP method match.
     pub fn method(mut self, method: &str) -> Self {
         self.method = Some(method.to_ascii_uppercase());
         self
     }
 
+    /// Fails the next `times` matching requests instead of one.
     pub fn times(mut self, times: usize) -> Self {
         self.remaining = times;
         self
     }
 
+    /// The message of the `metav1.Status` answered.
     pub fn message(mut self, message: &str) -> Self {
         self.message = message.to_string();
         self
@@ -277,6 +292,7 @@ impl FakeApiServer {
         format!("http://{}", self.addr)
     }
 
+    /// The loopback address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -445,18 +461,22 @@ impl FakeApiServer {
     }
 
     /// The request log, oldest first.
+    /// Every request answered so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
     }
 
+    /// Forgets the requests recorded so far.
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
     }
 
+    /// Adds `fault` (see [`Fault`]).
     pub fn inject_fault(&self, fault: Fault) {
         self.lock().faults.push(fault);
     }
 
+    /// Removes every fault not yet used up.
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
     }

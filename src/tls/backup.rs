@@ -315,6 +315,7 @@ pub struct BackupArgs {
     /// Directory for `cert.pem` and `key.pem` (key written with mode 0600).
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
+    /// Azure identity and cloud (the operator's own credential options).
     #[command(flatten)]
     pub azure: crate::azure_args::AzureArgs,
 }
