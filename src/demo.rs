@@ -115,15 +115,9 @@ pub async fn run(
         AzureCloud::custom(emu.base_url().parse()?),
         CredentialConfig::StaticToken(Token::new(emu.token())),
     );
-    // The production client-side limits pace hours of steady state in a subscription shared
-    // with other tools (~1.7 reads/s after a burst of 50); with them the demo spent most of
-    // its time waiting on its own limiter instead of showing Azure's operations.
-    let fast = crate::azure::BucketConfig {
-        per_hour: 360_000,
-        burst: 1_000,
-    };
-    arm_config.rate_limits.reads = fast.clone();
-    arm_config.rate_limits.writes = fast;
+    // The emulator does not throttle the demo; pacing the handful of example resources to
+    // half of ARM's token buckets would only add waits to what the demo shows.
+    arm_config.rate_limits = crate::azure::RateLimitConfig::unpaced();
     let arm = ArmClient::new(arm_config)?;
     let store = MemoryStore::default();
     store.insert_secret(tls_secret(

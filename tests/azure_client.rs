@@ -11,9 +11,10 @@ use amlops::azure::model::{
     AksCompute, AksProperties, ClusterPurpose, ComputeResource, SslConfigStatus, SslConfiguration,
 };
 use amlops::azure::{
-    ArmClient, ArmClientConfig, Attempt, AzureCloud, BucketConfig, CredentialConfig, ErrorCategory,
-    LroStart, LroStyle, OperationHandle, OperationKind, OperationStatus, RateLimitConfig,
-    ResourceId, RetryPolicy, Secret, StatusClass, UnderlyingResourceAction,
+    ArmBucket, ArmClient, ArmClientConfig, ArmLimits, ArmThrottling, Attempt, AzureCloud,
+    CredentialConfig, ErrorCategory, LroStart, LroStyle, OperationHandle, OperationKind,
+    OperationStatus, RateLimitConfig, ResourceId, RetryPolicy, Secret, StatusClass,
+    ThrottlingModel, UnderlyingResourceAction,
 };
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -850,7 +851,9 @@ async fn managed_cluster_versions_workspace_and_skus() {
     let w = arm.get_workspace(&ws).await.unwrap().unwrap();
     assert_eq!(w.location.as_deref(), Some("eastus"));
     let quota = arm.remaining_quota(SUB).unwrap();
-    assert_eq!(quota.reads, Some(11987));
+    assert_eq!(quota.reads.map(|r| r.remaining), Some(11987));
+    // More than a token bucket holds: the older hourly model.
+    assert_eq!(quota.model, ThrottlingModel::Hourly);
     assert!(
         arm.get_workspace(&ResourceId::workspace(SUB, "ml-rg", "nope").unwrap())
             .await
@@ -892,8 +895,29 @@ async fn managed_cluster_versions_workspace_and_skus() {
 // ---------------------------------------------------------------------------------------
 // Rate limiting
 
+/// Client-side limits pacing deletes to `deletes` under both models (reads and writes
+/// unpaced in effect), whatever the stub's headers say.
+fn paced(deletes: ArmBucket) -> RateLimitConfig {
+    let free = ArmBucket::new(1e9, 1e9);
+    let limits = ArmLimits {
+        reads: free,
+        writes: free,
+        deletes,
+        global_factor: 0.0,
+    };
+    RateLimitConfig {
+        arm: ArmThrottling {
+            model: ThrottlingModel::TokenBucket,
+            token_bucket: limits,
+            hourly: limits,
+        },
+        share: Some(1.0),
+        ..RateLimitConfig::default()
+    }
+}
+
 #[tokio::test]
-async fn rate_limiter_spaces_writes() {
+async fn rate_limiter_spaces_deletes() {
     let (stub, base) = start_stub().await;
     for i in 0..4 {
         stub.on(
@@ -903,18 +927,9 @@ async fn rate_limiter_spaces_writes() {
         );
     }
     let mut cfg = config(&base);
-    // 10 writes per second, no burst beyond one: writes 100 ms apart. Reads unaffected.
-    cfg.rate_limits = RateLimitConfig {
-        reads: BucketConfig {
-            per_hour: 1_000_000,
-            burst: 100,
-        },
-        writes: BucketConfig {
-            per_hour: 36_000,
-            burst: 1,
-        },
-        max_wait: Duration::from_secs(5),
-    };
+    // 10 deletes per second, no burst beyond one: deletes 100 ms apart. Reads unaffected.
+    cfg.rate_limits = paced(ArmBucket::new(1.0, 10.0));
+    cfg.rate_limits.max_wait = Duration::from_secs(5);
     let arm = ArmClient::new(cfg).unwrap();
     let t0 = Instant::now();
     let calls = (0..4).map(|i| {
@@ -942,11 +957,15 @@ async fn rate_limiter_spaces_writes() {
         .map(|s| s.at)
         .collect();
     times.sort();
-    for pair in times.windows(2) {
-        let gap = pair[1] - pair[0];
+    // The k-th permit is granted no earlier than k × 100 ms after the start. (Gaps between
+    // arrivals are not the measure: on a loaded machine one request may spend longer in
+    // transit than the next, so two arrivals can land closer than their permits were.)
+    assert_eq!(times.len(), 4);
+    for (k, at) in times.iter().enumerate() {
+        let since = at.saturating_duration_since(t0);
         assert!(
-            gap >= Duration::from_millis(80),
-            "writes only {gap:?} apart"
+            since >= Duration::from_millis(100 * k as u64 - k.min(1) as u64 * 5),
+            "delete {k} arrived {since:?} after the start"
         );
     }
 }
@@ -1167,10 +1186,8 @@ async fn rate_limiter_refuses_long_waits_with_a_retry_after() {
     let (stub, base) = start_stub().await;
     stub.on("DELETE", &compute_path("c1"), vec![canned(204, "")]);
     let mut cfg = config(&base);
-    cfg.rate_limits.writes = BucketConfig {
-        per_hour: 36,
-        burst: 1,
-    };
+    // One delete per 100 s.
+    cfg.rate_limits = paced(ArmBucket::new(1.0, 0.01));
     cfg.rate_limits.max_wait = Duration::from_secs(1);
     let arm = ArmClient::new(cfg).unwrap();
     let id = compute_id("c1");

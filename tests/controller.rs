@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use amlops::azure::ThrottlingModel;
 use amlops::azure::config::Secret as Token;
 use amlops::azure::{ArmClientConfig, AzureCloud, CredentialConfig};
 use amlops::controller::{Backoff, Operator, Options, Readiness, Running, rbac};
 use amlops::crd::FINALIZER;
+use amlops::emulator::{Budget, ThrottleModel, Throttling, TokenBuckets};
 use amlops::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use amlops::engine::EngineConfig;
-use amlops::engine::resync::ReadBudget;
+use amlops::engine::resync::ArmThrottlingArgs;
 use amlops::fake_kube::{FakeApiServer, Fault};
 
 const AV: &str = "amlops.dev/v1alpha1";
@@ -65,7 +67,7 @@ impl World {
         leader: Option<amlops::controller::LeaseConfig>,
     ) -> (Running, watch::Sender<bool>) {
         let resync = EngineConfig::default().resync.base;
-        self.operator_with(identity, leader, resync, ReadBudget::default())
+        self.operator_with(identity, leader, resync, ArmThrottlingArgs::default())
             .await
     }
 
@@ -74,7 +76,7 @@ impl World {
         identity: &str,
         leader: Option<amlops::controller::LeaseConfig>,
         resync: Duration,
-        read_budget: ReadBudget,
+        throttling: ArmThrottlingArgs,
     ) -> (Running, watch::Sender<bool>) {
         let options = Options {
             namespace: None,
@@ -82,7 +84,7 @@ impl World {
             engine: EngineConfig {
                 busy_poll: Duration::from_millis(100),
                 retry_base: Duration::from_millis(100),
-                resync: read_budget.policy(resync),
+                resync: throttling.policy(resync),
                 ..EngineConfig::default()
             },
             backoff: Backoff {
@@ -589,18 +591,12 @@ async fn waits_for_established_crds_and_probes_report_it() {
     running.join().await.unwrap();
 }
 
-/// GETs of the compute `devaks` the operator sends during `window` once the attachment is
-/// Ready, with a 1 s base resync, the given read budget and, optionally, an emulator budget
-/// that makes ARM's remaining-reads header low.
-async fn steady_gets(budget: ReadBudget, arm_reads_per_hour: Option<u64>) -> usize {
+/// GETs of the compute `devaks` the operator sends during 5 s once the attachment is
+/// Ready, with a 1 s base resync, the given throttling settings of the operator, and the
+/// emulator enforcing `azure` (ARM's model and figures).
+async fn steady_gets(budget: ArmThrottlingArgs, azure: ThrottleModel) -> usize {
     let w = World::new().await;
-    if let Some(reads) = arm_reads_per_hour {
-        w.emu.set_budget(Some(amlops::emulator::Budget {
-            reads_per_hour: reads,
-            writes_per_hour: 1_200,
-            window_secs: 3_600,
-        }));
-    }
+    w.emu.set_throttling(Throttling::enforced(azure));
     let (running, stop) = w
         .operator_with("solo", None, Duration::from_secs(1), budget)
         .await;
@@ -625,6 +621,8 @@ async fn steady_gets(budget: ReadBudget, arm_reads_per_hour: Option<u64>) -> usi
     stop.send(true).unwrap();
     running.join().await.unwrap();
     assert_eq!(w.azure_writes(), 1, "one attach PUT, no steady-state write");
+    let throttled = w.emu.requests().iter().filter(|r| r.status == 429).count();
+    assert_eq!(throttled, 0, "the operator's own pacing never meets a 429");
     // Nothing changed, so nothing is written to the API server either (no status apply
     // per resync: a thousand resources would cost a thousand writes per period).
     let kube_writes: Vec<String> = w
@@ -643,25 +641,40 @@ async fn steady_gets(budget: ReadBudget, arm_reads_per_hour: Option<u64>) -> usi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_resync_stays_within_the_arm_read_budget() {
-    // The budget allows it: a resync about every second, one GET compute each.
-    let free = steady_gets(ReadBudget::default(), None).await;
+    // A migrated subscription (ARM's token buckets, enforced): the operator sees 249 reads
+    // left of a 250-token bucket — a full bucket, not "little left" — and resyncs at the
+    // base interval: about every second, one GET compute each.
+    let token_buckets = ThrottleModel::TokenBucket(TokenBuckets::default());
+    let free = steady_gets(ArmThrottlingArgs::default(), token_buckets).await;
     assert!(
         (3..=7).contains(&free),
         "{free} GETs in 5 s at a 1 s resync"
     );
+    let hour = |reads_per_hour| {
+        ThrottleModel::Hourly(Budget {
+            reads_per_hour,
+            ..Budget::default()
+        })
+    };
     // 36 reads/h for one resource: the floor is 100 s, so no resync in the window.
-    let tight = ReadBudget {
+    let tight = ArmThrottlingArgs {
         arm_read_budget: 36,
         arm_read_share: 1.0,
+        ..ArmThrottlingArgs::default()
     };
     assert_eq!(
-        steady_gets(tight, None).await,
+        steady_gets(tight, hour(12_000)).await,
         0,
         "resync stretched to 100 s"
     );
-    // ARM says fewer than 200 reads remain (under a quarter of 12,000): 16× slower.
+    // ARM says fewer than 200 reads remain of an hour of 12,000 (under a quarter): 16×
+    // slower. (200 alone could be a token bucket: the configuration names the model.)
+    let hourly = ArmThrottlingArgs {
+        arm_throttling: ThrottlingModel::Hourly,
+        ..ArmThrottlingArgs::default()
+    };
     assert_eq!(
-        steady_gets(ReadBudget::default(), Some(200)).await,
+        steady_gets(hourly, hour(200)).await,
         0,
         "remaining-reads header honoured"
     );

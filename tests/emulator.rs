@@ -1438,13 +1438,20 @@ async fn throttle_fault_has_retry_after_and_body() {
     );
     let r = ctx.get(&q(&compute("x"), MLS)).await;
     assert_eq!(r.status, 404, "fault used up");
-    assert!(
+    // ARM's token buckets by default: the request's class, per principal and global.
+    assert_eq!(
         r.header("x-ms-ratelimit-remaining-subscription-reads")
-            .is_some()
+            .as_deref(),
+        Some("249")
+    );
+    assert_eq!(
+        r.header("x-ms-ratelimit-remaining-subscription-global-reads")
+            .as_deref(),
+        Some("3749")
     );
     assert!(
         r.header("x-ms-ratelimit-remaining-subscription-writes")
-            .is_some()
+            .is_none()
     );
     let log = ctx.emu.requests();
     assert_eq!(log.len(), 2);
@@ -1573,6 +1580,7 @@ async fn budget_answers_429_when_spent() {
         reads_per_hour: 3,
         writes_per_hour: 100,
         window_secs: 3600,
+        ..Default::default()
     }));
     let mut remaining = Vec::new();
     for _ in 0..3 {
@@ -1602,6 +1610,130 @@ async fn budget_answers_429_when_spent() {
     assert_eq!(w.status, 201);
     ctx.emu.set_budget(None);
     assert_eq!(ctx.get(&q(&compute("x"), MLS)).await.status, 404);
+}
+
+#[tokio::test]
+async fn token_buckets_report_refuse_and_refill() {
+    let ctx = Ctx::default().await;
+    // ARM's read bucket, shrunk so the test is quick: 5 tokens refilled at 10 per second.
+    let figures = amlops::emulator::TokenBuckets {
+        reads: amlops::emulator::throttle::BucketFigures {
+            bucket: 5.0,
+            refill_per_second: 10.0,
+        },
+        ..Default::default()
+    };
+    ctx.emu
+        .set_throttling(amlops::emulator::Throttling::enforced(
+            amlops::emulator::ThrottleModel::TokenBucket(figures),
+        ));
+    let header = |r: &Resp, name: &str| {
+        r.header(&format!("x-ms-ratelimit-remaining-subscription-{name}"))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let r = ctx.get(&q(&compute("x"), MLS)).await;
+        assert_eq!(r.status, 404);
+        seen.push((header(&r, "reads"), header(&r, "global-reads")));
+    }
+    // Each GET takes a token of the principal's bucket and of the global one (15 × 5).
+    assert_eq!(seen[0], (Some(4), Some(74)));
+    let r = ctx.get(&q(&compute("x"), MLS)).await;
+    if r.status == 429 {
+        assert_eq!(r.body["error"]["code"], "SubscriptionRequestsThrottled");
+        let m = r.body["error"]["message"].as_str().unwrap();
+        assert!(
+            m.starts_with(&format!(
+                "Number of 'read' requests for subscription '{}' actor '",
+                amlops::emulator::DEFAULT_SUBSCRIPTION
+            )) && m.ends_with(
+                "exceeded. Please try again after '1' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling for additional information."
+            ),
+            "{m}"
+        );
+        assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+        assert_eq!(header(&r, "reads"), Some(0));
+    } else {
+        // The GETs took long enough for a token to come back (a loaded machine).
+        assert_eq!(r.status, 404);
+    }
+    // Writes have their own bucket (200 tokens).
+    let w = ctx
+        .put(
+            &q(&compute("tbucket"), MLS),
+            &create_body(3, "Standard_D3_v2", "FastProd"),
+        )
+        .await;
+    assert_eq!(w.status, 201);
+    assert_eq!(header(&w, "writes"), Some(199));
+    assert_eq!(header(&w, "global-writes"), Some(2999));
+    assert!(header(&w, "reads").is_none());
+    // Refilled at 10 per second: full again within a second.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = ctx.get(&q(&compute("x"), MLS)).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(header(&r, "reads"), Some(4));
+    // Another principal spends the global bucket: refused although ours is full. (A slow
+    // refill here, or a loaded machine would see a global token back — 150/s — before the
+    // next GET.)
+    ctx.emu
+        .set_throttling(amlops::emulator::Throttling::enforced(
+            amlops::emulator::ThrottleModel::TokenBucket(amlops::emulator::TokenBuckets {
+                reads: amlops::emulator::throttle::BucketFigures {
+                    bucket: 5.0,
+                    refill_per_second: 0.01,
+                },
+                ..Default::default()
+            }),
+        ));
+    ctx.emu.take_tokens(
+        amlops::emulator::DEFAULT_SUBSCRIPTION,
+        amlops::emulator::throttle::Class::Reads,
+        1_000,
+        true,
+    );
+    let r = ctx.get(&q(&compute("x"), MLS)).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(header(&r, "global-reads"), Some(0));
+    // Not enforced (the default): reported, never refused.
+    ctx.emu
+        .set_throttling(amlops::emulator::Throttling::default());
+    for _ in 0..300 {
+        assert_eq!(ctx.get(&q(&compute("x"), MLS)).await.status, 404);
+    }
+}
+
+#[tokio::test]
+async fn hourly_counts_report_refuse_and_start_again() {
+    let ctx = Ctx::default().await;
+    ctx.emu.set_budget(Some(Budget {
+        reads_per_hour: 2,
+        writes_per_hour: 1,
+        window_secs: 1,
+        ..Default::default()
+    }));
+    let reads = |r: &Resp| r.header("x-ms-ratelimit-remaining-subscription-reads");
+    let r = ctx.get(&q(&compute("x"), MLS)).await;
+    assert_eq!(reads(&r).as_deref(), Some("1"));
+    assert!(
+        r.header("x-ms-ratelimit-remaining-subscription-global-reads")
+            .is_none(),
+        "the hourly model has no global header"
+    );
+    assert_eq!(
+        reads(&ctx.get(&q(&compute("x"), MLS)).await).as_deref(),
+        Some("0")
+    );
+    let r = ctx.get(&q(&compute("x"), MLS)).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.body["error"]["code"], "TooManyRequests");
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    // A new window: the count starts again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = ctx.get(&q(&compute("x"), MLS)).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(reads(&r).as_deref(), Some("1"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1775,7 +1907,14 @@ budget: {readsPerHour: 100, writesPerHour: 10}
     assert_eq!(ctx.emu.token(), "t0k");
     let st = ctx.emu.state();
     assert_eq!(st.faults.len(), 1);
-    assert_eq!(st.budget.as_ref().map(|b| b.window_secs), Some(3600));
+    assert_eq!(
+        st.throttling,
+        amlops::emulator::Throttling::enforced(amlops::emulator::ThrottleModel::Hourly(Budget {
+            reads_per_hour: 100,
+            writes_per_hour: 10,
+            ..Default::default()
+        }))
+    );
     assert_eq!(
         st.cluster("shared")
             .and_then(|c| c.authorized_ip_ranges.clone()),

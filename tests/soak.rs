@@ -141,12 +141,7 @@ fn engine(emu: &EmulatorHandle, store: &MemoryStore) -> Engine<MemoryStore> {
         max_backoff: Duration::from_millis(40),
         max_total: Duration::from_millis(400),
     };
-    let mut limits = RateLimitConfig::default();
-    limits.reads.per_hour = u32::MAX;
-    limits.reads.burst = 1_000_000;
-    limits.writes.per_hour = u32::MAX;
-    limits.writes.burst = 1_000_000;
-    c.rate_limits = limits;
+    c.rate_limits = RateLimitConfig::unpaced();
     c.timeouts = Timeouts {
         connect: Duration::from_secs(2),
         request: Duration::from_secs(5),

@@ -240,24 +240,181 @@ impl Default for RetryPolicy {
     }
 }
 
-/// A token bucket: `per_hour` sustained rate, `burst` tokens available at once.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BucketConfig {
-    /// Sustained requests per hour.
-    pub per_hour: u32,
-    /// Bucket size.
-    pub burst: u32,
+/// Which of ARM's two throttling models a subscription is under
+/// (<https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling>).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum ThrottlingModel {
+    /// Since 2024 (Microsoft states that subscriptions have been migrated): per region, a
+    /// token bucket per subscription, principal and operation type (reads 250 tokens refilled
+    /// at 25 per second, writes and deletes 200 at 10 per second), plus a global subscription
+    /// bucket 15 times one principal's. The remaining-requests headers report the bucket, and
+    /// `x-ms-ratelimit-remaining-subscription-global-*` the global one.
+    #[default]
+    TokenBucket,
+    /// The older model: 12,000 reads, 1,200 writes and 15,000 deletes per rolling hour per
+    /// subscription and principal; the headers count down the hour.
+    Hourly,
 }
 
-/// Client-side rate limits, per subscription. ARM allows roughly 12,000 reads and 1,200
-/// writes per hour per subscription and principal; the defaults keep well below that so
-/// that other tools sharing the principal still have room.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl ThrottlingModel {
+    /// `token-bucket` or `hourly` (the flag's spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenBucket => "token-bucket",
+            Self::Hourly => "hourly",
+        }
+    }
+}
+
+/// One of ARM's limits as a bucket: at most `size` requests at once, refilled at
+/// `refill_per_second`. An hourly count is the bucket of its rolling hour (12,000 reads
+/// refilled at 12,000 / 3,600 per second).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ArmBucket {
+    /// Tokens when full (requests that may be sent at once).
+    pub size: f64,
+    /// Tokens added per second.
+    pub refill_per_second: f64,
+}
+
+impl ArmBucket {
+    /// A bucket of `size` refilled at `refill_per_second`.
+    pub const fn new(size: f64, refill_per_second: f64) -> Self {
+        Self {
+            size,
+            refill_per_second,
+        }
+    }
+
+    /// The older model's hourly count as a bucket.
+    pub const fn per_hour(count: f64) -> Self {
+        Self::new(count, count / 3600.0)
+    }
+
+    /// Seconds an empty bucket takes to refill (10 s for ARM's reads, an hour for an hourly
+    /// count): a remaining-requests value older than that says nothing about now.
+    pub fn refill_seconds(&self) -> f64 {
+        if self.refill_per_second > 0.0 {
+            self.size / self.refill_per_second
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// The same bucket on a clock running `time_scale` times faster (benchmarks).
+    pub fn time_scaled(&self, time_scale: f64) -> Self {
+        Self::new(self.size, self.refill_per_second * time_scale)
+    }
+}
+
+/// ARM's limits per subscription and principal under one model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ArmLimits {
+    /// GET/HEAD.
+    pub reads: ArmBucket,
+    /// PUT, PATCH, POST.
+    pub writes: ArmBucket,
+    /// DELETE.
+    pub deletes: ArmBucket,
+    /// The global subscription limit (all principals together) as a multiple of one
+    /// principal's: 15 under token buckets; 0 when the model has none.
+    pub global_factor: f64,
+}
+
+impl ArmLimits {
+    /// ARM's token buckets (2024 on): reads 250 at 25/s, writes and deletes 200 at 10/s,
+    /// global 15×.
+    pub const TOKEN_BUCKET: Self = Self {
+        reads: ArmBucket::new(250.0, 25.0),
+        writes: ArmBucket::new(200.0, 10.0),
+        deletes: ArmBucket::new(200.0, 10.0),
+        global_factor: 15.0,
+    };
+    /// ARM's older hourly counts: 12,000 reads, 1,200 writes, 15,000 deletes per hour.
+    pub const HOURLY: Self = Self {
+        reads: ArmBucket::per_hour(12_000.0),
+        writes: ArmBucket::per_hour(1_200.0),
+        deletes: ArmBucket::per_hour(15_000.0),
+        global_factor: 0.0,
+    };
+
+    /// The bucket of a request class.
+    pub fn of(&self, class: super::ratelimit::RequestClass) -> ArmBucket {
+        use super::ratelimit::RequestClass;
+        match class {
+            RequestClass::Read => self.reads,
+            RequestClass::Write => self.writes,
+            RequestClass::Delete => self.deletes,
+        }
+    }
+
+    /// The same limits on a clock running `time_scale` times faster (benchmarks).
+    pub fn time_scaled(&self, time_scale: f64) -> Self {
+        Self {
+            reads: self.reads.time_scaled(time_scale),
+            writes: self.writes.time_scaled(time_scale),
+            deletes: self.deletes.time_scaled(time_scale),
+            global_factor: self.global_factor,
+        }
+    }
+}
+
+/// ARM's figures under both models, and the one assumed until a subscription's headers tell.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ArmThrottling {
+    /// Assumed for a subscription until ARM's headers show which model it is under.
+    pub model: ThrottlingModel,
+    /// The token-bucket figures.
+    pub token_bucket: ArmLimits,
+    /// The hourly figures.
+    pub hourly: ArmLimits,
+}
+
+impl Default for ArmThrottling {
+    fn default() -> Self {
+        Self {
+            model: ThrottlingModel::default(),
+            token_bucket: ArmLimits::TOKEN_BUCKET,
+            hourly: ArmLimits::HOURLY,
+        }
+    }
+}
+
+impl ArmThrottling {
+    /// The figures of `model`.
+    pub fn limits(&self, model: ThrottlingModel) -> &ArmLimits {
+        match model {
+            ThrottlingModel::TokenBucket => &self.token_bucket,
+            ThrottlingModel::Hourly => &self.hourly,
+        }
+    }
+
+    /// Both models' figures on a clock running `time_scale` times faster (benchmarks).
+    pub fn time_scaled(&self, time_scale: f64) -> Self {
+        Self {
+            model: self.model,
+            token_bucket: self.token_bucket.time_scaled(time_scale),
+            hourly: self.hourly.time_scaled(time_scale),
+        }
+    }
+}
+
+/// Client-side rate limits, per subscription: the operator paces its own requests to a share
+/// of ARM's limits under the model the subscription is under (learned from ARM's headers),
+/// so that other tools sharing the principal still have room and the operator alone never
+/// meets a 429.
+#[derive(Clone, Debug, PartialEq)]
 pub struct RateLimitConfig {
-    /// GET requests (including LRO polls).
-    pub reads: BucketConfig,
-    /// PUT, PATCH, POST, DELETE.
-    pub writes: BucketConfig,
+    /// ARM's limits under both models.
+    pub arm: ArmThrottling,
+    /// Share of each of ARM's limits the operator's own requests may use, in (0, 1]: its
+    /// client-side buckets hold `share × size` tokens refilled at `share × refill`, so that
+    /// by itself it never drains ARM's bucket below `(1 − share) × size`. `None`: no
+    /// client-side pacing (tests and benchmarks that measure the operator's own speed).
+    pub share: Option<f64>,
     /// Longest a request waits for a token; beyond it the call fails at once with a
     /// `Throttled` error whose `retry_after()` says when to come back, so a reconcile
     /// worker is never parked for minutes.
@@ -267,15 +424,19 @@ pub struct RateLimitConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
-            reads: BucketConfig {
-                per_hour: 6_000,
-                burst: 50,
-            },
-            writes: BucketConfig {
-                per_hour: 600,
-                burst: 10,
-            },
+            arm: ArmThrottling::default(),
+            share: Some(0.5),
             max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// No client-side pacing; the headers are still read.
+    pub fn unpaced() -> Self {
+        Self {
+            share: None,
+            ..Self::default()
         }
     }
 }

@@ -121,8 +121,8 @@ use url::Url;
 pub use auth::{StaticTokenCredential, build_credential};
 pub use compute::UnderlyingResourceAction;
 pub use config::{
-    ArmClientConfig, AzureCloud, BucketConfig, CredentialConfig, RateLimitConfig, RetryPolicy,
-    Secret, Timeouts,
+    ArmBucket, ArmClientConfig, ArmLimits, ArmThrottling, AzureCloud, CredentialConfig,
+    RateLimitConfig, RetryPolicy, Secret, ThrottlingModel, Timeouts,
 };
 pub use error::{ApiError, AzureError, ErrorCategory};
 pub use extension::{
@@ -133,7 +133,7 @@ pub use http::USER_AGENT;
 pub use lro::{LroStart, LroStyle, OperationHandle, OperationKind, OperationStatus};
 pub use metrics::{ArmObserver, Attempt, NoopObserver, StatusClass};
 pub use model::KubeconfigSecret;
-pub use ratelimit::RemainingQuota;
+pub use ratelimit::{BucketLevel, QuotaObservation, RequestClass};
 pub use resource_id::ResourceId;
 
 use auth::TokenProvider;
@@ -247,10 +247,11 @@ impl ArmClient {
         }
     }
 
-    /// The last `x-ms-ratelimit-remaining-subscription-reads/writes` ARM reported for
-    /// `subscription` (to adapt the resync rate).
-    pub fn remaining_quota(&self, subscription: &str) -> Option<RemainingQuota> {
-        self.inner.transport.limiter().remaining(subscription)
+    /// What ARM's `x-ms-ratelimit-remaining-subscription-*` headers said about
+    /// `subscription`: the throttling model it is under and how full its buckets have been
+    /// lately (to adapt the resync rate); `None` before any response.
+    pub fn remaining_quota(&self, subscription: &str) -> Option<QuotaObservation> {
+        self.inner.transport.limiter().observation(subscription)
     }
 
     /// The ARM endpoint this client talks to.

@@ -29,8 +29,10 @@ use crate::fake_kube::FakeApiServer;
 /// Figures of one `--controller` run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ControllerRun {
-    /// Resources applied at once.
+    /// Resources applied.
     pub resources: usize,
+    /// Resources applied per second (0: all at once).
+    pub apply_rate: f64,
     /// Every resource Ready before the timeout.
     pub converged: bool,
     /// Resources Ready at the end.
@@ -103,19 +105,20 @@ pub async fn run(
     // ARM's budget lifted, the policy and the emulator's remaining-reads headers agreeing
     // on it, so that every resource resyncs every RESYNC (the engine benchmark covers the
     // budget).
-    let mut read_budget = args.resync.budget;
-    read_budget.arm_read_budget = LIFTED_BUDGET;
+    let mut throttling = args.resync.throttling;
+    throttling.arm_read_budget = LIFTED_BUDGET;
     emu.set_budget(Some(EmuBudget {
         reads_per_hour: LIFTED_BUDGET,
         writes_per_hour: LIFTED_BUDGET,
         window_secs: 3600,
+        ..Default::default()
     }))
     .await?;
     let options = Options {
         namespace: None,
         concurrency: u16::try_from(args.concurrency).unwrap_or(u16::MAX),
         engine: EngineConfig {
-            resync: read_budget.policy(RESYNC),
+            resync: throttling.policy(RESYNC),
             busy_poll: Duration::from_secs_f64((args.op_seconds / 4.0).max(0.05)),
             retry_base: Duration::from_millis(500),
             ..EngineConfig::default()
@@ -129,7 +132,7 @@ pub async fn run(
         identity: "bench".into(),
         crd_poll: Duration::from_millis(100),
     };
-    let arm = world::client_config(&emu.base_url(), emu.token(), None)?;
+    let arm = world::client_config(&emu.base_url(), emu.token(), throttling.arm(), 1.0, false)?;
     let (stop, stopped) = watch::channel(false);
     let running = Operator::new(fake.client(), arm, options)?
         .start(stopped)
@@ -168,11 +171,23 @@ pub async fn run(
     emu.clear_requests().await?;
     let r0 = reconciles();
     let t0 = Instant::now();
-    for mut v in manifests {
+    let mut applied: BTreeMap<String, Instant> = BTreeMap::new();
+    for (i, mut v) in manifests.into_iter().enumerate() {
+        if args.apply_rate > 0.0 {
+            // `kubectl apply -f dir/` or a GitOps sync: one after the other at the rate.
+            let at = t0 + Duration::from_secs_f64(i as f64 / args.apply_rate);
+            tokio::time::sleep_until(at.into()).await;
+        }
         // The API server sets the generation.
         if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             m.remove("generation");
         }
+        let name = format!(
+            "{}/{}",
+            v["kind"].as_str().unwrap_or_default(),
+            v["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        applied.insert(name, Instant::now());
         fake.put(v).map_err(|s| anyhow::anyhow!("{}", s.message))?;
     }
     let mut ready: BTreeMap<String, Instant> = BTreeMap::new();
@@ -189,6 +204,7 @@ pub async fn run(
     let last = ready.values().max().copied().unwrap_or(t0);
     let mut c = ControllerRun {
         resources: n,
+        apply_rate: args.apply_rate,
         converged,
         ready: ready.len(),
         wall_seconds: last.duration_since(t0).as_secs_f64(),
@@ -196,8 +212,11 @@ pub async fn run(
     };
     let op = Duration::from_secs_f64(args.op_seconds.max(0.0));
     let minus: Vec<Duration> = ready
-        .values()
-        .map(|at| at.duration_since(t0).saturating_sub(op))
+        .iter()
+        .map(|(name, at)| {
+            let from = applied.get(name).copied().unwrap_or(t0);
+            at.saturating_duration_since(from).saturating_sub(op)
+        })
         .collect();
     c.apply_to_ready_minus_operation = Dist::of(&minus);
     c.reconciles = reconciles() - r0;

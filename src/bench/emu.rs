@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::emulator::{Budget, Emulator, EmulatorConfig, EmulatorHandle, RequestRecord};
+use crate::emulator::{
+    Budget, Emulator, EmulatorConfig, EmulatorHandle, RequestRecord, Throttling,
+};
 
 /// Where the benchmark runs the emulator.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -110,6 +112,22 @@ impl Emu {
                     None => c.http.delete(url),
                 };
                 req.send().await?.error_for_status()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets ARM's throttling (model per subscription, enforced or not); counters restart.
+    pub async fn set_throttling(&self, throttling: Throttling) -> anyhow::Result<()> {
+        match self {
+            Self::InProcess(h) => h.set_throttling(throttling),
+            Self::Process(c) => {
+                c.http
+                    .put(format!("{}/admin/throttling", c.base_url))
+                    .json(&throttling)
+                    .send()
+                    .await?
+                    .error_for_status()?;
             }
         }
         Ok(())

@@ -44,18 +44,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::azure::ThrottlingModel;
 use crate::crd::Phase;
-use crate::emulator::Budget as EmuBudget;
-use crate::engine::resync::{ResyncArgs, ResyncPolicy};
+use crate::emulator::{Budget as EmuBudget, ThrottleModel, Throttling, TokenBuckets};
+use crate::engine::resync::{ReadQuota, ResyncArgs, ResyncPolicy};
 use crate::engine::{Engine, EngineConfig, MemoryStore};
 
 use emu::{Emu, EmulatorMode};
 use report::{Cpu, Dist, Report, Run};
 use sched::{Requeue, SchedStats, Scheduler, Tracked};
 use world::{Counters, Shape, Tally};
-
-/// ARM's documented write budget per subscription and principal per hour.
-pub const ARM_WRITES_PER_HOUR: u64 = 1_200;
 
 /// `amlops bench` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,9 +70,11 @@ pub struct BenchArgs {
     /// Resources applied per second (0: all at the same instant, the worst case).
     #[arg(long, default_value_t = 0.0)]
     pub apply_rate: f64,
-    /// Emulated seconds per real second for the steady state and budget phases.
-    #[arg(long, default_value_t = 360.0)]
-    pub time_scale: f64,
+    /// Emulated seconds per real second for the steady state and budget phases [default:
+    /// 360 under the hourly model; under token buckets as much as keeps the steady state
+    /// at about 200 ARM reads per real second, at most 360].
+    #[arg(long)]
+    pub time_scale: Option<f64>,
     /// Emulated hours of steady state to measure, after one warm-up round (at least two
     /// resync rounds are measured).
     #[arg(long, default_value_t = 1.0)]
@@ -113,6 +113,68 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// The model the emulator enforces in the steady state and the throttled run
+    /// (`--arm-throttling`, default token buckets).
+    pub fn model(&self) -> ThrottlingModel {
+        self.resync.throttling.arm_throttling
+    }
+
+    /// Emulated seconds per real second for `n` resources (see `--time-scale`).
+    pub fn time_scale(&self, n: usize) -> f64 {
+        if let Some(ts) = self.time_scale {
+            return ts.max(1e-3);
+        }
+        match self.model() {
+            ThrottlingModel::Hourly => 360.0,
+            ThrottlingModel::TokenBucket => {
+                let policy = self.resync.policy();
+                let per_sub = n.div_ceil(self.subscriptions.max(1));
+                let quota = Some(ReadQuota {
+                    model: ThrottlingModel::TokenBucket,
+                    fill: None,
+                });
+                let reads_per_second = policy.expected_reads_per_hour(per_sub, quota)
+                    * self.subscriptions.max(1) as f64
+                    / 3600.0;
+                (200.0 / reads_per_second.max(1e-9)).clamp(1.0, 360.0)
+            }
+        }
+    }
+
+    /// What the emulator enforces in the steady state: ARM's figures of the model on a clock
+    /// `ts` times faster (`budget`: an hourly budget instead of ARM's).
+    fn throttling(&self, ts: f64, budget: Option<(u64, u64)>) -> Throttling {
+        let arm = self.resync.throttling.arm();
+        let model = match (self.model(), budget) {
+            (ThrottlingModel::TokenBucket, None) => {
+                let l = arm.token_bucket.time_scaled(ts);
+                let f = |b: crate::azure::ArmBucket| crate::emulator::throttle::BucketFigures {
+                    bucket: b.size,
+                    refill_per_second: b.refill_per_second,
+                };
+                ThrottleModel::TokenBucket(TokenBuckets {
+                    reads: f(l.reads),
+                    writes: f(l.writes),
+                    deletes: f(l.deletes),
+                    global_factor: l.global_factor,
+                })
+            }
+            (_, budget) => {
+                let (reads, writes) = budget.unwrap_or((
+                    self.resync.throttling.arm_read_budget,
+                    self.resync.throttling.arm_write_budget,
+                ));
+                ThrottleModel::Hourly(EmuBudget {
+                    reads_per_hour: reads,
+                    writes_per_hour: writes,
+                    deletes_per_hour: self.resync.throttling.arm_delete_budget,
+                    window_secs: window_secs(ts),
+                })
+            }
+        };
+        Throttling::enforced(model)
+    }
+
     /// The world of a run with `n` resources.
     fn shape(&self, n: usize) -> Shape {
         Shape {
@@ -141,11 +203,12 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<bool> {
     let report = op_rt.block_on(run(&args, emu_rt.handle().clone(), &mut out))?;
     writeln!(
         out,
-        "\nload average before | after: {} | {} ({} CPUs)\n{}",
+        "\nload average before | after: {} | {} ({} CPUs)\n{}\n{}",
         report.load_average_before.as_deref().unwrap_or("?"),
         report.load_average_after.as_deref().unwrap_or("?"),
         report.cpus,
-        report.table()
+        report.table(),
+        report.targets_table()
     )?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -185,6 +248,10 @@ pub async fn run(
         }
     }
     report.load_average_after = sys::load_average();
+    report.evaluate(
+        args.resync.throttling.arm_read_share,
+        args.resync.resync_seconds,
+    );
     Ok(report)
 }
 
@@ -199,19 +266,19 @@ async fn build_world(
     args: &BenchArgs,
     n: usize,
     rt: &tokio::runtime::Handle,
-    client_time_scale: Option<f64>,
+    ts: f64,
+    paced: bool,
 ) -> anyhow::Result<World> {
-    let ts = args.time_scale.max(1e-3);
     let store = MemoryStore::default();
     let mut config = world::emulator_config(args.op_seconds);
     let desired = world::load(&store, world::populate(&mut config, &args.shape(n)))?;
     let emu = Emu::start(args.emulator, config, rt).await?;
     let counters = Arc::new(Counters::default());
+    let policy = args.resync.policy();
     let arm = world::client(
-        world::client_config(&emu.base_url(), emu.token(), client_time_scale)?,
+        world::client_config(&emu.base_url(), emu.token(), policy.arm, ts, paced)?,
         counters.clone(),
     )?;
-    let policy = args.resync.policy();
     let engine = Arc::new(Engine {
         arm,
         store,
@@ -281,6 +348,13 @@ fn phase_name(p: Option<Phase>) -> &'static str {
     }
 }
 
+/// ARM's reads per hour per subscription under the bench's model (refill × 3600 for token
+/// buckets).
+fn arm_reads_per_hour(args: &BenchArgs) -> u64 {
+    let arm = args.resync.throttling.arm();
+    (arm.limits(args.model()).reads.refill_per_second * 3600.0).round() as u64
+}
+
 fn window_secs(time_scale: f64) -> u64 {
     (3600.0 / time_scale.max(1e-3)).round().max(1.0) as u64
 }
@@ -292,7 +366,8 @@ async fn run_one(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Run> {
     let sampler = sys::RssSampler::start(Duration::from_millis(10));
-    let ts = args.time_scale.max(1e-3);
+    let ts = args.time_scale(n);
+    let model = args.model();
     let timeout = Duration::from_secs_f64(args.timeout_seconds.max(1.0));
     let subs = args.subscriptions.max(1);
     let per_sub = n.div_ceil(subs);
@@ -303,6 +378,7 @@ async fn run_one(
         time_scale: ts,
         concurrency: args.concurrency,
         apply_rate: args.apply_rate,
+        throttling: model.as_str().into(),
         ..Default::default()
     };
 
@@ -312,7 +388,7 @@ async fn run_one(
         mut sched,
         counters,
         requeue,
-    } = build_world(args, n, rt, None).await?;
+    } = build_world(args, n, rt, ts, false).await?;
     let cpu0 = sys::thread_cpu();
     let emu_cpu0 = emu.child_cpu_seconds();
     let tally0 = counters.snapshot();
@@ -371,13 +447,8 @@ async fn run_one(
         c.overhead_per_transition.p99_ms
     )?;
 
-    // 2. Steady state under ARM's real budget (time-compressed).
-    emu.set_budget(Some(EmuBudget {
-        reads_per_hour: args.resync.budget.arm_read_budget,
-        writes_per_hour: ARM_WRITES_PER_HOUR,
-        window_secs: window_secs(ts),
-    }))
-    .await?;
+    // 2. Steady state under ARM's real limits of the model (time-compressed).
+    emu.set_throttling(args.throttling(ts, None)).await?;
     run.steady = steady(
         args, &mut sched, &requeue, &emu, &counters, per_sub, timeout,
     )
@@ -400,30 +471,44 @@ async fn run_one(
             * polls_per_operation,
         amlops_writes_per_hour: run.steady.writes_per_resource_hour * n as f64,
         amlops_reads_per_hour: run.steady.reads_per_resource_hour * n as f64,
-        arm_writes_per_hour: ARM_WRITES_PER_HOUR,
-        arm_reads_per_hour: args.resync.budget.arm_read_budget,
+        arm_writes_per_hour: {
+            let arm = args.resync.throttling.arm();
+            (arm.limits(model).writes.refill_per_second * 3600.0).round() as u64
+        },
+        arm_reads_per_hour: arm_reads_per_hour(args),
     };
     drop(sched);
     let mut emulator_rss = emu.child_peak_rss_bytes();
     emu.shutdown().await;
 
-    // 3. Converge under a scaled-down budget, with the client-side limits on.
+    // 3. Converge with the client-side limits on: under token buckets, ARM's own figures
+    //    (all applied at once: the operator's pacing alone must avoid any 429); under the
+    //    hourly model, a scaled-down budget that forces throttling.
     if !args.skip_budget {
-        let scale = args.budget_scale.unwrap_or(n as f64 / 4000.0);
-        let reads = ((args.resync.budget.arm_read_budget as f64 * scale).round() as u64).max(1);
-        let writes = ((ARM_WRITES_PER_HOUR as f64 * scale).round() as u64).max(1);
+        let tb = model == ThrottlingModel::TokenBucket;
+        let scale = if tb {
+            1.0
+        } else {
+            args.budget_scale.unwrap_or(n as f64 / 4000.0)
+        };
+        let t = &args.resync.throttling;
+        let (reads, writes) = if tb {
+            let per_hour = |r: f64| (r * 3600.0).round() as u64;
+            (per_hour(t.arm_read_refill), per_hour(t.arm_write_refill))
+        } else {
+            (
+                ((t.arm_read_budget as f64 * scale).round() as u64).max(1),
+                ((t.arm_write_budget as f64 * scale).round() as u64).max(1),
+            )
+        };
         let World {
             emu,
             mut sched,
             counters,
             requeue,
-        } = build_world(args, n, rt, Some(ts)).await?;
-        emu.set_budget(Some(EmuBudget {
-            reads_per_hour: reads,
-            writes_per_hour: writes,
-            window_secs: window_secs(ts),
-        }))
-        .await?;
+        } = build_world(args, n, rt, ts, true).await?;
+        emu.set_throttling(args.throttling(ts, (!tb).then_some((reads, writes))))
+            .await?;
         let tally0 = counters.snapshot();
         counters.take_latency();
         let t0 = Instant::now();
@@ -492,7 +577,11 @@ async fn steady(
 ) -> anyhow::Result<report::Steady> {
     let ts = requeue.time_scale;
     let policy: &ResyncPolicy = &requeue.policy;
-    let nominal = policy.nominal(per_sub, None);
+    let model = Some(ReadQuota {
+        model: args.model(),
+        fill: None,
+    });
+    let nominal = policy.nominal(per_sub, model);
     // Warm-up: until every resource has been resynced once more, so that intervals set
     // while converging (slowed down if that drained the read budget) are behind us.
     let start: Vec<u64> = sched.items.iter().map(|t| t.rounds).collect();
@@ -525,9 +614,9 @@ async fn steady(
     Ok(report::Steady {
         emulated_hours: hours,
         real_seconds: real.as_secs_f64(),
-        arm_reads_per_hour: policy.read_budget_per_hour,
+        arm_reads_per_hour: arm_reads_per_hour(args),
         policy_interval_seconds: nominal.as_secs_f64(),
-        policy_reads_per_subscription_hour: policy.expected_reads_per_hour(per_sub, None),
+        policy_reads_per_subscription_hour: policy.expected_reads_per_hour(per_sub, model),
         reconciles: stats.reconciles,
         resyncs_per_resource_hour: stats.reconciles as f64 / n / hours,
         reads_per_resync: tally.reads() as f64 / stats.reconciles.max(1) as f64,

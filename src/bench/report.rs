@@ -108,7 +108,8 @@ pub struct Steady {
     pub emulated_hours: f64,
     /// Real seconds measured.
     pub real_seconds: f64,
-    /// ARM read budget per hour the emulator enforced (per subscription).
+    /// ARM's reads per hour per subscription the emulator allowed (token buckets: the refill
+    /// × 3600).
     pub arm_reads_per_hour: u64,
     /// Policy: nominal resync interval in (emulated) seconds for the resources per
     /// subscription, before jitter and before the remaining-reads slow-down.
@@ -212,6 +213,8 @@ pub struct Run {
     pub concurrency: usize,
     /// Resources applied per second (0: all at once).
     pub apply_rate: f64,
+    /// ARM's throttling model the emulator enforced (`token-bucket` or `hourly`).
+    pub throttling: String,
     /// Apply all, wait for Ready.
     pub converge: Converge,
     /// Steady state.
@@ -241,6 +244,146 @@ pub struct Report {
     pub runs: Vec<Run>,
     /// `--controller` runs, one per resource count.
     pub controller_runs: Vec<ControllerRun>,
+    /// The targets of issue 14 these runs measure, each met or not.
+    pub targets: Vec<Target>,
+}
+
+/// One target and whether this run met it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Target {
+    /// What is measured, e.g. `steady 10000 (token-bucket): resync at the base interval`.
+    pub name: String,
+    /// The bound, in words (e.g. `<= 64 MiB`).
+    pub target: String,
+    /// The measured value, in words.
+    pub value: String,
+    /// Whether the value meets the bound.
+    pub met: bool,
+}
+
+impl Report {
+    /// The targets these runs measure: 0 steady writes; steady reads within `share` of ARM's
+    /// read allowance; under token buckets, the resync at the `base_seconds` interval and
+    /// no 429 in the paced burst; peak RSS (64 MiB at 1,000, 256 MiB at 10,000); whole
+    /// operator apply→Ready minus Azure p99 ≤ 250 ms when applied at 100/s.
+    pub fn evaluate(&mut self, share: f64, base_seconds: f64) {
+        let mut t = Vec::new();
+        let mut add = |name: String, target: &str, value: String, met: bool| {
+            t.push(Target {
+                name,
+                target: target.into(),
+                value,
+                met,
+            })
+        };
+        let rss_target = |n: usize| match n {
+            1_000 => Some(64.0),
+            10_000 => Some(256.0),
+            _ => None,
+        };
+        for r in &self.runs {
+            let tag = format!("{} ({})", r.resources, r.throttling);
+            add(
+                format!("converge {tag}: all Ready"),
+                "all",
+                format!("{}/{}", r.converge.ready, r.resources),
+                r.converge.converged,
+            );
+            add(
+                format!("steady {tag}: ARM writes"),
+                "0",
+                format!(
+                    "{} (client {:.2}/resource/h)",
+                    r.steady.writes_received, r.steady.writes_per_resource_hour
+                ),
+                r.steady.writes_received == 0 && r.steady.writes_per_resource_hour == 0.0,
+            );
+            let allowed = share * r.steady.arm_reads_per_hour as f64;
+            add(
+                format!("steady {tag}: reads per subscription per hour"),
+                &format!(
+                    "<= {allowed:.0} ({:.0} % of {})",
+                    share * 100.0,
+                    r.steady.arm_reads_per_hour
+                ),
+                format!("{:.0}", r.steady.reads_per_subscription_hour),
+                r.steady.reads_per_subscription_hour <= allowed,
+            );
+            if r.throttling == "token-bucket" {
+                add(
+                    format!("steady {tag}: resync interval"),
+                    &format!("{base_seconds:.0} s (the base)"),
+                    format!("{:.0} s", r.steady.policy_interval_seconds),
+                    r.steady.policy_interval_seconds <= base_seconds * (1.0 + 1e-9),
+                );
+                if let Some(b) = &r.budget {
+                    add(
+                        format!("burst {tag}: all at once, paced, 429s"),
+                        "0, all Ready",
+                        format!(
+                            "{} × 429, {}/{} Ready",
+                            b.throttled_429, b.ready, r.resources
+                        ),
+                        b.throttled_429 == 0 && b.converged,
+                    );
+                }
+            }
+            if let Some(mib_max) = rss_target(r.resources) {
+                let v = mib(r.memory.peak_rss_bytes);
+                add(
+                    format!("engine {tag}: peak RSS of the operator process"),
+                    &format!("<= {mib_max:.0} MiB"),
+                    format!("{v:.1} MiB"),
+                    v <= mib_max,
+                );
+            }
+        }
+        for r in &self.controller_runs {
+            let how = if r.apply_rate > 0.0 {
+                format!("{:.0}/s", r.apply_rate)
+            } else {
+                "all at once".into()
+            };
+            let tag = format!("{} {how}", r.resources);
+            if (r.apply_rate - 100.0).abs() < 1e-9 {
+                let p99 = r.apply_to_ready_minus_operation.p99_ms;
+                add(
+                    format!("controller {tag}: apply→Ready minus Azure p99"),
+                    "<= 250 ms",
+                    format!("{p99:.0} ms"),
+                    p99 <= 250.0 && r.converged,
+                );
+            }
+            if let Some(mib_max) = rss_target(r.resources) {
+                let v = mib(r.peak_rss_bytes);
+                add(
+                    format!(
+                        "controller {tag}: peak RSS (operator and the in-process fake API server)"
+                    ),
+                    &format!("<= {mib_max:.0} MiB (operator alone)"),
+                    format!("{v:.1} MiB"),
+                    v <= mib_max,
+                );
+            }
+        }
+        self.targets = t;
+    }
+
+    /// The targets, one line each.
+    pub fn targets_table(&self) -> String {
+        let mut out = String::new();
+        for t in &self.targets {
+            let _ = writeln!(
+                out,
+                "{} {}: {} (target {})",
+                if t.met { "met    " } else { "NOT MET" },
+                t.name,
+                t.value,
+                t.target
+            );
+        }
+        out
+    }
 }
 
 fn mib(b: u64) -> f64 {
@@ -259,6 +402,10 @@ impl Report {
             rows.push((name.to_string(), self.runs.iter().map(f).collect()));
         };
         row("resources", &|r| r.resources.to_string());
+        row("ARM throttling model", &|r| r.throttling.clone());
+        row("time scale (steady, throttled run)", &|r| {
+            format!("×{:.1}", r.time_scale)
+        });
         row("applied", &|r| {
             if r.apply_rate > 0.0 {
                 format!("{:.0}/s", r.apply_rate)
@@ -413,8 +560,12 @@ impl Report {
                 self.controller_runs.iter().map(f).collect(),
             ));
         };
-        row("controller: resources (all at once)", &|r| {
-            r.resources.to_string()
+        row("controller: resources", &|r| {
+            if r.apply_rate > 0.0 {
+                format!("{} at {:.0}/s", r.resources, r.apply_rate)
+            } else {
+                format!("{} all at once", r.resources)
+            }
         });
         row("converged (all Ready)", &|r| {
             format!(

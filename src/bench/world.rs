@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::azure::{
-    ArmClient, ArmClientConfig, ArmObserver, Attempt, AzureCloud, CredentialConfig,
+    ArmClient, ArmClientConfig, ArmObserver, ArmThrottling, Attempt, AzureCloud, CredentialConfig,
     RateLimitConfig, RetryPolicy, config::Secret as Token,
 };
 use crate::crd::{ClusterAttachment, InferenceCluster};
@@ -262,44 +262,38 @@ pub fn load(
         .collect()
 }
 
-/// Client-side limits and retries for a run compressed `time_scale` times (`None`: no
-/// client-side limit at all, for measuring the operator's own overhead).
+/// Client-side limits and retries for a run whose clock runs `time_scale` times faster
+/// than real time: ARM's figures `arm` (read to interpret the headers) on that clock, and
+/// when `paced`, the operator's own pacing to a share of them with retries on that clock too
+/// (unpaced: no client-side limit at all, for measuring the operator's own overhead).
 pub fn client_config(
     base_url: &str,
     token: String,
-    time_scale: Option<f64>,
+    arm: ArmThrottling,
+    time_scale: f64,
+    paced: bool,
 ) -> anyhow::Result<ArmClientConfig> {
     let mut c = ArmClientConfig::new(
         AzureCloud::custom(base_url.parse()?),
         CredentialConfig::StaticToken(Token::new(token)),
     );
-    let ts = time_scale.unwrap_or(1.0).max(1e-3);
+    let ts = time_scale.max(1e-3);
     let scale = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / ts);
-    let r = RetryPolicy::default();
-    c.retry = RetryPolicy {
-        initial_backoff: scale(r.initial_backoff),
-        max_backoff: scale(r.max_backoff),
-        max_total: scale(r.max_total),
-        ..r
-    };
     let d = RateLimitConfig::default();
-    c.rate_limits = match time_scale {
-        Some(_) => {
-            let mut l = d.clone();
-            l.reads.per_hour = (d.reads.per_hour as f64 * ts).min(u32::MAX as f64) as u32;
-            l.writes.per_hour = (d.writes.per_hour as f64 * ts).min(u32::MAX as f64) as u32;
-            l.max_wait = scale(d.max_wait);
-            l
-        }
-        None => {
-            let mut l = d.clone();
-            l.reads.per_hour = u32::MAX;
-            l.reads.burst = u32::MAX / 2;
-            l.writes.per_hour = u32::MAX;
-            l.writes.burst = u32::MAX / 2;
-            l
-        }
+    c.rate_limits = RateLimitConfig {
+        arm: arm.time_scaled(ts),
+        share: if paced { d.share } else { None },
+        max_wait: scale(d.max_wait),
     };
+    if paced {
+        let r = RetryPolicy::default();
+        c.retry = RetryPolicy {
+            initial_backoff: scale(r.initial_backoff),
+            max_backoff: scale(r.max_backoff),
+            max_total: scale(r.max_total),
+            ..r
+        };
+    }
     Ok(c)
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::azure_args::AzureArgs;
 use crate::engine::EngineConfig;
-use crate::engine::resync::ReadBudget;
+use crate::engine::resync::ArmThrottlingArgs;
 use crate::engine::versions::{AzureMlVersions, MinorRange};
 
 pub use http::Readiness;
@@ -91,9 +91,9 @@ pub struct RunArgs {
     /// when the resources of one subscription would spend more than the ARM read share.
     #[arg(long, env = "AMLOPS_RESYNC", default_value = "10m", value_parser = parse_duration)]
     pub resync: Duration,
-    /// ARM read budget the steady-state resyncs stay within.
+    /// ARM's throttling model and figures, and the shares of them the operator uses.
     #[command(flatten)]
-    pub read_budget: ReadBudget,
+    pub throttling: ArmThrottlingArgs,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "AMLOPS_NAMESPACE")]
     pub namespace: Option<String>,
@@ -183,7 +183,7 @@ impl RunArgs {
             concurrency: self.concurrency,
             engine: EngineConfig {
                 tls_namespace: self.tls_namespace.clone(),
-                resync: self.read_budget.policy(self.resync),
+                resync: self.throttling.policy(self.resync),
                 busy_poll: self.busy_poll,
                 azureml_versions: std::sync::Arc::new(AzureMlVersions::new(Some(
                     self.azureml_kubernetes_versions,
@@ -207,7 +207,8 @@ pub async fn run_cli(args: RunArgs) -> anyhow::Result<bool> {
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("no Kubernetes configuration (in-cluster or KUBECONFIG): {e}")
     })?;
-    let config = args.azure.config()?;
+    let mut config = args.azure.config()?;
+    config.rate_limits.share = Some(args.throttling.arm_request_share);
     let operator = Operator::new(client, config, args.options())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = operator.start(stop_rx).await?;
@@ -231,21 +232,35 @@ mod tests {
     }
 
     #[test]
-    fn read_budget_flags_as_the_chart_passes_them() {
+    fn throttling_flags_as_the_chart_passes_them() {
         let cli = Cli::try_parse_from([
             "amlops",
             "--resync=10m",
+            "--arm-throttling=token-bucket",
+            "--arm-read-bucket=250",
+            "--arm-read-refill=25",
+            "--arm-write-bucket=200",
+            "--arm-write-refill=10",
+            "--arm-delete-bucket=200",
+            "--arm-delete-refill=10",
+            "--arm-global-factor=15",
             "--arm-read-budget=12000",
+            "--arm-write-budget=1200",
+            "--arm-delete-budget=15000",
             "--arm-read-share=0.5",
+            "--arm-request-share=0.5",
         ])
         .unwrap();
-        let p = cli.run.read_budget.policy(cli.run.resync);
+        assert_eq!(cli.run.throttling, ArmThrottlingArgs::default());
+        let p = cli.run.throttling.policy(cli.run.resync);
         assert_eq!(p.base, Duration::from_secs(600));
-        assert_eq!((p.read_budget_per_hour, p.share), (12_000, 0.5));
+        assert_eq!(p.arm, crate::azure::ArmThrottling::default());
+        assert_eq!(p.share, 0.5);
         for bad in [
             "--arm-read-share=0",
             "--arm-read-share=1.5",
             "--arm-read-budget=-1",
+            "--arm-throttling=none",
         ] {
             assert!(Cli::try_parse_from(["amlops", bad]).is_err(), "{bad}");
         }

@@ -86,7 +86,11 @@ impl Running {
 
 impl Operator {
     /// An operator using `client` for Kubernetes and `arm` (cloud + default identity) for Azure.
-    pub fn new(client: Client, arm: ArmClientConfig, options: Options) -> anyhow::Result<Self> {
+    /// ARM's throttling model and figures come from the resync policy
+    /// (`options.engine.resync.arm`: the client and the policy must read the headers alike);
+    /// the pacing share stays `arm`'s.
+    pub fn new(client: Client, mut arm: ArmClientConfig, options: Options) -> anyhow::Result<Self> {
+        arm.rate_limits.arm = options.engine.resync.arm;
         let metrics = Metrics::new();
         let observer: Arc<dyn crate::azure::ArmObserver> = Arc::new(metrics.clone());
         let default = ArmClient::builder(arm.clone())

@@ -14,8 +14,9 @@ use serde_json::json;
 
 use super::config::{ClusterSeed, SubscriptionSeed, WorkspaceSeed, secs_to_duration};
 use super::conn::ConnInfo;
-use super::faults::{Budget, FaultRule};
+use super::faults::FaultRule;
 use super::state::Shared;
+use super::throttle::{Budget, Class, Model, Throttling};
 
 /// Body of `POST /admin/seed`: the `subscriptions` part of the config file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -70,6 +71,8 @@ pub fn router(shared: Shared) -> Router<Shared> {
         .route("/requests", get(requests).delete(clear_requests))
         .route("/op-duration", put(set_op_duration))
         .route("/budget", put(set_budget).delete(clear_budget))
+        .route("/throttling", put(set_throttling).delete(clear_budget))
+        .route("/throttling/take", post(take_tokens))
         .route("/operations/complete", post(complete_all))
         .route("/kubernetes-path", post(seed_kubernetes_path))
         .layer(axum::middleware::from_fn_with_state(shared, guard))
@@ -214,9 +217,19 @@ async fn set_op_duration(State(s): State<Shared>, body: axum::body::Bytes) -> Re
 async fn set_budget(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<Budget>(&body) {
         Ok(b) => {
-            let mut inner = s.lock();
-            inner.budgets.budget = Some(b);
-            inner.budgets.reset();
+            s.lock()
+                .throttle
+                .set(Throttling::enforced(Model::Hourly(b)));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+async fn set_throttling(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
+    match serde_json::from_slice::<Throttling>(&body) {
+        Ok(t) => {
+            s.lock().throttle.set(t);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => bad(e),
@@ -224,10 +237,30 @@ async fn set_budget(State(s): State<Shared>, body: axum::body::Bytes) -> Respons
 }
 
 async fn clear_budget(State(s): State<Shared>) -> Response {
-    let mut inner = s.lock();
-    inner.budgets.budget = None;
-    inner.budgets.reset();
+    s.lock().throttle.set(Throttling::default());
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Take {
+    subscription: String,
+    class: Class,
+    count: u64,
+    #[serde(default)]
+    global: bool,
+}
+
+async fn take_tokens(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
+    match serde_json::from_slice::<Take>(&body) {
+        Ok(t) => {
+            s.lock()
+                .throttle
+                .take(&t.subscription, t.class, t.count, t.global, Instant::now());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => bad(e),
+    }
 }
 
 /// Finishes every in-flight operation now (fast-forward for demos and tests).

@@ -1,5 +1,5 @@
 //! ARM front door: routing (case-insensitive, as ARM is), bearer token, api-version,
-//! faults, budget, ratelimit headers and the request log; then the synchronous handlers
+//! faults, throttling, ratelimit headers and the request log; then the synchronous handlers
 //! of `compute`, `aks` and `lro` run under the state lock.
 
 use std::time::{Duration, Instant};
@@ -13,11 +13,12 @@ use super::aks::{self, ClusterPath};
 use super::compute::{self, ComputePath};
 use super::conn::ConnInfo;
 use super::errors::{ArmError, msg};
-use super::faults::{Charge, FaultKind};
+use super::faults::FaultKind;
 use super::kube_api::{self, KubeOutcome};
 use super::kubernetes_compute;
 use super::lro;
 use super::state::{RequestRecord, Shared};
+use super::throttle::Charge;
 
 /// Stable api-versions of Microsoft.MachineLearningServices whose compute and workspace
 /// schemas the official specs here document (2025-09-01 is amlops' own; 2025-12-01 has the
@@ -497,7 +498,6 @@ async fn arm(
         .map(|(r, _)| describe(r, method))
         .unwrap_or_else(|| ("unknown".to_string(), None));
     let subscription = routed.as_ref().map(|(_, s)| s.clone());
-    let write = !matches!(*method, Method::GET | Method::HEAD);
     let done = |r: Response, f: Option<String>| {
         (
             Outcome::Respond(r),
@@ -535,32 +535,32 @@ async fn arm(
         Some(FaultKind::Slow { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         Some(other) => {
             let mut resp = fault_response(other, &route, &operation, path).into_response();
-            let zero = matches!(other, FaultKind::Throttle { .. }).then_some(0);
-            ratelimit_headers(&mut resp, write, zero, None);
+            let mut report = shared
+                .lock()
+                .throttle
+                .peek(&sub, method.as_str(), Instant::now());
+            if matches!(other, FaultKind::Throttle { .. }) {
+                // A throttled answer reports the bucket (or the hour) spent.
+                report.headers.iter_mut().for_each(|(_, v)| *v = 0);
+            }
+            ratelimit_headers(&mut resp, &report);
             return done(resp, fault_name);
         }
         None => {}
     }
 
-    // 3. Budget.
-    let charge = shared.lock().budgets.charge(&sub, write, Instant::now());
-    let (reads_left, writes_left) = match charge {
-        Charge::Exceeded { retry_after_secs } => {
-            let e = ArmError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                msg::throttled(&operation, retry_after_secs),
-            )
-            .header("retry-after", retry_after_secs.to_string());
-            let mut resp = e.into_response();
-            ratelimit_headers(&mut resp, write, Some(0), None);
-            return done(resp, fault_name);
-        }
-        Charge::Allowed {
-            reads_left,
-            writes_left,
-        } => (reads_left, writes_left),
-    };
+    // 3. ARM's throttling (module `throttle`).
+    let charge = shared
+        .lock()
+        .throttle
+        .charge(&sub, method.as_str(), &operation, Instant::now());
+    if let Some(r) = &charge.refused {
+        let e = ArmError::new(StatusCode::TOO_MANY_REQUESTS, r.code, r.message.clone())
+            .header("retry-after", r.retry_after_secs.to_string());
+        let mut resp = e.into_response();
+        ratelimit_headers(&mut resp, &charge);
+        return done(resp, fault_name);
+    }
 
     // 4. api-version.
     let api_version = query
@@ -575,7 +575,7 @@ async fn arm(
                 "The api-version query parameter (?api-version=) is required for all requests.",
             );
             let mut resp = e.into_response();
-            ratelimit_headers(&mut resp, write, Some(reads_left), Some(writes_left));
+            ratelimit_headers(&mut resp, &charge);
             return done(resp, fault_name);
         }
         (Some(allowed), Some(v)) if !allowed.contains(&v.as_str()) => {
@@ -588,7 +588,7 @@ async fn arm(
                 ),
             );
             let mut resp = e.into_response();
-            ratelimit_headers(&mut resp, write, Some(reads_left), Some(writes_left));
+            ratelimit_headers(&mut resp, &charge);
             return done(resp, fault_name);
         }
         (_, v) => v.unwrap_or_default(),
@@ -611,7 +611,7 @@ async fn arm(
         dispatch(&mut inner, &req, method, &route)
     };
     let mut resp = result.unwrap_or_else(|e| e.into_response());
-    ratelimit_headers(&mut resp, write, Some(reads_left), Some(writes_left));
+    ratelimit_headers(&mut resp, &charge);
     let h = resp.headers_mut();
     let request_id = uuid::Uuid::new_v4().to_string();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -852,24 +852,15 @@ fn fault_response(kind: &FaultKind, route: &Route, operation: &str, path: &str) 
     }
 }
 
-/// `x-ms-ratelimit-remaining-subscription-reads/writes` on every ARM response.
-fn ratelimit_headers(resp: &mut Response, write: bool, reads: Option<u64>, writes: Option<u64>) {
+/// The `x-ms-ratelimit-remaining-subscription-*` headers of the model the subscription is
+/// under, on every ARM response.
+fn ratelimit_headers(resp: &mut Response, charge: &Charge) {
     let h = resp.headers_mut();
-    let (r, w) = match (reads, writes) {
-        (Some(r), Some(w)) => (r, w),
-        // Refused (429): the spent counter is 0, the other is unknown: announce ARM's default.
-        (Some(zero), None) if write => (super::faults::DEFAULT_READS, zero),
-        (Some(zero), None) => (zero, super::faults::DEFAULT_WRITES),
-        _ => (super::faults::DEFAULT_READS, super::faults::DEFAULT_WRITES),
-    };
-    h.insert(
-        "x-ms-ratelimit-remaining-subscription-reads",
-        HeaderValue::from(r),
-    );
-    h.insert(
-        "x-ms-ratelimit-remaining-subscription-writes",
-        HeaderValue::from(w),
-    );
+    for (name, value) in &charge.headers {
+        if let Ok(name) = axum::http::HeaderName::from_bytes(name.as_bytes()) {
+            h.insert(name, HeaderValue::from(*value));
+        }
+    }
 }
 
 #[cfg(test)]

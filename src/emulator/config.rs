@@ -1,12 +1,13 @@
 //! Emulator configuration: the seed (subscriptions, workspaces, AKS clusters), the
-//! Kubernetes versions and VM sizes Azure offers, LRO timing, faults and budget.
+//! Kubernetes versions and VM sizes Azure offers, LRO timing, faults and throttling.
 //! The same structure is the `--config` YAML file and the body of `POST /admin/seed`.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::faults::{Budget, FaultRule};
+use super::faults::FaultRule;
+use super::throttle::{Budget, Model, Throttling};
 
 /// Everything the emulator starts with. YAML/JSON field names are camelCase.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,7 +35,11 @@ pub struct EmulatorConfig {
     pub subscriptions: Vec<SubscriptionSeed>,
     /// Faults active from the start.
     pub faults: Vec<FaultRule>,
-    /// Optional per-subscription ARM request budget (429 when exceeded).
+    /// ARM's throttling: model per subscription, enforced or only reported (default: token
+    /// buckets with ARM's figures, reported, not enforced).
+    pub throttling: Option<Throttling>,
+    /// Shorthand: the hourly model with these counts, enforced, for every subscription
+    /// (ignored when `throttling` is set).
     pub budget: Option<Budget>,
     /// The Kubernetes-compute path: cluster traits, extensions, provider registration, …
     pub kubernetes_path: super::kubernetes_seed::KubernetesPathSeed,
@@ -343,6 +348,7 @@ impl Default for EmulatorConfig {
                 }],
             }],
             faults: Vec::new(),
+            throttling: None,
             budget: None,
             kubernetes_path: Default::default(),
         }
@@ -350,6 +356,16 @@ impl Default for EmulatorConfig {
 }
 
 impl EmulatorConfig {
+    /// The throttling this configuration asks for (`throttling`, else `budget`, else ARM's
+    /// token buckets reported and not enforced).
+    pub fn throttling(&self) -> Throttling {
+        match (&self.throttling, &self.budget) {
+            (Some(t), _) => t.clone(),
+            (None, Some(b)) => Throttling::enforced(Model::Hourly(b.clone())),
+            (None, None) => Throttling::default(),
+        }
+    }
+
     /// The default seed with demo timing (operations take a few seconds, as on Azure but shorter).
     pub fn demo() -> Self {
         Self {

@@ -1,8 +1,4 @@
-//! Faults on demand (429, 5xx, 409, dropped connections, slow answers, failed LROs) and the
-//! per-subscription ARM request budget.
-
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+//! Faults on demand (429, 5xx, 409, dropped connections, slow answers, failed LROs).
 
 use serde::{Deserialize, Serialize};
 
@@ -196,115 +192,6 @@ impl Faults {
     }
 }
 
-/// Per-subscription request budget, like ARM's hourly limits (~12,000 reads and 1,200
-/// writes per hour per subscription and principal).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Budget {
-    /// Reads (GET/HEAD) allowed per window.
-    pub reads_per_hour: u64,
-    /// Writes (PUT/PATCH/POST/DELETE) allowed per window.
-    pub writes_per_hour: u64,
-    /// Window length in seconds (default 3600).
-    #[serde(default = "default_window")]
-    pub window_secs: u64,
-}
-
-fn default_window() -> u64 {
-    3600
-}
-
-/// ARM's documented defaults, announced in the ratelimit headers when no budget is set.
-pub const DEFAULT_READS: u64 = 12_000;
-/// See [`DEFAULT_READS`].
-pub const DEFAULT_WRITES: u64 = 1_200;
-
-#[derive(Debug)]
-struct Window {
-    start: Instant,
-    reads: u64,
-    writes: u64,
-}
-
-/// Outcome of charging a request to the budget.
-#[derive(Debug, Clone, Copy)]
-pub enum Charge {
-    /// Allowed; remaining reads and writes in the window.
-    Allowed {
-        /// Reads left.
-        reads_left: u64,
-        /// Writes left.
-        writes_left: u64,
-    },
-    /// Over budget: retry after this many seconds.
-    Exceeded {
-        /// Seconds until the window resets.
-        retry_after_secs: u64,
-    },
-}
-
-/// Request counters per subscription.
-#[derive(Debug, Default)]
-pub struct Budgets {
-    /// The enforced budget, if any.
-    pub budget: Option<Budget>,
-    windows: HashMap<String, Window>,
-}
-
-impl Budgets {
-    /// Counts one request of `subscription`; refuses it when the budget is spent.
-    pub fn charge(&mut self, subscription: &str, write: bool, now: Instant) -> Charge {
-        let (reads_max, writes_max, window) = match &self.budget {
-            Some(b) => (
-                b.reads_per_hour,
-                b.writes_per_hour,
-                Duration::from_secs(b.window_secs.max(1)),
-            ),
-            None => (DEFAULT_READS, DEFAULT_WRITES, Duration::from_secs(3600)),
-        };
-        let w = self
-            .windows
-            .entry(subscription.to_ascii_lowercase())
-            .or_insert(Window {
-                start: now,
-                reads: 0,
-                writes: 0,
-            });
-        if now.duration_since(w.start) >= window {
-            *w = Window {
-                start: now,
-                reads: 0,
-                writes: 0,
-            };
-        }
-        let (used, max) = if write {
-            (w.writes, writes_max)
-        } else {
-            (w.reads, reads_max)
-        };
-        if self.budget.is_some() && used >= max {
-            let left = window.saturating_sub(now.duration_since(w.start));
-            return Charge::Exceeded {
-                retry_after_secs: left.as_secs_f64().ceil().max(1.0) as u64,
-            };
-        }
-        if write {
-            w.writes += 1;
-        } else {
-            w.reads += 1;
-        }
-        Charge::Allowed {
-            reads_left: reads_max.saturating_sub(w.reads),
-            writes_left: writes_max.saturating_sub(w.writes),
-        }
-    }
-
-    /// Forgets all counters.
-    pub fn reset(&mut self) {
-        self.windows.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,37 +257,5 @@ mod tests {
             "Microsoft.MachineLearningServices/workspaces/computes/write"
         ));
         assert!(!m.matches("PUT", "/p", "Microsoft.X/workspaces/computes/read"));
-    }
-
-    #[test]
-    fn budget_refuses_when_spent() {
-        let mut b = Budgets {
-            budget: Some(Budget {
-                reads_per_hour: 2,
-                writes_per_hour: 1,
-                window_secs: 60,
-            }),
-            ..Default::default()
-        };
-        let now = Instant::now();
-        assert!(matches!(
-            b.charge("s", false, now),
-            Charge::Allowed { reads_left: 1, .. }
-        ));
-        assert!(matches!(
-            b.charge("s", false, now),
-            Charge::Allowed { reads_left: 0, .. }
-        ));
-        assert!(matches!(b.charge("s", false, now), Charge::Exceeded { .. }));
-        assert!(matches!(b.charge("s", true, now), Charge::Allowed { .. }));
-        assert!(matches!(
-            b.charge("other", false, now),
-            Charge::Allowed { .. }
-        ));
-        let later = now + Duration::from_secs(61);
-        assert!(matches!(
-            b.charge("s", false, later),
-            Charge::Allowed { .. }
-        ));
     }
 }

@@ -48,7 +48,10 @@
 //! agentPools:[{name,count,vmSize,mode}], powerState, private, privatePublicFqdn, authorizedIpRanges,
 //! dataPlaneReachable, tags}`), `GET|POST|DELETE /admin/faults`, `DELETE /admin/faults/{id}`,
 //! `GET|DELETE /admin/requests`, `PUT /admin/op-duration` (`{seconds}`),
-//! `PUT|DELETE /admin/budget` (`{readsPerHour, writesPerHour, windowSecs}`),
+//! `PUT|DELETE /admin/throttling` (as `throttling:` below; DELETE: back to the default),
+//! `POST /admin/throttling/take` (`{subscription, class: reads|writes|deletes, count, global}`:
+//! another tool spends tokens), `PUT|DELETE /admin/budget` (`{readsPerHour, writesPerHour,
+//! deletesPerHour, windowSecs}`: the hourly model, enforced, everywhere),
 //! `POST /admin/operations/complete` (finish everything in flight now),
 //! `POST /admin/kubernetes-path` (the `kubernetesPath` seed below, applied additively).
 //!
@@ -70,7 +73,15 @@
 //!      agentPools: [{name: nodepool1, count: 3, vmSize: Standard_D3_v2, mode: System}]}
 //! faults:
 //! - {match: {method: GET, path: /computes/}, kind: {type: Throttle, retryAfterSecs: 3}, times: 2}
-//! budget: {readsPerHour: 12000, writesPerHour: 1200, windowSecs: 3600}
+//! throttling:                 # ARM's throttling (module `throttle`); default: token buckets,
+//!   enforce: true             # reported, not enforced
+//!   default: {model: tokenBucket, reads: {bucket: 250, refillPerSecond: 25},
+//!             writes: {bucket: 200, refillPerSecond: 10}, deletes: {bucket: 200, refillPerSecond: 10},
+//!             globalFactor: 15}
+//!   subscriptions:
+//!     11111111-1111-1111-1111-111111111111: {model: hourly, readsPerHour: 12000,
+//!                                            writesPerHour: 1200, deletesPerHour: 15000}
+//! budget: {readsPerHour: 12000, writesPerHour: 1200}   # shorthand: hourly, enforced
 //! kubernetesPath: {clusters: [], extensions: [], unregisteredProviders: [], roleGaps: []}  # see kubernetes_seed
 //! ```
 //! Fault kinds: `Throttle{retryAfterSecs}`, `Status{status}`, `Busy409`, `Forbidden`, `DropConnection`,
@@ -93,6 +104,7 @@ pub mod kubernetes_compute;
 pub mod kubernetes_seed;
 pub mod lro;
 pub mod state;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -108,11 +120,12 @@ pub use config::{
 };
 pub use errors::ErrorDetail;
 pub use extensions::ClusterTraits;
-pub use faults::{Budget, FaultKind, FaultMatch, FaultRule};
+pub use faults::{FaultKind, FaultMatch, FaultRule};
 pub use kubernetes_seed::{
     ClusterTraitsSeed, ExtensionSeed, KubernetesPathSeed, ProviderSeed, RoleGapSeed,
 };
 pub use state::{ClusterView, ComputeView, RequestRecord, StateSnapshot, TlsSecretView};
+pub use throttle::{Budget, Model as ThrottleModel, Throttling, TokenBuckets};
 
 use conn::{ConnInfo, KillableListener};
 use state::{Inner, Shared};
@@ -242,11 +255,33 @@ impl EmulatorHandle {
         self.shared.lock().faults.clear();
     }
 
-    /// Sets (or removes) the per-subscription request budget; counters restart.
+    /// Enforces the hourly model with `budget` in every subscription (`None`: back to the
+    /// default, token buckets reported and not enforced); counters restart.
     pub fn set_budget(&self, budget: Option<Budget>) {
-        let mut inner = self.shared.lock();
-        inner.budgets.budget = budget;
-        inner.budgets.reset();
+        self.set_throttling(match budget {
+            Some(b) => Throttling::enforced(ThrottleModel::Hourly(b)),
+            None => Throttling::default(),
+        });
+    }
+
+    /// Sets the throttling models; counters restart full.
+    pub fn set_throttling(&self, throttling: Throttling) {
+        self.shared.lock().throttle.set(throttling);
+    }
+
+    /// "Another tool" spends `count` tokens of `class` in `subscription` (from the global
+    /// bucket only when `global_only`: another principal).
+    pub fn take_tokens(
+        &self,
+        subscription: &str,
+        class: throttle::Class,
+        count: u64,
+        global_only: bool,
+    ) {
+        self.shared
+            .lock()
+            .throttle
+            .take(subscription, class, count, global_only, Instant::now());
     }
 
     /// Adds (or replaces) a workspace; returns its ARM id.

@@ -1,5 +1,5 @@
 //! The emulated Azure: workspaces, computes, AKS clusters (with their tiny data plane),
-//! long-running operations, faults, budget and the request log. One `Inner` behind a
+//! long-running operations, faults, throttling and the request log. One `Inner` behind a
 //! std `Mutex`; handlers are synchronous functions on it, so the lock is never held
 //! across an `.await`.
 
@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{ClusterSeed, EmulatorConfig, VmSize, WorkspaceSeed, version_key};
 use super::errors::ErrorDetail;
-use super::faults::{Budget, Budgets, FaultRule, Faults};
+use super::faults::{FaultRule, Faults};
 use super::lro::Operation;
+use super::throttle::{Throttle, Throttling};
 
 /// Shared handle on the emulated world.
 #[derive(Clone)]
@@ -292,8 +293,8 @@ pub struct Inner {
     pub operations: HashMap<String, Operation>,
     /// Faults.
     pub faults: Faults,
-    /// Budget counters.
-    pub budgets: Budgets,
+    /// ARM's throttling, per subscription.
+    pub throttle: Throttle,
     /// Request log (the oldest entries go beyond [`LOG_LIMIT`]).
     pub log: std::collections::VecDeque<RequestRecord>,
     /// Next request sequence number.
@@ -380,7 +381,7 @@ impl Inner {
             clusters: BTreeMap::new(),
             operations: HashMap::new(),
             faults: Faults::default(),
-            budgets: Budgets::default(),
+            throttle: Throttle::default(),
             log: Default::default(),
             next_seq: 0,
             leaf_domains: HashMap::new(),
@@ -396,7 +397,7 @@ impl Inner {
         for f in &config.faults {
             inner.faults.add(f.clone());
         }
-        inner.budgets.budget = config.budget.clone();
+        inner.throttle.set(config.throttling());
         inner
     }
 
@@ -605,7 +606,7 @@ impl Inner {
             clusters,
             operations,
             faults: self.faults.list(),
-            budget: self.budgets.budget.clone(),
+            throttling: self.throttle.config.clone(),
             op_seconds: self.settings.op_duration.as_secs_f64(),
         }
     }
@@ -684,8 +685,8 @@ pub struct StateSnapshot {
     pub operations: Vec<OperationView>,
     /// Active faults.
     pub faults: Vec<FaultRule>,
-    /// Active budget.
-    pub budget: Option<Budget>,
+    /// Throttling models and whether they are enforced.
+    pub throttling: Throttling,
     /// Current LRO duration.
     pub op_seconds: f64,
     /// Cluster extensions, as ARM returns them (never protected settings).

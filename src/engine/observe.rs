@@ -15,7 +15,7 @@ use crate::tls::{self, CertInfo, TlsError};
 use super::body::TlsMaterial;
 use super::desired::{Desired, Flavor};
 use super::reconcile::Engine;
-use super::resync::fresh_remaining_reads;
+use super::resync::{ReadQuota, fresh_read_quota};
 use super::store::{Claim, KubeStore, StoreError};
 use super::verdict::Stall;
 use super::versions::{MinorRange, RangeSource};
@@ -164,8 +164,10 @@ pub struct ExistingAttachment {
 pub struct ResyncFacts {
     /// Resources in the subscription (at least 1).
     pub resources: usize,
-    /// ARM's remaining-reads header, while fresh.
-    pub remaining_reads: Option<u64>,
+    /// What ARM's headers said about the subscription's reads: the throttling model it is
+    /// under and, while fresh, how full its read bucket has been ([`fresh_read_quota`]);
+    /// `None` before any header.
+    pub quota: Option<ReadQuota>,
     /// Jitter seed.
     pub seed: u64,
 }
@@ -454,7 +456,8 @@ impl<S: KubeStore> Engine<S> {
         let sub = &d.workspace.subscription_id;
         o.resync = ResyncFacts {
             resources: self.store.resources_in_subscription(sub).max(1),
-            remaining_reads: fresh_remaining_reads(
+            quota: fresh_read_quota(
+                &self.config.resync,
                 self.arm.remaining_quota(sub),
                 self.config.time_scale,
             ),

@@ -2,80 +2,111 @@
 //!
 //! A Ready resource is looked at again every [`ResyncPolicy::base`] (10 minutes, jittered),
 //! with one `GET compute` (the engine reads the AKS cluster only when its node count is not
-//! known to match the spec). ARM allows about 12,000 reads per hour per subscription and
-//! principal, so thousands of resources in one subscription would spend the whole budget on
-//! resyncs. The policy stretches the interval so that the steady-state read rate of a
-//! subscription stays under a configurable share of that budget however many resources it
-//! holds, and slows down further when ARM's `x-ms-ratelimit-remaining-subscription-reads`
-//! header says little is left (another tool may share the principal):
+//! known to match the spec). ARM limits reads per subscription and principal — since 2024
+//! with a token bucket refilled at 25 reads per second, before with 12,000 reads per hour
+//! (DESIGN §4, Throttling) — so thousands of resources in one subscription could spend the
+//! whole allowance on resyncs. The policy stretches the interval so that the steady-state
+//! read rate of a subscription stays under a configurable share of the read refill of the
+//! model the subscription is under, however many resources it holds, and slows down further
+//! only when ARM's headers show the read bucket actually being drained (by another tool
+//! sharing the principal, or other principals on the global bucket):
 //!
 //! ```text
-//! floor    = resources × reads_per_resync × 3600 s / (read_budget_per_hour × share)
-//! nominal  = min(x × slowdown(remaining), x + 1 h),   x = max(base, floor / (1 − jitter))
+//! floor    = resources × reads_per_resync / (share × read refill per second)
+//! nominal  = min(x × slowdown(fill), x + 1 h),   x = max(base, floor / (1 − jitter))
 //! interval = nominal × (1 + jitter × u),   u ∈ [−1, 1] from the seed
-//! slowdown = 1 when remaining ≥ low_water × read_budget_per_hour,
-//!            else min(max_slowdown, low_water × read_budget_per_hour / remaining)
+//! slowdown = 1 when fill ≥ low_water, else min(max_slowdown, low_water / fill)
 //! ```
+//!
+//! `fill` is how full ARM's read bucket has been lately, relative to its size (remaining /
+//! 250 under token buckets, remaining / 12,000 under the hourly model), averaged over the
+//! time the bucket takes to refill ([`crate::azure::BucketLevel::fill`]): 249 reads left
+//! in a 250-token bucket is a full bucket, not "little left". The model comes from ARM's
+//! headers ([`crate::azure::QuotaObservation::model`]), the configured one until they tell.
 //!
 //! Since `nominal × (1 − jitter) ≥ floor`, no jittered interval is shorter than the floor,
 //! so the steady-state read rate of a subscription never exceeds the share, whatever the
-//! jitter draws. Below the low-water mark the rate falls in proportion to what remains,
-//! but a resync is never put off by more than an hour: ARM's read budget is a rolling hour,
-//! so waiting longer buys no reads and only hides drift (one burst that drained the budget
-//! would otherwise push every resync of a large subscription out by up to 16 rounds).
-//! Resources that are still converging (operations in flight) follow Azure's `Retry-After`
-//! instead; the policy governs Ready resources only.
+//! jitter draws. Below the low-water mark the rate falls in proportion to the fill, but a
+//! resync is never put off by more than an hour: waiting longer buys no reads under either
+//! model and only hides drift. Resources that are still converging (operations in flight)
+//! follow Azure's `Retry-After` instead; the policy governs Ready resources only.
 //!
 //! ```
 //! use std::time::Duration;
-//! use amlops::engine::resync::ResyncPolicy;
+//! use amlops::azure::ThrottlingModel;
+//! use amlops::engine::resync::{ReadQuota, ResyncPolicy};
 //!
-//! let p = ResyncPolicy::default(); // 10 min, ±10 %, 50 % of 12,000 reads/h, 1 read/resync
-//! // 100 resources fit in the budget at the base interval…
-//! let i = p.interval(100, None, 7);
+//! let p = ResyncPolicy::default(); // 10 min, ±10 %, 50 % of the read refill, 1 read/resync
+//! // Token buckets: 5,000 resources fit in 50 % of 25 reads/s at the base interval…
+//! let i = p.interval(5_000, None, 7);
 //! assert!(i >= Duration::from_secs(540) && i <= Duration::from_secs(660));
-//! // …5,000 do not: 5,000 reads per round at 6,000/h → at least 50 minutes.
-//! assert!(p.interval(5_000, None, 7) >= Duration::from_secs(3_000));
+//! // …10,000 do not: 10,000 reads per round at 12.5/s → at least 800 s.
+//! assert!(p.interval(10_000, None, 7) >= Duration::from_secs(800));
+//! // The hourly model: 5,000 reads per round at 6,000/h → at least 50 minutes.
+//! let hourly = Some(ReadQuota { model: ThrottlingModel::Hourly, fill: None });
+//! assert!(p.interval(5_000, hourly, 7) >= Duration::from_secs(3_000));
 //! ```
 
 use std::time::Duration;
 
 use super::Outcome;
-use crate::azure::RemainingQuota;
+use crate::azure::{
+    ArmBucket, ArmLimits, ArmThrottling, QuotaObservation, RateLimitConfig, ThrottlingModel,
+};
 use crate::crd::Phase;
 
-/// ARM's rate limits (and its `x-ms-ratelimit-remaining-*` headers) describe a rolling
-/// hour: a remaining-reads value older than this says nothing about now.
-pub const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
+/// The longest a low fill puts a resync off beyond the budget's interval.
+pub const MAX_PUT_OFF: Duration = Duration::from_secs(3600);
 
-/// The remaining-reads value of `quota` while it still means something: seen less than
-/// [`QUOTA_WINDOW`] ago, on a clock running `time_scale` times faster than real time (1 in
-/// `amlops run`; the benchmark compresses time).
-pub fn fresh_remaining_reads(quota: Option<RemainingQuota>, time_scale: f64) -> Option<u64> {
-    quota
-        .filter(|q| q.observed_at.elapsed().as_secs_f64() * time_scale < QUOTA_WINDOW.as_secs_f64())
-        .and_then(|q| q.reads)
-        .map(u64::from)
+/// What the policy takes from ARM's headers about a subscription's reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadQuota {
+    /// The model the subscription is under.
+    pub model: ThrottlingModel,
+    /// How full the read bucket has been lately, in [0, 1]; `None` when unknown or stale.
+    pub fill: Option<f64>,
 }
 
-/// How often Ready resources are resynced, given the ARM read budget.
+/// The read quota of an observation ([`crate::azure::ArmClient::remaining_quota`]), its
+/// fill while it still means something: seen less than the read bucket's refill time ago
+/// (10 s under token buckets, an hour under the hourly model; the figures of `policy`), on a
+/// clock running `time_scale` times faster than real time (1 in `amlops run`; the benchmark
+/// compresses time).
+pub fn fresh_read_quota(
+    policy: &ResyncPolicy,
+    quota: Option<QuotaObservation>,
+    time_scale: f64,
+) -> Option<ReadQuota> {
+    let q = quota?;
+    let window = policy.arm.limits(q.model).reads.refill_seconds();
+    let fill = q
+        .reads
+        .filter(|r| r.observed_at.elapsed().as_secs_f64() * time_scale < window)
+        .map(|r| r.fill);
+    Some(ReadQuota {
+        model: q.model,
+        fill,
+    })
+}
+
+/// How often Ready resources are resynced, given ARM's read limits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResyncPolicy {
     /// Interval when the budget allows it (10 minutes by default).
     pub base: Duration,
     /// Relative jitter: 0.1 spreads intervals over ±10 %.
     pub jitter: f64,
-    /// ARM reads allowed per hour per subscription and principal (12,000).
-    pub read_budget_per_hour: u64,
-    /// Share of that budget steady-state resyncs may use (0 < share ≤ 1).
+    /// ARM's figures under both models, and the model assumed until the headers tell.
+    pub arm: ArmThrottling,
+    /// Share of the read refill steady-state resyncs may use (0 < share ≤ 1).
     pub share: f64,
     /// ARM reads one steady-state resync of one resource costs: 1 (`GET compute`) for both
     /// kinds; an `InferenceCluster` adds `GET managedCluster` only when its node count is
-    /// not known to match the spec, which is not the steady state.
+    /// not known to match the spec.
     pub reads_per_resync: f64,
-    /// Below `low_water × read_budget_per_hour` remaining reads, slow down in proportion.
+    /// Fill of the read bucket (remaining / size) under which resyncs slow down.
     pub low_water: f64,
-    /// Largest slow-down the remaining-reads header can cause.
+    /// Largest slow-down factor applied for a low fill.
     pub max_slowdown: f64,
 }
 
@@ -84,7 +115,7 @@ impl Default for ResyncPolicy {
         Self {
             base: Duration::from_secs(600),
             jitter: 0.1,
-            read_budget_per_hour: 12_000,
+            arm: ArmThrottling::default(),
             share: 0.5,
             reads_per_resync: 1.0,
             low_water: 0.25,
@@ -116,54 +147,67 @@ impl ResyncPolicy {
         finite_or(self.jitter, 0.0).clamp(0.0, 0.5)
     }
 
-    /// Reads per hour resyncs may use in one subscription.
-    pub fn allowed_reads_per_hour(&self) -> f64 {
-        self.read_budget_per_hour as f64 * finite_or(self.share, 0.5).clamp(0.001, 1.0)
+    /// The model of `quota`, else the configured one.
+    pub fn model(&self, quota: Option<ReadQuota>) -> ThrottlingModel {
+        quota.map_or(self.arm.model, |q| q.model)
+    }
+
+    /// ARM's read bucket under `model`.
+    pub fn reads(&self, model: ThrottlingModel) -> ArmBucket {
+        self.arm.limits(model).reads
+    }
+
+    /// Reads per hour resyncs may use in one subscription under `model`.
+    pub fn allowed_reads_per_hour(&self, model: ThrottlingModel) -> f64 {
+        self.reads(model).refill_per_second.max(0.0)
+            * 3600.0
+            * finite_or(self.share, 0.5).clamp(0.001, 1.0)
     }
 
     /// Shortest interval that keeps `resources` under the share: the budget floor.
-    pub fn floor(&self, resources: usize) -> Duration {
+    pub fn floor(&self, resources: usize, model: ThrottlingModel) -> Duration {
         let reads = resources as f64 * finite_or(self.reads_per_resync, 1.0).max(0.0);
-        let allowed = self.allowed_reads_per_hour().max(1.0);
+        let allowed = self.allowed_reads_per_hour(model).max(1e-9);
         dur(reads * 3600.0 / allowed)
     }
 
-    /// Slow-down factor (≥ 1) for the last remaining-reads header.
-    pub fn slowdown(&self, remaining_reads: Option<u64>) -> f64 {
-        let low = self.read_budget_per_hour as f64 * finite_or(self.low_water, 0.0).max(0.0);
+    /// Slow-down factor (≥ 1) for how full the read bucket has been lately.
+    pub fn slowdown(&self, fill: Option<f64>) -> f64 {
+        let low = finite_or(self.low_water, 0.0).clamp(0.0, 1.0);
         let max = finite_or(self.max_slowdown, 1.0).max(1.0);
-        match remaining_reads {
-            Some(r) if (r as f64) < low => (low / (r.max(1) as f64)).min(max),
+        match fill {
+            Some(f) if f < low => (low / f.max(1e-9)).min(max),
             _ => 1.0,
         }
     }
 
     /// Interval before jitter.
-    pub fn nominal(&self, resources: usize, remaining_reads: Option<u64>) -> Duration {
-        let floor = self.floor(resources).as_secs_f64() / (1.0 - self.jitter());
+    pub fn nominal(&self, resources: usize, quota: Option<ReadQuota>) -> Duration {
+        let model = self.model(quota);
+        let floor = self.floor(resources, model).as_secs_f64() / (1.0 - self.jitter());
         let x = self.base.as_secs_f64().max(floor);
-        dur((x * self.slowdown(remaining_reads)).min(x + QUOTA_WINDOW.as_secs_f64()))
+        let slowdown = self.slowdown(quota.and_then(|q| q.fill));
+        dur((x * slowdown).min(x + MAX_PUT_OFF.as_secs_f64()))
     }
 
     /// Resync interval of one Ready resource of a subscription holding `resources` Ready
-    /// resources, given the last `x-ms-ratelimit-remaining-subscription-reads` seen
-    /// ([`crate::azure::ArmClient::remaining_quota`]). `jitter_seed` picks the jitter: any
-    /// number, different per resource and per round (e.g. a hash of the object's uid and
-    /// its generation or resync count).
+    /// resources, given what ARM's headers said about its reads ([`fresh_read_quota`]).
+    /// `jitter_seed` picks the jitter: any number, different per resource and per round
+    /// (e.g. a hash of the object's uid and its generation or resync count).
     pub fn interval(
         &self,
         resources: usize,
-        remaining_reads: Option<u64>,
+        quota: Option<ReadQuota>,
         jitter_seed: u64,
     ) -> Duration {
-        let nominal = self.nominal(resources, remaining_reads).as_secs_f64();
+        let nominal = self.nominal(resources, quota).as_secs_f64();
         dur(nominal * (1.0 + self.jitter() * unit(jitter_seed)))
     }
 
     /// Expected steady-state reads per hour of the whole subscription (the mean over the
     /// jitter: `E[1/(n(1 + j·u))] = ln((1 + j)/(1 − j)) / (2j·n)`).
-    pub fn expected_reads_per_hour(&self, resources: usize, remaining_reads: Option<u64>) -> f64 {
-        let n = self.nominal(resources, remaining_reads).as_secs_f64();
+    pub fn expected_reads_per_hour(&self, resources: usize, quota: Option<ReadQuota>) -> f64 {
+        let n = self.nominal(resources, quota).as_secs_f64();
         if n <= 0.0 {
             return f64::INFINITY;
         }
@@ -191,11 +235,11 @@ impl ResyncPolicy {
         &self,
         outcome: &Outcome,
         resources: usize,
-        remaining_reads: Option<u64>,
+        quota: Option<ReadQuota>,
         jitter_seed: u64,
     ) -> Option<Duration> {
         if Self::is_steady(outcome) {
-            Some(self.interval(resources, remaining_reads, jitter_seed))
+            Some(self.interval(resources, quota, jitter_seed))
         } else {
             outcome.requeue
         }
@@ -220,34 +264,125 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// ARM's read budget and the share of it steady-state resyncs may use (flags shared by
-/// `amlops run` and `amlops bench`).
-#[derive(Clone, Copy, Debug, PartialEq, clap::Args)]
-pub struct ReadBudget {
-    /// ARM read budget per hour per subscription and principal.
-    #[arg(long, default_value_t = 12_000, env = "AMLOPS_ARM_READ_BUDGET")]
-    pub arm_read_budget: u64,
-    /// Share of the ARM read budget that steady-state resyncs may use, in (0, 1].
-    #[arg(long, default_value_t = 0.5, value_parser = parse_share, env = "AMLOPS_ARM_READ_SHARE")]
-    pub arm_read_share: f64,
+fn parse_positive(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be a positive number".into())
+    }
 }
 
-impl Default for ReadBudget {
+/// ARM's throttling model and figures, and the shares of them the operator may use (flags
+/// shared by `amlops run` and `amlops bench`; the chart's `controller.arm*` values).
+#[derive(Clone, Copy, Debug, PartialEq, clap::Args)]
+pub struct ArmThrottlingArgs {
+    /// ARM's throttling model assumed for a subscription until its
+    /// `x-ms-ratelimit-remaining-subscription-*` headers show which one it is under.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "token-bucket",
+        env = "AMLOPS_ARM_THROTTLING"
+    )]
+    pub arm_throttling: ThrottlingModel,
+    /// Token-bucket model: read bucket size per subscription and principal.
+    #[arg(long, default_value_t = 250.0, value_parser = parse_positive, env = "AMLOPS_ARM_READ_BUCKET")]
+    pub arm_read_bucket: f64,
+    /// Token-bucket model: reads refilled per second.
+    #[arg(long, default_value_t = 25.0, value_parser = parse_positive, env = "AMLOPS_ARM_READ_REFILL")]
+    pub arm_read_refill: f64,
+    /// Token-bucket model: write bucket size.
+    #[arg(long, default_value_t = 200.0, value_parser = parse_positive, env = "AMLOPS_ARM_WRITE_BUCKET")]
+    pub arm_write_bucket: f64,
+    /// Token-bucket model: writes refilled per second.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_positive, env = "AMLOPS_ARM_WRITE_REFILL")]
+    pub arm_write_refill: f64,
+    /// Token-bucket model: delete bucket size.
+    #[arg(long, default_value_t = 200.0, value_parser = parse_positive, env = "AMLOPS_ARM_DELETE_BUCKET")]
+    pub arm_delete_bucket: f64,
+    /// Token-bucket model: deletes refilled per second.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_positive, env = "AMLOPS_ARM_DELETE_REFILL")]
+    pub arm_delete_refill: f64,
+    /// Token-bucket model: the global subscription bucket (all principals) as a multiple of
+    /// one principal's.
+    #[arg(long, default_value_t = 15.0, value_parser = parse_positive, env = "AMLOPS_ARM_GLOBAL_FACTOR")]
+    pub arm_global_factor: f64,
+    /// Hourly model: reads per hour per subscription and principal.
+    #[arg(long, default_value_t = 12_000, env = "AMLOPS_ARM_READ_BUDGET")]
+    pub arm_read_budget: u64,
+    /// Hourly model: writes per hour.
+    #[arg(long, default_value_t = 1_200, env = "AMLOPS_ARM_WRITE_BUDGET")]
+    pub arm_write_budget: u64,
+    /// Hourly model: deletes per hour.
+    #[arg(long, default_value_t = 15_000, env = "AMLOPS_ARM_DELETE_BUDGET")]
+    pub arm_delete_budget: u64,
+    /// Share of the read refill (or of the hourly read budget) that steady-state resyncs may
+    /// use, in (0, 1].
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share, env = "AMLOPS_ARM_READ_SHARE")]
+    pub arm_read_share: f64,
+    /// Share of each of ARM's limits the operator's own requests are paced to (client-side
+    /// buckets of share × size refilled at share × refill), in (0, 1].
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share, env = "AMLOPS_ARM_REQUEST_SHARE")]
+    pub arm_request_share: f64,
+}
+
+impl Default for ArmThrottlingArgs {
     fn default() -> Self {
-        let p = ResyncPolicy::default();
+        let tb = ArmLimits::TOKEN_BUCKET;
+        let h = ArmLimits::HOURLY;
         Self {
-            arm_read_budget: p.read_budget_per_hour,
-            arm_read_share: p.share,
+            arm_throttling: ThrottlingModel::default(),
+            arm_read_bucket: tb.reads.size,
+            arm_read_refill: tb.reads.refill_per_second,
+            arm_write_bucket: tb.writes.size,
+            arm_write_refill: tb.writes.refill_per_second,
+            arm_delete_bucket: tb.deletes.size,
+            arm_delete_refill: tb.deletes.refill_per_second,
+            arm_global_factor: tb.global_factor,
+            arm_read_budget: h.reads.size as u64,
+            arm_write_budget: h.writes.size as u64,
+            arm_delete_budget: h.deletes.size as u64,
+            arm_read_share: 0.5,
+            arm_request_share: 0.5,
         }
     }
 }
 
-impl ReadBudget {
-    /// The policy resyncing every `base` within this budget (other fields at their defaults).
+impl ArmThrottlingArgs {
+    /// ARM's figures these flags describe.
+    pub fn arm(&self) -> ArmThrottling {
+        ArmThrottling {
+            model: self.arm_throttling,
+            token_bucket: ArmLimits {
+                reads: ArmBucket::new(self.arm_read_bucket, self.arm_read_refill),
+                writes: ArmBucket::new(self.arm_write_bucket, self.arm_write_refill),
+                deletes: ArmBucket::new(self.arm_delete_bucket, self.arm_delete_refill),
+                global_factor: self.arm_global_factor,
+            },
+            hourly: ArmLimits {
+                reads: ArmBucket::per_hour(self.arm_read_budget as f64),
+                writes: ArmBucket::per_hour(self.arm_write_budget as f64),
+                deletes: ArmBucket::per_hour(self.arm_delete_budget as f64),
+                global_factor: 0.0,
+            },
+        }
+    }
+
+    /// The ARM client's rate limits: paced to `arm_request_share` of these figures.
+    pub fn rate_limits(&self) -> RateLimitConfig {
+        RateLimitConfig {
+            arm: self.arm(),
+            share: Some(self.arm_request_share),
+            ..RateLimitConfig::default()
+        }
+    }
+
+    /// The policy resyncing every `base` within these limits (other fields at their defaults).
     pub fn policy(&self, base: Duration) -> ResyncPolicy {
         ResyncPolicy {
             base,
-            read_budget_per_hour: self.arm_read_budget,
+            arm: self.arm(),
             share: self.arm_read_share,
             ..ResyncPolicy::default()
         }
@@ -261,15 +396,15 @@ pub struct ResyncArgs {
     /// seconds (jittered ±10 %; stretched when many resources share a subscription).
     #[arg(long, default_value_t = 600.0, value_parser = parse_seconds, env = "AMLOPS_RESYNC_SECONDS")]
     pub resync_seconds: f64,
-    /// ARM read budget.
+    /// ARM's throttling.
     #[command(flatten)]
-    pub budget: ReadBudget,
+    pub throttling: ArmThrottlingArgs,
 }
 
 impl ResyncArgs {
     /// The policy these settings describe (other fields at their defaults).
     pub fn policy(&self) -> ResyncPolicy {
-        self.budget
+        self.throttling
             .policy(Duration::from_secs_f64(self.resync_seconds))
     }
 }
@@ -277,70 +412,59 @@ impl ResyncArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::azure::ratelimit::{RateLimiter, RemainingHeaders};
     use crate::crd::{ClusterStatus, OperationStatus};
+    use std::time::Instant;
+
+    const TB: ThrottlingModel = ThrottlingModel::TokenBucket;
+    const HOURLY: ThrottlingModel = ThrottlingModel::Hourly;
 
     fn secs(d: Duration) -> f64 {
         d.as_secs_f64()
     }
 
-    #[test]
-    fn remaining_reads_expire_after_the_quota_window() {
-        let seen = |ago: Duration| RemainingQuota {
-            reads: Some(42),
-            writes: None,
-            observed_at: std::time::Instant::now().checked_sub(ago).unwrap(),
-        };
-        // (seen ago, time scale, expected)
-        let cases = [
-            (Duration::ZERO, 1.0, Some(42)),
-            (Duration::from_secs(20), 1.0, Some(42)),
-            // 20 real seconds at ×360 are two emulated hours: stale.
-            (Duration::from_secs(20), 360.0, None),
-            (Duration::from_secs(5), 360.0, Some(42)),
-        ];
-        for (ago, scale, want) in cases {
-            assert_eq!(
-                fresh_remaining_reads(Some(seen(ago)), scale),
-                want,
-                "{ago:?} ×{scale}"
-            );
-        }
-        assert_eq!(fresh_remaining_reads(None, 1.0), None);
-        let no_reads = RemainingQuota {
-            reads: None,
-            ..seen(Duration::ZERO)
-        };
-        assert_eq!(fresh_remaining_reads(Some(no_reads), 1.0), None);
+    fn q(model: ThrottlingModel, fill: Option<f64>) -> Option<ReadQuota> {
+        Some(ReadQuota { model, fill })
     }
 
     #[test]
     fn nominal_interval_table() {
         let p = ResyncPolicy::default();
-        // (resources, remaining reads, expected nominal seconds)
-        let cases: [(usize, Option<u64>, f64); 12] = [
+        // (resources, quota, expected nominal seconds)
+        let cases: [(usize, Option<ReadQuota>, f64); 19] = [
+            // Token buckets (the default): 50 % of 25 reads/s = 45,000 reads/h.
             (0, None, 600.0),
             (1, None, 600.0),
-            (100, None, 600.0), // 100 reads per round, 6,000/h allows a round per minute
-            (500, None, 600.0), // floor 300 s: the base interval still rules
-            // 1,000 resources: floor 1,000 × 3600 / 6,000 = 600 s, / 0.9 for jitter.
-            (1_000, None, 600.0 / 0.9),
-            (5_000, None, 3_000.0 / 0.9),
-            // Remaining reads at or above the low-water mark (3,000) change nothing.
-            (100, Some(3_000), 600.0),
-            // Half the low-water mark left: twice as slow.
-            (100, Some(1_500), 1_200.0),
-            // A tenth of it left: ten times slower would be 6,000 s, but a resync is never
-            // put off by more than an hour beyond the budget's interval.
-            (100, Some(300), 600.0 + 3_600.0),
-            (1, Some(0), 600.0 + 3_600.0),
-            (1_000, Some(0), 600.0 / 0.9 + 3_600.0),
-            (5_000, Some(0), 3_000.0 / 0.9 + 3_600.0),
+            (1_000, None, 600.0),
+            (5_000, None, 600.0), // floor 400 s, / 0.9 = 444 s: the base rules
+            // 10,000 reads per round at 12.5/s: floor 800 s, / 0.9 for jitter.
+            (10_000, None, 800.0 / 0.9),
+            (10_000, q(TB, Some(1.0)), 800.0 / 0.9),
+            // A migrated subscription reporting 249 of 250 reads: full, no slow-down.
+            (100, q(TB, Some(249.0 / 250.0)), 600.0),
+            // A quarter full or more changes nothing.
+            (100, q(TB, Some(0.25)), 600.0),
+            // A bucket kept at an eighth by another tool: twice as slow.
+            (100, q(TB, Some(0.125)), 1_200.0),
+            // Drained: the largest slow-down, at most an hour more.
+            (100, q(TB, Some(0.0)), 600.0 + 3_600.0),
+            // The hourly model: 50 % of 12,000 reads/h.
+            (100, q(HOURLY, None), 600.0),
+            (500, q(HOURLY, None), 600.0), // floor 300 s
+            (1_000, q(HOURLY, None), 600.0 / 0.9),
+            (5_000, q(HOURLY, None), 3_000.0 / 0.9),
+            (10_000, q(HOURLY, None), 6_000.0 / 0.9),
+            // 3,000 of 12,000 left (a quarter) changes nothing; 1,500 (an eighth) halves.
+            (100, q(HOURLY, Some(0.25)), 600.0),
+            (100, q(HOURLY, Some(0.125)), 1_200.0),
+            (1_000, q(HOURLY, Some(0.0)), 600.0 / 0.9 + 3_600.0),
+            (5_000, q(HOURLY, Some(0.0)), 3_000.0 / 0.9 + 3_600.0),
         ];
-        for (n, remaining, want) in cases {
-            let got = secs(p.nominal(n, remaining));
+        for (n, quota, want) in cases {
+            let got = secs(p.nominal(n, quota));
             assert!(
                 (got - want).abs() < 1e-6,
-                "{n} resources, remaining {remaining:?}: {got} != {want}"
+                "{n} resources, {quota:?}: {got} != {want}"
             );
         }
         // With a short base the largest slow-down (16×) binds before the hour does.
@@ -348,48 +472,167 @@ mod tests {
             base: Duration::from_secs(60),
             ..ResyncPolicy::default()
         };
-        assert_eq!(secs(short.nominal(1, Some(0))), 960.0);
+        assert_eq!(secs(short.nominal(1, q(TB, Some(0.0)))), 960.0);
+        // The configured model rules until the headers tell.
+        let hourly = ResyncPolicy {
+            arm: ArmThrottling {
+                model: HOURLY,
+                ..ArmThrottling::default()
+            },
+            ..ResyncPolicy::default()
+        };
+        assert!((secs(hourly.nominal(5_000, None)) - 3_000.0 / 0.9).abs() < 1e-6);
+        assert_eq!(secs(hourly.nominal(5_000, q(TB, None))), 600.0);
+    }
+
+    /// Header sequences as ARM sends them, through the client's limiter, into the policy.
+    #[test]
+    fn header_sequences_to_intervals() {
+        let p = ResyncPolicy::default();
+        let header = |pairs: &[(&str, u32)]| {
+            let mut h = reqwest::header::HeaderMap::new();
+            for (name, v) in pairs {
+                h.insert(
+                    reqwest::header::HeaderName::from_bytes(
+                        format!("x-ms-ratelimit-remaining-subscription-{name}").as_bytes(),
+                    )
+                    .unwrap(),
+                    (*v).into(),
+                );
+            }
+            RemainingHeaders::parse(&h)
+        };
+        // (what the sequence is, headers every 100 ms over 30 s, resources, nominal seconds)
+        type Seq = fn(usize) -> Vec<(&'static str, u32)>;
+        let cases: [(&str, Seq, usize, f64); 6] = [
+            (
+                "migrated subscription, operator alone: 249 left",
+                |_| vec![("reads", 249), ("global-reads", 3749)],
+                100,
+                600.0,
+            ),
+            (
+                "migrated, own resyncs at 12.5/s keep the bucket half full",
+                |_| vec![("reads", 125), ("global-reads", 3600)],
+                10_000,
+                800.0 / 0.9,
+            ),
+            (
+                "bucket drained by another tool sharing the principal",
+                |i| vec![("reads", (i % 3) as u32), ("global-reads", 3000)],
+                100,
+                600.0 + 3_600.0,
+            ),
+            (
+                "global bucket drained by other principals",
+                |_| vec![("reads", 240), ("global-reads", 300)],
+                100,
+                600.0 * 0.25 / (300.0 / 3750.0),
+            ),
+            (
+                "hourly model, fresh hour",
+                |i| vec![("reads", 11_999 - i as u32)],
+                1_000,
+                600.0 / 0.9,
+            ),
+            (
+                "hourly model, an hour spent by another tool",
+                |_| vec![("reads", 600)],
+                100,
+                600.0 * 0.25 / 0.05,
+            ),
+        ];
+        for (what, seq, n, want) in cases {
+            let l = RateLimiter::new(RateLimitConfig::default());
+            let t0 = Instant::now() - Duration::from_secs(30);
+            let mut quota = None;
+            for i in 0..300 {
+                l.record_at(
+                    "s",
+                    &header(&seq(i)),
+                    t0 + Duration::from_millis(100 * i as u64),
+                );
+                quota = l.observation("s");
+            }
+            let got = secs(p.nominal(n, fresh_read_quota(&p, quota, 1.0)));
+            // The hourly sequence averages over an hour, so 30 s of it are the first value.
+            assert!((got - want).abs() < 0.02 * want, "{what}: {got} != {want}");
+        }
+    }
+
+    #[test]
+    fn read_quota_expires_after_the_refill_time() {
+        let p = ResyncPolicy::default();
+        let l = RateLimiter::new(RateLimitConfig::default());
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("x-ms-ratelimit-remaining-subscription-reads", 0.into());
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-global-reads",
+            0.into(),
+        );
+        let seen = |ago: Duration| {
+            l.record_at("s", &RemainingHeaders::parse(&h), Instant::now() - ago);
+            l.observation("s")
+        };
+        // (seen ago, time scale, fill known) — token buckets refill in 10 s.
+        let cases = [
+            (Duration::ZERO, 1.0, true),
+            (Duration::from_secs(5), 1.0, true),
+            (Duration::from_secs(20), 1.0, false),
+            // 1 real second at ×20 is 20 emulated seconds: stale.
+            (Duration::from_secs(1), 20.0, false),
+        ];
+        for (ago, scale, known) in cases {
+            let r = fresh_read_quota(&p, seen(ago), scale).unwrap();
+            assert_eq!(r.model, TB);
+            assert_eq!(r.fill.is_some(), known, "{ago:?} ×{scale}");
+        }
+        assert_eq!(fresh_read_quota(&p, None, 1.0), None);
     }
 
     #[test]
     fn share_and_cost_scale_the_floor() {
-        let cases: [(f64, f64, u64, f64); 4] = [
-            // share, reads per resync, budget, floor seconds for 1,000 resources
-            (0.5, 2.0, 12_000, 1_200.0),
-            (0.25, 2.0, 12_000, 2_400.0),
-            (0.5, 1.0, 12_000, 600.0),
-            (1.0, 1.0, 1_200, 3_000.0),
+        let cases: [(f64, f64, ThrottlingModel, f64); 5] = [
+            // share, reads per resync, model, floor seconds for 1,000 resources
+            (0.5, 2.0, HOURLY, 1_200.0),
+            (0.25, 2.0, HOURLY, 2_400.0),
+            (0.5, 1.0, HOURLY, 600.0),
+            (0.5, 1.0, TB, 80.0),
+            (1.0, 2.0, TB, 80.0),
         ];
-        for (share, cost, budget, want) in cases {
+        for (share, cost, model, want) in cases {
             let p = ResyncPolicy {
                 share,
                 reads_per_resync: cost,
-                read_budget_per_hour: budget,
                 ..Default::default()
             };
-            assert!((secs(p.floor(1_000)) - want).abs() < 1e-6, "{share} {cost}");
+            let got = secs(p.floor(1_000, model));
+            assert!((got - want).abs() < 1e-6, "{share} {cost} {model:?}: {got}");
         }
     }
 
     #[test]
     fn jitter_stays_within_bounds_and_never_below_the_floor() {
         let p = ResyncPolicy::default();
-        for n in [1usize, 100, 499, 500, 1_000, 10_000] {
-            let nominal = secs(p.nominal(n, None));
-            let floor = secs(p.floor(n));
-            let (mut lo, mut hi) = (f64::MAX, 0.0f64);
-            for seed in 0..2_000u64 {
-                let i = secs(p.interval(n, None, seed));
-                assert!(i >= nominal * 0.9 - 1e-9 && i <= nominal * 1.1 + 1e-9);
-                assert!(i >= floor - 1e-9, "{n}: {i} < floor {floor}");
-                lo = lo.min(i);
-                hi = hi.max(i);
+        for model in [TB, HOURLY] {
+            let quota = q(model, None);
+            for n in [1usize, 100, 499, 500, 1_000, 10_000, 20_000] {
+                let nominal = secs(p.nominal(n, quota));
+                let floor = secs(p.floor(n, model));
+                let (mut lo, mut hi) = (f64::MAX, 0.0f64);
+                for seed in 0..2_000u64 {
+                    let i = secs(p.interval(n, quota, seed));
+                    assert!(i >= nominal * 0.9 - 1e-9 && i <= nominal * 1.1 + 1e-9);
+                    assert!(i >= floor - 1e-9, "{n}: {i} < floor {floor}");
+                    lo = lo.min(i);
+                    hi = hi.max(i);
+                }
+                // The seeds spread the intervals over most of the ±10 % band.
+                assert!(
+                    lo < nominal * 0.92 && hi > nominal * 1.08,
+                    "{n}: {lo}..{hi}"
+                );
             }
-            // The seeds spread the intervals over most of the ±10 % band.
-            assert!(
-                lo < nominal * 0.92 && hi > nominal * 1.08,
-                "{n}: {lo}..{hi}"
-            );
         }
         // Deterministic per seed.
         assert_eq!(p.interval(10, None, 42), p.interval(10, None, 42));
@@ -399,17 +642,24 @@ mod tests {
     #[test]
     fn steady_rate_stays_under_the_share_for_any_count() {
         let p = ResyncPolicy::default();
-        for n in [1usize, 10, 100, 1_000, 3_000, 5_000, 50_000] {
-            let rate = p.expected_reads_per_hour(n, None);
-            // Worst case: every resource drew the shortest interval.
-            let worst = n as f64 * p.reads_per_resync * 3600.0 / (secs(p.nominal(n, None)) * 0.9);
-            assert!(worst <= p.allowed_reads_per_hour() + 1e-6, "{n}: {worst}");
-            assert!(rate <= worst);
+        for model in [TB, HOURLY] {
+            let quota = q(model, None);
+            for n in [1usize, 10, 100, 1_000, 3_000, 5_000, 10_000, 50_000] {
+                let rate = p.expected_reads_per_hour(n, quota);
+                // Worst case: every resource drew the shortest interval.
+                let worst =
+                    n as f64 * p.reads_per_resync * 3600.0 / (secs(p.nominal(n, quota)) * 0.9);
+                assert!(
+                    worst <= p.allowed_reads_per_hour(model) + 1e-6,
+                    "{n}: {worst}"
+                );
+                assert!(rate <= worst);
+            }
         }
-        // Under the low-water mark the rate falls in proportion to what is left.
-        let full = p.expected_reads_per_hour(1_000, None);
-        let quarter = p.expected_reads_per_hour(1_000, Some(750));
-        assert!((quarter / full - 0.25).abs() < 1e-9, "{quarter} / {full}");
+        // Under the low-water mark the rate falls in proportion to the fill.
+        let full = p.expected_reads_per_hour(1_000, q(HOURLY, None));
+        let low = p.expected_reads_per_hour(1_000, q(HOURLY, Some(0.0625)));
+        assert!((low / full - 0.25).abs() < 1e-9, "{low} / {full}");
     }
 
     #[test]
@@ -420,10 +670,16 @@ mod tests {
             reads_per_resync: f64::INFINITY,
             low_water: -1.0,
             max_slowdown: 0.0,
-            read_budget_per_hour: 0,
+            arm: ArmThrottling {
+                token_bucket: ArmLimits {
+                    reads: ArmBucket::new(0.0, 0.0),
+                    ..ArmLimits::TOKEN_BUCKET
+                },
+                ..ArmThrottling::default()
+            },
             ..Default::default()
         };
-        let _ = p.interval(usize::MAX, Some(0), u64::MAX);
+        let _ = p.interval(usize::MAX, q(TB, Some(f64::NAN)), u64::MAX);
         let _ = p.expected_reads_per_hour(0, None);
     }
 
@@ -457,9 +713,9 @@ mod tests {
         ];
         for (o, steady) in cases {
             assert_eq!(ResyncPolicy::is_steady(&o), steady, "{o:?}");
-            let r = p.requeue(&o, 5_000, None, 1);
+            let r = p.requeue(&o, 20_000, None, 1);
             if steady {
-                assert!(r.unwrap() >= p.floor(5_000));
+                assert!(r.unwrap() >= p.floor(20_000, TB));
             } else {
                 assert_eq!(r, o.requeue);
             }
@@ -467,7 +723,7 @@ mod tests {
     }
 
     #[test]
-    fn args_build_the_policy() {
+    fn args_build_the_policy_and_the_limits() {
         use clap::Parser;
         #[derive(Parser)]
         struct Cli {
@@ -479,9 +735,43 @@ mod tests {
         let p = c.r.policy();
         assert_eq!(p.base, Duration::from_secs(300));
         assert_eq!(p.share, 0.25);
-        assert_eq!(p.read_budget_per_hour, 12_000);
-        assert!(Cli::try_parse_from(["x", "--arm-read-share", "0"]).is_err());
-        assert!(Cli::try_parse_from(["x", "--arm-read-share", "1.5"]).is_err());
-        assert!(Cli::try_parse_from(["x", "--resync-seconds", "-1"]).is_err());
+        assert_eq!(p.arm, ArmThrottling::default());
+        assert_eq!(
+            c.r.throttling,
+            ArmThrottlingArgs {
+                arm_read_share: 0.25,
+                ..ArmThrottlingArgs::default()
+            }
+        );
+        let c = Cli::try_parse_from([
+            "x",
+            "--arm-throttling",
+            "hourly",
+            "--arm-read-budget",
+            "6000",
+            "--arm-read-refill",
+            "50",
+            "--arm-request-share",
+            "0.2",
+        ])
+        .unwrap();
+        let arm = c.r.throttling.arm();
+        assert_eq!(arm.model, HOURLY);
+        assert_eq!(arm.hourly.reads, ArmBucket::per_hour(6_000.0));
+        assert_eq!(arm.token_bucket.reads, ArmBucket::new(250.0, 50.0));
+        assert_eq!(c.r.throttling.rate_limits().share, Some(0.2));
+        for bad in [
+            ["--arm-read-share", "0"],
+            ["--arm-read-share", "1.5"],
+            ["--arm-request-share", "0"],
+            ["--resync-seconds", "-1"],
+            ["--arm-read-refill", "0"],
+            ["--arm-throttling", "daily"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["x", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -86,9 +86,13 @@ def test_helm_installs_the_crds(default_render):
     ({"controller": {"logFormat": "xml"}}, "/controller/logFormat"),
     ({"controller": {"resync": 600}}, "/controller/resync"),
     ({"controller": {"resync": "1.5m"}}, "/controller/resync"),
-    ({"controller": {"armReadShare": 0}}, "/controller/armReadShare"),
-    ({"controller": {"armReadShare": 1.5}}, "/controller/armReadShare"),
-    ({"controller": {"armReadBudget": 0}}, "/controller/armReadBudget"),
+    ({"controller": {"arm": {"readShare": 0}}}, "/controller/arm/readShare"),
+    ({"controller": {"arm": {"readShare": 1.5}}}, "/controller/arm/readShare"),
+    ({"controller": {"arm": {"requestShare": 0}}}, "/controller/arm/requestShare"),
+    ({"controller": {"arm": {"hourly": {"readsPerHour": 0}}}}, "/controller/arm/hourly/readsPerHour"),
+    ({"controller": {"arm": {"throttling": "daily"}}}, "/controller/arm/throttling"),
+    ({"controller": {"arm": {"tokenBucket": {"reads": {"bucket": 250, "refillPerSecond": 0}}}}},
+     "/controller/arm/tokenBucket/reads/refillPerSecond"),
     ({"watchNamespace": "Not_A_Namespace"}, "/watchNamespace"),
 ])
 def test_schema_rejects_bad_values(values, message):
@@ -144,8 +148,22 @@ def test_default_deployment(default_render):
     assert c["args"][0] == "run"
     assert "--metrics-addr=0.0.0.0:8080" in c["args"]
     assert "--resync=10m" in c["args"]
-    assert "--arm-read-budget=12000" in c["args"]
-    assert "--arm-read-share=0.5" in c["args"]
+    for flag in [
+        "--arm-throttling=token-bucket",
+        "--arm-read-bucket=250",
+        "--arm-read-refill=25",
+        "--arm-write-bucket=200",
+        "--arm-write-refill=10",
+        "--arm-delete-bucket=200",
+        "--arm-delete-refill=10",
+        "--arm-global-factor=15",
+        "--arm-read-budget=12000",
+        "--arm-write-budget=1200",
+        "--arm-delete-budget=15000",
+        "--arm-read-share=0.5",
+        "--arm-request-share=0.5",
+    ]:
+        assert flag in c["args"], flag
     assert "--azure-credential=workload-identity" in c["args"]
     assert "--log-format=json" in c["args"]
     assert not any(a.startswith("--namespace") for a in c["args"])  # all namespaces

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use amlops::azure::{
-    ArmClient, ArmClientConfig, AzureCloud, BucketConfig, CredentialConfig, RateLimitConfig,
-    Secret as Token,
+    ArmClient, ArmClientConfig, AzureCloud, CredentialConfig, RateLimitConfig, Secret as Token,
 };
 use amlops::crd::{ClusterAttachment, ClusterStatus, InferenceCluster, Phase};
 use amlops::emulator::{
@@ -34,24 +33,14 @@ pub fn aks_id(name: &str) -> String {
     )
 }
 
-/// An ARM client for `base`. Client-side rate limits are raised: tests make bursts of calls
+/// An ARM client for `base`. No client-side pacing: tests make bursts of calls
 /// that the production defaults (sized for hours of steady state) would slow down.
 pub fn arm(base: &str, token: String) -> ArmClient {
     let mut config = ArmClientConfig::new(
         AzureCloud::custom(base.parse().expect("emulator URL")),
         CredentialConfig::StaticToken(Token::new(token)),
     );
-    config.rate_limits = RateLimitConfig {
-        reads: BucketConfig {
-            per_hour: 3_600_000,
-            burst: 10_000,
-        },
-        writes: BucketConfig {
-            per_hour: 3_600_000,
-            burst: 10_000,
-        },
-        ..RateLimitConfig::default()
-    };
+    config.rate_limits = RateLimitConfig::unpaced();
     // Short fallback poll interval: the emulator always sends Retry-After anyway.
     config.default_poll_interval = Duration::from_millis(50);
     ArmClient::new(config).expect("ARM client")
