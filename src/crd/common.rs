@@ -255,6 +255,30 @@ macro_rules! immutable_once_created {
 }
 pub(crate) use immutable_once_created;
 
+/// Like [`immutable_once_created`], for the kinds of the Kubernetes compute path: `spec.<field>`
+/// may not change once the operator recorded `status.<status_field>` (the ARM id it records
+/// before its first Azure write), so a refused spec can still be fixed in place.
+macro_rules! immutable_once_recorded {
+    ($status_field:literal, $field:literal) => {
+        concat!(
+            "!has(oldSelf.status) || !has(oldSelf.status.",
+            $status_field,
+            ") || (has(self.spec.",
+            $field,
+            ") == has(oldSelf.spec.",
+            $field,
+            ") && (!has(self.spec.",
+            $field,
+            ") || self.spec.",
+            $field,
+            " == oldSelf.spec.",
+            $field,
+            "))"
+        )
+    };
+}
+pub(crate) use immutable_once_recorded;
+
 /// CEL rule (root level) for resources without `spec.computeName`: `metadata.name` is used.
 pub(crate) const NAME_AS_COMPUTE_NAME: &str = "has(self.spec.computeName) || (self.metadata.name.size() >= 3 && self.metadata.name.size() <= 24 && self.metadata.name.matches('^[a-z][a-z0-9-]*[a-z0-9]$') && !self.metadata.name.matches('-[0-9]+$'))";
 /// Message of [`NAME_AS_COMPUTE_NAME`].

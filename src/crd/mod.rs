@@ -1,4 +1,6 @@
-//! The amlops API: `InferenceCluster` and `ClusterAttachment` (group `amlops.dev`, `v1alpha1`).
+//! The amlops API (group `amlops.dev`, `v1alpha1`): the legacy AKS-compute kinds
+//! `InferenceCluster` and `ClusterAttachment`, and the Kubernetes compute path's
+//! `AzureMLExtension` and `KubernetesCompute` (DESIGN §8).
 //!
 //! Field doc comments become the `kubectl explain` text. Admission-time rules live next to the
 //! fields they check, as OpenAPI bounds and CEL `x-kubernetes-validations` whose messages say
@@ -6,11 +8,19 @@
 //! functions, `matches`, transition rules), never `messageExpression`, `reason` or
 //! `optionalOldSelf`, so the CRDs load on every supported cluster.
 
+mod azureml_extension;
 mod cluster_attachment;
 mod common;
 mod inference_cluster;
+mod kubernetes_compute;
 mod status;
 
+pub use azureml_extension::{
+    AddOnsSpec, AzureMLExtension, AzureMlExtensionSpec, AzureMlExtensionStatus,
+    ExtensionClusterRef, ExtensionDeletionPolicy, ExtensionInferenceSpec, ExtensionPurpose,
+    ExtensionTlsMode, ExtensionTlsSpec, ExtensionTlsStatus, InstanceTypeResources,
+    InstanceTypeSpec, MigrationSpec, ResourceList, RouterServiceType, TlsDelivery, TrainingSpec,
+};
 pub use cluster_attachment::{
     AksClusterRef, ClusterAttachment, ClusterAttachmentSpec, ReattachPolicy,
 };
@@ -19,6 +29,10 @@ pub use common::{
     TlsMode, TlsSpec, WorkspaceRef,
 };
 pub use inference_cluster::{InferenceCluster, InferenceClusterSpec, NetworkSpec};
+pub use kubernetes_compute::{
+    ComputeClusterRef, ComputeIdentity, ComputeIdentityType, ExtensionRef, KubernetesCompute,
+    KubernetesComputeSpec, KubernetesComputeStatus,
+};
 pub use status::{
     ClusterStatus, OperationStatus, Phase, ProvisioningError, TlsStatus, UNOBSERVED_GENERATION,
 };
@@ -28,7 +42,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-/// API group of both kinds.
+/// API group of every kind.
 pub const GROUP: &str = "amlops.dev";
 /// Finalizer kept on a resource until Azure confirms its cleanup.
 pub const FINALIZER: &str = "amlops.dev/cleanup";
@@ -37,10 +51,16 @@ pub const ADOPT_ANNOTATION: &str = "amlops.dev/adopt";
 /// Annotation: change its value to request a detach + reattach.
 pub const REATTACH_ANNOTATION: &str = "amlops.dev/reattach";
 
-/// Both CRDs, in a stable order (InferenceCluster, ClusterAttachment), with only the schema
-/// formats the API server recognises (see [`strip_unrecognized_formats`]).
+/// Every CRD, in a stable order (InferenceCluster, ClusterAttachment, AzureMLExtension,
+/// KubernetesCompute), with only the schema formats the API server recognises (see
+/// [`strip_unrecognized_formats`]).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![InferenceCluster::crd(), ClusterAttachment::crd()];
+    let mut crds = vec![
+        InferenceCluster::crd(),
+        ClusterAttachment::crd(),
+        AzureMLExtension::crd(),
+        KubernetesCompute::crd(),
+    ];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {
             if let Some(schema) = version

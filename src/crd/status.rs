@@ -107,7 +107,9 @@ pub const UNOBSERVED_GENERATION: i64 = -1;
 /// Reads `status.observedGeneration`, mapping the schema default
 /// [`UNOBSERVED_GENERATION`] (any negative value: generations start at 1) to `None`, so that
 /// "no generation observed yet" has one representation in the operator's code.
-fn observed_generation<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub(crate) fn observed_generation<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<i64>, D::Error> {
     Ok(Option::<i64>::deserialize(d)?.filter(|g| *g >= 0))
 }
 

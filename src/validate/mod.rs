@@ -16,7 +16,7 @@ use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use kube::{CustomResourceExt, Resource};
 use serde_json::Value;
 
-use crate::crd::{ClusterAttachment, InferenceCluster};
+use crate::crd::{AzureMLExtension, ClusterAttachment, InferenceCluster, KubernetesCompute};
 
 /// One problem in a manifest, with the field path it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,38 +132,93 @@ impl KindRules {
         Some(Self { schema, cel })
     }
 
-    fn inference_cluster() -> Option<&'static Self> {
-        static RULES: OnceLock<Option<KindRules>> = OnceLock::new();
-        RULES.get_or_init(Self::of::<InferenceCluster>).as_ref()
-    }
-
-    fn cluster_attachment() -> Option<&'static Self> {
-        static RULES: OnceLock<Option<KindRules>> = OnceLock::new();
-        RULES.get_or_init(Self::of::<ClusterAttachment>).as_ref()
+    /// The compiled rules of an amlops `kind`; `None` for an unknown kind.
+    fn for_kind(kind: &str) -> Option<Option<&'static Self>> {
+        macro_rules! rules_of {
+            ($k:ty) => {{
+                static RULES: OnceLock<Option<KindRules>> = OnceLock::new();
+                RULES.get_or_init(Self::of::<$k>).as_ref()
+            }};
+        }
+        Some(match kind {
+            "InferenceCluster" => rules_of!(InferenceCluster),
+            "ClusterAttachment" => rules_of!(ClusterAttachment),
+            "AzureMLExtension" => rules_of!(AzureMLExtension),
+            "KubernetesCompute" => rules_of!(KubernetesCompute),
+            _ => return None,
+        })
     }
 }
 
-/// Run every static check on one object (`old` for update rules, e.g. immutability).
+/// Kinds `amlops validate` checks, for messages.
+const KINDS: &str = "InferenceCluster, ClusterAttachment, AzureMLExtension or KubernetesCompute";
+
+/// Any amlops object that passed every static check, typed.
+#[derive(Clone, Debug)]
+pub enum Checked {
+    /// A legacy-path kind (`InferenceCluster`, `ClusterAttachment`).
+    Legacy(Manifest),
+    /// An `AzureMLExtension`.
+    AzureMlExtension(Box<AzureMLExtension>),
+    /// A `KubernetesCompute`.
+    KubernetesCompute(Box<KubernetesCompute>),
+}
+
+impl Checked {
+    /// `Kind namespace/name` for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Legacy(m) => m.describe(),
+            Self::AzureMlExtension(o) => describe("AzureMLExtension", o.meta()),
+            Self::KubernetesCompute(o) => describe("KubernetesCompute", o.meta()),
+        }
+    }
+}
+
+/// Run every static check on one legacy-path object (`old` for update rules, e.g.
+/// immutability): what the controller of `InferenceCluster` and `ClusterAttachment` uses.
+///
+/// # Errors
+/// The findings; a Kubernetes-path kind is refused with a finding pointing to
+/// [`check_object`].
 pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<Finding>> {
+    match check_object(value, old)? {
+        Checked::Legacy(m) => Ok(m),
+        other => Err(vec![Finding::new(
+            "",
+            format!(
+                "{} is a Kubernetes compute path kind: check it with check_object",
+                other.describe()
+            ),
+        )]),
+    }
+}
+
+/// Run every static check on any amlops object (`old` for update rules, e.g. immutability):
+/// the CRD's structural schema, its CEL rules (kube-cel, so the messages are the API
+/// server's) and the arithmetic checks CEL cannot do.
+///
+/// # Errors
+/// Every finding, each with its field path.
+pub fn check_object(value: &Value, old: Option<&Value>) -> Result<Checked, Vec<Finding>> {
     let api_version = value.get("apiVersion").and_then(Value::as_str);
     let kind = value.get("kind").and_then(Value::as_str);
     let rules = match (api_version, kind) {
-        (Some("amlops.dev/v1alpha1"), Some("InferenceCluster")) => KindRules::inference_cluster(),
-        (Some("amlops.dev/v1alpha1"), Some("ClusterAttachment")) => KindRules::cluster_attachment(),
+        (Some("amlops.dev/v1alpha1"), Some(k)) if KindRules::for_kind(k).is_some() => {
+            KindRules::for_kind(k).flatten()
+        }
         (Some(av), Some(k)) if av.starts_with("amlops.dev/") => {
             return Err(vec![Finding::new(
                 "",
                 format!(
-                    "unknown amlops kind {k} in {av}: expected apiVersion amlops.dev/v1alpha1 with kind InferenceCluster or ClusterAttachment"
+                    "unknown amlops kind {k} in {av}: expected apiVersion amlops.dev/v1alpha1 with kind {KINDS}"
                 ),
             )]);
         }
         (Some(av), Some(k)) => {
             return Err(vec![Finding::new(
                 "",
-                format!(
-                    "not an amlops object ({av}, kind {k}): amlops validate checks InferenceCluster and ClusterAttachment"
-                ),
+                format!("not an amlops object ({av}, kind {k}): amlops validate checks {KINDS}"),
             )]);
         }
         _ => return Err(vec![Finding::new("", "apiVersion and kind must be set")]),
@@ -201,21 +256,30 @@ pub fn check_value(value: &Value, old: Option<&Value>) -> Result<Manifest, Vec<F
         return Err(findings);
     }
     let defaulted = kube::core::cel::apply_defaults(schema, &user_part);
-    let manifest = match kind {
+    let unreadable =
+        |e: serde_json::Error| vec![Finding::new("", format!("cannot read object: {e}"))];
+    let checked = match kind {
         Some("InferenceCluster") => {
-            serde_json::from_value::<InferenceCluster>(defaulted).map(|o| {
-                semantic::check_inference_cluster(&o.spec, &mut findings);
-                Manifest::InferenceCluster(Box::new(o))
-            })
+            let o: InferenceCluster = serde_json::from_value(defaulted).map_err(unreadable)?;
+            semantic::check_inference_cluster(&o.spec, &mut findings);
+            Checked::Legacy(Manifest::InferenceCluster(Box::new(o)))
         }
-        _ => serde_json::from_value::<ClusterAttachment>(defaulted).map(|o| {
+        Some("ClusterAttachment") => {
+            let o: ClusterAttachment = serde_json::from_value(defaulted).map_err(unreadable)?;
             semantic::check_cluster_attachment(&o.spec, &mut findings);
-            Manifest::ClusterAttachment(Box::new(o))
-        }),
-    }
-    .map_err(|e| vec![Finding::new("", format!("cannot read object: {e}"))])?;
+            Checked::Legacy(Manifest::ClusterAttachment(Box::new(o)))
+        }
+        Some("AzureMLExtension") => {
+            let o: AzureMLExtension = serde_json::from_value(defaulted).map_err(unreadable)?;
+            Checked::AzureMlExtension(Box::new(o))
+        }
+        _ => {
+            let o: KubernetesCompute = serde_json::from_value(defaulted).map_err(unreadable)?;
+            Checked::KubernetesCompute(Box::new(o))
+        }
+    };
     if findings.is_empty() {
-        Ok(manifest)
+        Ok(checked)
     } else {
         Err(findings)
     }

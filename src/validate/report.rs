@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{Manifest, check_value, describe_value, load_paths};
+use super::{Checked, Manifest, check_object, describe_value, load_paths};
 
 /// Arguments of `amlops validate`.
 #[derive(clap::Args, Debug, Clone)]
@@ -11,7 +11,8 @@ pub struct ValidateArgs {
     /// Files or directories of manifests (multi-document YAML); `-` reads stdin.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
-    /// Also print the ARM request body create/attach would send (secrets redacted).
+    /// Also print the ARM request body create/attach would send (secrets redacted;
+    /// InferenceCluster and ClusterAttachment).
     #[arg(long)]
     pub plan: bool,
 }
@@ -31,12 +32,12 @@ pub fn run_cli(args: &ValidateArgs, out: &mut dyn Write) -> anyhow::Result<bool>
                 failed += 1;
                 writeln!(out, "ERROR {location}: {e}")?;
             }
-            Ok(value) => match check_value(value, None) {
-                Ok(manifest) => {
+            Ok(value) => match check_object(value, None) {
+                Ok(checked) => {
                     ok += 1;
-                    writeln!(out, "OK    {} ({location})", manifest.describe())?;
-                    if args.plan {
-                        print_plan(&manifest, out)?;
+                    writeln!(out, "OK    {} ({location})", checked.describe())?;
+                    if let (true, Checked::Legacy(manifest)) = (args.plan, &checked) {
+                        print_plan(manifest, out)?;
                     }
                 }
                 Err(findings) => {

@@ -79,7 +79,9 @@ pub fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<Finding>) 
                 if path.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                     continue;
                 }
-                match props.and_then(|p| p.get(key)) {
+                // A map (`additionalProperties: {schema}`): every value has that schema.
+                let map_values = schema.get("additionalProperties").filter(|s| s.is_object());
+                match props.and_then(|p| p.get(key)).or(map_values) {
                     Some(sub) => check(sub, child, &join(path, key), out),
                     None if preserve || props.is_none() => {}
                     None => out.push(Finding::new(

@@ -55,6 +55,8 @@ RESOURCES = {
     ("amlops.dev", "v1alpha1"): [
         ("inferenceclusters", "InferenceCluster", True),
         ("clusterattachments", "ClusterAttachment", True),
+        ("azuremlextensions", "AzureMLExtension", True),
+        ("kubernetescomputes", "KubernetesCompute", True),
     ],
 }
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]

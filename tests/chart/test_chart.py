@@ -66,7 +66,8 @@ def test_crd_copies_are_byte_identical(copy_dir):
 
 def test_helm_installs_the_crds(default_render):
     names = sorted(c["metadata"]["name"] for c in default_render.crds)
-    assert names == ["clusterattachments.amlops.dev", "inferenceclusters.amlops.dev"]
+    assert names == ["azuremlextensions.amlops.dev", "clusterattachments.amlops.dev",
+                     "inferenceclusters.amlops.dev", "kubernetescomputes.amlops.dev"]
 
 
 # -- values.schema.json -------------------------------------------------------------------
