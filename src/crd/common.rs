@@ -238,19 +238,7 @@ impl ComputeName {
 /// the rule. Used with `.field_path(".spec.<field>")` so errors point at the field.
 macro_rules! immutable_once_created {
     ($field:literal) => {
-        concat!(
-            "!has(oldSelf.status) || !has(oldSelf.status.computeId) || (has(self.spec.",
-            $field,
-            ") == has(oldSelf.spec.",
-            $field,
-            ") && (!has(self.spec.",
-            $field,
-            ") || self.spec.",
-            $field,
-            " == oldSelf.spec.",
-            $field,
-            "))"
-        )
+        $crate::crd::common::immutable_once_recorded!("computeId", $field)
     };
 }
 pub(crate) use immutable_once_created;
