@@ -165,7 +165,8 @@ pub async fn run(
     .await?;
 
     // A TLS change that keeps the certificate: the Auto cluster switches to Custom, serving its
-    // backed-up Microsoft certificate under the same host name (detach + reattach).
+    // backed-up Microsoft certificate under the same host name — in place, as the SDK's
+    // `AksCompute.update` does (no detach: the endpoint keeps serving).
     let idx = items
         .iter()
         .position(|i| i.desired.tls.mode == TlsMode::Auto)
@@ -190,7 +191,7 @@ pub async fn run(
     let backup = tls_status.backup_secret_name.clone().unwrap_or_default();
     writeln!(
         out,
-        "\n▶ {}: tls Auto → Custom {host} from backup Secret {backup} (detach + reattach)",
+        "\n▶ {}: tls Auto → Custom {host} from backup Secret {backup} (in place, no detach)",
         items[idx].desired.name
     )?;
     let d = &mut items[idx].desired;

@@ -1,6 +1,6 @@
 //! The demo as a scenario test: the engine drives every example against the emulator over
-//! real HTTP to Ready, reattaches with the backed-up certificate (same fingerprint served
-//! afterwards), and deletes everything.
+//! real HTTP to Ready, switches TLS in place to the backed-up certificate (same fingerprint
+//! served afterwards, no detach before the deletion), and deletes everything.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_converges_and_preserves_the_certificate() {
@@ -13,12 +13,27 @@ async fn demo_converges_and_preserves_the_certificate() {
     assert_eq!(s.fingerprint_before, s.fingerprint_after, "{text}");
     assert_eq!(s.computes_left, 0, "{text}");
     let public = &s.histories["InferenceCluster public-scoring"];
-    for phase in ["Creating", "Ready", "Detaching", "Reattaching", "Gone"] {
+    for phase in ["Creating", "Ready", "Updating", "Gone"] {
         assert!(
             public.iter().any(|p| p == phase),
             "{phase} missing from {public:?}\n{text}"
         );
     }
+    // Ready → Updating → Ready: the TLS change did not go through Detaching/Reattaching.
+    let updating = public
+        .iter()
+        .position(|p| p == "Updating")
+        .expect("Updating");
+    assert_eq!(
+        public.get(updating + 1).map(String::as_str),
+        Some("Ready"),
+        "the TLS change detached: {public:?}"
+    );
+    assert_eq!(
+        public.iter().filter(|p| *p == "Reattaching").count(),
+        0,
+        "{public:?}"
+    );
     for (name, h) in &s.histories {
         assert!(
             h.contains(&"Ready".to_string()) && h.last().map(String::as_str) == Some("Gone"),

@@ -265,7 +265,7 @@ fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
-            name: "reattach (Auto TLS, certificate kept)",
+            name: "reattach (Auto TLS, host name kept, still Auto)",
             setup: vec![auto.clone()],
             phase: reattach(&auto, "r1"),
             deleting: false,
@@ -351,6 +351,8 @@ struct Run {
     emu: EmulatorHandle,
     store: MemoryStore,
     served_before: Option<String>,
+    /// The compute's `clusterFqdn` before the phase.
+    fqdn_before: Option<String>,
     aks: Option<String>,
     clusters_before: usize,
 }
@@ -398,6 +400,10 @@ async fn run(sc: &Scenario, crash: Crash) -> Result<Run, String> {
     }
     let aks = store.status(&key).and_then(|s| s.aks_resource_id);
     let served_before = aks.as_deref().and_then(|a| served(&emu, a));
+    let fqdn_before = emu
+        .state()
+        .compute(&sc.phase.compute_name)
+        .and_then(|c| c.cluster_fqdn.clone());
     let clusters_before = emu.state().clusters.len();
     let mark = emu.requests().len();
 
@@ -469,6 +475,7 @@ async fn run(sc: &Scenario, crash: Crash) -> Result<Run, String> {
         emu,
         store,
         served_before,
+        fqdn_before,
         aks,
         clusters_before,
     })
@@ -533,7 +540,18 @@ fn check(sc: &Scenario, r: &Run) -> Result<(), String> {
             if now.is_none() {
                 errors.push("no certificate served".into());
             }
-            if r.served_before.is_some() && now != r.served_before {
+            if sc.phase.tls.mode == amlops::crd::TlsMode::Auto {
+                // A reattach of an Auto cluster sends Auto again: Azure ML issues a new
+                // certificate for the same host name, and keeps it Microsoft-issued.
+                let ssl = compute.map(|c| c.ssl_status.as_str());
+                if ssl != Some("Auto") {
+                    errors.push(format!("sslStatus {ssl:?} after the phase, not Auto"));
+                }
+                let fqdn = compute.and_then(|c| c.cluster_fqdn.clone());
+                if r.fqdn_before.is_some() && fqdn != r.fqdn_before {
+                    errors.push(format!("host name changed: {:?} → {fqdn:?}", r.fqdn_before));
+                }
+            } else if r.served_before.is_some() && now != r.served_before {
                 errors.push(format!(
                     "certificate changed: {:?} → {now:?}",
                     r.served_before

@@ -153,8 +153,8 @@ async fn tls_backup_refused_by_azure_is_asked_again_only_after_its_retry_after()
     assert!(common::is_ready(&out.status, &d), "Ready either way");
     assert_eq!(
         credential_calls() - before,
-        2,
-        "user, then admin credential"
+        1,
+        "a passing failure of the user credential is waited out, not escalated to the admin credential"
     );
     assert!(
         out.requeue >= Some(Duration::from_secs(45)),

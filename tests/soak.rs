@@ -1,5 +1,6 @@
 //! Soak / chaos test: several resources go through many cycles of create (or attach) →
-//! TLS-changing detach + reattach → delete, while
+//! TLS-changing detach + reattach (a TLS change plus the `amlops.dev/reattach` annotation;
+//! a TLS change alone is made in place) → delete, while
 //! - the emulator injects 429s, 500s, 503s and dropped connections on every kind of request
 //!   (ARM and the AKS data plane) and fails long-running operations, each at a set rate;
 //! - the operator is killed at random points: every reconcile in flight is dropped mid-way
@@ -103,6 +104,7 @@ impl Res {
             && s.operation.is_none()
             && s.observed_generation == self.desired.generation
             && s.last_applied_hash.as_deref() == Some(self.desired.attach_hash().as_str())
+            && s.last_reattach_token == self.desired.reattach_token
             && (self.desired.tls.mode == TlsMode::Disabled
                 || s.tls
                     .as_ref()
@@ -630,6 +632,9 @@ async fn soak_create_reattach_delete_under_faults_and_kills() {
                 });
             }
             d.generation = Some(2);
+            // A TLS change alone is made in place; the annotation makes it a detach +
+            // reattach (as a component update with new TLS), the path under test here.
+            d.reattach_token = Some(format!("cycle-{cycle}"));
             r.next = Instant::now();
         }
         soak.drive(&mut res, Res::settled, &format!("cycle {cycle}: reattach"))

@@ -104,3 +104,201 @@ async fn an_expired_rotation_keeps_the_old_certificate_serving() {
         "the old certificate keeps serving"
     );
 }
+
+fn tls_fp(s: &amlops::crd::ClusterStatus) -> Option<String> {
+    s.tls.as_ref().and_then(|t| t.sha256_fingerprint.clone())
+}
+
+fn ready_message(s: &amlops::crd::ClusterStatus) -> String {
+    condition(s, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Azure refuses the in-place TLS change (400): the rotation goes through detach +
+/// reattach instead, the certificate backed up first, and a Warning says so.
+#[tokio::test]
+async fn a_refused_in_place_change_falls_back_to_a_reattach() {
+    use amlops::emulator::{FaultKind, FaultMatch, FaultRule};
+    let w = World::new().await;
+    let (a, _) = tls_secret("fb-tls", "scoring.contoso.com");
+    w.store.insert_secret(a);
+    let d = ca(
+        "fallback1",
+        "shared",
+        "tls: {mode: Custom, cname: scoring.contoso.com, secretRef: {name: fb-tls}}",
+    );
+    w.ready(&d).await;
+    w.emu.clear_requests();
+    w.emu.inject_fault(FaultRule {
+        id: 0,
+        matcher: FaultMatch {
+            method: Some("PUT".into()),
+            path: Some("/computes/fallback1".into()),
+            operation: None,
+        },
+        kind: FaultKind::BadRequest {
+            code: "BadArgument".into(),
+            message: "SSL configuration cannot be updated for this compute.".into(),
+        },
+        times: Some(1),
+        probability: None,
+    });
+    let (b, fb) = tls_secret("fb-tls", "scoring.contoso.com");
+    w.store.insert_secret(b);
+    let st = w
+        .converge(&d, "serving the rotated certificate", |s, _| {
+            is_ready(s, &d) && tls_fp(s).as_deref() == Some(fb.as_str())
+        })
+        .await;
+    assert_eq!(w.served_fingerprint(&aks_id("shared")), Some(fb.clone()));
+    assert!(st.reattach_required.is_none());
+    let refused = w
+        .events(&d)
+        .into_iter()
+        .find(|e| e.reason == "TLSUpdateRefused")
+        .expect("an Event says why it detaches");
+    assert!(
+        refused.warning
+            && refused
+                .message
+                .contains("SSL configuration cannot be updated")
+            && refused.message.contains("detach + reattach"),
+        "{refused:?}"
+    );
+    let log = w.emu.requests();
+    let at = |m: &str, p: &str| {
+        log.iter()
+            .position(|r| r.method == m && r.path.contains(p) && (200..300).contains(&r.status))
+    };
+    let read = at("GET", "azuremlfessl").expect("backup read");
+    let detach = at("DELETE", "/computes/fallback1").expect("detach");
+    assert!(read < detach, "backed up before the detach");
+    assert_eq!(
+        w.accepted("DELETE", "/computes/fallback1", "Detach").len(),
+        1
+    );
+}
+
+/// Microsoft-issued certificates: a Warning and a line on Ready within 30 days of
+/// `notAfter`, once per threshold; renewal in place by annotation (same host name, new
+/// certificate, no detach); `tls.autoRenew` renews once and not again while the renewed
+/// certificate is young.
+#[tokio::test]
+async fn auto_certificates_are_watched_and_renewed_in_place() {
+    let w = World::new().await;
+    w.emu
+        .set_auto_certificate_lifetime(std::time::Duration::from_secs(20 * 86_400));
+    let d = ic("expiring", "tls: {mode: Auto, leafDomainLabel: contoso}");
+    let st = w
+        .converge(&d, "Ready with the certificate read", |s, _| {
+            is_ready(s, &d) && tls_fp(s).is_some()
+        })
+        .await;
+    let host = st.cluster_fqdn.clone().expect("fqdn");
+    let first = tls_fp(&st).expect("fingerprint");
+    // The status is written again on the next reconcile, with the expiry line.
+    let st = w.ready(&d).await;
+    let msg = ready_message(&st);
+    assert!(
+        msg.contains("day(s)") && msg.contains("amlops.dev/renew-certificate"),
+        "{msg}"
+    );
+    w.ready(&d).await;
+    let expiring = |d: &amlops::engine::Desired| {
+        w.events(d)
+            .into_iter()
+            .filter(|e| e.reason == "CertificateExpiring")
+            .count()
+    };
+    assert_eq!(expiring(&d), 1, "one Warning per threshold");
+    assert_eq!(st.certificate_expiry_warning, Some(30));
+
+    // Renewal by annotation.
+    w.emu.clear_requests();
+    let mut d2 = d.clone();
+    d2.renew_token = Some("r1".into());
+    let st = w
+        .converge(&d2, "renewed", |s, _| {
+            is_ready(s, &d2)
+                && s.last_renew_token.as_deref() == Some("r1")
+                && tls_fp(s).is_some_and(|f| f != first)
+        })
+        .await;
+    assert_eq!(st.cluster_fqdn.as_deref(), Some(host.as_str()), "same host");
+    assert_eq!(
+        w.served_fingerprint(&st.aks_resource_id.clone().expect("aks")),
+        tls_fp(&st)
+    );
+    assert_eq!(w.accepted("PUT", "/computes/expiring", "").len(), 1);
+    assert!(w.accepted("DELETE", "", "").is_empty(), "no detach");
+    assert!(
+        w.events(&d2)
+            .iter()
+            .any(|e| e.reason == "CertificateRenewing")
+    );
+
+    // autoRenew from the start: one renewal, then quiet (the renewed certificate has 20
+    // days too, but was renewed less than a day ago).
+    let auto = ic(
+        "autorenew",
+        "tls: {mode: Auto, leafDomainLabel: fabrikam, autoRenew: true}",
+    );
+    w.emu.clear_requests();
+    w.converge(&auto, "renewed on its own", |s, _| {
+        is_ready(s, &auto) && s.certificate_renewed_at.is_some() && tls_fp(s).is_some()
+    })
+    .await;
+    for _ in 0..4 {
+        w.ready(&auto).await;
+    }
+    assert_eq!(
+        w.accepted("PUT", "/computes/autorenew", "").len(),
+        2,
+        "create + one renewal"
+    );
+}
+
+/// A private cluster's API server cannot be reached from the operator: the backup of an
+/// Auto certificate goes through AKS Run Command (item: backups where the API server is not
+/// reachable), is verified and recorded, and a reattach then goes ahead.
+#[tokio::test]
+async fn a_private_cluster_is_backed_up_through_run_command() {
+    use amlops::emulator::ClusterSeed;
+    let w = World::new().await;
+    w.emu.seed_aks_cluster(
+        SUB,
+        ClusterSeed {
+            resource_group: "aks-rg".into(),
+            name: "private2".into(),
+            private: true,
+            private_public_fqdn: Some(false),
+            ..ClusterSeed::default()
+        },
+    );
+    let d = ca(
+        "privrc",
+        "private2",
+        "tls: {mode: Auto, leafDomainLabel: privrc}",
+    );
+    let st = w
+        .converge(&d, "Ready with the certificate backed up", |s, _| {
+            is_ready(s, &d) && tls_fp(s).is_some()
+        })
+        .await;
+    let aks = aks_id("private2");
+    assert_eq!(tls_fp(&st), w.served_fingerprint(&aks));
+    assert_eq!(
+        secret_fingerprint(&w.store, "privrc-tls-backup"),
+        w.served_fingerprint(&aks)
+    );
+    assert!(
+        !w.accepted("POST", "/runCommand", "").is_empty(),
+        "read through AKS Run Command"
+    );
+    assert!(
+        !w.events(&d).iter().any(|e| e.reason == "TLSBackupFailed"),
+        "{:?}",
+        w.events(&d)
+    );
+}

@@ -70,7 +70,7 @@ fn valid_manifests_pass() {
             ic(),
             &[(
                 "/spec/tls",
-                json!({"mode": "Auto", "leafDomainLabel": "contoso"}),
+                json!({"mode": "Auto", "leafDomainLabel": "contoso", "autoRenew": true}),
             )],
         ),
         with(
@@ -322,6 +322,18 @@ fn every_rule_refuses_with_a_clear_message() {
             with(ic(), &[("/spec/tls", json!({"cname": "a.contoso.com"}))]),
             "spec.tls",
             "tls.mode is Disabled",
+        ),
+        (
+            "autoRenew without Auto",
+            with(
+                ic(),
+                &[(
+                    "/spec/tls",
+                    json!({"mode": "Custom", "cname": "a.contoso.com", "secretRef": {"name": "s"}, "autoRenew": true}),
+                )],
+            ),
+            "spec.tls",
+            "tls.autoRenew renews Microsoft-issued certificates only",
         ),
         (
             "bad leaf label",

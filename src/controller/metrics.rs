@@ -34,6 +34,25 @@ struct KindPhase {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+impl ResourceLabel {
+    /// From a kind and a `namespace/name` key.
+    fn of(kind: &str, key: &str) -> Self {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        Self {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpClass {
     operation: String,
     status_class: String,
@@ -81,6 +100,7 @@ pub struct Metrics {
     arm_throttled: Family<OpLabel, Counter>,
     inflight: Family<KindLabel, Gauge>,
     resources: Family<KindPhase, Gauge>,
+    tls_expiry: Family<ResourceLabel, Gauge>,
     leader: Gauge<i64, AtomicI64>,
     /// What each cached resource counts in `resources` and `inflight`, by (kind,
     /// namespace/name): the gauges move one object at a time as the watch reports it, so a
@@ -95,6 +115,8 @@ pub struct ResourceState {
     pub phase: String,
     /// `status.operation` is set: an Azure operation is being polled.
     pub inflight: bool,
+    /// `status.tls.notAfter` of the served certificate, in seconds since the Unix epoch.
+    pub tls_not_after: Option<i64>,
 }
 
 impl Default for Metrics {
@@ -131,6 +153,12 @@ impl Metrics {
         let inflight = Family::<KindLabel, Gauge>::default();
         let resources = Family::<KindPhase, Gauge>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
+        let tls_expiry = Family::<ResourceLabel, Gauge>::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate the resource's scoring endpoint serves (Unix seconds)",
+            tls_expiry.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles finished, by kind and result",
@@ -176,6 +204,7 @@ impl Metrics {
             arm_throttled,
             inflight,
             resources,
+            tls_expiry,
             leader,
             counted: Arc::default(),
         }
@@ -233,6 +262,15 @@ impl Metrics {
         if before == state {
             return;
         }
+        let label = ResourceLabel::of(kind, name);
+        match state.as_ref().and_then(|s| s.tls_not_after) {
+            Some(t) => {
+                self.tls_expiry.get_or_create(&label).set(t);
+            }
+            None => {
+                self.tls_expiry.remove(&label);
+            }
+        }
         // Every kind's in-flight gauge is exported, 0 included.
         drop(
             self.inflight
@@ -265,6 +303,7 @@ impl Metrics {
         self.counted().clear();
         self.resources.clear();
         self.inflight.clear();
+        self.tls_expiry.clear();
     }
 
     /// The Prometheus text exposition.
@@ -348,6 +387,14 @@ mod tests {
         });
         m.resource("InferenceCluster", "ml/a", Some(state("Ready", false)));
         m.resource("ClusterAttachment", "ml/b", Some(state("Attaching", true)));
+        m.resource(
+            "ClusterAttachment",
+            "ml/c",
+            Some(ResourceState {
+                tls_not_after: Some(1_800_000_000),
+                ..state("Ready", false)
+            }),
+        );
         m.set_leader(true);
         let text = m.encode();
         for needle in [
@@ -360,6 +407,7 @@ mod tests {
             "amlops_inflight_operations{kind=\"ClusterAttachment\"} 1",
             "amlops_inflight_operations{kind=\"InferenceCluster\"} 0",
             "amlops_leader 1",
+            "amlops_tls_certificate_expiry_timestamp_seconds{kind=\"ClusterAttachment\",namespace=\"ml\",name=\"c\"} 1800000000",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
@@ -369,6 +417,7 @@ mod tests {
         ResourceState {
             phase: phase.into(),
             inflight,
+            tls_not_after: None,
         }
     }
 
@@ -404,8 +453,19 @@ mod tests {
             (Some(1), Some(1), Some(1)),
             "{t}"
         );
+        m.resource(
+            ic,
+            "ml/b",
+            Some(ResourceState {
+                tls_not_after: Some(1_900_000_000),
+                ..state("Creating", true)
+            }),
+        );
+        let expiry = r#"amlops_tls_certificate_expiry_timestamp_seconds{kind="InferenceCluster",namespace="ml",name="b"}"#;
+        assert_eq!(gauge(&m.encode(), expiry), Some(1_900_000_000));
         m.resource(ic, "ml/b", None);
         let t = m.encode();
+        assert_eq!(gauge(&t, expiry), None, "forgotten with the resource: {t}");
         assert_eq!(gauge(&t, creating), None, "no stale phase: {t}");
         assert_eq!(gauge(&t, inflight), Some(0), "{t}");
         m.resource(ic, "ml/c", Some(state("Ready", false)));

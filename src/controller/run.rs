@@ -433,5 +433,11 @@ fn resource_state(obj: &DynamicObject) -> ResourceState {
             .data
             .pointer("/status/operation")
             .is_some_and(|v| !v.is_null()),
+        tls_not_after: obj
+            .data
+            .pointer("/status/tls/notAfter")
+            .and_then(|v| v.as_str())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second()),
     }
 }

@@ -142,6 +142,9 @@ pub struct SecretRef {
 #[x_kube(validation = Rule::new("self.mode != 'Custom' || (has(self.cname) && has(self.secretRef))").message(
     "tls.mode Custom needs cname (the host name of your certificate) and secretRef (a Secret in this namespace holding the certificate and key)"
 ))]
+#[x_kube(validation = Rule::new("self.mode == 'Auto' || !has(self.autoRenew) || !self.autoRenew").message(
+    "tls.autoRenew renews Microsoft-issued certificates only: set mode: Auto, or remove autoRenew (renew a Custom certificate by updating its Secret)"
+))]
 #[x_kube(validation = Rule::new("self.mode == 'Auto' || !has(self.leafDomainLabel)").message(
     "tls.leafDomainLabel is only used with mode Auto: remove it or set mode: Auto"
 ))]
@@ -162,6 +165,11 @@ pub struct TlsSpec {
     /// Auto: replace an existing domain that already uses this label.
     #[serde(default)]
     pub overwrite_existing_domain: bool,
+    /// Auto: have Azure ML renew the Microsoft-issued certificate in place (same host name)
+    /// once it has 30 days or less left. Default false: only the expiry warnings, and a
+    /// renewal when annotation `amlops.dev/renew-certificate` gets a new value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_renew: bool,
     /// Custom: the host name the certificate is issued for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]

@@ -50,6 +50,9 @@ pub const FINALIZER: &str = "amlops.dev/cleanup";
 pub const ADOPT_ANNOTATION: &str = "amlops.dev/adopt";
 /// Annotation: change its value to request a detach + reattach.
 pub const REATTACH_ANNOTATION: &str = "amlops.dev/reattach";
+/// Annotation: change its value to have Azure ML renew a Microsoft-issued (`tls.mode: Auto`)
+/// certificate in place, as the SDK's `AksCompute.update` with `renew=True` does.
+pub const RENEW_ANNOTATION: &str = "amlops.dev/renew-certificate";
 
 /// Every CRD, in a stable order (InferenceCluster, ClusterAttachment, AzureMLExtension,
 /// KubernetesCompute), with only the schema formats the API server recognises (see

@@ -186,4 +186,14 @@ pub struct ClusterStatus {
     /// Failed-compute retries so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// Value of the `amlops.dev/renew-certificate` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renew_token: Option<String>,
+    /// When amlops last asked Azure ML to renew the Microsoft-issued certificate (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_renewed_at: Option<String>,
+    /// The expiry warning last given for the served certificate, in days before `notAfter`
+    /// (30, 7 or 1); cleared once a certificate with more than 30 days left serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expiry_warning: Option<i64>,
 }

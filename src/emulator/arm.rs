@@ -790,6 +790,9 @@ fn fault_response(kind: &FaultKind, route: &Route, operation: &str, path: &str) 
             "AuthorizationFailed",
             msg::authorization_failed(operation, path),
         ),
+        FaultKind::BadRequest { code, message } => {
+            ArmError::new(StatusCode::BAD_REQUEST, code, message.clone())
+        }
         FaultKind::Throttle { retry_after_secs } => ArmError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",

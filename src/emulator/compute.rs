@@ -993,6 +993,13 @@ impl Inner {
         let Some(c) = self.computes.remove(key) else {
             return Ok(());
         };
+        // Removing Azure ML's components removes `azureml-fe`, its public IP and the
+        // Microsoft-issued DNS name on it.
+        if c.ssl.status == "Auto"
+            && let Some(fqdn) = &c.cluster_fqdn
+        {
+            self.dns_records.remove(&fqdn.to_ascii_lowercase());
+        }
         if let Some(ckey) = c
             .resource_id
             .as_deref()

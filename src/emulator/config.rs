@@ -43,6 +43,9 @@ pub struct EmulatorConfig {
     pub budget: Option<Budget>,
     /// The Kubernetes-compute path: cluster traits, extensions, provider registration, …
     pub kubernetes_path: super::kubernetes_seed::KubernetesPathSeed,
+    /// Lifetime of the Microsoft-issued (`Auto`) certificates the emulator issues, in days
+    /// (Azure's are about a year; a short one lets tests reach the expiry warnings).
+    pub auto_certificate_days: u32,
 }
 
 /// A VM size of the Resource SKUs table.
@@ -334,6 +337,7 @@ impl Default for EmulatorConfig {
                 DEFAULT_AZUREML_KUBERNETES_VERSIONS.map(String::from),
             ),
             vm_sizes: default_vm_sizes(),
+            auto_certificate_days: 365,
             subscriptions: vec![SubscriptionSeed {
                 id: DEFAULT_SUBSCRIPTION.into(),
                 workspaces: vec![WorkspaceSeed {

@@ -57,6 +57,13 @@ pub enum FaultKind {
     Busy409,
     /// 403 AuthorizationFailed: the caller's identity lacks a role assignment at the scope.
     Forbidden,
+    /// 400 with this error code and message: Azure refuses the request as it is.
+    BadRequest {
+        /// Error code (`BadArgument`, `UserError`, …).
+        code: String,
+        /// Error message.
+        message: String,
+    },
     /// Close the TCP connection without answering.
     DropConnection,
     /// Answer normally after a delay.
@@ -81,6 +88,7 @@ impl FaultKind {
             FaultKind::Status { .. } => "Status",
             FaultKind::Busy409 => "Busy409",
             FaultKind::Forbidden => "Forbidden",
+            FaultKind::BadRequest { .. } => "BadRequest",
             FaultKind::DropConnection => "DropConnection",
             FaultKind::Slow { .. } => "Slow",
             FaultKind::LroFail { .. } => "LroFail",

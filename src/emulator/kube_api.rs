@@ -186,22 +186,21 @@ impl Inner {
                     .to_ascii_lowercase(),
                 };
                 self.leaf_domains.insert(slot, fqdn.clone());
-                let ck = rcgen::generate_simple_self_signed(vec![fqdn.clone()]).map_err(|e| {
-                    ErrorDetail::new(
-                        "InternalServerError",
-                        format!("certificate generation failed: {e}"),
-                    )
-                })?;
+                self.dns_records.insert(fqdn.clone());
+                let (cert, key) = issue_certificate(&fqdn, self.settings.auto_certificate_lifetime)
+                    .map_err(|e| {
+                        ErrorDetail::new(
+                            "InternalServerError",
+                            format!("certificate generation failed: {e}"),
+                        )
+                    })?;
                 if let Some(cl) = self.clusters.get_mut(cluster_key) {
                     cl.put_secret(
                         FESSL_NS,
                         FESSL_NAME,
                         BTreeMap::from([
-                            ("cert.pem".to_string(), ck.cert.pem().into_bytes()),
-                            (
-                                "key.pem".to_string(),
-                                ck.signing_key.serialize_pem().into_bytes(),
-                            ),
+                            ("cert.pem".to_string(), cert.into_bytes()),
+                            ("key.pem".to_string(), key.into_bytes()),
                         ]),
                     );
                 }
@@ -216,11 +215,41 @@ impl Inner {
             }
         };
         let fqdn = fqdn.or_else(|| self.clusters.get(cluster_key).map(|cl| cl.fqdn.clone()));
+        // A Microsoft-issued name the compute no longer serves (TLS off, Custom, another
+        // label) stops resolving.
+        if let Some(old) = &c.cluster_fqdn
+            && fqdn.as_deref() != Some(old.as_str())
+        {
+            self.dns_records.remove(&old.to_ascii_lowercase());
+        }
         if let Some(c) = self.computes.get_mut(compute_key) {
             c.cluster_fqdn = fqdn;
         }
         Ok(())
     }
+}
+
+/// A self-signed certificate and key (PEM) for `fqdn`, valid from now for `lifetime`
+/// (emulator's choice: Azure's are issued by a Microsoft CA).
+fn issue_certificate(
+    fqdn: &str,
+    lifetime: std::time::Duration,
+) -> Result<(String, String), rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(vec![fqdn.to_string()])?;
+    // rcgen takes calendar dates: validity starts yesterday (clock skew) and ends
+    // `lifetime` (rounded down to days) from today.
+    let day = |offset_days: i64| {
+        let z = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(24 * offset_days))
+            .unwrap_or(jiff::Timestamp::MAX)
+            .to_zoned(jiff::tz::TimeZone::UTC);
+        rcgen::date_time_ymd(i32::from(z.year()), z.month() as u8, z.day() as u8)
+    };
+    params.not_before = day(-1);
+    params.not_after = day(i64::try_from(lifetime.as_secs() / 86_400).unwrap_or(365));
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// True when `fqdn` is the Auto-TLS domain formula's result for this label and region.

@@ -329,6 +329,11 @@ impl EmulatorHandle {
         self.shared.lock().settings.vm_sizes = sizes;
     }
 
+    /// Lifetime of the `Auto` certificates issued from now on (rounded down to days).
+    pub fn set_auto_certificate_lifetime(&self, lifetime: Duration) {
+        self.shared.lock().settings.auto_certificate_lifetime = lifetime;
+    }
+
     /// Back to the initial config (state, log and faults).
     pub fn reset(&self) {
         self.shared.lock().reset();

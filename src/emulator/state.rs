@@ -51,6 +51,8 @@ pub struct Settings {
     pub default_version: String,
     /// Resource SKUs.
     pub vm_sizes: Vec<VmSize>,
+    /// Lifetime of issued `Auto` certificates.
+    pub auto_certificate_lifetime: Duration,
 }
 
 /// An Azure ML workspace.
@@ -301,8 +303,13 @@ pub struct Inner {
     pub next_seq: u64,
     /// AKS Run Command results by id.
     pub command_results: HashMap<String, super::aks::CommandResult>,
-    /// Auto-TLS domains by (label, location) → fqdn.
+    /// Auto-TLS domains by (label, location) → fqdn: the label's domain, kept by Azure ML
+    /// for `overwriteExistingDomain`.
     pub leaf_domains: HashMap<(String, String), String>,
+    /// Auto-TLS host names that resolve now (lowercase). The DNS label belongs to the
+    /// public IP of the cluster's `azureml-fe` service: a detach removes the service, its
+    /// IP and the name; only an `Auto` attach creates it again.
+    pub dns_records: std::collections::BTreeSet<String>,
     /// URL of the server (`http://127.0.0.1:port`), used when a request has no Host header.
     pub base_url: String,
     /// The config the world was built from (for reset).
@@ -385,6 +392,7 @@ impl Inner {
             log: Default::default(),
             next_seq: 0,
             leaf_domains: HashMap::new(),
+            dns_records: Default::default(),
             command_results: HashMap::new(),
             base_url,
             config: config.clone(),
@@ -589,6 +597,7 @@ impl Inner {
         let mut operations: Vec<_> = self.operations.values().map(|o| o.view()).collect();
         operations.sort_by(|a, b| a.start_time.cmp(&b.start_time));
         StateSnapshot {
+            dns_records: self.dns_records.iter().cloned().collect(),
             extensions: self
                 .ext
                 .extensions
@@ -623,6 +632,9 @@ pub fn settings_of(config: &EmulatorConfig) -> Settings {
         azureml_versions: config.azureml_kubernetes_versions.clone(),
         default_version: config.default_version(),
         vm_sizes: config.vm_sizes.clone(),
+        auto_certificate_lifetime: Duration::from_secs(
+            u64::from(config.auto_certificate_days.max(1)) * 86_400,
+        ),
     }
 }
 
@@ -695,6 +707,9 @@ pub struct StateSnapshot {
     /// Kubernetes computes, as ARM returns them.
     #[serde(default)]
     pub kubernetes_computes: Vec<serde_json::Value>,
+    /// Microsoft-issued (`Auto`) host names that resolve now (lowercase).
+    #[serde(default)]
+    pub dns_records: Vec<String>,
 }
 
 impl StateSnapshot {

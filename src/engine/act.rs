@@ -91,25 +91,21 @@ impl<S: KubeStore> Engine<S> {
                 store,
                 ..
             } => {
-                // The user credential first; the admin credential where local accounts
-                // serve only it.
-                let kubeconfig = match self.arm.list_cluster_user_credential(cluster).await {
-                    Ok(k) => k,
-                    Err(_) => self
-                        .arm
-                        .list_cluster_admin_credential(cluster)
-                        .await
-                        .map_err(azure)?,
-                };
-                let client = kubeconfig.client(None).await.map_err(|e| {
-                    WriteFailure::Tls(TlsError::BackupFailed(format!(
-                        "kubeconfig unusable ({})",
-                        e.category().as_str()
-                    )))
-                })?;
-                let (cert, key) = tls::read_azuremlfessl(client, &self.config.tls_namespace)
+                // The user credential first, the admin credential where only it is
+                // served; Entra-ID-only clusters with the operator's own token; private
+                // clusters (API server unreachable) through AKS Run Command.
+                let kubeconfig = tls::cluster_credential(&self.arm, cluster)
                     .await
-                    .map_err(WriteFailure::Tls)?;
+                    .map_err(azure)?;
+                let (cert, key) = tls::read_azuremlfessl_with(
+                    &self.arm,
+                    cluster,
+                    &kubeconfig,
+                    &self.config.tls_namespace,
+                    false,
+                )
+                .await
+                .map_err(WriteFailure::Tls)?;
                 let info = tls::verify_pair(&cert, &key).map_err(WriteFailure::Tls)?;
                 let mut stored = Stored::Here;
                 if *store {

@@ -149,6 +149,39 @@ pub fn update_body(current: &ComputeResource, d: &Desired) -> ComputeResource {
     body
 }
 
+/// In-place TLS change (the SDK's `AksCompute.update` with
+/// `AksUpdateConfiguration(ssl_configuration=…)`): the current compute with the desired
+/// `sslConfiguration` — `Disabled`; `Enabled` with cname, certificate and key; `Auto` with
+/// label and `overwriteExistingDomain` — or, with `renew`, the compute's own `Auto`
+/// configuration with `renew: true` (same host name, new certificate).
+pub fn tls_update_body(
+    current: &ComputeResource,
+    d: &Desired,
+    material: Option<&TlsMaterial>,
+    renew: bool,
+) -> ComputeResource {
+    let mut body = current.clone();
+    let props = body
+        .properties
+        .properties
+        .get_or_insert_with(Default::default);
+    let ssl = match (renew, props.ssl_configuration.take()) {
+        (true, Some(mut own)) => {
+            own.cert = None;
+            own.key = None;
+            own.renew = Some(true);
+            own
+        }
+        (true, None) => SslConfiguration {
+            renew: Some(true),
+            ..ssl(d, None)
+        },
+        (false, _) => ssl(d, material),
+    };
+    props.ssl_configuration = Some(ssl);
+    body
+}
+
 /// ARM id of the AKS cluster an attachment names (`None` for a create).
 pub fn attach_target(d: &Desired) -> Option<&str> {
     match &d.flavor {

@@ -14,7 +14,7 @@ use crate::crd::{
     ClusterStatus, DeletionPolicy, LoadBalancerType, Phase, ProvisioningError, TlsMode, TlsStatus,
 };
 
-use super::body::{provision_body, update_body};
+use super::body::{provision_body, tls_update_body, update_body};
 use super::checks::{check_azure, check_claims};
 use super::conditions::{Health, apply, record_stall};
 use super::desired::{Desired, Flavor};
@@ -57,6 +57,14 @@ pub enum Action {
     },
     /// GET-modify-PUT of load balancer and description.
     UpdateInPlace,
+    /// GET-modify-PUT of `sslConfiguration` (what the SDK's `AksCompute.update` with
+    /// `AksUpdateConfiguration(ssl_configuration=…)` sends): a change of TLS mode, label or
+    /// certificate, with no detach — the endpoint keeps serving, `azuremlfessl` stays.
+    UpdateTls {
+        /// `renew: true` on the compute's `Auto` configuration: Azure ML issues the
+        /// Microsoft certificate anew, for the same host name.
+        renew: bool,
+    },
     /// PUT the agent pool with the new count.
     Scale {
         /// Pool name.
@@ -209,7 +217,16 @@ pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
             .as_ref()
             .and_then(|t| t.sha256_fingerprint.as_deref())
             .is_some_and(|sent| !sent.eq_ignore_ascii_case(&v.info.sha256_fingerprint)));
-    if token_changed || spec_changed || rotated || status.reattach_required.is_some() {
+    // Azure ML changes the cluster purpose only through a detach + attach. TLS (mode,
+    // label, certificate) it changes in place on the compute, as the SDK's
+    // `AksCompute.update` does: the endpoint keeps serving and `azuremlfessl` is never
+    // removed. A purpose Azure did not report counts as different (the safe way: the
+    // reattach sends everything).
+    let purpose_differs = c
+        .purpose
+        .as_deref()
+        .is_none_or(|p| !p.eq_ignore_ascii_case(d.purpose.as_str()));
+    if token_changed || (spec_changed && purpose_differs) || status.reattach_required.is_some() {
         if d.manual_reattach && !token_changed {
             return Action::ReattachPending;
         }
@@ -218,6 +235,12 @@ pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
         } else {
             Action::Detach
         };
+    }
+    if spec_changed || rotated {
+        return Action::UpdateTls { renew: false };
+    }
+    if renewal_due(d, obs, status) {
+        return Action::UpdateTls { renew: true };
     }
     if let (Flavor::Create { agent_count, .. }, Some(pool)) =
         (&d.flavor, obs.cluster.found().and_then(|c| c.pool.as_ref()))
@@ -239,6 +262,92 @@ pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
         return Action::UpdateInPlace;
     }
     Action::Ready
+}
+
+/// Days before `notAfter` at which the served certificate is warned about (a Warning event
+/// and a line on `Ready`), and within which `tls.autoRenew` renews an `Auto` certificate.
+pub const EXPIRY_WARNING_DAYS: [i64; 3] = [30, 7, 1];
+
+/// Whole days (rounded down) the certificate in `status.tls` has left at `obs.now`
+/// (negative once expired); `None` when either is unknown.
+pub fn days_left(obs: &Observed, status: &ClusterStatus) -> Option<i64> {
+    let not_after: jiff::Timestamp = status.tls.as_ref()?.not_after.as_deref()?.parse().ok()?;
+    let left = not_after.duration_since(obs.now?);
+    Some(left.as_secs().div_euclid(86_400))
+}
+
+/// Whether to have Azure ML renew the `Auto` certificate now: the user asked (a new value of
+/// `amlops.dev/renew-certificate`), or `tls.autoRenew` and 30 days or less left — at most
+/// once a day, so that a certificate Azure renews with a short lifetime is not renewed on
+/// every resync.
+fn renewal_due(d: &Desired, obs: &Observed, status: &ClusterStatus) -> bool {
+    let serving_auto = obs.compute.as_ref().is_some_and(|c| c.tls_auto);
+    if d.tls.mode != TlsMode::Auto || !serving_auto {
+        return false;
+    }
+    if d.renew_token.is_some() && d.renew_token != status.last_renew_token {
+        return true;
+    }
+    let recently = match (
+        status
+            .certificate_renewed_at
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok()),
+        obs.now,
+    ) {
+        (Some(at), Some(now)) => now.duration_since(at).as_secs() < 86_400,
+        _ => false,
+    };
+    d.tls.auto_renew
+        && !recently
+        && days_left(obs, status).is_some_and(|left| left <= EXPIRY_WARNING_DAYS[0])
+}
+
+/// The expiry warning a Ready resource gives now: one Warning event when the certificate
+/// crosses 30, 7 and 1 days before `notAfter` (recorded in
+/// `status.certificateExpiryWarning`), and the line for the `Ready` message.
+fn expiry_warning(d: &Desired, obs: &Observed, plan: &mut Plan) -> Option<String> {
+    let left = days_left(obs, &plan.status);
+    let threshold = left.and_then(|l| EXPIRY_WARNING_DAYS.iter().rev().copied().find(|t| l <= *t));
+    let st = &mut plan.status;
+    let Some(threshold) = threshold else {
+        st.certificate_expiry_warning = None;
+        return None;
+    };
+    let left = left.unwrap_or_default();
+    let not_after = st
+        .tls
+        .as_ref()
+        .and_then(|t| t.not_after.clone())
+        .unwrap_or_default();
+    let host = st
+        .tls
+        .as_ref()
+        .and_then(|t| t.hostname.clone())
+        .unwrap_or_else(|| d.compute_name.clone());
+    let what = if left < 0 {
+        format!("the TLS certificate of {host} expired at {not_after}")
+    } else {
+        format!("the TLS certificate of {host} expires in {left} day(s), at {not_after}")
+    };
+    let fix = match d.tls.mode {
+        TlsMode::Auto if d.tls.auto_renew => {
+            "amlops asks Azure ML to renew it (tls.autoRenew)".to_string()
+        }
+        TlsMode::Auto => format!(
+            "renew it: set annotation {}=<new value>, or tls.autoRenew: true",
+            crate::crd::RENEW_ANNOTATION
+        ),
+        _ => "put a renewed certificate in the tls.secretRef Secret: amlops sends it in place"
+            .to_string(),
+    };
+    let line = format!("{what}: {fix}");
+    if st.certificate_expiry_warning != Some(threshold) {
+        st.certificate_expiry_warning = Some(threshold);
+        plan.events
+            .push(Note::warning("CertificateExpiring", line.clone()));
+    }
+    Some(line)
 }
 
 /// A compute this resource never created or attached: adopt it (annotation, and it
@@ -543,6 +652,10 @@ fn plan_action(
                 d.compute_name,
                 if d.is_create() { "created" } else { "attached" }
             );
+            if let Some(line) = expiry_warning(d, obs, &mut plan) {
+                msg.push_str("; ");
+                msg.push_str(&line);
+            }
             if d.is_create() && plan.status.autoscaler_enabled == Some(true) {
                 msg.push_str(
                     "; agentCount is not enforced while the cluster autoscaler manages the agent pool: turn it off (`az aks nodepool update --disable-cluster-autoscaler`) for agentCount to apply",
@@ -618,6 +731,26 @@ fn plan_action(
                 plan.requeue = Some(Duration::ZERO);
                 return plan;
             };
+            if let Some(c) = &obs.compute
+                && c.lb_type != d.load_balancer.type_
+            {
+                // Public reports: the switch gives `azureml-fe` a new IP address and drops
+                // the DNS record that pointed to the old one.
+                let host = d
+                    .tls
+                    .cname
+                    .clone()
+                    .or_else(|| c.fqdn.clone())
+                    .unwrap_or_else(|| "the scoring endpoint".into());
+                plan.events.push(Note::warning(
+                    "LoadBalancerChanged",
+                    format!(
+                        "loadBalancer.type {} → {}: the scoring endpoint gets a new IP address; repoint the DNS record of {host} to it (kubectl -n azureml get service azureml-fe) — status.clusterFqdn shows what Azure serves once the update is done",
+                        c.lb_type.as_str(),
+                        d.load_balancer.type_.as_str()
+                    ),
+                ));
+            }
             intend(
                 d,
                 &mut plan,
@@ -631,6 +764,7 @@ fn plan_action(
             );
             plan
         }
+        Action::UpdateTls { renew } => update_tls(d, obs, plan, compute_id, renew),
         Action::Scale { pool, from, to } => {
             let Some(cluster) = obs.cluster.found().map(|c| c.id.clone()) else {
                 plan.requeue = Some(cfg.busy_poll);
@@ -884,16 +1018,12 @@ fn reattach(
         Ok((l, _)) => l,
         Err(s) => return stall(d, plan, &s),
     };
+    // An Auto certificate stays Microsoft-issued: the reattach sends `Auto` with the same
+    // label and `overwriteExistingDomain: true`, so that Azure ML takes the label's domain
+    // back (the detach removed the public IP that carried it), issues the certificate for
+    // it and keeps renewing it. The backup taken before the detach stays the fallback.
     let material = match user_material(obs) {
-        Ok(Some(m)) => Some(m),
-        // Same label as the backed-up certificate: keep it (and its host name).
-        Ok(None) if d.tls.mode == TlsMode::Auto => {
-            let label = d.tls.leaf_domain_label.clone().unwrap_or_default();
-            obs.backup
-                .as_ref()
-                .filter(|v| same_label(&v.material.cname, &label))
-        }
-        Ok(None) => None,
+        Ok(m) => m,
         Err(s) => return stall(d, plan, &s),
     };
     let aks = match (&d.flavor, &plan.status.aks_resource_id) {
@@ -910,7 +1040,16 @@ fn reattach(
             );
         }
     };
-    let body = provision_body(d, &location, material.map(|v| &v.material), Some(&aks));
+    let mut body = provision_body(d, &location, material.map(|v| &v.material), Some(&aks));
+    if d.tls.mode == TlsMode::Auto
+        && let Some(ssl) = body
+            .properties
+            .properties
+            .as_mut()
+            .and_then(|p| p.ssl_configuration.as_mut())
+    {
+        ssl.overwrite_existing_domain = Some(true);
+    }
     let st = &mut plan.status;
     // Status describes what is about to be served.
     let backup_secret_name = st.tls.as_ref().and_then(|t| t.backup_secret_name.clone());
@@ -939,15 +1078,66 @@ fn reattach(
     plan
 }
 
-/// Whether `host` is `<label>` followed by Azure ML's six digits (`contoso123456.eastus…`).
-pub fn same_label(host: &str, label: &str) -> bool {
-    // DNS names are case-insensitive; Azure reports them in lowercase.
-    let (host, label) = (host.to_ascii_lowercase(), label.to_ascii_lowercase());
-    !label.is_empty()
-        && host
-            .strip_prefix(&label)
-            .and_then(|rest| rest.split('.').next())
-            .is_some_and(|digits| digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+/// The in-place TLS change: the compute as Azure returned it with the desired
+/// `sslConfiguration` (or, to renew, its own `Auto` configuration with `renew: true`).
+fn update_tls(
+    d: &Desired,
+    obs: &Observed,
+    mut plan: Plan,
+    compute_id: crate::azure::ResourceId,
+    renew: bool,
+) -> Plan {
+    let Some(current) = &obs.compute_raw else {
+        plan.requeue = Some(Duration::ZERO);
+        return plan;
+    };
+    let material = match user_material(obs) {
+        Ok(m) => m,
+        Err(s) => return stall(d, plan, &s),
+    };
+    let body = tls_update_body(current, d, material.map(|v| &v.material), renew);
+    let st = &mut plan.status;
+    let what = if renew {
+        st.last_renew_token = d.renew_token.clone();
+        st.certificate_renewed_at = obs.now.map(|t| t.to_string());
+        "renewing the Microsoft-issued certificate in place (same host name)".to_string()
+    } else {
+        format!(
+            "changing TLS in place ({} → {}); the endpoint keeps serving",
+            st.tls
+                .as_ref()
+                .and_then(|t| t.mode)
+                .map(|m| m.as_str())
+                .unwrap_or("?"),
+            d.tls.mode.as_str()
+        )
+    };
+    // Status describes what is about to be served: a new Auto certificate is read (and
+    // backed up) once Azure issued it.
+    st.tls = tls_status(d, st, material);
+    st.certificate_expiry_warning = None;
+    st.last_applied_hash = Some(d.attach_hash());
+    plan.events.push(Note::normal(
+        if renew {
+            "CertificateRenewing"
+        } else {
+            "TLSUpdating"
+        },
+        what.clone(),
+    ));
+    plan.after.fallback_reattach = !renew;
+    intend(
+        d,
+        &mut plan,
+        Phase::Updating,
+        &what,
+        Write::PutCompute {
+            id: compute_id,
+            kind: OperationKind::Update,
+            body: Box::new(body),
+        },
+    );
+    plan
 }
 
 /// Apply a verdict to a plan: Retry and Wait keep Reconciling=True and requeue, Stall

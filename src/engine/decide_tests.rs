@@ -81,6 +81,7 @@ fn desired(create: bool) -> Desired {
         },
         manual_reattach: false,
         reattach_token: None,
+        renew_token: None,
         adopt: false,
         max_retries: 3,
         deleting: false,
@@ -100,6 +101,7 @@ fn compute(state: AzState) -> ObservedCompute {
         lb_type: LoadBalancerType::PublicIp,
         lb_subnet: None,
         tls_enabled: false,
+        tls_auto: false,
         fqdn: None,
         purpose: Some("FastProd".into()),
     }
@@ -196,6 +198,46 @@ fn decide_table() {
     let attached_failed = ObservedCompute {
         attached: true,
         ..failed.clone()
+    };
+    let auto_on = ObservedCompute {
+        tls_enabled: true,
+        tls_auto: true,
+        ..compute(AzState::Succeeded)
+    };
+    let auto_label = with(&|d| {
+        d.tls = TlsSpec {
+            mode: TlsMode::Auto,
+            leaf_domain_label: Some("contoso".into()),
+            ..Default::default()
+        }
+    });
+    let auto_renew_token = {
+        let mut d = auto_label.clone();
+        d.renew_token = Some("r1".into());
+        d
+    };
+    let auto_renew = {
+        let mut d = auto_label.clone();
+        d.tls.auto_renew = true;
+        d
+    };
+    let now = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+    // Azure serves an Auto certificate; the operator observes at `now`.
+    let serving_auto = || Observed {
+        now: Some(now),
+        ..obs(Some(auto_on.clone()))
+    };
+    // The certificate in status expires `days` from now (plus an hour: whole days left).
+    let expires = |d: &Desired, days: i64, renewed_secs_ago: Option<i64>| ClusterStatus {
+        tls: Some(crate::crd::TlsStatus {
+            mode: Some(TlsMode::Auto),
+            not_after: Some((now + jiff::SignedDuration::from_hours(24 * days + 1)).to_string()),
+            sha256_fingerprint: Some("aaaa".into()),
+            ..Default::default()
+        }),
+        certificate_renewed_at: renewed_secs_ago
+            .map(|s| (now - jiff::SignedDuration::from_secs(s)).to_string()),
+        ..ready(d)
     };
     let rotated_secret = |fp: &str| Observed {
         user_tls: Some(Ok(verified(fp))),
@@ -602,18 +644,108 @@ fn decide_table() {
             Action::UpdateInPlace,
         ),
         (
-            "tls change, tls off: detach",
+            "tls change, tls off: in place, no detach",
             new_tls.clone(),
             obs(Some(compute(AzState::Succeeded))),
             ready(&ic),
-            Action::Detach,
+            Action::UpdateTls { renew: false },
         ),
         (
-            "tls change, tls on: backup first",
+            "tls change, tls on: in place, no detach",
             custom.clone(),
             obs(Some(tls_on.clone())),
             ready(&ic),
+            Action::UpdateTls { renew: false },
+        ),
+        (
+            "tls change, purpose not reported by Azure: reattach (sends everything)",
+            custom.clone(),
+            obs(Some(ObservedCompute {
+                purpose: None,
+                ..tls_on.clone()
+            })),
+            ready(&ic),
             Action::BackupTls,
+        ),
+        (
+            "tls and purpose change together: reattach",
+            {
+                let mut d = custom.clone();
+                d.purpose = ClusterPurpose::DevTest;
+                d
+            },
+            obs(Some(tls_on.clone())),
+            ready(&ic),
+            Action::BackupTls,
+        ),
+        (
+            "Azure refused the in-place TLS change earlier: reattach",
+            custom.clone(),
+            obs(Some(tls_on.clone())),
+            ClusterStatus {
+                reattach_required: Some("Azure refused the in-place TLS change".into()),
+                ..ready(&custom)
+            },
+            Action::BackupTls,
+        ),
+        (
+            "renew annotation on an Auto certificate: renew in place",
+            auto_renew_token.clone(),
+            obs(Some(auto_on.clone())),
+            ready(&auto_renew_token),
+            Action::UpdateTls { renew: true },
+        ),
+        (
+            "renew annotation already acted on",
+            auto_renew_token.clone(),
+            obs(Some(auto_on.clone())),
+            ClusterStatus {
+                last_renew_token: Some("r1".into()),
+                ..ready(&auto_renew_token)
+            },
+            Action::Ready,
+        ),
+        (
+            "renew annotation while Azure serves no Auto certificate: nothing to renew",
+            auto_renew_token.clone(),
+            obs(Some(tls_on.clone())),
+            ready(&auto_renew_token),
+            Action::Ready,
+        ),
+        (
+            "autoRenew, 31 days left: not yet",
+            auto_renew.clone(),
+            serving_auto(),
+            expires(&auto_renew, 31, None),
+            Action::Ready,
+        ),
+        (
+            "autoRenew, 30 days left: renew in place",
+            auto_renew.clone(),
+            serving_auto(),
+            expires(&auto_renew, 30, None),
+            Action::UpdateTls { renew: true },
+        ),
+        (
+            "autoRenew, 5 days left but renewed an hour ago: not again",
+            auto_renew.clone(),
+            serving_auto(),
+            expires(&auto_renew, 5, Some(3_600)),
+            Action::Ready,
+        ),
+        (
+            "autoRenew, 5 days left, renewed two days ago: again",
+            auto_renew.clone(),
+            serving_auto(),
+            expires(&auto_renew, 5, Some(2 * 86_400)),
+            Action::UpdateTls { renew: true },
+        ),
+        (
+            "no autoRenew, 1 day left: only the warning",
+            auto_label.clone(),
+            serving_auto(),
+            expires(&auto_label, 1, None),
+            Action::Ready,
         ),
         (
             "purpose change: reattach",
@@ -637,11 +769,11 @@ fn decide_table() {
             Action::Ready,
         ),
         (
-            "custom cert rotated in the Secret: backup, then reattach",
+            "custom cert rotated in the Secret: in place",
             custom.clone(),
             rotated_secret("bbbb"),
             sent(&custom, "aaaa"),
-            Action::BackupTls,
+            Action::UpdateTls { renew: false },
         ),
         (
             "custom cert unchanged (case-insensitive hex)",
@@ -658,7 +790,7 @@ fn decide_table() {
             Action::Ready,
         ),
         (
-            "rotation under reattachPolicy Manual waits",
+            "rotation under reattachPolicy Manual: in place (no downtime, no wait)",
             {
                 let mut d = custom.clone();
                 d.manual_reattach = true;
@@ -666,7 +798,7 @@ fn decide_table() {
             },
             rotated_secret("bbbb"),
             sent(&custom, "aaaa"),
-            Action::ReattachPending,
+            Action::UpdateTls { renew: false },
         ),
         (
             "resume backup after crash",
@@ -1329,24 +1461,271 @@ fn claims_precedence() {
     }
 }
 
+/// `sslConfiguration` of a plan's PUT, as JSON (the key redacted by `Secret`'s Serialize
+/// is not asserted on).
+fn sent_ssl(plan: &Plan) -> serde_json::Value {
+    let Some(Write::PutCompute { body, .. }) = &plan.write else {
+        panic!("expected a PUT, got {:?}", plan.write);
+    };
+    let body = serde_json::to_value(body.as_ref()).expect("json");
+    body["properties"]["properties"]["sslConfiguration"].clone()
+}
+
+/// TLS changes in place (issue: no detach for a TLS change, a rotation or a renewal), the
+/// fallback when Azure refuses, the expiry warnings, and an Auto reattach that stays Auto.
 #[test]
-fn auto_host_names_match_their_label() {
-    let cases = [
-        ("contoso123456.eastus.cloudapp.azure.com", "contoso", true),
-        ("Contoso123456.eastus.cloudapp.azure.com", "contoso", true),
-        ("contoso123456.eastus.cloudapp.azure.com", "CONTOSO", true),
-        // Another label that starts like this one.
-        (
-            "contosoweb123456.eastus.cloudapp.azure.com",
-            "contoso",
-            false,
+fn tls_in_place() {
+    let cfg = EngineConfig::default();
+    let now = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+    let raw: crate::azure::model::ComputeResource = serde_json::from_value(serde_json::json!({
+        "location": "eastus",
+        "properties": {
+            "computeType": "AKS",
+            "description": "kept",
+            "properties": {
+                "clusterPurpose": "FastProd",
+                "loadBalancerType": "PublicIp",
+                "sslConfiguration": {"status": "Auto", "leafDomainLabel": "contoso",
+                                     "overwriteExistingDomain": false}
+            }
+        }
+    }))
+    .expect("compute");
+    let serving = |c: ObservedCompute| Observed {
+        compute_raw: Some(raw.clone()),
+        now: Some(now),
+        ..obs(Some(c))
+    };
+    let auto_on = ObservedCompute {
+        tls_enabled: true,
+        tls_auto: true,
+        ..compute(AzState::Succeeded)
+    };
+    let mut auto = desired(false);
+    // An attachment of a cluster in the workspace's subscription (the checks pass).
+    auto.flavor = Flavor::Attach {
+        aks_id: AKS.replace(
+            "/subscriptions/s/",
+            "/subscriptions/00000000-0000-0000-0000-000000000000/",
         ),
-        ("contoso12345.eastus.cloudapp.azure.com", "contoso", false),
-        ("fabrikam123456.eastus.cloudapp.azure.com", "contoso", false),
-        ("scoring.contoso.com", "scoring", false),
-        ("123456.eastus.cloudapp.azure.com", "", false),
-    ];
-    for (host, label, want) in cases {
-        assert_eq!(same_label(host, label), want, "{host} / {label}");
+    };
+    auto.tls = TlsSpec {
+        mode: TlsMode::Auto,
+        leaf_domain_label: Some("contoso".into()),
+        ..Default::default()
+    };
+    let ready_auto = owned(&auto, Phase::Ready);
+
+    // Auto → Custom: Enabled with cname, certificate and key; the rest of the compute as
+    // read; the new certificate's facts in status; Updating, no detach.
+    let mut custom = auto.clone();
+    custom.tls = TlsSpec {
+        mode: TlsMode::Custom,
+        cname: Some("a.contoso.com".into()),
+        secret_ref: Some(SecretRef { name: "s".into() }),
+        ..Default::default()
+    };
+    custom.generation = Some(2);
+    let o = Observed {
+        user_tls: Some(Ok(verified("bbbb"))),
+        ..serving(auto_on.clone())
+    };
+    let plan = decide(&custom, &o, &ready_auto, &cfg);
+    assert_eq!(write_name(&plan.write), "PutCompute(Update)");
+    assert_eq!(plan.status.phase, Some(Phase::Updating));
+    let ssl = sent_ssl(&plan);
+    assert_eq!(ssl["status"], "Enabled");
+    assert_eq!(ssl["cname"], "a.contoso.com");
+    assert_eq!(ssl["cert"], "cert");
+    assert!(ssl.get("leafDomainLabel").is_none(), "{ssl}");
+    let Some(Write::PutCompute { body, .. }) = &plan.write else {
+        unreachable!()
+    };
+    assert_eq!(body.properties.description.as_deref(), Some("kept"));
+    assert_eq!(
+        plan.status
+            .tls
+            .as_ref()
+            .and_then(|t| t.sha256_fingerprint.as_deref()),
+        Some("bbbb")
+    );
+    assert_eq!(plan.status.last_applied_hash, Some(custom.attach_hash()));
+    assert!(plan.after.fallback_reattach);
+    assert!(plan.events.iter().any(|e| e.reason == "TLSUpdating"));
+
+    // Azure refuses it: detach + reattach instead, backed up first, and an Event says so.
+    let bad_request = crate::azure::error::ApiError::from_response(
+        "compute.put",
+        reqwest::StatusCode::BAD_REQUEST,
+        br#"{"error":{"code":"BadArgument","message":"The certificate cannot be updated in place."}}"#,
+        Default::default(),
+        None,
+    );
+    let refused = settle(
+        &custom,
+        &o,
+        plan,
+        Err(WriteFailure::Azure(bad_request.into())),
+        &cfg,
+    );
+    assert!(
+        refused
+            .events
+            .iter()
+            .any(|e| e.warning && e.reason == "TLSUpdateRefused"),
+        "{:?}",
+        refused.events
+    );
+    assert!(refused.status.reattach_required.is_some());
+    assert_eq!(refused.requeue, Some(Duration::ZERO));
+    let next = decide(&custom, &o, &refused.status, &cfg);
+    assert_eq!(write_name(&next.write), "BackUpTls(BeforeDetach)");
+
+    // Auto → Disabled.
+    let mut off = auto.clone();
+    off.tls = TlsSpec::default();
+    off.generation = Some(2);
+    let plan = decide(&off, &serving(auto_on.clone()), &ready_auto, &cfg);
+    assert_eq!(sent_ssl(&plan), serde_json::json!({"status": "Disabled"}));
+
+    // Custom → Auto: status Auto with label and overwriteExistingDomain, no material.
+    let ready_custom = owned(&custom, Phase::Ready);
+    let mut back = auto.clone();
+    back.generation = Some(3);
+    back.tls.overwrite_existing_domain = true;
+    let tls_on = ObservedCompute {
+        tls_enabled: true,
+        ..compute(AzState::Succeeded)
+    };
+    let plan = decide(&back, &serving(tls_on.clone()), &ready_custom, &cfg);
+    assert_eq!(
+        sent_ssl(&plan),
+        serde_json::json!({"status": "Auto", "leafDomainLabel": "contoso",
+                           "overwriteExistingDomain": true})
+    );
+
+    // Renewal by annotation: the compute's own Auto configuration plus renew: true.
+    let mut renew = auto.clone();
+    renew.renew_token = Some("r1".into());
+    let plan = decide(&renew, &serving(auto_on.clone()), &ready_auto, &cfg);
+    assert_eq!(
+        sent_ssl(&plan),
+        serde_json::json!({"status": "Auto", "leafDomainLabel": "contoso",
+                           "overwriteExistingDomain": false, "renew": true})
+    );
+    assert_eq!(plan.status.last_renew_token.as_deref(), Some("r1"));
+    assert_eq!(plan.status.certificate_renewed_at, Some(now.to_string()));
+    assert!(!plan.after.fallback_reattach);
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "CertificateRenewing")
+    );
+
+    // Expiry: one Warning per threshold crossed (30, 7, 1 days), the line on Ready while
+    // 30 days or less are left; cleared once a certificate with more serves.
+    let expiring = |days: i64, warned: Option<i64>| ClusterStatus {
+        tls: Some(crate::crd::TlsStatus {
+            mode: Some(TlsMode::Auto),
+            not_after: Some((now + jiff::SignedDuration::from_hours(24 * days + 1)).to_string()),
+            sha256_fingerprint: Some("aaaa".into()),
+            hostname: Some("contoso123456.eastus.cloudapp.azure.com".into()),
+            ..Default::default()
+        }),
+        certificate_expiry_warning: warned,
+        ..ready_auto.clone()
+    };
+    let ready_message = |p: &Plan| {
+        p.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
+    let warnings = |p: &Plan| {
+        p.events
+            .iter()
+            .filter(|e| e.warning && e.reason == "CertificateExpiring")
+            .count()
+    };
+    for (days, warned, events, recorded) in [
+        (45, None, 0, None),
+        (45, Some(7), 0, None),
+        (30, None, 1, Some(30)),
+        (29, Some(30), 0, Some(30)),
+        (7, Some(30), 1, Some(7)),
+        (1, Some(7), 1, Some(1)),
+        (-2, Some(1), 0, Some(1)),
+    ] {
+        let plan = decide(
+            &auto,
+            &serving(auto_on.clone()),
+            &expiring(days, warned),
+            &cfg,
+        );
+        assert_eq!(write_name(&plan.write), "-", "{days} days");
+        assert_eq!(warnings(&plan), events, "{days} days, warned {warned:?}");
+        assert_eq!(plan.status.certificate_expiry_warning, recorded, "{days}");
+        let msg = ready_message(&plan);
+        match days {
+            d if d > 30 => assert!(!msg.contains("certificate"), "{msg}"),
+            d if d < 0 => assert!(msg.contains("expired at"), "{msg}"),
+            d => assert!(
+                msg.contains(&format!("expires in {d} day(s)"))
+                    && msg.contains("amlops.dev/renew-certificate"),
+                "{msg}"
+            ),
+        }
     }
+
+    // Internal load balancer switch: in place, with a Warning to repoint DNS.
+    let mut ilb = custom.clone();
+    ilb.load_balancer = LoadBalancerSpec {
+        type_: LoadBalancerType::InternalLoadBalancer,
+        subnet: None,
+    };
+    let o = Observed {
+        user_tls: Some(Ok(verified("bbbb"))),
+        ..serving(tls_on.clone())
+    };
+    let plan = decide(&ilb, &o, &owned(&ilb, Phase::Ready), &cfg);
+    assert_eq!(write_name(&plan.write), "PutCompute(Update)");
+    let warning = plan
+        .events
+        .iter()
+        .find(|e| e.warning && e.reason == "LoadBalancerChanged")
+        .expect("LoadBalancerChanged");
+    assert!(
+        warning
+            .message
+            .contains("repoint the DNS record of a.contoso.com"),
+        "{}",
+        warning.message
+    );
+
+    // An Auto reattach stays Auto: same label, overwriteExistingDomain, no certificate —
+    // even with a verified backup in hand.
+    let reattaching = ClusterStatus {
+        aks_resource_id: Some(AKS.into()),
+        ..owned(&auto, Phase::Reattaching)
+    };
+    let o = Observed {
+        backup: Some(verified("aaaa")),
+        provision: provisionable(None).provision,
+        cluster: cluster(3, false),
+        ..obs(None)
+    };
+    let plan = decide(&auto, &o, &reattaching, &cfg);
+    assert_eq!(
+        write_name(&plan.write),
+        "PutCompute(Attach)",
+        "{:?}",
+        plan.status.conditions
+    );
+    assert_eq!(
+        sent_ssl(&plan),
+        serde_json::json!({"status": "Auto", "leafDomainLabel": "contoso",
+                           "overwriteExistingDomain": true})
+    );
 }

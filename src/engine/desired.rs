@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 use crate::azure::{AzureError, ResourceId};
 use crate::crd::{
     ADOPT_ANNOTATION, ClusterAttachment, ClusterPurpose, DeletionPolicy, InferenceCluster,
-    LoadBalancerSpec, NetworkSpec, REATTACH_ANNOTATION, ReattachPolicy, TlsSpec, WorkspaceRef,
+    LoadBalancerSpec, NetworkSpec, REATTACH_ANNOTATION, RENEW_ANNOTATION, ReattachPolicy, TlsSpec,
+    WorkspaceRef,
 };
 
 /// Create (Azure ML makes the AKS cluster) or Attach (an existing one).
@@ -60,6 +61,8 @@ pub struct Desired {
     pub manual_reattach: bool,
     /// Value of `amlops.dev/reattach`.
     pub reattach_token: Option<String>,
+    /// Value of `amlops.dev/renew-certificate`.
+    pub renew_token: Option<String>,
     /// `amlops.dev/adopt: "true"`.
     pub adopt: bool,
     /// Failed-compute retries allowed.
@@ -73,12 +76,14 @@ pub struct Desired {
     pub created: Option<jiff::Timestamp>,
 }
 
-fn annotations(meta: &kube::core::ObjectMeta) -> (Option<String>, bool) {
+/// (`amlops.dev/reattach`, `amlops.dev/adopt: "true"`, `amlops.dev/renew-certificate`).
+fn annotations(meta: &kube::core::ObjectMeta) -> (Option<String>, bool, Option<String>) {
     let empty = BTreeMap::new();
     let a = meta.annotations.as_ref().unwrap_or(&empty);
     (
         a.get(REATTACH_ANNOTATION).cloned(),
         a.get(ADOPT_ANNOTATION).is_some_and(|v| v == "true"),
+        a.get(RENEW_ANNOTATION).cloned(),
     )
 }
 
@@ -93,7 +98,7 @@ pub fn aks_id(subscription: &str, resource_group: &str, name: &str) -> String {
 impl Desired {
     /// View of an `InferenceCluster`.
     pub fn from_inference_cluster(o: &InferenceCluster) -> Self {
-        let (reattach_token, adopt) = annotations(&o.metadata);
+        let (reattach_token, adopt, renew_token) = annotations(&o.metadata);
         let s = &o.spec;
         Self {
             kind: "InferenceCluster",
@@ -118,6 +123,7 @@ impl Desired {
             deletion_policy: s.deletion_policy,
             manual_reattach: false,
             reattach_token,
+            renew_token,
             adopt,
             max_retries: s.max_retries.max(0) as u32,
             deleting: o.metadata.deletion_timestamp.is_some(),
@@ -128,7 +134,7 @@ impl Desired {
 
     /// View of a `ClusterAttachment`.
     pub fn from_cluster_attachment(o: &ClusterAttachment) -> Self {
-        let (reattach_token, adopt) = annotations(&o.metadata);
+        let (reattach_token, adopt, renew_token) = annotations(&o.metadata);
         let s = &o.spec;
         let aks = match (
             &s.aks_cluster.resource_id,
@@ -157,6 +163,7 @@ impl Desired {
             deletion_policy: s.deletion_policy,
             manual_reattach: s.reattach_policy == ReattachPolicy::Manual,
             reattach_token,
+            renew_token,
             adopt,
             max_retries: s.max_retries.max(0) as u32,
             deleting: o.metadata.deletion_timestamp.is_some(),

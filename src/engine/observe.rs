@@ -52,6 +52,8 @@ pub struct ObservedCompute {
     pub lb_subnet: Option<String>,
     /// sslConfiguration.status is not Disabled.
     pub tls_enabled: bool,
+    /// sslConfiguration.status is `Auto` (a Microsoft-issued certificate).
+    pub tls_auto: bool,
     /// clusterFqdn.
     pub fqdn: Option<String>,
     /// clusterPurpose as Azure reports it (`FastProd`, …), when present.
@@ -205,6 +207,9 @@ pub struct Observed {
     pub resync: ResyncFacts,
     /// The read that failed; later reads were not made.
     pub failure: Option<ReadFailure>,
+    /// When the observation was made (certificate expiry); `None` in tests that do not
+    /// care.
+    pub now: Option<jiff::Timestamp>,
 }
 
 /// Reduce a compute GET to what `decide` needs.
@@ -237,6 +242,11 @@ pub fn observe_compute(c: &ComputeResource) -> ObservedCompute {
             .as_ref()
             .and_then(|s| s.status.as_ref())
             .is_some_and(|s| !matches!(s, SslConfigStatus::Disabled)),
+        tls_auto: inner
+            .ssl_configuration
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some_and(|s| matches!(s, SslConfigStatus::Auto)),
         fqdn: inner.cluster_fqdn.clone(),
         purpose: inner
             .cluster_purpose
@@ -312,7 +322,10 @@ impl<S: KubeStore> Engine<S> {
         d: &Desired,
         st: &ClusterStatus,
     ) -> Result<Observed, StoreError> {
-        let mut o = Observed::default();
+        let mut o = Observed {
+            now: Some(jiff::Timestamp::now()),
+            ..Observed::default()
+        };
         macro_rules! read {
             ($call:expr, $resource:expr) => {
                 match $call.await {

@@ -121,6 +121,9 @@ pub struct AfterWrite {
     pub phase: Option<Phase>,
     /// Requeue instead of the operation's `Retry-After` (the failed-compute backoff).
     pub requeue: Option<Duration>,
+    /// An in-place TLS change: when Azure refuses it, fall back to detach + reattach (the
+    /// certificate backed up first), with a Warning event that says so.
+    pub fallback_reattach: bool,
 }
 
 /// The whole decision of one reconcile.

@@ -161,10 +161,39 @@ pub fn settle(
                 },
                 cfg.busy_poll,
             );
+            // Refused as a request (400), not for lack of a role or a passing cause: the
+            // same change through detach + attach is the documented alternative.
+            if plan.after.fallback_reattach
+                && e.category() == crate::azure::ErrorCategory::BadRequest
+                && let Verdict::Stall(refused) = &v
+            {
+                return tls_update_refused(d, plan, &refused.message);
+            }
             apply_verdict(d, plan, v, &e.to_string())
         }
         Err(failure) => backup_failed(d, plan, purpose, failure, cfg),
     }
+}
+
+/// Azure refused the in-place TLS change: the change goes through detach + reattach
+/// instead (the certificate is backed up before the detach; under `reattachPolicy: Manual`
+/// it waits for the annotation), and an Event says so.
+fn tls_update_refused(d: &Desired, mut plan: Plan, refusal: &str) -> Plan {
+    let why = format!("Azure refused the in-place TLS change ({refusal})");
+    plan.events.push(Note::warning(
+        "TLSUpdateRefused",
+        format!("{why}: falling back to detach + reattach, the certificate backed up first"),
+    ));
+    plan.status.reattach_required = Some(why.clone());
+    apply(
+        &mut plan.status,
+        Health::Progressing,
+        "TLSUpdateRefused",
+        &format!("{why}; detaching and attaching again"),
+        d.generation,
+    );
+    plan.requeue = Some(Duration::ZERO);
+    plan
 }
 
 fn call_of(w: &Write) -> (CallKind, String) {

@@ -200,21 +200,47 @@ pub async fn read_azuremlfessl_from_aks(
     namespace: &str,
     private: bool,
 ) -> Result<(String, String), TlsError> {
-    let azure = |e| from_azure("getting credentials for the AKS cluster", e);
-    // The user credential first; the admin credential where only it is served (clusters
-    // with local accounts and Kubernetes RBAC that the identity is not bound in).
-    let credential = match arm.list_cluster_user_credential(cluster).await {
-        Ok(k) => k,
-        Err(e) if e.category().is_retryable() => return Err(azure(e)),
-        Err(_) => arm
-            .list_cluster_admin_credential(cluster)
-            .await
-            .map_err(azure)?,
-    };
+    let credential = cluster_credential(arm, cluster)
+        .await
+        .map_err(|e| from_azure("getting credentials for the AKS cluster", e))?;
+    read_azuremlfessl_with(arm, cluster, &credential, namespace, private).await
+}
+
+/// The kubeconfig the operator reads a cluster with: the user credential
+/// (`listClusterUserCredential`), or the admin credential (`listClusterAdminCredential`)
+/// where only it is served (local accounts, and Kubernetes RBAC the identity is not bound
+/// in).
+///
+/// # Errors
+/// The ARM failure: a passing one (throttled, 5xx) of the user credential at once (the
+/// admin credential is no cure for it), else the admin credential's.
+pub async fn cluster_credential(
+    arm: &crate::azure::ArmClient,
+    cluster: &crate::azure::ResourceId,
+) -> Result<crate::azure::model::KubeconfigSecret, crate::azure::AzureError> {
+    match arm.list_cluster_user_credential(cluster).await {
+        Ok(k) => Ok(k),
+        Err(e) if e.category().is_retryable() => Err(e),
+        Err(_) => arm.list_cluster_admin_credential(cluster).await,
+    }
+}
+
+/// [`read_azuremlfessl_from_aks`] with the cluster's kubeconfig already in hand
+/// ([`cluster_credential`]).
+///
+/// # Errors
+/// As [`read_azuremlfessl`] and [`read_azuremlfessl_by_run_command`].
+pub async fn read_azuremlfessl_with(
+    arm: &crate::azure::ArmClient,
+    cluster: &crate::azure::ResourceId,
+    credential: &crate::azure::model::KubeconfigSecret,
+    namespace: &str,
+    private: bool,
+) -> Result<(String, String), TlsError> {
+    let azure = |e| from_azure("getting a token for the AKS cluster", e);
     // Entra-ID-only clusters need a token for the AKS server application, for the API
     // server and for Run Command alike.
-    let entra = credential.uses_exec_plugin();
-    let token = if entra {
+    let token = if credential.uses_exec_plugin() {
         Some(arm.aks_entra_token().await.map_err(azure)?)
     } else {
         None
@@ -224,7 +250,7 @@ pub async fn read_azuremlfessl_from_aks(
             Some(t) => credential.client_with_token(None, t).await,
             None => credential.client(None).await,
         }
-        .map_err(azure)?;
+        .map_err(|e| from_azure("building a client for the AKS cluster", e))?;
         match read_azuremlfessl(client, namespace).await {
             Err(TlsError::BackupFailed(m)) if m.contains(UNREACHABLE) => {
                 tracing::info!(

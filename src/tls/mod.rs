@@ -5,7 +5,8 @@ mod pem;
 
 pub use backup::{
     AZUREMLFESSL, BackupArgs, RUN_COMMAND_DEADLINE, backup_secret, cert_and_key_from_secret,
-    read_azuremlfessl, read_azuremlfessl_by_run_command, read_azuremlfessl_from_aks, run_cli,
+    cluster_credential, read_azuremlfessl, read_azuremlfessl_by_run_command,
+    read_azuremlfessl_from_aks, read_azuremlfessl_with, run_cli,
 };
 pub use pem::{CertInfo, check_serving, verify_pair};
 

@@ -231,9 +231,11 @@ pub async fn attach_custom_tls(w: &World) {
     w.expect_accepted("PUT", "/computes/custom1", "", 1, "one attach");
 }
 
-/// Auto TLS: a reattach with the same label keeps the Microsoft-issued certificate and host
-/// name; a new label gets a new certificate (and its backup); Auto → Custom with the
-/// backup Secret keeps it too.
+/// Auto TLS stays Microsoft-issued: a reattach (annotation) backs the certificate up, then
+/// sends `Auto` with the same label and `overwriteExistingDomain: true`, so the host name
+/// (and its DNS record, which the detach removed with the public IP) comes back; a new
+/// label, Auto → Custom with the backup Secret, and a rotation in it all change TLS in
+/// place (no detach, `azuremlfessl` never absent).
 pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
     w.start_faults();
     let d = ic(
@@ -247,6 +249,7 @@ pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
         .expect("Azure ML issued a certificate");
     let host = st.cluster_fqdn.clone().expect("fqdn");
     assert!(host.starts_with("contoso"), "{host}");
+    assert!(w.emu.state().dns_records.contains(&host), "{host} resolves");
     assert_eq!(
         tls_fp(&st),
         Some(f1.clone()),
@@ -259,21 +262,31 @@ pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
         Some(f1.clone())
     );
 
-    // Same label (reattach annotation: updates Azure ML's components): certificate kept.
+    // Reattach annotation (updates Azure ML's components): backed up first, then Auto
+    // again with the same label — same host name, resolving again, still Microsoft-issued.
+    w.emu.clear_requests();
     let d2 = reattach(&d, "r1");
     let st = reattached(w, &d2).await;
-    assert_eq!(
-        w.served_fingerprint(&aks),
-        Some(f1.clone()),
-        "certificate preserved"
-    );
+    let log = w.emu.requests();
+    let first = |pred: &dyn Fn(&amlops::emulator::RequestRecord) -> bool| {
+        log.iter()
+            .position(|r| pred(r) && (200..300).contains(&r.status))
+    };
+    let backup_read = first(&|r| r.method == "GET" && r.path.contains("azuremlfessl"))
+        .expect("the certificate was read");
+    let detach = first(&|r| r.method == "DELETE" && r.query.contains("Detach")).expect("detach");
+    assert!(backup_read < detach, "backup before the detach");
     assert_eq!(
         st.cluster_fqdn.as_deref(),
         Some(host.as_str()),
         "host name preserved"
     );
-    assert_eq!(tls_fp(&st), Some(f1.clone()));
+    assert!(
+        w.emu.state().dns_records.contains(&host),
+        "{host} resolves again"
+    );
     let c = compute(w, "autotls");
+    assert_eq!(c.ssl_status, "Auto", "still Microsoft-issued");
     assert!(
         c.is_attached_compute,
         "a reattached compute is an attached one"
@@ -283,27 +296,33 @@ pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
         Some(aks.as_str()),
         "same AKS cluster"
     );
+    let f1b = w.served_fingerprint(&aks).expect("served");
+    assert_eq!(tls_fp(&st), Some(f1b.clone()), "status follows what serves");
+    assert_eq!(
+        secret_fingerprint(&w.store, "autotls-tls-backup"),
+        Some(f1b.clone()),
+        "the backup follows the re-issued certificate"
+    );
     w.expect_accepted("DELETE", "/computes/autotls", "Detach", 1, "one detach");
-    w.expect_accepted("PUT", "/computes/autotls", "", 2, "create + reattach");
+    w.expect_accepted("PUT", "/computes/autotls", "", 1, "the reattach");
 
-    // New label: a new certificate for the new name, recorded and backed up.
+    // New label: in place, a new certificate for the new name; the old name is released.
+    w.emu.clear_requests();
     let d3 = changed(&d2, |d| d.tls.leaf_domain_label = Some("fabrikam".into()));
     let st = w.ready(&d3).await;
     let f2 = w.served_fingerprint(&aks).expect("new certificate");
-    assert_ne!(f2, f1, "a new label means a new certificate");
+    assert_ne!(f2, f1b, "a new label means a new certificate");
     let host2 = st.cluster_fqdn.clone().expect("fqdn");
     assert!(host2.starts_with("fabrikam"), "{host2}");
-    assert_eq!(
-        tls_fp(&st),
-        Some(f2.clone()),
-        "status follows the served certificate"
-    );
+    let dns = w.emu.state().dns_records;
+    assert!(dns.contains(&host2) && !dns.contains(&host), "{dns:?}");
+    assert_eq!(tls_fp(&st), Some(f2.clone()));
     assert_eq!(
         secret_fingerprint(&w.store, "autotls-tls-backup"),
         Some(f2.clone())
     );
 
-    // Auto → Custom with the backed-up certificate and its host name: kept.
+    // Auto → Custom with the backed-up certificate and its host name: in place, kept.
     let d4 = changed(&d3, |d| {
         d.tls.mode = TlsMode::Custom;
         d.tls.leaf_domain_label = None;
@@ -315,38 +334,42 @@ pub async fn auto_tls_reattach_keeps_certificate(w: &World) {
     let st = w.ready(&d4).await;
     assert_eq!(w.served_fingerprint(&aks), Some(f2.clone()));
     assert_eq!(st.cluster_fqdn.as_deref(), Some(host2.as_str()));
+    assert_eq!(compute(w, "autotls").ssl_status, "Enabled");
 
-    // The backup Secret is now the user's Secret: a rotation in it is served, not
+    // The backup Secret is now the user's Secret: a rotation in it is served in place, not
     // overwritten by the backup of the certificate it replaces.
     let (rotated, f3) = tls_secret("autotls-tls-backup", &host2);
     w.store.insert_secret(rotated);
+    let absent = std::sync::atomic::AtomicBool::new(false);
     let st = w
         .converge(&d4, "serving the rotated certificate", |s, _| {
+            if w.served_fingerprint(&aks).is_none() {
+                absent.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             is_ready(s, &d4) && tls_fp(s).as_deref() == Some(f3.as_str())
         })
         .await;
+    assert!(
+        !absent.load(std::sync::atomic::Ordering::SeqCst),
+        "azuremlfessl was never absent"
+    );
     assert_eq!(w.served_fingerprint(&aks), Some(f3.clone()));
     assert_eq!(secret_fingerprint(&w.store, "autotls-tls-backup"), Some(f3));
     assert_eq!(st.cluster_fqdn.as_deref(), Some(host2.as_str()));
+    w.expect_accepted("DELETE", "", "", 0, "TLS changes in place: no DELETE");
     w.expect_accepted(
-        "DELETE",
+        "PUT",
         "/computes/autotls",
-        "Detach",
-        4,
-        "four reattaches",
-    );
-    w.expect_accepted(
-        "DELETE",
-        "/computes/autotls",
-        "=Delete",
-        0,
-        "never a delete",
+        "",
+        3,
+        "label, Auto → Custom, rotation: three updates",
     );
     assert!(cluster_exists(w, &aks));
 }
 
-/// The user replaces the certificate in the Secret (same name): detected by fingerprint,
-/// reattached with the new certificate, then quiet.
+/// The user replaces the certificate in the Secret (same name): detected by fingerprint and
+/// sent in place (GET-modify-PUT, as the SDK's `AksCompute.update` does) — no detach,
+/// `azuremlfessl` never absent — then quiet.
 pub async fn custom_certificate_rotation(w: &World) {
     let (a, fa) = tls_secret("rotate-tls", "scoring.contoso.com");
     w.store.insert_secret(a);
@@ -357,24 +380,42 @@ pub async fn custom_certificate_rotation(w: &World) {
         "tls: {mode: Custom, cname: scoring.contoso.com, secretRef: {name: rotate-tls}}",
     );
     w.ready(&d).await;
-    assert_eq!(w.served_fingerprint(&aks_id("shared")), Some(fa.clone()));
+    let aks = aks_id("shared");
+    assert_eq!(w.served_fingerprint(&aks), Some(fa.clone()));
 
     let (b, fb) = tls_secret("rotate-tls", "scoring.contoso.com");
     w.store.insert_secret(b);
+    let absent = std::sync::atomic::AtomicBool::new(false);
     let st = w
         .converge(&d, "serving the rotated certificate", |s, _| {
+            if w.served_fingerprint(&aks).is_none() {
+                absent.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             is_ready(s, &d) && tls_fp(s).as_deref() == Some(fb.as_str())
         })
         .await;
-    assert_eq!(w.served_fingerprint(&aks_id("shared")), Some(fb.clone()));
+    assert!(
+        !absent.load(std::sync::atomic::Ordering::SeqCst),
+        "azuremlfessl was never absent"
+    );
+    assert_eq!(w.served_fingerprint(&aks), Some(fb.clone()));
     assert_eq!(tls_fp(&st), Some(fb));
-    w.expect_accepted("DELETE", "/computes/rotate1", "Detach", 1, "one detach");
-    w.expect_accepted("PUT", "/computes/rotate1", "", 2, "attach + reattach");
+    assert_eq!(
+        compute(w, "rotate1").cluster_fqdn.as_deref(),
+        Some("scoring.contoso.com")
+    );
+    w.expect_accepted("DELETE", "", "", 0, "in place: no detach");
+    w.expect_accepted("PUT", "/computes/rotate1", "", 2, "attach + update");
+    assert!(
+        w.events(&d).iter().any(|e| e.reason == "TLSUpdating"),
+        "{:?}",
+        w.events(&d)
+    );
     // Quiet afterwards: the new fingerprint is the applied one.
     let writes = w.writes().len();
     w.ready(&d).await;
     w.ready(&d).await;
-    assert_eq!(w.writes().len(), writes, "no reattach loop");
+    assert_eq!(w.writes().len(), writes, "no update loop");
 }
 
 /// agentCount 3 → 5 through the AKS agent pool; the compute is not touched.
@@ -429,6 +470,20 @@ pub async fn ilb_switch_in_place(w: &World) {
     assert_eq!(st.aks_resource_id, aks);
     w.expect_accepted("DELETE", "", "", 0, "in place: no DELETE at all");
     w.expect_accepted("PUT", "/computes/ilb1", "", 2, "create + update");
+    let warning = w
+        .events(&d2)
+        .into_iter()
+        .find(|e| e.reason == "LoadBalancerChanged")
+        .expect("a Warning to repoint DNS");
+    assert!(
+        warning.warning && warning.message.contains("new IP address"),
+        "{warning:?}"
+    );
+    assert_eq!(
+        st.cluster_fqdn,
+        compute(w, "ilb1").cluster_fqdn,
+        "status.clusterFqdn refreshed"
+    );
 }
 
 /// The AKS cluster is already attached under another compute: Stalled, no write.
@@ -666,8 +721,9 @@ async fn remove_out_of_band(w: &World, name: &str, action: UnderlyingResourceAct
 }
 
 /// Drift: the compute is removed behind the operator's back. Detached (its cluster still
-/// runs): attached again, same cluster, same certificate. Deleted with its cluster:
-/// created again. Both with a Warning event.
+/// runs): attached again, same cluster, and — TLS Auto — the same host name with a
+/// Microsoft-issued certificate. Deleted with its cluster: created again. Both with a
+/// Warning event.
 pub async fn drift_recreated_with_warning(w: &World) {
     w.start_faults();
     let d = ic(
@@ -676,7 +732,7 @@ pub async fn drift_recreated_with_warning(w: &World) {
     );
     let st = w.ready(&d).await;
     let aks = st.aks_resource_id.clone().expect("aks id");
-    let f1 = w.served_fingerprint(&aks).expect("certificate");
+    let host = st.cluster_fqdn.clone().expect("fqdn");
     let clusters = cluster_count(w);
 
     remove_out_of_band(w, "drift1", UnderlyingResourceAction::Detach).await;
@@ -695,12 +751,13 @@ pub async fn drift_recreated_with_warning(w: &World) {
         "the same cluster"
     );
     assert_eq!(cluster_count(w), clusters, "no second cluster");
+    assert_eq!(c.ssl_status, "Auto", "still Microsoft-issued");
     assert_eq!(
-        w.served_fingerprint(&aks),
-        Some(f1.clone()),
-        "certificate kept"
+        st.cluster_fqdn.as_deref(),
+        Some(host.as_str()),
+        "same host name"
     );
-    assert_eq!(tls_fp(&st), Some(f1));
+    assert_eq!(tls_fp(&st), w.served_fingerprint(&aks));
 
     // Now everything goes: the (attached) compute and the cluster.
     remove_out_of_band(w, "drift1", UnderlyingResourceAction::Detach).await;
@@ -854,7 +911,7 @@ pub async fn failed_reattach_of_created_cluster_reattaches_same_cluster(w: &Worl
 }
 
 /// A detach that fails half-way through a reattach is retried as a detach: the created
-/// cluster and its Auto certificate stay.
+/// cluster stays, its certificate was backed up before, and its Auto host name comes back.
 pub async fn failed_detach_during_reattach_keeps_cluster_and_certificate(w: &World) {
     w.start_faults();
     let d = ic(
@@ -878,13 +935,27 @@ pub async fn failed_detach_during_reattach_keeps_cluster_and_certificate(w: &Wor
         times: Some(1),
         probability: None,
     });
+    let host = st.cluster_fqdn.clone().expect("fqdn");
     let d2 = reattach(&d, "r1");
-    reattached(w, &d2).await;
+    let log_from = w.emu.requests().len();
+    let st = reattached(w, &d2).await;
     assert!(cluster_exists(w, &aks), "the cluster survives");
     assert_eq!(
-        w.served_fingerprint(&aks),
-        Some(f1),
-        "and so does its certificate"
+        st.cluster_fqdn.as_deref(),
+        Some(host.as_str()),
+        "and its host name"
+    );
+    // The certificate served before the detach was read (and verified) before it.
+    let log = &w.emu.requests()[log_from..];
+    let read = log
+        .iter()
+        .position(|r| r.method == "GET" && r.path.contains("azuremlfessl") && r.status == 200);
+    let detach = log
+        .iter()
+        .position(|r| r.method == "DELETE" && r.path.contains("/computes/detfail1"));
+    assert!(
+        read.is_some() && read < detach,
+        "backup of {f1} before the detach"
     );
     w.expect_accepted(
         "DELETE",
@@ -1019,13 +1090,24 @@ pub async fn dynamic_checks_stall_without_write(w: &World) {
 }
 
 /// Never detach while TLS is on and neither the user's Secret nor a verified
-/// backup holds the certificate. A private cluster's API server cannot be read, so an Auto
-/// certificate cannot be backed up: the reattach stops at Stalled TLSBackupFailed, and the
-/// compute keeps serving.
+/// backup holds the certificate. A private cluster's API server cannot be reached and the
+/// identity may not use AKS Run Command (403), so an Auto certificate cannot be backed up:
+/// the reattach stops at Stalled TLSBackupFailed, and the compute keeps serving.
 pub async fn never_detach_without_a_verified_certificate(w: &World) {
     seed(w, "private1", |c| {
         c.private = true;
         c.private_public_fqdn = Some(false);
+    });
+    w.emu.inject_fault(FaultRule {
+        id: 0,
+        matcher: FaultMatch {
+            method: Some("POST".into()),
+            path: Some("/runCommand".into()),
+            operation: None,
+        },
+        kind: FaultKind::Forbidden,
+        times: None,
+        probability: None,
     });
     w.start_faults();
     let d = ca(

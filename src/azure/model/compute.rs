@@ -284,6 +284,11 @@ pub struct SslConfiguration {
     /// Overwrite an existing leaf domain label (Auto).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overwrite_existing_domain: Option<bool>,
+    /// Issue the Microsoft-issued (`Auto`) certificate anew, for the same host name. Not in
+    /// the ARM specification: what the Azure ML SDK v1 (`azureml-core`, `AksCompute.update`
+    /// with `SslConfiguration(renew=True)`) adds to the `Auto` configuration it read back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew: Option<bool>,
 }
 
 /// Custom VNet settings of a created cluster.
