@@ -630,6 +630,34 @@ mod swagger_tests {
         swagger_check(SPEC, "ComputeResource", "--request", &body);
     }
 
+    /// The renewal of an `Auto` certificate (GET-modify-PUT with `renew: true`) differs
+    /// from the specification by that one field, which the SDK v1 sends
+    /// (`tests/sdk_v1`: `test_update_renews_a_microsoft_certificate` renews through it).
+    #[test]
+    fn renew_is_the_only_field_outside_the_spec() {
+        let mut update = observed().for_request();
+        let props = update
+            .properties
+            .properties
+            .get_or_insert_with(Default::default);
+        props.ssl_configuration = Some(SslConfiguration {
+            status: Some(SslConfigStatus::Auto),
+            leaf_domain_label: Some("contoso".into()),
+            overwrite_existing_domain: Some(false),
+            renew: Some(true),
+            ..Default::default()
+        });
+        let body = serde_json::to_value(&update).unwrap();
+        let (ok, problems) = run_check(SPEC, "ComputeResource", "--request", &body);
+        assert!(!ok);
+        let problems: Vec<&str> = problems.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            problems,
+            [".properties.properties.sslConfiguration.renew: property not in the spec"],
+            "{body:#}"
+        );
+    }
+
     #[test]
     fn official_request_examples_round_trip_through_the_model() {
         for example in [
