@@ -624,7 +624,12 @@ async fn steady_gets(budget: ArmThrottlingArgs, azure: ThrottleModel) -> usize {
         w.emu
             .requests()
             .iter()
-            .filter(|r| r.method == "GET" && r.path.ends_with("/computes/devaks"))
+            // A resync reads the compute: its own GET, or the workspace's list (a listing
+            // older than half the base interval — 0.5 s here — is fetched again).
+            .filter(|r| {
+                r.method == "GET"
+                    && (r.path.ends_with("/computes/devaks") || r.path.ends_with("/computes"))
+            })
             .count()
     };
     // The reconcile that the Ready status write itself triggers may still be running.

@@ -102,6 +102,19 @@ impl ArmClient {
         self.list_all("compute.list", url).await
     }
 
+    /// [`Self::list_computes`], and how many pages (ARM reads) the list took.
+    ///
+    /// # Errors
+    /// As [`Self::list_computes`].
+    pub async fn list_computes_paged(
+        &self,
+        workspace: &ResourceId,
+    ) -> Result<(Vec<ComputeResource>, usize), AzureError> {
+        workspace.expect_type(MLS_NAMESPACE, "workspaces")?;
+        let url = self.resource_url(workspace, "/computes", MLS_API_VERSION, &[]);
+        self.list_all_pages("compute.list", url).await
+    }
+
     /// POST `listKeys`: the compute's user and admin kubeconfigs.
     pub async fn list_compute_keys(&self, id: &ResourceId) -> Result<ComputeKeys, AzureError> {
         expect_compute(id)?;

@@ -303,6 +303,15 @@ impl ArmClient {
         operation: &'static str,
         first: Url,
     ) -> Result<Vec<T>, AzureError> {
+        Ok(self.list_all_pages(operation, first).await?.0)
+    }
+
+    /// [`Self::list_all`], and how many pages (ARM reads) it took.
+    pub(crate) async fn list_all_pages<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        first: Url,
+    ) -> Result<(Vec<T>, usize), AzureError> {
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut seen = std::collections::HashSet::new();
@@ -326,6 +335,6 @@ impl ArmClient {
                 None => None,
             };
         }
-        Ok(out)
+        Ok((out, seen.len()))
     }
 }

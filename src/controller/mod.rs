@@ -87,8 +87,9 @@ pub struct RunArgs {
     /// Address of /healthz, /readyz and /metrics (loopback by default; the chart sets 0.0.0.0:8080).
     #[arg(long, env = "AMLOPS_METRICS_ADDR", default_value = "127.0.0.1:8080")]
     pub metrics_addr: SocketAddr,
-    /// Steady-state resync of each Ready resource (one GET compute per period), stretched
-    /// when the resources of one subscription would spend more than the ARM read share.
+    /// Steady-state resync of each Ready resource (answered by a listing of its workspace,
+    /// renewed after half the period), stretched when the resources of one subscription
+    /// would spend more than the ARM read share.
     #[arg(long, env = "AMLOPS_RESYNC", default_value = "10m", value_parser = parse_duration)]
     pub resync: Duration,
     /// ARM's throttling model and figures, and the shares of them the operator uses.

@@ -608,7 +608,10 @@ pub(super) fn stall(d: &Desired, mut plan: Plan, s: &Stall) -> Plan {
 /// The steady-state resync interval: the policy's pace for this subscription.
 fn steady(obs: &Observed, cfg: &EngineConfig) -> Duration {
     let r = obs.resync;
-    let interval = cfg.resync.interval(r.resources.max(1), r.quota, r.seed);
+    let interval = cfg
+        .resync
+        .with_reads_per_resync(r.reads_per_resync)
+        .interval(r.resources.max(1), r.quota, r.seed);
     interval.div_f64(cfg.time_scale.max(f64::MIN_POSITIVE))
 }
 

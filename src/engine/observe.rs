@@ -172,6 +172,9 @@ pub struct ResyncFacts {
     pub quota: Option<ReadQuota>,
     /// Jitter seed.
     pub seed: u64,
+    /// ARM reads one steady resync of one resource costs when workspace listings answer
+    /// them ([`super::listing::reads_per_resync`]); `None`: the policy's own figure.
+    pub reads_per_resync: Option<f64>,
 }
 
 /// A read that failed, for the verdict.
@@ -210,6 +213,8 @@ pub struct Observed {
     /// When the observation was made (certificate expiry); `None` in tests that do not
     /// care.
     pub now: Option<jiff::Timestamp>,
+    /// The compute came from a workspace listing, not a `GET` of its own.
+    pub listed: bool,
 }
 
 /// Reduce a compute GET to what `decide` needs.
@@ -296,6 +301,15 @@ pub fn needs_node_count(d: &Desired, st: &ClusterStatus) -> bool {
     !(settled && (st.agent_count == Some(*agent_count) || st.autoscaler_enabled == Some(true)))
 }
 
+/// A steady-state resync: Ready for this generation, nothing in flight, nothing asked for
+/// (deletion, reattach, renewal). Only these may be answered from a workspace listing.
+pub fn steady_resync(d: &Desired, st: &ClusterStatus) -> bool {
+    st.phase == Some(Phase::Ready)
+        && st.operation.is_none()
+        && !may_reattach(d, st)
+        && (d.renew_token.is_none() || d.renew_token == st.last_renew_token)
+}
+
 /// Whether this reconcile may detach or reattach (and so needs the backup Secret).
 fn may_reattach(d: &Desired, st: &ClusterStatus) -> bool {
     d.deleting
@@ -317,15 +331,40 @@ pub fn compute_expected_missing(phase: Phase) -> bool {
 impl<S: KubeStore> Engine<S> {
     /// Make every read this reconcile needs. `Err` only for Kubernetes-side failures;
     /// Azure failures end up in [`Observed::failure`].
+    /// `use_listing`: a steady-state resync may take the compute from a workspace listing
+    /// ([`super::listing`]).
     pub(crate) async fn observe(
         &self,
         d: &Desired,
         st: &ClusterStatus,
+        use_listing: bool,
     ) -> Result<Observed, StoreError> {
         let mut o = Observed {
             now: Some(jiff::Timestamp::now()),
             ..Observed::default()
         };
+        // The resync pace's inputs first: the listing's age follows from them.
+        let sub = d.workspace.subscription_id.as_str();
+        o.resync = ResyncFacts {
+            resources: self.store.resources_in_subscription(sub).max(1),
+            quota: fresh_read_quota(
+                &self.config.resync,
+                self.arm.remaining_quota(sub),
+                self.config.time_scale,
+            ),
+            seed: rand::random(),
+            reads_per_resync: self
+                .config
+                .listings
+                .pages_in_subscription(sub)
+                .map(|pages| {
+                    super::listing::reads_per_resync(
+                        Some(pages),
+                        self.store.resources_in_subscription(sub),
+                    )
+                }),
+        };
+
         macro_rules! read {
             ($call:expr, $resource:expr) => {
                 match $call.await {
@@ -358,7 +397,16 @@ impl<S: KubeStore> Engine<S> {
                 return Ok(o);
             }
         };
-        o.compute_raw = read!(self.arm.get_compute(&compute_id), compute_id);
+        let listed = if use_listing && steady_resync(d, st) {
+            self.listed_compute(d, &o.resync).await
+        } else {
+            None
+        };
+        o.listed = listed.is_some();
+        o.compute_raw = match listed {
+            Some(c) => Some(c),
+            None => read!(self.arm.get_compute(&compute_id), compute_id),
+        };
         o.compute = o.compute_raw.as_ref().map(observe_compute);
         let owned = st.compute_id.is_some();
         let phase = st.phase.unwrap_or_default();
@@ -466,16 +514,6 @@ impl<S: KubeStore> Engine<S> {
             o.backup = self.verified_backup(d, st, &name).await;
         }
 
-        let sub = &d.workspace.subscription_id;
-        o.resync = ResyncFacts {
-            resources: self.store.resources_in_subscription(sub).max(1),
-            quota: fresh_read_quota(
-                &self.config.resync,
-                self.arm.remaining_quota(sub),
-                self.config.time_scale,
-            ),
-            seed: rand::random(),
-        };
         Ok(o)
     }
 
@@ -524,6 +562,31 @@ impl<S: KubeStore> Engine<S> {
             self.config
                 .azureml_versions
                 .learn(&d.workspace.subscription_id, location, range);
+        }
+    }
+
+    /// The compute from a fresh enough listing of its workspace; `None` when it is not in
+    /// it or the list failed (the caller reads it with a `GET`).
+    async fn listed_compute(&self, d: &Desired, r: &ResyncFacts) -> Option<ComputeResource> {
+        let ws = d.workspace_resource_id().ok()?;
+        let nominal = self
+            .config
+            .resync
+            .with_reads_per_resync(r.reads_per_resync)
+            .nominal(r.resources, r.quota);
+        let max_age = super::listing::WorkspaceListings::max_age(nominal, self.config.time_scale);
+        match self
+            .config
+            .listings
+            .compute(&self.arm, &ws, &d.compute_name, max_age)
+            .await
+        {
+            Ok(super::listing::Listed::Found(c)) => Some(*c),
+            Ok(super::listing::Listed::Absent) => None,
+            Err(e) => {
+                tracing::debug!(workspace = %ws, error = %e, "workspace listing failed; reading the compute");
+                None
+            }
         }
     }
 

@@ -41,6 +41,9 @@ pub struct EngineConfig {
     /// The Kubernetes minors Azure ML attaches: the configured range, and the ranges Azure
     /// answered per subscription and region (shared by every reconcile of the process).
     pub azureml_versions: Arc<AzureMlVersions>,
+    /// Workspace listings answering steady-state resyncs (shared by every reconcile of the
+    /// process).
+    pub listings: Arc<super::listing::WorkspaceListings>,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +56,7 @@ impl Default for EngineConfig {
             busy_poll: Duration::from_secs(15),
             retry_base: Duration::from_secs(30),
             azureml_versions: Arc::new(AzureMlVersions::new(Some(DEFAULT_AZUREML_VERSIONS))),
+            listings: Arc::default(),
         }
     }
 }
@@ -122,8 +126,14 @@ impl<S: KubeStore> Engine<S> {
         d: &Desired,
         status: ClusterStatus,
     ) -> Result<Outcome, EngineError> {
-        let observed = self.observe(d, &status).await?;
+        let mut observed = self.observe(d, &status, true).await?;
         let mut plan = decide(d, &observed, &status, &self.config);
+        // A workspace listing only confirms: anything else it would lead to is decided on a
+        // fresh `GET` of the compute.
+        if observed.listed && !confirms(&plan) {
+            observed = self.observe(d, &status, false).await?;
+            plan = decide(d, &observed, &status, &self.config);
+        }
         tracing::debug!(write = plan.write.is_some(), phase = ?plan.status.phase, "decided");
         // What the API server holds: a status equal to it is not written again, so a
         // steady resync or a poll costs the API server nothing.
@@ -143,6 +153,13 @@ impl<S: KubeStore> Engine<S> {
                 persisted = plan.status.clone();
             }
             let result = self.act(d, &write).await;
+            if matches!(
+                write,
+                Write::PutCompute { .. } | Write::DeleteCompute { .. }
+            ) && let Ok(ws) = d.workspace_resource_id()
+            {
+                self.config.listings.invalidate(&ws);
+            }
             if let (Err(WriteFailure::Azure(e)), Some(cluster)) =
                 (&result, observed.cluster.found())
             {
@@ -161,4 +178,15 @@ impl<S: KubeStore> Engine<S> {
             verdict: plan.verdict,
         })
     }
+}
+
+/// Whether `plan` is "still Ready, nothing to write" (an opportunistic backup aside): the
+/// only decision a workspace listing may make.
+fn confirms(plan: &super::plan::Plan) -> bool {
+    let write_ok = match &plan.write {
+        None => true,
+        Some(Write::BackUpTls { purpose, .. }) => *purpose == BackupPurpose::Opportunistic,
+        Some(_) => false,
+    };
+    write_ok && plan.verdict.is_none() && plan.status.phase == Some(crate::crd::Phase::Ready)
 }

@@ -147,6 +147,15 @@ impl ResyncPolicy {
         finite_or(self.jitter, 0.0).clamp(0.0, 0.5)
     }
 
+    /// This policy with `reads` ARM reads per resync of one resource instead of its own
+    /// figure, when given (workspace listings: [`super::listing::reads_per_resync`]).
+    pub fn with_reads_per_resync(&self, reads: Option<f64>) -> ResyncPolicy {
+        ResyncPolicy {
+            reads_per_resync: reads.unwrap_or(self.reads_per_resync),
+            ..self.clone()
+        }
+    }
+
     /// The model of `quota`, else the configured one.
     pub fn model(&self, quota: Option<ReadQuota>) -> ThrottlingModel {
         quota.map_or(self.arm.model, |q| q.model)

@@ -1,0 +1,227 @@
+//! Workspace listings: one `GET workspaces/{ws}/computes` (every page) answers the
+//! steady-state resync of every compute of the workspace for a while, instead of one
+//! `GET compute` each.
+//!
+//! ARM's token buckets refill reads at 25 per second per subscription and principal: at one
+//! `GET` per resource per resync, 10,000 Ready resources resyncing every 10 minutes need 16.7
+//! reads per second, two thirds of the refill. A listing costs one read per page for a whole
+//! workspace, so the same resync costs the pages of each workspace's list once per
+//! [`WorkspaceListings::max_age`] window.
+//!
+//! A listing only ever *confirms* a resource: the engine trusts it for a steady resync
+//! whose decision is "still Ready, nothing to write". A compute missing from it, or a
+//! listing that leads to any other decision, is read again with a fresh `GET` before
+//! anything is decided (see [`super::reconcile`]), so a stale entry can delay the detection
+//! of drift by at most `max_age`, never cause a write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::azure::model::ComputeResource;
+use crate::azure::{ArmClient, AzureError, ResourceId};
+
+/// One workspace's computes as listed at `fetched`.
+#[derive(Debug)]
+struct Listing {
+    fetched: Instant,
+    /// By lowercase compute name.
+    computes: HashMap<String, ComputeResource>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Listing>>>;
+
+/// The listings of every workspace this process resyncs, shared by all reconciles. One
+/// reconcile lists a workspace at a time; the others of the same workspace wait for it and
+/// use its answer.
+#[derive(Debug, Default)]
+pub struct WorkspaceListings {
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Pages of the latest listing of each workspace, by lowercase workspace id (for the
+    /// resync pace): read without waiting for a listing in progress.
+    pages: Mutex<HashMap<String, (String, usize)>>,
+}
+
+/// What a listing says about one compute.
+#[derive(Debug)]
+pub enum Listed {
+    /// The compute, as the list returned it.
+    Found(Box<ComputeResource>),
+    /// Not in the list: the caller reads it with a `GET` (it may be newer than the list).
+    Absent,
+}
+
+impl WorkspaceListings {
+    /// A listing older than this is fetched again: half the subscription's nominal resync
+    /// interval (in real time: divided by the time scale), so that each workspace is listed
+    /// at most twice per interval whatever stretches it (ARM's budget, a drained bucket), and
+    /// a resync finds a listing at most half an interval old.
+    pub fn max_age(nominal: Duration, time_scale: f64) -> Duration {
+        (nominal / 2).div_f64(time_scale.max(f64::MIN_POSITIVE))
+    }
+
+    fn slot(&self, workspace: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(workspace.to_string()).or_default().clone()
+    }
+
+    /// Compute `name` of `workspace` from a listing younger than `max_age`, listing the
+    /// workspace now when there is none.
+    ///
+    /// # Errors
+    /// The list call's failure (the caller falls back to a `GET`, whose failure goes through
+    /// the verdict as usual).
+    pub async fn compute(
+        &self,
+        arm: &ArmClient,
+        workspace: &ResourceId,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<Listed, AzureError> {
+        let key = workspace.canonical().to_ascii_lowercase();
+        let slot = self.slot(&key);
+        let mut listing = slot.lock().await;
+        let fresh = listing
+            .as_ref()
+            .is_some_and(|l| l.fetched.elapsed() < max_age);
+        if !fresh {
+            let (computes, pages) = arm.list_computes_paged(workspace).await?;
+            let computes = computes
+                .into_iter()
+                .filter_map(|c| Some((c.name.clone()?.to_ascii_lowercase(), c)))
+                .collect();
+            self.pages.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                key.clone(),
+                (workspace.subscription().to_ascii_lowercase(), pages),
+            );
+            *listing = Some(Listing {
+                fetched: Instant::now(),
+                computes,
+            });
+        }
+        Ok(
+            match listing
+                .as_ref()
+                .and_then(|l| l.computes.get(&name.to_ascii_lowercase()))
+            {
+                Some(c) => Listed::Found(Box::new(c.clone())),
+                None => Listed::Absent,
+            },
+        )
+    }
+
+    /// Forgets the listing of `workspace`: the operator just wrote to one of its computes,
+    /// so the listing no longer describes it.
+    pub fn invalidate(&self, workspace: &ResourceId) {
+        let key = workspace.canonical().to_ascii_lowercase();
+        if let Some(slot) = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && let Ok(mut l) = slot.try_lock()
+        {
+            *l = None;
+        }
+    }
+
+    /// ARM reads one round of listings costs in `subscription`: the pages of the latest
+    /// listing of each of its workspaces (`None` before any listing).
+    pub fn pages_in_subscription(&self, subscription: &str) -> Option<usize> {
+        let sub = subscription.to_ascii_lowercase();
+        let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = pages
+            .values()
+            .filter(|(s, _)| *s == sub)
+            .map(|(_, p)| *p)
+            .sum();
+        (total > 0).then_some(total)
+    }
+
+    /// Pages of the latest listing of `workspace`, when listed.
+    pub fn pages(&self, workspace: &ResourceId) -> Option<usize> {
+        let key = workspace.canonical().to_ascii_lowercase();
+        self.pages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .map(|(_, p)| *p)
+    }
+}
+
+/// ARM reads one steady-state resync of one resource costs on average when listings answer
+/// them: each workspace is listed at most twice per resync interval (`max_age` is half of
+/// it), `pages` reads in all for the subscription's workspaces, shared by `resources`;
+/// never more than the one `GET` a resync costs without listings.
+pub fn reads_per_resync(pages: Option<usize>, resources: usize) -> f64 {
+    match pages {
+        Some(p) => (2.0 * p as f64 / resources.max(1) as f64).min(1.0),
+        None => 1.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_per_resync_are_shared_by_the_workspace() {
+        for (pages, resources, want) in [
+            (None, 10_000, 1.0),
+            // 400 workspaces of 25 computes, 1 page each: 800 reads per interval.
+            (Some(400), 10_000, 0.08),
+            // A workspace of one compute: a list costs what a GET costs.
+            (Some(1), 1, 1.0),
+            (Some(3), 2, 1.0),
+            (Some(1), 0, 1.0),
+        ] {
+            let got = reads_per_resync(pages, resources);
+            assert!((got - want).abs() < 1e-9, "{pages:?} {resources}: {got}");
+        }
+    }
+
+    /// 10,000 resources in one subscription, 400 workspaces of 25 computes listed in 2
+    /// pages each: under token buckets the base 600 s interval fits the default 50 % share
+    /// of the read refill (one GET each would need 889 s); under the hourly model the
+    /// interval stretches, and the listings' age with it.
+    #[test]
+    fn ten_thousand_resources_resync_at_the_base_interval() {
+        use crate::azure::ThrottlingModel;
+        use crate::engine::resync::{ReadQuota, ResyncPolicy};
+        let policy = ResyncPolicy::default();
+        let quota = |model| {
+            Some(ReadQuota {
+                model,
+                fill: Some(1.0),
+            })
+        };
+        let reads = reads_per_resync(Some(800), 10_000);
+        for (model, without, with) in [
+            (ThrottlingModel::TokenBucket, 888, 600),
+            (ThrottlingModel::Hourly, 6_666, 1_066),
+        ] {
+            let p = policy.with_reads_per_resync(Some(reads));
+            let nominal = p.nominal(10_000, quota(model)).as_secs();
+            let one_get = policy.nominal(10_000, quota(model)).as_secs();
+            assert_eq!((one_get, nominal), (without, with), "{model:?}");
+            // Within the share: listings of every workspace twice per interval.
+            let per_hour = 800.0 * 2.0 * 3600.0 / nominal as f64;
+            assert!(
+                per_hour <= p.allowed_reads_per_hour(model),
+                "{model:?}: {per_hour}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_age_is_half_the_interval_in_real_time() {
+        assert_eq!(
+            WorkspaceListings::max_age(Duration::from_secs(600), 1.0),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            WorkspaceListings::max_age(Duration::from_secs(600), 360.0),
+            Duration::from_secs_f64(300.0 / 360.0)
+        );
+    }
+}
