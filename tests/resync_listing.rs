@@ -164,3 +164,48 @@ async fn a_listing_never_decides_a_write() {
         Some("PublicIp".into())
     );
 }
+
+/// The attachment check before an attach lists the subscription's workspaces and their
+/// computes: attaching several clusters in a row shares those lists (30 s) instead of
+/// listing everything again per attach (N × (workspaces + 1) lists: quadratic in a bulk
+/// apply), and still finds an attachment of the same cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_checks_share_their_listings() {
+    use amlops::emulator::ClusterSeed;
+    let w = World::new().await;
+    for name in ["share1", "share2", "share3"] {
+        w.emu.seed_aks_cluster(
+            SUB,
+            ClusterSeed {
+                resource_group: "aks-rg".into(),
+                name: name.into(),
+                ..ClusterSeed::default()
+            },
+        );
+    }
+    w.emu.clear_requests();
+    for name in ["share1", "share2", "share3"] {
+        w.ready(&ca(&format!("ca-{name}"), name, "")).await;
+    }
+    let workspace_lists = w
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path
+                    .ends_with("/providers/Microsoft.MachineLearningServices/workspaces")
+        })
+        .count();
+    assert_eq!(workspace_lists, 1, "{:?}", w.brief_log());
+    // The listing of the workspace was dropped after each attach: a second resource on an
+    // attached cluster is still refused.
+    let st = w
+        .stalled(&ca("ca-again", "share2", ""), "AlreadyAttached")
+        .await;
+    let msg = condition(&st, "Stalled").map(|c| c.message.clone());
+    assert!(
+        msg.as_deref().is_some_and(|m| m.contains("ca-share2")),
+        "{msg:?}"
+    );
+}

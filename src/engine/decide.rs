@@ -159,6 +159,22 @@ pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
     if !owned {
         return choose_unowned(d, c);
     }
+    // A compute that served (it failed in an update, a detach or a reattach) is detached to
+    // retry: like any detach, only with its certificate held somewhere — the user's Secret
+    // or a verified backup — else it is backed up first.
+    let held = status
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.backup_secret_name.is_some())
+        || obs.backup.is_some()
+        || matches!(obs.user_tls, Some(Ok(_)));
+    let back_up_before = |a: Action| match a {
+        Action::RetryFailed {
+            detach: true,
+            then: Phase::Reattaching,
+        } if c.tls_enabled && !held => Action::BackupTls,
+        a => a,
+    };
     match c.state {
         AzState::Busy => return Action::Wait,
         AzState::Failed => {
@@ -170,11 +186,11 @@ pub fn choose(d: &Desired, obs: &Observed, status: &ClusterStatus) -> Action {
                 {
                     Action::Stall(s)
                 }
-                ProvisioningFailure::Deterministic(_) => retry_failed(d, c, ph),
+                ProvisioningFailure::Deterministic(_) => back_up_before(retry_failed(d, c, ph)),
                 ProvisioningFailure::Transient => {
                     let retries = retries_so_far(d, status);
                     if retries < d.max_retries {
-                        retry_failed(d, c, ph)
+                        back_up_before(retry_failed(d, c, ph))
                     } else {
                         Action::Stall(compute_failed(d, c, retries))
                     }

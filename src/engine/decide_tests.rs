@@ -689,6 +689,35 @@ fn decide_table() {
             Action::BackupTls,
         ),
         (
+            "failed after serving, TLS on, no certificate held: back up before the detach",
+            ic.clone(),
+            obs(Some(ObservedCompute {
+                tls_enabled: true,
+                ..failed.clone()
+            })),
+            owned(&ic, Phase::Updating),
+            Action::BackupTls,
+        ),
+        (
+            "failed after serving, TLS on, backup held: detach and reattach",
+            ic.clone(),
+            obs(Some(ObservedCompute {
+                tls_enabled: true,
+                ..failed.clone()
+            })),
+            ClusterStatus {
+                tls: Some(crate::crd::TlsStatus {
+                    backup_secret_name: Some("aks1-tls-backup".into()),
+                    ..Default::default()
+                }),
+                ..owned(&ic, Phase::Updating)
+            },
+            Action::RetryFailed {
+                detach: true,
+                then: Phase::Reattaching,
+            },
+        ),
+        (
             "renew annotation on an Auto certificate: renew in place",
             auto_renew_token.clone(),
             obs(Some(auto_on.clone())),

@@ -27,9 +27,20 @@ struct Listing {
     fetched: Instant,
     /// By lowercase compute name.
     computes: HashMap<String, ComputeResource>,
+    /// (compute name, `properties.resourceId`) of the computes that attach or created an
+    /// AKS cluster: what the attachment check needs, computed once per listing.
+    attached: Arc<Vec<(String, String)>>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Listing>>>;
+type WorkspacesSlot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<Vec<ResourceId>>)>>>;
+
+/// How old the listings may be that the attachment check before an attach reads (the
+/// workspaces of the subscription and their computes), in real time. The check lists every
+/// workspace: without sharing, attaching N clusters costs N × (workspaces + 1) lists. A
+/// listing is dropped as soon as this operator writes to a compute of its workspace, so the
+/// window only hides attachments made by someone else in the last 30 seconds.
+pub const ATTACHMENT_CHECK_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// The listings of every workspace this process resyncs, shared by all reconciles. One
 /// reconcile lists a workspace at a time; the others of the same workspace wait for it and
@@ -37,6 +48,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Listing>>>;
 #[derive(Debug, Default)]
 pub struct WorkspaceListings {
     slots: Mutex<HashMap<String, Slot>>,
+    /// The workspaces of each subscription (lowercase id), for the attachment check.
+    workspaces: Mutex<HashMap<String, WorkspacesSlot>>,
     /// Pages of the latest listing of each workspace, by lowercase workspace id (for the
     /// resync pace): read without waiting for a listing in progress.
     pages: Mutex<HashMap<String, (String, usize)>>,
@@ -65,6 +78,47 @@ impl WorkspaceListings {
         slots.entry(workspace.to_string()).or_default().clone()
     }
 
+    /// Runs `f` on a listing of `workspace` younger than `max_age`, listing it now when
+    /// there is none.
+    async fn with_listing<T>(
+        &self,
+        arm: &ArmClient,
+        workspace: &ResourceId,
+        max_age: Duration,
+        f: impl FnOnce(&Listing) -> T,
+    ) -> Result<T, AzureError> {
+        let key = workspace.canonical().to_ascii_lowercase();
+        let slot = self.slot(&key);
+        let mut listing = slot.lock().await;
+        let fresh = listing
+            .as_ref()
+            .is_some_and(|l| l.fetched.elapsed() < max_age);
+        if !fresh {
+            let (computes, pages) = arm.list_computes_paged(workspace).await?;
+            let computes: HashMap<String, ComputeResource> = computes
+                .into_iter()
+                .filter_map(|c| Some((c.name.clone()?.to_ascii_lowercase(), c)))
+                .collect();
+            let attached = computes
+                .values()
+                .filter_map(|c| Some((c.name.clone()?, c.properties.resource_id.clone()?)))
+                .collect();
+            self.pages.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                key.clone(),
+                (workspace.subscription().to_ascii_lowercase(), pages),
+            );
+            *listing = Some(Listing {
+                fetched: Instant::now(),
+                computes,
+                attached: Arc::new(attached),
+            });
+        }
+        match listing.as_ref() {
+            Some(l) => Ok(f(l)),
+            None => unreachable!("a listing was just stored"),
+        }
+    }
+
     /// Compute `name` of `workspace` from a listing younger than `max_age`, listing the
     /// workspace now when there is none.
     ///
@@ -78,36 +132,61 @@ impl WorkspaceListings {
         name: &str,
         max_age: Duration,
     ) -> Result<Listed, AzureError> {
-        let key = workspace.canonical().to_ascii_lowercase();
-        let slot = self.slot(&key);
-        let mut listing = slot.lock().await;
-        let fresh = listing
-            .as_ref()
-            .is_some_and(|l| l.fetched.elapsed() < max_age);
-        if !fresh {
-            let (computes, pages) = arm.list_computes_paged(workspace).await?;
-            let computes = computes
-                .into_iter()
-                .filter_map(|c| Some((c.name.clone()?.to_ascii_lowercase(), c)))
-                .collect();
-            self.pages.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                key.clone(),
-                (workspace.subscription().to_ascii_lowercase(), pages),
-            );
-            *listing = Some(Listing {
-                fetched: Instant::now(),
-                computes,
-            });
+        let name = name.to_ascii_lowercase();
+        self.with_listing(arm, workspace, max_age, |l| match l.computes.get(&name) {
+            Some(c) => Listed::Found(Box::new(c.clone())),
+            None => Listed::Absent,
+        })
+        .await
+    }
+
+    /// (compute name, AKS cluster id) of the computes of `workspace` that attach or created
+    /// an AKS cluster, from a listing younger than `max_age`.
+    ///
+    /// # Errors
+    /// The list call's failure.
+    pub async fn attached(
+        &self,
+        arm: &ArmClient,
+        workspace: &ResourceId,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<(String, String)>>, AzureError> {
+        self.with_listing(arm, workspace, max_age, |l| l.attached.clone())
+            .await
+    }
+
+    /// The workspaces of `subscription`, from a list younger than `max_age`.
+    ///
+    /// # Errors
+    /// The list call's failure.
+    pub async fn workspaces(
+        &self,
+        arm: &ArmClient,
+        subscription: &str,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<ResourceId>>, AzureError> {
+        let slot = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(subscription.to_ascii_lowercase())
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some((at, list)) = cached.as_ref()
+            && at.elapsed() < max_age
+        {
+            return Ok(list.clone());
         }
-        Ok(
-            match listing
-                .as_ref()
-                .and_then(|l| l.computes.get(&name.to_ascii_lowercase()))
-            {
-                Some(c) => Listed::Found(Box::new(c.clone())),
-                None => Listed::Absent,
-            },
-        )
+        let list: Arc<Vec<ResourceId>> = Arc::new(
+            arm.list_workspaces(subscription)
+                .await?
+                .into_iter()
+                .filter_map(|w| w.id.as_deref().and_then(|i| i.parse().ok()))
+                .collect(),
+        );
+        *cached = Some((Instant::now(), list.clone()));
+        Ok(list)
     }
 
     /// Forgets the listing of `workspace`: the operator just wrote to one of its computes,

@@ -141,8 +141,8 @@ pub struct ProvisionFacts {
     /// Attach: (node count, vCPUs of its VM size) per pool.
     pub pool_vcpus: Vec<(i32, Option<u32>)>,
     /// Attach: the computes of every workspace of the subscription the identity can see
-    /// that attach some AKS cluster (Azure ML supports one attachment per cluster: a second
-    /// one, in any workspace, silently breaks the first).
+    /// that attach the AKS cluster to be attached (Azure ML supports one attachment per
+    /// cluster: a second one, in any workspace, silently breaks the first).
     pub attachments: Vec<ExistingAttachment>,
     /// Attach: workspaces whose computes could not be listed (no permission there).
     pub unreadable_workspaces: Vec<String>,
@@ -477,7 +477,7 @@ impl<S: KubeStore> Engine<S> {
                         let cores = read!(self.arm.vm_vcpus(sub, &region, vm_size), scope);
                         facts.vm_vcpus = Some((region, cores));
                     }
-                    Flavor::Attach { .. } => {
+                    Flavor::Attach { aks_id } => {
                         if let Some(c) = o.cluster.found().cloned()
                             && c.cluster.is_running()
                         {
@@ -491,7 +491,7 @@ impl<S: KubeStore> Engine<S> {
                                 let cores = read!(self.arm.vm_vcpus(sub, &region, &size), scope);
                                 facts.pool_vcpus.push((pool.count.unwrap_or(0), cores));
                             }
-                            if let Err(error) = self.attachments(sub, &mut facts).await {
+                            if let Err(error) = self.attachments(sub, aks_id, &mut facts).await {
                                 o.failure = Some(ReadFailure {
                                     error,
                                     resource: scope,
@@ -517,36 +517,42 @@ impl<S: KubeStore> Engine<S> {
         Ok(o)
     }
 
-    /// The AKS attachments of every workspace of `subscription` the identity can see. A
-    /// workspace whose computes cannot be listed (403) is noted and skipped: the check
-    /// covers what the identity can see.
+    /// The attachments of AKS cluster `aks_id` in every workspace of `subscription` the
+    /// identity can see, from listings shared by every check for
+    /// [`super::listing::ATTACHMENT_CHECK_MAX_AGE`]. A workspace whose computes cannot be
+    /// listed (403) is noted and skipped: the check covers what the identity can see.
     async fn attachments(
         &self,
         subscription: &str,
+        aks_id: &str,
         facts: &mut ProvisionFacts,
     ) -> Result<(), AzureError> {
-        for ws in self.arm.list_workspaces(subscription).await? {
-            let Some(id) = ws.id.as_deref().and_then(|i| i.parse::<ResourceId>().ok()) else {
-                continue;
-            };
-            let computes = match self.arm.list_computes(&id).await {
-                Ok(c) => c,
+        let listings = &self.config.listings;
+        let max_age = super::listing::ATTACHMENT_CHECK_MAX_AGE;
+        for id in listings
+            .workspaces(&self.arm, subscription, max_age)
+            .await?
+            .iter()
+        {
+            let attached = match listings.attached(&self.arm, id, max_age).await {
+                Ok(a) => a,
                 Err(e) if e.category() == crate::azure::ErrorCategory::Forbidden => {
                     facts.unreadable_workspaces.push(id.name().to_string());
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            facts
-                .attachments
-                .extend(computes.into_iter().filter_map(|c| {
-                    Some(ExistingAttachment {
+            facts.attachments.extend(
+                attached
+                    .iter()
+                    .filter(|(_, cluster)| cluster.eq_ignore_ascii_case(aks_id))
+                    .map(|(compute, cluster)| ExistingAttachment {
                         workspace_id: id.to_string(),
                         workspace: id.name().to_string(),
-                        compute: c.name?,
-                        aks_id: c.properties.resource_id?,
-                    })
-                }));
+                        compute: compute.clone(),
+                        aks_id: cluster.clone(),
+                    }),
+            );
         }
         Ok(())
     }
