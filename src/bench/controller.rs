@@ -70,6 +70,8 @@ pub struct ControllerRun {
 /// Requests of a steady-state window.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ControllerSteady {
+    /// The resync period of the run ([`resync_period`]), real seconds.
+    pub resync_seconds: f64,
     /// Real seconds measured.
     pub seconds: f64,
     /// Reconciles in the window.
@@ -86,8 +88,17 @@ pub struct ControllerSteady {
 /// Reads and writes per hour: more than any run needs.
 const LIFTED_BUDGET: u64 = 1_000_000_000;
 
-/// Steady-state resync of this mode (real time; the budget is lifted so the policy keeps it).
-const RESYNC: Duration = Duration::from_secs(3);
+/// Steady-state resync of this mode for `n` resources (real time; the budget is lifted so
+/// the policy keeps it): 3 s, longer beyond 300 resources so that the resyncs of the
+/// resources already Ready ask for at most 100 reconciles per second. This mode resyncs at
+/// that period from the start: at 3 s, 10,000 resources would ask for 3,333 per second
+/// and starve the ones still converging, which `amlops run` (10-minute base) never does.
+pub fn resync_period(n: usize) -> Duration {
+    Duration::from_secs(3).max(Duration::from_secs_f64(n as f64 / 100.0))
+}
+
+/// Wait after convergence before the steady window, for in-flight work to settle.
+const SETTLE: Duration = Duration::from_secs(6);
 
 /// Resources sent to the fake API server per request when applied all at once.
 const APPLY_BATCH: usize = 100;
@@ -114,8 +125,9 @@ pub async fn run(
     let client = fake.client()?;
 
     // ARM's budget lifted, the policy and the emulator's remaining-reads headers agreeing
-    // on it, so that every resource resyncs every RESYNC (the engine benchmark covers the
+    // on it, so that every resource resyncs every `resync` (the engine benchmark covers the
     // budget).
+    let resync = resync_period(n);
     let mut throttling = args.resync.throttling;
     throttling.arm_read_budget = LIFTED_BUDGET;
     emu.set_budget(Some(EmuBudget {
@@ -129,7 +141,7 @@ pub async fn run(
         namespace: None,
         concurrency: u16::try_from(args.concurrency).unwrap_or(u16::MAX),
         engine: EngineConfig {
-            resync: throttling.policy(RESYNC),
+            resync: throttling.policy(resync),
             busy_poll: Duration::from_secs_f64((args.op_seconds / 4.0).max(0.05)),
             retry_base: Duration::from_millis(500),
             ..EngineConfig::default()
@@ -279,13 +291,14 @@ pub async fn run(
 
     if converged {
         // Steady: let in-flight work settle, then two and a half resync periods.
-        tokio::time::sleep(RESYNC * 2).await;
+        tokio::time::sleep(SETTLE).await;
         fake.clear_requests().await?;
         emu.clear_requests().await?;
         let r1 = reconciles();
         let w0 = Instant::now();
-        tokio::time::sleep(RESYNC * 5 / 2).await;
+        tokio::time::sleep(resync * 5 / 2).await;
         let s = &mut c.steady;
+        s.resync_seconds = resync.as_secs_f64();
         s.seconds = w0.elapsed().as_secs_f64();
         s.reconciles = reconciles() - r1;
         let (reads, writes) = emu.reads_and_writes().await?;
@@ -321,4 +334,17 @@ pub async fn run(
     emu.shutdown().await;
     fake.shutdown().await;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_period_bounds_the_resync_load() {
+        assert_eq!(resync_period(100), Duration::from_secs(3));
+        assert_eq!(resync_period(300), Duration::from_secs(3));
+        assert_eq!(resync_period(1_000), Duration::from_secs(10));
+        assert_eq!(resync_period(10_000), Duration::from_secs(100));
+    }
 }

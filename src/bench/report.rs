@@ -633,8 +633,11 @@ impl Report {
                 child(r.emulator_peak_rss_bytes)
             )
         });
-        row("steady: reconciles in window", &|r| {
-            format!("{} in {:.1} s", r.steady.reconciles, r.steady.seconds)
+        row("steady: resync period, reconciles in window", &|r| {
+            format!(
+                "{:.0} s, {} in {:.1} s",
+                r.steady.resync_seconds, r.steady.reconciles, r.steady.seconds
+            )
         });
         row("steady: ARM reads / reconcile, ARM writes", &|r| {
             format!(
