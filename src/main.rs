@@ -40,6 +40,9 @@ enum Command {
     Tls(TlsCommand),
     /// Benchmark the engine at scale against the emulator (see BENCHMARKS.md).
     Bench(amlops::bench::BenchArgs),
+    /// Serve the in-memory fake Kubernetes API server (the child of `bench --controller`).
+    #[command(hide = true)]
+    FakeApiServer(amlops::fake_kube::FakeApiServerArgs),
 }
 
 #[derive(Subcommand)]
@@ -66,6 +69,9 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(amlops::tls::run_cli(args)))
         }
         Command::Bench(args) => amlops::bench::run_cli(args),
+        Command::FakeApiServer(args) => {
+            runtime().and_then(|rt| rt.block_on(amlops::fake_kube::run_cli(args)).map(|()| true))
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1210,3 +1210,113 @@ async fn many_concurrent_watches_and_writes() {
     }
     fake.shutdown().await;
 }
+
+/// `amlops fake-api-server`'s admin endpoints (the child of `bench --controller`): seeding
+/// many objects in one request, the request log counted by method (admin calls not in it),
+/// clearing it; a fake started for tests does not serve them.
+#[tokio::test]
+async fn served_fake_admin_endpoints() {
+    let fake = FakeApiServer::serve_on("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind 127.0.0.1");
+    let http = reqwest::Client::new();
+    let mut seed: Vec<Value> = all_crds()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    seed.push(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "s1", "namespace": "default"},
+        "stringData": {"k": "v"}
+    }));
+    seed.push(serde_json::to_value(example_ic()).unwrap());
+    let resp = http
+        .post(format!("{}/_fake/objects", fake.url()))
+        .json(&seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["stored"], json!(seed.len()));
+
+    let client = fake.client();
+    let secret = Api::<Secret>::namespaced(client.clone(), "default")
+        .get("s1")
+        .await
+        .expect("seeded Secret");
+    assert!(secret.data.unwrap().contains_key("k"));
+    let ics: Api<InferenceCluster> = Api::all(client.clone());
+    assert_eq!(
+        ics.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    let mut stream = ics
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap()
+        .boxed();
+    while stream.try_next().await.unwrap().is_some() {}
+
+    let counts = |http: reqwest::Client, url: String| async move {
+        http.get(format!("{url}/_fake/requests/counts"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // Two GETs (the Secret, the list), one WATCH; the admin calls are not counted.
+    assert_eq!(
+        counts(http.clone(), fake.url()).await,
+        json!({"GET": 2, "WATCH": 1})
+    );
+    assert_eq!(
+        fake.request_counts().into_iter().collect::<Vec<_>>(),
+        vec![("GET".to_string(), 2), ("WATCH".to_string(), 1)]
+    );
+
+    // An unknown kind: the Status of the API, the objects before it stored.
+    let resp = http
+        .post(format!("{}/_fake/objects", fake.url()))
+        .json(&json!([
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}},
+            {"apiVersion": "example.com/v1", "kind": "Nope", "metadata": {"name": "x"}}
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let status: Value = resp.json().await.unwrap();
+    assert_eq!(status["reason"], "NotFound", "{status}");
+    assert!(fake.get("v1", "ConfigMap", None, "c1").is_some());
+    // Not an array: 400.
+    let resp = http
+        .post(format!("{}/_fake/objects", fake.url()))
+        .json(&json!({"apiVersion": "v1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    let resp = http
+        .delete(format!("{}/_fake/requests", fake.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(counts(http.clone(), fake.url()).await, json!({}));
+    fake.shutdown().await;
+
+    // A test fake has no admin endpoints: the path is an ordinary 404, logged.
+    let plain = FakeApiServer::start().await.expect("bind 127.0.0.1");
+    let resp = http
+        .get(format!("{}/_fake/requests/counts", plain.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(plain.requests().len(), 1);
+    plain.shutdown().await;
+}

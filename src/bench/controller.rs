@@ -1,11 +1,14 @@
 //! `amlops bench --controller`: the whole operator of `amlops run` (watches, work queue,
 //! finalizers, server-side-apply status, events, the engine) with N resources, against the
-//! in-process fake API server and the emulator child. It measures what the engine
-//! benchmark cannot: the Kubernetes glue's share of the overhead and its API traffic.
+//! fake API server and the Azure emulator. It measures what the engine benchmark cannot:
+//! the Kubernetes glue's share of the overhead and its API traffic.
 //!
-//! The fake API server runs on the bench's second runtime (threads named `emulator`), so
-//! its CPU is told apart from the operator's; its memory is not (same process), so the RSS
-//! figure is an upper bound of the operator's.
+//! Both the fake API server (`amlops fake-api-server`, see [`super::fake`]) and the
+//! emulator run as child processes by default, so the process's peak RSS and CPU are the
+//! operator's, with the benchmark's own driver (the manifests it applies, one watch per
+//! kind for the Ready times, the bookkeeping); the children's are reported apart. With
+//! `--emulator in-process` both run on the bench's second runtime (threads named
+//! `emulator`): their CPU is told apart, their memory is then counted in the process's.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,13 +21,13 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::emu::Emu;
+use super::fake::Fake;
 use super::report::{Cpu, Dist};
 use super::world;
 use super::{BenchArgs, sys};
 use crate::controller::{Backoff, Operator, Options};
 use crate::emulator::Budget as EmuBudget;
 use crate::engine::EngineConfig;
-use crate::fake_kube::FakeApiServer;
 
 /// Figures of one `--controller` run.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -51,18 +54,24 @@ pub struct ControllerRun {
     pub kube_requests_per_resource: BTreeMap<String, f64>,
     /// Steady state: every resource resynced at least twice (fast resync, unlimited budget).
     pub steady: ControllerSteady,
-    /// CPU: `operator_seconds` are the operator's threads, `emulator_seconds` the fake API
-    /// server's (the Azure emulator is a child process).
+    /// CPU: `operator_seconds` are the operator's threads (with the benchmark's Ready
+    /// watchers), `emulator_seconds` the fake API server's (its child process, or its
+    /// threads in-process; the Azure emulator's are not counted).
     pub cpu: Cpu,
-    /// Peak RSS of this process: the operator plus the fake API server and its request log.
+    /// Peak RSS of this process: the operator and the benchmark's driver; the fake API
+    /// server and the emulator too when they run in-process (`--emulator in-process`).
     pub peak_rss_bytes: u64,
     /// Peak RSS of the emulator child.
     pub emulator_peak_rss_bytes: Option<u64>,
+    /// Peak RSS of the fake API server child (its store, watch history and request log).
+    pub fake_api_server_peak_rss_bytes: Option<u64>,
 }
 
 /// Requests of a steady-state window.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ControllerSteady {
+    /// The resync period of the run ([`resync_period`]), real seconds.
+    pub resync_seconds: f64,
     /// Real seconds measured.
     pub seconds: f64,
     /// Reconciles in the window.
@@ -79,10 +88,22 @@ pub struct ControllerSteady {
 /// Reads and writes per hour: more than any run needs.
 const LIFTED_BUDGET: u64 = 1_000_000_000;
 
-/// Steady-state resync of this mode (real time; the budget is lifted so the policy keeps it).
-const RESYNC: Duration = Duration::from_secs(3);
+/// Steady-state resync of this mode for `n` resources (real time; the budget is lifted so
+/// the policy keeps it): 3 s, longer beyond 300 resources so that the resyncs of the
+/// resources already Ready ask for at most 100 reconciles per second. This mode resyncs at
+/// that period from the start: at 3 s, 10,000 resources would ask for 3,333 per second
+/// and starve the ones still converging, which `amlops run` (10-minute base) never does.
+pub fn resync_period(n: usize) -> Duration {
+    Duration::from_secs(3).max(Duration::from_secs_f64(n as f64 / 100.0))
+}
 
-/// Runs the operator against `n` resources; `rt` hosts the fake API server.
+/// Wait after convergence before the steady window, for in-flight work to settle.
+const SETTLE: Duration = Duration::from_secs(6);
+
+/// Resources sent to the fake API server per request when applied all at once.
+const APPLY_BATCH: usize = 100;
+
+/// Runs the operator against `n` resources; `rt` hosts the in-process servers, if any.
 pub async fn run(
     args: &BenchArgs,
     n: usize,
@@ -94,17 +115,19 @@ pub async fn run(
     let mut config = world::emulator_config(args.op_seconds);
     let manifests = world::populate(&mut config, &args.shape(n));
     let emu = Emu::start(args.emulator, config, rt).await?;
-    let fake = rt.spawn(FakeApiServer::start()).await??;
+    let fake = Fake::start(args.emulator, rt).await?;
+    let mut seed = Vec::new();
     for crd in crate::crd::all_crds() {
-        fake.install_crd(crd)
-            .map_err(|s| anyhow::anyhow!("{}", s.message))?;
+        seed.push(serde_json::to_value(crd)?);
     }
-    fake.put(serde_json::to_value(world::bench_tls_secret()?)?)
-        .map_err(|s| anyhow::anyhow!("{}", s.message))?;
+    seed.push(serde_json::to_value(world::bench_tls_secret()?)?);
+    fake.put_all(seed).await?;
+    let client = fake.client()?;
 
     // ARM's budget lifted, the policy and the emulator's remaining-reads headers agreeing
-    // on it, so that every resource resyncs every RESYNC (the engine benchmark covers the
+    // on it, so that every resource resyncs every `resync` (the engine benchmark covers the
     // budget).
+    let resync = resync_period(n);
     let mut throttling = args.resync.throttling;
     throttling.arm_read_budget = LIFTED_BUDGET;
     emu.set_budget(Some(EmuBudget {
@@ -118,7 +141,7 @@ pub async fn run(
         namespace: None,
         concurrency: u16::try_from(args.concurrency).unwrap_or(u16::MAX),
         engine: EngineConfig {
-            resync: throttling.policy(RESYNC),
+            resync: throttling.policy(resync),
             busy_poll: Duration::from_secs_f64((args.op_seconds / 4.0).max(0.05)),
             retry_base: Duration::from_millis(500),
             ..EngineConfig::default()
@@ -134,7 +157,7 @@ pub async fn run(
     };
     let arm = world::client_config(&emu.base_url(), emu.token(), throttling.arm(), 1.0, false)?;
     let (stop, stopped) = watch::channel(false);
-    let running = Operator::new(fake.client(), arm, options)?
+    let running = Operator::new(client.clone(), arm, options)?
         .start(stopped)
         .await?;
 
@@ -142,7 +165,7 @@ pub async fn run(
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let mut watchers = Vec::new();
     for kind in crate::controller::Kind::ALL {
-        let api: Api<DynamicObject> = Api::all_with(fake.client(), &kind.api_resource());
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
         let tx = ready_tx.clone();
         watchers.push(tokio::spawn(async move {
             let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
@@ -166,15 +189,25 @@ pub async fn run(
     drop(ready_tx);
 
     let reconciles = || running.metrics.reconciles_total();
-    let cpu0 = sys::thread_cpu();
-    fake.clear_requests();
+    fake.clear_requests().await?;
     emu.clear_requests().await?;
+    let cpu0 = sys::thread_cpu();
+    let fake_cpu0 = fake.child_cpu_seconds();
     let r0 = reconciles();
     let t0 = Instant::now();
     let mut applied: BTreeMap<String, Instant> = BTreeMap::new();
+    // At a rate, one request per resource (`kubectl apply -f dir/` or a GitOps sync: one
+    // after the other); all at once, batches (the apply time of a resource is when its
+    // batch was sent).
+    let batch_size = if args.apply_rate > 0.0 {
+        1
+    } else {
+        APPLY_BATCH
+    };
+    let mut batch: Vec<(String, serde_json::Value)> = Vec::with_capacity(batch_size);
+    let total = manifests.len();
     for (i, mut v) in manifests.into_iter().enumerate() {
         if args.apply_rate > 0.0 {
-            // `kubectl apply -f dir/` or a GitOps sync: one after the other at the rate.
             let at = t0 + Duration::from_secs_f64(i as f64 / args.apply_rate);
             tokio::time::sleep_until(at.into()).await;
         }
@@ -187,8 +220,14 @@ pub async fn run(
             v["kind"].as_str().unwrap_or_default(),
             v["metadata"]["name"].as_str().unwrap_or_default()
         );
-        applied.insert(name, Instant::now());
-        fake.put(v).map_err(|s| anyhow::anyhow!("{}", s.message))?;
+        batch.push((name, v));
+        if batch.len() >= batch_size || i + 1 == total {
+            let sent = Instant::now();
+            let (names, objects): (Vec<String>, Vec<serde_json::Value>) =
+                std::mem::take(&mut batch).into_iter().unzip();
+            applied.extend(names.into_iter().map(|n| (n, sent)));
+            fake.put_all(objects).await?;
+        }
     }
     let mut ready: BTreeMap<String, Instant> = BTreeMap::new();
     let deadline = tokio::time::Instant::from_std(t0 + timeout);
@@ -224,21 +263,19 @@ pub async fn run(
     let per = |x: u64| x as f64 / n.max(1) as f64;
     c.arm_reads_per_resource = per(arm_reads);
     c.arm_writes_per_resource = per(arm_writes);
-    for r in fake.requests() {
-        let method = if r.is_watch() {
-            "WATCH".to_string()
-        } else {
-            r.method.clone()
-        };
-        *c.kube_requests_per_resource.entry(method).or_default() += 1.0;
-    }
-    for v in c.kube_requests_per_resource.values_mut() {
-        *v /= n.max(1) as f64;
-    }
-    let (op_cpu, fake_cpu) = sys::cpu_split(&cpu0, &sys::thread_cpu());
+    c.kube_requests_per_resource = fake
+        .request_counts()
+        .await?
+        .into_iter()
+        .map(|(method, count)| (method, per(count)))
+        .collect();
+    let (op_cpu, fake_threads_cpu) = sys::cpu_split(&cpu0, &sys::thread_cpu());
+    let fake_cpu = fake_cpu0
+        .zip(fake.child_cpu_seconds())
+        .map_or(fake_threads_cpu.as_secs_f64(), |(a, b)| b - a);
     c.cpu = Cpu {
         operator_seconds: op_cpu.as_secs_f64(),
-        emulator_seconds: fake_cpu.as_secs_f64(),
+        emulator_seconds: fake_cpu,
         operator_ms_per_reconcile: op_cpu.as_secs_f64() * 1e3 / c.reconciles.max(1) as f64,
     };
     writeln!(
@@ -254,19 +291,27 @@ pub async fn run(
 
     if converged {
         // Steady: let in-flight work settle, then two and a half resync periods.
-        tokio::time::sleep(RESYNC * 2).await;
-        fake.clear_requests();
+        tokio::time::sleep(SETTLE).await;
+        fake.clear_requests().await?;
         emu.clear_requests().await?;
         let r1 = reconciles();
         let w0 = Instant::now();
-        tokio::time::sleep(RESYNC * 5 / 2).await;
+        tokio::time::sleep(resync * 5 / 2).await;
         let s = &mut c.steady;
+        s.resync_seconds = resync.as_secs_f64();
         s.seconds = w0.elapsed().as_secs_f64();
         s.reconciles = reconciles() - r1;
         let (reads, writes) = emu.reads_and_writes().await?;
         s.arm_reads_per_reconcile = reads as f64 / s.reconciles.max(1) as f64;
         s.arm_writes = writes;
-        let kube_writes = fake.requests().iter().filter(|r| r.method != "GET").count();
+        // Anything but GET and WATCH (a GET too).
+        let kube_writes: u64 = fake
+            .request_counts()
+            .await?
+            .iter()
+            .filter(|(m, _)| !matches!(m.as_str(), "GET" | "WATCH"))
+            .map(|(_, count)| count)
+            .sum();
         s.kube_writes_per_reconcile = kube_writes as f64 / s.reconciles.max(1) as f64;
         writeln!(
             out,
@@ -279,6 +324,7 @@ pub async fn run(
         )?;
     }
     c.emulator_peak_rss_bytes = emu.child_peak_rss_bytes();
+    c.fake_api_server_peak_rss_bytes = fake.child_peak_rss_bytes();
     let _ = stop.send(true);
     let _ = running.join().await;
     for w in watchers {
@@ -286,6 +332,19 @@ pub async fn run(
     }
     c.peak_rss_bytes = sampler.peak();
     emu.shutdown().await;
-    drop(fake);
+    fake.shutdown().await;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_period_bounds_the_resync_load() {
+        assert_eq!(resync_period(100), Duration::from_secs(3));
+        assert_eq!(resync_period(300), Duration::from_secs(3));
+        assert_eq!(resync_period(1_000), Duration::from_secs(10));
+        assert_eq!(resync_period(10_000), Duration::from_secs(100));
+    }
 }

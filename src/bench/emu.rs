@@ -213,18 +213,38 @@ impl Drop for ChildEmulator {
 
 /// Starts `exe emulator` on a free loopback port and reads the address it printed.
 fn spawn_child(exe: PathBuf, config: &std::path::Path) -> anyhow::Result<(Child, String)> {
-    let mut child = Command::new(&exe)
-        .args(["emulator", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
+    let mut args: Vec<std::ffi::OsString> = ["emulator", "--listen", "127.0.0.1:0", "--config"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    args.push(config.into());
+    spawn_server(&exe, &args, "Azure emulator listening on ")
+}
+
+/// Starts `exe args…` (a server of the same executable), reads the URL it prints after
+/// `prefix` on a line of its stdout, and keeps draining its stdout.
+///
+/// # Errors
+/// When it cannot be started or exits before printing the line.
+pub(super) fn spawn_server(
+    exe: &std::path::Path,
+    args: &[std::ffi::OsString],
+    prefix: &str,
+) -> anyhow::Result<(Child, String)> {
+    let what = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut child = Command::new(exe)
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("starting {} emulator", exe.display()))?;
-    let stdout = child.stdout.take().context("emulator stdout")?;
+        .with_context(|| format!("starting {} {what}", exe.display()))?;
+    let stdout = child.stdout.take().context("child stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let prefix = "Azure emulator listening on ";
     let url = loop {
         match lines.next() {
             Some(Ok(line)) => {
@@ -234,13 +254,14 @@ fn spawn_child(exe: PathBuf, config: &std::path::Path) -> anyhow::Result<(Child,
             }
             _ => {
                 let _ = child.kill();
-                anyhow::bail!("the emulator child exited before listening");
+                let _ = child.wait();
+                anyhow::bail!("the {what} child exited before listening");
             }
         }
     };
     // Keep draining its stdout so that it never blocks on a full pipe.
     std::thread::Builder::new()
-        .name("bench-emulator-out".into())
+        .name(format!("bench-{what}-out"))
         .spawn(move || lines.for_each(drop))?;
     // Give the listener a moment to be served before the first seeded request.
     std::thread::sleep(Duration::from_millis(20));

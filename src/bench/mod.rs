@@ -33,6 +33,7 @@
 
 pub mod controller;
 pub mod emu;
+pub mod fake;
 pub mod report;
 pub mod sched;
 pub mod sys;
@@ -102,12 +103,13 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub resync: ResyncArgs,
     /// Run the whole operator of `amlops run` (watches, finalizers, status, events) against
-    /// the in-process fake API server instead of the engine alone: converge and a short
+    /// the fake Kubernetes API server instead of the engine alone: converge and a short
     /// steady window; no budget phase.
     #[arg(long)]
     pub controller: bool,
-    /// Where the emulator runs: a child process (the figures of this process are then the
-    /// operator's alone) or in this process.
+    /// Where the emulator (and, with `--controller`, the fake API server) runs: child
+    /// processes (the figures of this process are then the operator's alone) or this
+    /// process.
     #[arg(long, value_enum, default_value = "process")]
     pub emulator: EmulatorMode,
 }

@@ -55,6 +55,9 @@
 //!   ([`Fault`]; note kube's client itself retries 429/503/504 up to 15 times, so use e.g.
 //!   500 or 409 to make a call fail), CRDs held back from Established, watch expiry
 //!   ([`FakeApiServer::compact`], [`FakeApiServer::expire_watches`]).
+//! - As a process of its own: `amlops fake-api-server --listen 127.0.0.1:0` (hidden; the
+//!   child of `amlops bench --controller`), with admin endpoints under `/_fake/` for
+//!   seeding objects and reading the request counts (see `admin.rs`).
 //!
 //! # Not emulated
 //! - Admission: no OpenAPI schema validation, CEL `x-kubernetes-validations`,
@@ -75,6 +78,7 @@
 //!   DNS-1123 subdomain, labels/annotations maps of strings, finalizers a list of strings,
 //!   apiVersion/kind/namespace/name in a body must match the URL.
 
+mod admin;
 mod apply;
 mod crd;
 mod defaults;
@@ -85,6 +89,7 @@ mod select;
 mod store;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -94,6 +99,7 @@ use serde_json::Value;
 use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinHandle;
 
+pub use admin::{FakeApiServerArgs, run_cli};
 use errors::ApiError;
 use http::Shared;
 use store::{Deleted, State, Sub, TypeInfo};
@@ -186,6 +192,20 @@ impl RequestRecord {
     }
 }
 
+/// Requests by method, watches counted as `WATCH`.
+fn count_requests(log: &[RequestRecord]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for r in log {
+        let method = if r.is_watch() {
+            "WATCH".to_string()
+        } else {
+            r.method.clone()
+        };
+        *counts.entry(method).or_default() += 1;
+    }
+    counts
+}
+
 /// Makes the next `times` requests whose method matches and whose `path?query` contains
 /// `path_contains` fail with `status` (a `metav1.Status` body), before any effect.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,8 +280,33 @@ impl FakeApiServer {
 
     /// Like [`FakeApiServer::start`] with another bookmark interval.
     pub async fn start_with(bookmark_interval: Duration) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            bookmark_interval,
+            false,
+        )
+        .await
+    }
+
+    /// Binds `addr` (port 0: a free one) and also serves the admin endpoints under
+    /// `/_fake/` (seeding objects, the request counts; see `admin.rs`), for a fake run as
+    /// its own process (`amlops fake-api-server`). Watches send a BOOKMARK every second.
+    pub async fn serve_on(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::bind(addr, Duration::from_secs(1), true).await
+    }
+
+    async fn bind(
+        addr: SocketAddr,
+        bookmark_interval: Duration,
+        admin: bool,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let addr = if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
         let (stop, stopped) = tokio_watch::channel(false);
         let (expire, expired) = tokio_watch::channel(0u64);
         let shared = Arc::new(Shared {
@@ -270,7 +315,11 @@ impl FakeApiServer {
             expire: expired,
             bookmark_interval: bookmark_interval.max(Duration::from_millis(10)),
         });
-        let app = http::router(shared.clone());
+        let app = if admin {
+            http::router(shared.clone()).nest("/_fake", admin::router(shared.clone()))
+        } else {
+            http::router(shared.clone())
+        };
         let mut until = stopped;
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -368,9 +417,12 @@ impl FakeApiServer {
     /// Creates or replaces an object as a user would (no resourceVersion check). For kinds
     /// with a status subresource `.status` is ignored: use [`FakeApiServer::put_status`].
     /// Namespaced objects without a namespace go to `default`.
-    pub fn put(&self, mut obj: Value) -> Result<Value, Status> {
-        let mut state = self.lock();
-        let (ty, version, ns, name) = Self::target(&state, &obj)?;
+    pub fn put(&self, obj: Value) -> Result<Value, Status> {
+        Self::put_in(&mut self.lock(), obj)
+    }
+
+    fn put_in(state: &mut State, mut obj: Value) -> Result<Value, Status> {
+        let (ty, version, ns, name) = Self::target(state, &obj)?;
         let result = if state.get(&ty, &ns, &name).is_some() {
             state.replace(&ty, &version, &ns, &name, obj, Sub::Main, false, false)
         } else {
@@ -469,6 +521,12 @@ impl FakeApiServer {
     /// Every request answered so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
+    }
+
+    /// The requests answered so far, counted by method (upper case), watches apart as
+    /// `WATCH` (see [`RequestRecord::is_watch`]).
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        count_requests(&self.lock().requests)
     }
 
     /// Forgets the requests recorded so far.
