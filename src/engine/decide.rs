@@ -1115,7 +1115,9 @@ fn update_tls(
         Err(s) => return stall(d, plan, &s),
     };
     let body = tls_update_body(current, d, material.map(|v| &v.material), renew);
-    let st = &mut plan.status;
+    // What is recorded once Azure accepted the PUT; the intent record keeps the old values
+    // so that a failed PUT is tried again.
+    let mut st = plan.status.clone();
     let what = if renew {
         st.last_renew_token = d.renew_token.clone();
         st.certificate_renewed_at = obs.now.map(|t| t.to_string());
@@ -1133,9 +1135,10 @@ fn update_tls(
     };
     // Status describes what is about to be served: a new Auto certificate is read (and
     // backed up) once Azure issued it.
-    st.tls = tls_status(d, st, material);
+    st.tls = tls_status(d, &st, material);
     st.certificate_expiry_warning = None;
     st.last_applied_hash = Some(d.attach_hash());
+    plan.after.applied = Some(Box::new(st));
     plan.events.push(Note::normal(
         if renew {
             "CertificateRenewing"

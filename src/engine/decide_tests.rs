@@ -1571,14 +1571,42 @@ fn tls_in_place() {
         unreachable!()
     };
     assert_eq!(body.properties.description.as_deref(), Some("kept"));
+    // The intent record keeps the old hash: a PUT that fails is tried again…
+    assert_eq!(plan.status.last_applied_hash, ready_auto.last_applied_hash);
+    // …and Azure's acceptance records the new certificate and hash.
+    let accepted = settle(&custom, &o, plan.clone(), Ok(Done::Started(None)), &cfg);
     assert_eq!(
-        plan.status
+        accepted
+            .status
             .tls
             .as_ref()
             .and_then(|t| t.sha256_fingerprint.as_deref()),
         Some("bbbb")
     );
-    assert_eq!(plan.status.last_applied_hash, Some(custom.attach_hash()));
+    assert_eq!(
+        accepted.status.last_applied_hash,
+        Some(custom.attach_hash())
+    );
+    let busy = crate::azure::error::ApiError::from_response(
+        "compute.put",
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        br#"{"error":{"code":"ServiceUnavailable","message":"later"}}"#,
+        Default::default(),
+        None,
+    );
+    let retried = settle(
+        &custom,
+        &o,
+        plan.clone(),
+        Err(WriteFailure::Azure(busy.into())),
+        &cfg,
+    );
+    let again = decide(&custom, &o, &retried.status, &cfg);
+    assert_eq!(
+        write_name(&again.write),
+        "PutCompute(Update)",
+        "a failed in-place change is sent again"
+    );
     assert!(plan.after.fallback_reattach);
     assert!(plan.events.iter().any(|e| e.reason == "TLSUpdating"));
 
@@ -1642,8 +1670,18 @@ fn tls_in_place() {
         serde_json::json!({"status": "Auto", "leafDomainLabel": "contoso",
                            "overwriteExistingDomain": false, "renew": true})
     );
-    assert_eq!(plan.status.last_renew_token.as_deref(), Some("r1"));
-    assert_eq!(plan.status.certificate_renewed_at, Some(now.to_string()));
+    let accepted = settle(
+        &renew,
+        &serving(auto_on.clone()),
+        plan.clone(),
+        Ok(Done::Started(None)),
+        &cfg,
+    );
+    assert_eq!(accepted.status.last_renew_token.as_deref(), Some("r1"));
+    assert_eq!(
+        accepted.status.certificate_renewed_at,
+        Some(now.to_string())
+    );
     assert!(!plan.after.fallback_reattach);
     assert!(
         plan.events

@@ -345,8 +345,10 @@ impl<S: KubeStore> Engine<S> {
         };
         // The resync pace's inputs first: the listing's age follows from them.
         let sub = d.workspace.subscription_id.as_str();
+        // One count per reconcile: the store walks its claims for it.
+        let resources = self.store.resources_in_subscription(sub);
         o.resync = ResyncFacts {
-            resources: self.store.resources_in_subscription(sub).max(1),
+            resources: resources.max(1),
             quota: fresh_read_quota(
                 &self.config.resync,
                 self.arm.remaining_quota(sub),
@@ -357,12 +359,7 @@ impl<S: KubeStore> Engine<S> {
                 .config
                 .listings
                 .pages_in_subscription(sub)
-                .map(|pages| {
-                    super::listing::reads_per_resync(
-                        Some(pages),
-                        self.store.resources_in_subscription(sub),
-                    )
-                }),
+                .map(|pages| super::listing::reads_per_resync(Some(pages), resources)),
         };
 
         macro_rules! read {

@@ -124,6 +124,9 @@ pub struct AfterWrite {
     /// An in-place TLS change: when Azure refuses it, fall back to detach + reattach (the
     /// certificate backed up first), with a Warning event that says so.
     pub fallback_reattach: bool,
+    /// What an in-place TLS change records once Azure accepted it (not in the intent
+    /// record: a write that failed must be tried again, not taken for applied).
+    pub applied: Option<Box<ClusterStatus>>,
 }
 
 /// The whole decision of one reconcile.

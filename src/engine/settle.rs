@@ -85,6 +85,14 @@ pub fn settle(
     };
     match result {
         Ok(Done::Started(handle)) => {
+            if let Some(applied) = plan.after.applied.take() {
+                let st = &mut plan.status;
+                st.tls = applied.tls;
+                st.certificate_expiry_warning = applied.certificate_expiry_warning;
+                st.last_applied_hash = applied.last_applied_hash;
+                st.last_renew_token = applied.last_renew_token;
+                st.certificate_renewed_at = applied.certificate_renewed_at;
+            }
             let requeue = match &handle {
                 Some(h) => {
                     plan.status.operation = Some(record_operation(h));

@@ -214,11 +214,15 @@ impl KubeStore for MemoryStore {
             .collect())
     }
     fn resources_in_subscription(&self, subscription: &str) -> usize {
-        let prefix = format!("/subscriptions/{subscription}/").to_ascii_lowercase();
+        let prefix = format!("/subscriptions/{subscription}/");
         self.lock()
             .claims
             .iter()
-            .filter(|c| c.compute_id.to_ascii_lowercase().starts_with(&prefix))
+            .filter(|c| {
+                c.compute_id
+                    .get(..prefix.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(&prefix))
+            })
             .count()
     }
 }
