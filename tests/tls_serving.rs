@@ -105,10 +105,6 @@ async fn an_expired_rotation_keeps_the_old_certificate_serving() {
     );
 }
 
-fn tls_fp(s: &amlops::crd::ClusterStatus) -> Option<String> {
-    s.tls.as_ref().and_then(|t| t.sha256_fingerprint.clone())
-}
-
 fn ready_message(s: &amlops::crd::ClusterStatus) -> String {
     condition(s, "Ready")
         .map(|c| c.message.clone())

@@ -216,16 +216,6 @@ impl WorkspaceListings {
             .sum();
         (total > 0).then_some(total)
     }
-
-    /// Pages of the latest listing of `workspace`, when listed.
-    pub fn pages(&self, workspace: &ResourceId) -> Option<usize> {
-        let key = workspace.canonical().to_ascii_lowercase();
-        self.pages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .map(|(_, p)| *p)
-    }
 }
 
 /// ARM reads one steady-state resync of one resource costs on average when listings answer

@@ -453,6 +453,11 @@ pub fn tls_secret(name: &str, host: &str) -> (Secret, String) {
     (secret, fp)
 }
 
+/// `status.tls.sha256Fingerprint`: the certificate the status says is served.
+pub fn tls_fp(s: &ClusterStatus) -> Option<String> {
+    s.tls.as_ref().and_then(|t| t.sha256_fingerprint.clone())
+}
+
 /// Fingerprint of the certificate in a Secret of the store.
 pub fn secret_fingerprint(store: &MemoryStore, name: &str) -> Option<String> {
     let s = store.secret(NS, name)?;

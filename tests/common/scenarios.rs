@@ -113,10 +113,6 @@ fn cluster_count(w: &World) -> usize {
     w.emu.state().clusters.len()
 }
 
-fn tls_fp(s: &ClusterStatus) -> Option<String> {
-    s.tls.as_ref().and_then(|t| t.sha256_fingerprint.clone())
-}
-
 /// Retries an out-of-band step (done by "someone else", not the operator) a few times:
 /// the client already retries throttling, this covers a run of bad luck under faults.
 async fn oob<T, F, Fut>(what: &str, f: F) -> T
