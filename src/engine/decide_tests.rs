@@ -1440,6 +1440,62 @@ fn settle_table() {
             .iter()
             .any(|c| c.type_ == "Stalled" && c.reason == "TLSBackupFailed" && c.status == "True")
     );
+    // An earlier verified backup holds the certificate. A passing failure of the fresh read
+    // (503 with Retry-After) is still waited out: no detach on the older copy while the one
+    // serving now can be read in a moment.
+    let held = Observed {
+        backup: Some(verified("aaaa")),
+        ..obs(Some(ObservedCompute {
+            tls_enabled: true,
+            ..compute(AzState::Succeeded)
+        }))
+    };
+    let plan = decide(&tls, &held, &status, &cfg);
+    assert_eq!(write_name(&plan.write), "BackUpTls(BeforeDetach)");
+    let passing = settle(
+        &tls,
+        &held,
+        plan.clone(),
+        Err(WriteFailure::Tls(TlsError::Unavailable(
+            "the API server answered 503".into(),
+            Some(Duration::from_secs(9)),
+        ))),
+        &cfg,
+    );
+    assert_eq!(passing.status.phase, Some(Phase::BackingUpTls));
+    assert!(
+        passing.requeue >= Some(Duration::from_secs(9)),
+        "{:?}",
+        passing.requeue
+    );
+    assert!(
+        passing
+            .events
+            .iter()
+            .any(|e| e.warning && e.reason == "TLSBackupRetrying")
+    );
+    assert!(
+        !passing
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True")
+    );
+    // A read that cannot succeed (the cluster cannot be reached) goes on with the held copy.
+    let unreachable = settle(
+        &tls,
+        &held,
+        plan,
+        Err(WriteFailure::Tls(TlsError::BackupFailed(
+            "private cluster".into(),
+        ))),
+        &cfg,
+    );
+    assert_eq!(unreachable.status.phase, Some(Phase::Detaching));
+    assert_eq!(unreachable.requeue, Some(Duration::ZERO));
+    assert!(unreachable.events.iter().any(|e| e.warning
+        && e.reason == "TLSBackupFailed"
+        && e.message.contains("certificate already held")));
 }
 
 /// The claim precedence rule, the same in `amlops run`, the demo, the bench and the tests.

@@ -262,20 +262,23 @@ fn backup_failed(
         ),
     };
     match purpose {
+        // A passing failure (429, 503, a cluster starting) is waited out before a detach even
+        // when a certificate is already held: the fresh read is the one of what serves now.
+        Some(BackupPurpose::BeforeDetach { .. }) if retry.is_some() => {
+            let after = retry.unwrap_or_default();
+            plan.events
+                .push(Note::warning("TLSBackupRetrying", message.clone()));
+            apply(
+                &mut plan.status,
+                Health::Progressing,
+                "TLSBackupRetrying",
+                &format!("{message}; trying again before detaching"),
+                d.generation,
+            );
+            plan.requeue = Some(after.max(cfg.busy_poll));
+            plan
+        }
         Some(BackupPurpose::BeforeDetach { fallback: false }) => {
-            if let Some(after) = retry {
-                plan.events
-                    .push(Note::warning("TLSBackupRetrying", message.clone()));
-                apply(
-                    &mut plan.status,
-                    Health::Progressing,
-                    "TLSBackupRetrying",
-                    &format!("{message}; trying again before detaching"),
-                    d.generation,
-                );
-                plan.requeue = Some(after.max(cfg.busy_poll));
-                return plan;
-            }
             let s = stall_as.unwrap_or_else(|| {
                 Stall::new(
                     "TLSBackupFailed",
