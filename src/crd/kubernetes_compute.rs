@@ -231,4 +231,9 @@ pub struct KubernetesComputeStatus {
     /// Failed-compute retries so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// Azure refused an in-place change (identity, description) with this message: the
+    /// change is applied by a detach + attach instead (under `reattachPolicy: Manual`, once
+    /// the `amlops.dev/reattach` annotation changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reattach_required: Option<String>,
 }

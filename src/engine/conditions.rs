@@ -2,7 +2,51 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::ClusterStatus;
+use crate::crd::{ClusterStatus, KubernetesComputeStatus};
+
+/// A status with kstatus conditions and `observedGeneration` (every kind of amlops).
+pub trait Conditioned {
+    /// The conditions.
+    fn conditions(&self) -> &[Condition];
+    /// The conditions, to change.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    /// `observedGeneration`.
+    fn observed_generation(&self) -> Option<i64>;
+    /// Set `observedGeneration`.
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+    /// What else a stall records (the legacy kinds' phase `Pending` if none yet).
+    fn on_stall(&mut self) {}
+}
+
+macro_rules! conditioned {
+    () => {
+        fn conditions(&self) -> &[Condition] {
+            &self.conditions
+        }
+        fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+            &mut self.conditions
+        }
+        fn observed_generation(&self) -> Option<i64> {
+            self.observed_generation
+        }
+        fn set_observed_generation(&mut self, generation: Option<i64>) {
+            self.observed_generation = generation;
+        }
+    };
+}
+
+impl Conditioned for ClusterStatus {
+    conditioned!();
+    fn on_stall(&mut self) {
+        if self.phase.is_none() {
+            self.phase = Some(crate::crd::Phase::Pending);
+        }
+    }
+}
+
+impl Conditioned for KubernetesComputeStatus {
+    conditioned!();
+}
 
 /// Overall health to report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +62,7 @@ pub enum Health {
 }
 
 fn set(
-    status: &mut ClusterStatus,
+    status: &mut impl Conditioned,
     type_: &str,
     on: bool,
     reason: &str,
@@ -27,7 +71,11 @@ fn set(
 ) {
     let value = if on { "True" } else { "False" };
     let now = Time(jiff::Timestamp::now());
-    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+    match status
+        .conditions_mut()
+        .iter_mut()
+        .find(|c| c.type_ == type_)
+    {
         Some(c) => {
             if c.status != value {
                 c.last_transition_time = now;
@@ -37,7 +85,7 @@ fn set(
             c.message = message.into();
             c.observed_generation = generation;
         }
-        None => status.conditions.push(Condition {
+        None => status.conditions_mut().push(Condition {
             type_: type_.into(),
             status: value.into(),
             reason: reason.into(),
@@ -50,7 +98,7 @@ fn set(
 
 /// Set the three conditions for `health`, with `reason`/`message` on the one that is true.
 pub fn apply(
-    status: &mut ClusterStatus,
+    status: &mut impl Conditioned,
     health: Health,
     reason: &str,
     message: &str,
@@ -79,7 +127,7 @@ pub fn apply(
         if stalled { message } else { "" },
         generation,
     );
-    status.observed_generation = generation;
+    status.set_observed_generation(generation);
 }
 
 /// Record `stall` in `status` — Stalled=True with its reason and message, phase `Pending`
@@ -87,19 +135,17 @@ pub fn apply(
 /// resource. Returns whether this is news (not the stall already recorded for this
 /// generation): only news gets a Warning event.
 pub fn record_stall(
-    status: &mut ClusterStatus,
+    status: &mut impl Conditioned,
     stall: &super::verdict::Stall,
     generation: Option<i64>,
 ) -> bool {
-    let already = status.conditions.iter().any(|c| {
+    let already = status.conditions().iter().any(|c| {
         c.type_ == "Stalled"
             && c.status == "True"
             && c.reason == stall.reason
             && c.message == stall.message
-    }) && status.observed_generation == generation;
-    if status.phase.is_none() {
-        status.phase = Some(crate::crd::Phase::Pending);
-    }
+    }) && status.observed_generation() == generation;
+    status.on_stall();
     apply(
         status,
         Health::Stalled,

@@ -15,6 +15,7 @@ pub mod checks;
 pub mod conditions;
 pub mod decide;
 pub mod desired;
+pub mod kubernetes_compute;
 pub mod listing;
 pub mod observe;
 pub mod plan;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::crd::ClusterStatus;
+use crate::crd::{ClusterStatus, KubernetesComputeStatus};
 
 use super::body::attach_target;
 use super::desired::Desired;
@@ -133,6 +133,7 @@ pub trait KubeStore: Send + Sync {
 struct Inner {
     secrets: BTreeMap<(String, String), Secret>,
     statuses: BTreeMap<ObjKey, ClusterStatus>,
+    compute_statuses: BTreeMap<ObjKey, KubernetesComputeStatus>,
     events: Vec<Event>,
     claims: Vec<Claim>,
 }
@@ -163,6 +164,10 @@ impl MemoryStore {
     /// The last saved status of a CR.
     pub fn status(&self, key: &ObjKey) -> Option<ClusterStatus> {
         self.lock().statuses.get(key).cloned()
+    }
+    /// The last saved status of a `KubernetesCompute`.
+    pub fn compute_status(&self, key: &ObjKey) -> Option<KubernetesComputeStatus> {
+        self.lock().compute_statuses.get(key).cloned()
     }
     /// Every event so far.
     pub fn events(&self) -> Vec<Event> {
@@ -224,5 +229,18 @@ impl KubeStore for MemoryStore {
                     .is_some_and(|p| p.eq_ignore_ascii_case(&prefix))
             })
             .count()
+    }
+}
+
+impl super::kubernetes_compute::ComputeStore for MemoryStore {
+    async fn save_compute_status(
+        &self,
+        key: &ObjKey,
+        status: &KubernetesComputeStatus,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .compute_statuses
+            .insert(key.clone(), status.clone());
+        Ok(())
     }
 }

@@ -225,6 +225,26 @@ pub async fn cluster_credential(
     }
 }
 
+/// A `kube::Client` for an AKS cluster, as the operator reads it: the kubeconfig of
+/// [`cluster_credential`], and for clusters whose kubeconfig runs `kubelogin` (Entra ID
+/// only) the operator's own Entra ID token for the AKS server application.
+///
+/// # Errors
+/// The ARM failure of the credential or the token (see [`cluster_credential`]), or
+/// `Config` when the kubeconfig cannot be used.
+pub async fn cluster_client(
+    arm: &crate::azure::ArmClient,
+    cluster: &crate::azure::ResourceId,
+) -> Result<kube::Client, crate::azure::AzureError> {
+    let credential = cluster_credential(arm, cluster).await?;
+    if credential.uses_exec_plugin() {
+        let token = arm.aks_entra_token().await?;
+        credential.client_with_token(None, &token).await
+    } else {
+        credential.client(None).await
+    }
+}
+
 /// [`read_azuremlfessl_from_aks`] with the cluster's kubeconfig already in hand
 /// ([`cluster_credential`]).
 ///

@@ -5,7 +5,7 @@ mod pem;
 
 pub use backup::{
     AZUREMLFESSL, BackupArgs, RUN_COMMAND_DEADLINE, backup_secret, cert_and_key_from_secret,
-    cluster_credential, read_azuremlfessl, read_azuremlfessl_by_run_command,
+    cluster_client, cluster_credential, read_azuremlfessl, read_azuremlfessl_by_run_command,
     read_azuremlfessl_from_aks, read_azuremlfessl_with, run_cli,
 };
 pub use pem::{CertInfo, check_serving, verify_pair};

@@ -1,0 +1,522 @@
+//! The `KubernetesCompute` engine against the emulator over real HTTP: wait for the
+//! extension, check (or create) the namespace, attach, hold still, change in place, recover
+//! a `Failed` compute, refuse someone else's compute, adopt on request, detach on deletion —
+//! each outcome checked on the emulator's request log (what was written) and the status.
+
+mod common;
+
+use std::time::Duration;
+
+use amlops::azure::model::{KubernetesComputeResource, ProvisioningState};
+use amlops::azure::{ExtensionId, ResourceId};
+use amlops::crd::WorkspaceRef;
+use amlops::crd::{ComputeIdentity, ComputeIdentityType, DeletionPolicy, KubernetesComputeStatus};
+use amlops::emulator::{
+    ClusterSeed, DEFAULT_SUBSCRIPTION, ExtensionSeed, FaultKind, FaultMatch, FaultRule,
+    KubernetesPathSeed, PoolSeed,
+};
+use amlops::engine::kubernetes_compute::{ComputeDesired, ComputeTarget, KIND};
+use amlops::engine::{MemoryStore, ObjKey};
+use common::World;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::PostParams;
+
+const SUB: &str = DEFAULT_SUBSCRIPTION;
+
+fn seed_cluster(w: &World, name: &str, private: bool) -> ResourceId {
+    w.emu.seed_aks_cluster(
+        SUB,
+        ClusterSeed {
+            resource_group: "aks-rg".into(),
+            name: name.into(),
+            agent_pools: vec![PoolSeed {
+                count: 3,
+                ..PoolSeed::default()
+            }],
+            private,
+            ..ClusterSeed::default()
+        },
+    );
+    ResourceId::managed_cluster(SUB, "aks-rg", name).unwrap()
+}
+
+fn install_extension(w: &World, cluster: &ResourceId) {
+    w.emu
+        .seed_kubernetes_path(&KubernetesPathSeed {
+            crd_delay_ms: Some(0),
+            extensions: vec![ExtensionSeed {
+                cluster_id: cluster.to_string(),
+                ..ExtensionSeed::default()
+            }],
+            ..KubernetesPathSeed::default()
+        })
+        .unwrap();
+}
+
+async fn create_namespace(w: &World, cluster: &ResourceId, name: &str) {
+    let client = w
+        .engine
+        .arm
+        .list_cluster_admin_credential(cluster)
+        .await
+        .unwrap()
+        .client(None)
+        .await
+        .unwrap();
+    let ns = Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    kube::Api::<Namespace>::all(client)
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+fn kc(name: &str, cluster: &ResourceId, namespace: &str) -> ComputeDesired {
+    ComputeDesired {
+        key: ObjKey {
+            kind: KIND.into(),
+            namespace: "ml".into(),
+            name: name.into(),
+        },
+        generation: Some(1),
+        workspace: WorkspaceRef {
+            subscription_id: SUB.into(),
+            resource_group: "ml-rg".into(),
+            name: "ml-ws".into(),
+        },
+        compute_name: name.into(),
+        target: Ok(ComputeTarget {
+            cluster: cluster.clone(),
+            extension: "azureml".into(),
+        }),
+        namespace: namespace.into(),
+        create_namespace: false,
+        identity: None,
+        description: None,
+        manual_reattach: false,
+        reattach_token: None,
+        adopt: false,
+        deletion_policy: DeletionPolicy::Detach,
+        max_retries: 2,
+        deleting: false,
+    }
+}
+
+fn store(w: &World) -> &MemoryStore {
+    &w.store
+}
+
+fn status(w: &World, d: &ComputeDesired) -> KubernetesComputeStatus {
+    store(w).compute_status(&d.key).unwrap_or_default()
+}
+
+fn cond<'a>(st: &'a KubernetesComputeStatus, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map(|c| (c.type_.as_str(), c.reason.as_str(), c.message.as_str()))
+}
+
+/// Reconciles `d` until `done` holds (requeues shortened to 20 ms); returns the status.
+async fn drive(
+    w: &World,
+    d: &ComputeDesired,
+    what: &str,
+    done: impl Fn(&KubernetesComputeStatus, bool) -> bool,
+) -> KubernetesComputeStatus {
+    for _ in 0..500 {
+        let out = w
+            .engine
+            .reconcile_compute(d, status(w, d))
+            .await
+            .expect("reconcile");
+        if done(&out.status, out.finished) {
+            return out.status;
+        }
+        let wait = out.requeue.unwrap_or(Duration::from_millis(20));
+        tokio::time::sleep(wait.min(Duration::from_millis(20))).await;
+    }
+    panic!(
+        "{what}: never reached; status {:#?}; log {:#?}",
+        status(w, d),
+        w.brief_log()
+    );
+}
+
+async fn ready(w: &World, d: &ComputeDesired) -> KubernetesComputeStatus {
+    drive(w, d, "Ready", |st, _| cond(st, "Ready").is_some()).await
+}
+
+async fn stalled(w: &World, d: &ComputeDesired, reason: &str) -> KubernetesComputeStatus {
+    drive(w, d, reason, |st, _| {
+        cond(st, "Stalled").is_some_and(|(_, r, _)| r == reason)
+    })
+    .await
+}
+
+fn writes(w: &World) -> Vec<String> {
+    w.emu
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET" && r.status < 300 && r.path.contains("/computes/"))
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect()
+}
+
+fn events(w: &World, d: &ComputeDesired) -> Vec<String> {
+    w.store
+        .events()
+        .into_iter()
+        .filter(|e| e.key == d.key)
+        .map(|e| e.reason)
+        .collect()
+}
+
+async fn azure_compute(w: &World, d: &ComputeDesired) -> Option<KubernetesComputeResource> {
+    w.engine
+        .arm
+        .get_kubernetes_compute(&d.compute_id().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn waits_for_the_extension_and_the_namespace_then_attaches_and_holds_still() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "shared", false);
+    let d = kc("team-a", &cluster, "team-a");
+
+    // No extension yet: Reconciling WaitingForExtension, and Azure is not asked to attach.
+    let out = w
+        .engine
+        .reconcile_compute(&d, status(&w, &d))
+        .await
+        .unwrap();
+    let (_, reason, message) = cond(&out.status, "Reconciling").expect("Reconciling");
+    assert_eq!(reason, "WaitingForExtension", "{message}");
+    assert!(message.contains("not installed"), "{message}");
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+
+    // The extension, but no namespace: Stalled NamespaceNotFound, still no write (Azure would
+    // accept the attach and jobs would fail later).
+    install_extension(&w, &cluster);
+    let st = stalled(&w, &d, "NamespaceNotFound").await;
+    assert!(cond(&st, "Stalled").unwrap().2.contains("createNamespace"));
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+    assert!(
+        st.compute_id.is_none(),
+        "nothing attached: the spec stays editable"
+    );
+
+    // The namespace appears: attached, Ready.
+    create_namespace(&w, &cluster, "team-a").await;
+    let st = ready(&w, &d).await;
+    assert_eq!(st.provisioning_state.as_deref(), Some("Succeeded"));
+    assert_eq!(
+        st.cluster_id.as_deref().map(str::to_ascii_lowercase),
+        Some(cluster.to_string().to_ascii_lowercase())
+    );
+    let c = azure_compute(&w, &d).await.expect("compute");
+    assert_eq!(c.namespace(), "team-a");
+    assert_eq!(c.provisioning_state(), Some(&ProvisioningState::Succeeded));
+    assert_eq!(writes(&w).len(), 1, "one PUT: {:?}", writes(&w));
+
+    // Five resyncs: no write, one ARM read each (GET compute).
+    let before = w.emu.requests().len();
+    for _ in 0..5 {
+        let out = w
+            .engine
+            .reconcile_compute(&d, status(&w, &d))
+            .await
+            .unwrap();
+        assert!(cond(&out.status, "Ready").is_some());
+        assert!(
+            out.requeue >= Some(Duration::from_secs(60)),
+            "{:?}",
+            out.requeue
+        );
+    }
+    let log = &w.emu.requests()[before..];
+    assert_eq!(log.len(), 5, "{:?}", w.brief_log());
+    assert!(log.iter().all(|r| r.method == "GET"));
+}
+
+#[tokio::test]
+async fn create_namespace_and_two_computes_share_one_cluster() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "shared", false);
+    install_extension(&w, &cluster);
+    let mut a = kc("team-a", &cluster, "team-a");
+    a.create_namespace = true;
+    let mut b = kc("team-b", &cluster, "team-b");
+    b.create_namespace = true;
+    ready(&w, &a).await;
+    ready(&w, &b).await;
+    assert!(events(&w, &a).contains(&"NamespaceCreated".to_string()));
+    for (d, ns) in [(&a, "team-a"), (&b, "team-b")] {
+        assert_eq!(azure_compute(&w, d).await.unwrap().namespace(), ns);
+    }
+    let computes = w
+        .engine
+        .arm
+        .list_kubernetes_computes(&a.workspace_id().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(computes.len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_attach_is_detached_and_attached_again() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "shared", false);
+    install_extension(&w, &cluster);
+    create_namespace(&w, &cluster, "team-a").await;
+    w.emu.inject_fault(FaultRule {
+        id: 0,
+        matcher: FaultMatch {
+            method: Some("PUT".into()),
+            path: Some("/computes/team-a".into()),
+            operation: None,
+        },
+        kind: FaultKind::LroFail {
+            code: "InternalServerError".into(),
+            message: "An internal server error occurred.".into(),
+        },
+        times: Some(1),
+        probability: None,
+    });
+    let d = kc("team-a", &cluster, "team-a");
+    let st = ready(&w, &d).await;
+    assert_eq!(st.retries, None, "reset once Ready");
+    assert!(
+        events(&w, &d).contains(&"RetryingFailedCompute".to_string()),
+        "{:?}",
+        events(&w, &d)
+    );
+    let ws = writes(&w);
+    assert_eq!(
+        ws.iter().filter(|x| x.starts_with("PUT")).count(),
+        2,
+        "attach, attach again: {ws:?}"
+    );
+    assert_eq!(
+        ws.iter()
+            .filter(|x| x.starts_with("DELETE") && x.contains("underlyingResourceAction=Detach"))
+            .count(),
+        1,
+        "one detach: {ws:?}"
+    );
+    assert!(
+        !ws.iter().any(|x| x.contains("=Delete")),
+        "never Delete: {ws:?}"
+    );
+    assert_eq!(azure_compute(&w, &d).await.unwrap().namespace(), "team-a");
+}
+
+#[tokio::test]
+async fn a_failure_that_persists_stalls_after_max_retries() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "shared", false);
+    install_extension(&w, &cluster);
+    create_namespace(&w, &cluster, "team-a").await;
+    w.emu.inject_fault(FaultRule {
+        id: 0,
+        matcher: FaultMatch {
+            method: Some("PUT".into()),
+            path: Some("/computes/team-a".into()),
+            operation: None,
+        },
+        kind: FaultKind::LroFail {
+            code: "InternalServerError".into(),
+            message: "An internal server error occurred.".into(),
+        },
+        times: None,
+        probability: None,
+    });
+    let d = kc("team-a", &cluster, "team-a");
+    let st = stalled(&w, &d, "ComputeFailed").await;
+    let message = cond(&st, "Stalled").unwrap().2;
+    assert!(
+        message.contains("An internal server error occurred."),
+        "{message}"
+    );
+    assert!(
+        message.contains("after 2 detach + attach retries"),
+        "{message}"
+    );
+    assert_eq!(
+        writes(&w).iter().filter(|x| x.starts_with("PUT")).count(),
+        3,
+        "attach + 2 retries: {:?}",
+        writes(&w)
+    );
+}
+
+#[tokio::test]
+async fn identity_and_description_change_in_place_and_a_refusal_falls_back_to_reattach() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "shared", false);
+    install_extension(&w, &cluster);
+    create_namespace(&w, &cluster, "team-a").await;
+    let mut d = kc("team-a", &cluster, "team-a");
+    ready(&w, &d).await;
+
+    // In place: one PUT, no detach.
+    d.generation = Some(2);
+    d.description = Some("team A".into());
+    d.identity = Some(ComputeIdentity {
+        type_: ComputeIdentityType::SystemAssigned,
+        user_assigned_identity: None,
+    });
+    let st = ready(&w, &d).await;
+    let c = azure_compute(&w, &d).await.unwrap();
+    assert_eq!(c.properties.description.as_deref(), Some("team A"));
+    assert_eq!(
+        c.identity.as_ref().map(|i| i.identity_type.as_str()),
+        Some("SystemAssigned")
+    );
+    assert!(
+        st.principal_id.is_some(),
+        "the system identity's principal is reported"
+    );
+    let ws = writes(&w);
+    assert_eq!(ws.len(), 2, "attach + in-place update: {ws:?}");
+
+    // Azure refuses the next in-place change: detach + attach instead, Ready with it.
+    w.emu.inject_fault(FaultRule {
+        id: 0,
+        matcher: FaultMatch {
+            method: Some("PUT".into()),
+            path: Some("/computes/team-a".into()),
+            operation: None,
+        },
+        kind: FaultKind::BadRequest {
+            code: "BadRequest".into(),
+            message: "Compute update is not supported for this compute type.".into(),
+        },
+        times: Some(1),
+        probability: None,
+    });
+    d.generation = Some(3);
+    d.description = Some("team A, v2".into());
+    let st = ready(&w, &d).await;
+    assert!(st.reattach_required.is_none());
+    assert!(events(&w, &d).contains(&"InPlaceUpdateRefused".to_string()));
+    let c = azure_compute(&w, &d).await.unwrap();
+    assert_eq!(c.properties.description.as_deref(), Some("team A, v2"));
+    let ws = writes(&w);
+    assert_eq!(
+        ws.iter().filter(|x| x.starts_with("DELETE")).count(),
+        1,
+        "one detach: {ws:?}"
+    );
+}
+
+#[tokio::test]
+async fn someone_elses_compute_is_refused_and_adopted_only_on_request() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "shared", false);
+    install_extension(&w, &cluster);
+    create_namespace(&w, &cluster, "team-a").await;
+    let mut d = kc("team-a", &cluster, "team-a");
+    // Attached by someone else (the CLI), same cluster and namespace.
+    let body = KubernetesComputeResource::attach("eastus", cluster.to_string(), "team-a");
+    let start = w
+        .engine
+        .arm
+        .attach_kubernetes_compute(&d.compute_id().unwrap(), &body)
+        .await
+        .unwrap();
+    if let Some(h) = start.handle() {
+        for _ in 0..200 {
+            if w.engine.arm.poll(h).await.unwrap().is_terminal() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let before = writes(&w).len();
+    let st = stalled(&w, &d, "ComputeExists").await;
+    assert!(cond(&st, "Stalled").unwrap().2.contains("amlops.dev/adopt"));
+    assert!(st.compute_id.is_none());
+
+    // Another namespace: refused even with the annotation, and never overwritten.
+    let mut other = kc("team-a", &cluster, "team-b");
+    other.adopt = true;
+    other.key.name = "other".into();
+    stalled(&w, &other, "ComputeExists").await;
+
+    d.adopt = true;
+    let st = ready(&w, &d).await;
+    assert!(st.compute_id.is_some());
+    assert!(events(&w, &d).contains(&"Adopted".to_string()));
+    assert_eq!(writes(&w).len(), before, "adopted without a write");
+}
+
+#[tokio::test]
+async fn deletion_detaches_and_leaves_cluster_and_extension_or_orphans() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "shared", false);
+    install_extension(&w, &cluster);
+    let mut a = kc("team-a", &cluster, "team-a");
+    a.create_namespace = true;
+    let mut b = kc("team-b", &cluster, "team-b");
+    b.create_namespace = true;
+    ready(&w, &a).await;
+    ready(&w, &b).await;
+
+    a.deleting = true;
+    drive(&w, &a, "detached", |_, finished| finished).await;
+    assert!(azure_compute(&w, &a).await.is_none());
+    let ext = w
+        .engine
+        .arm
+        .get_extension(&ExtensionId::new(cluster.clone(), "azureml").unwrap())
+        .await
+        .unwrap();
+    assert!(ext.is_some(), "the extension stays");
+    assert!(
+        azure_compute(&w, &b).await.is_some(),
+        "the other team's compute stays"
+    );
+
+    b.deleting = true;
+    b.deletion_policy = DeletionPolicy::Orphan;
+    let before = writes(&w).len();
+    drive(&w, &b, "orphaned", |_, finished| finished).await;
+    assert!(
+        azure_compute(&w, &b).await.is_some(),
+        "Orphan leaves the compute"
+    );
+    assert_eq!(writes(&w).len(), before);
+}
+
+#[tokio::test]
+async fn an_unreadable_cluster_is_attached_with_a_warning_and_never_given_a_namespace_blindly() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "private", true);
+    install_extension(&w, &cluster);
+    let mut d = kc("team-a", &cluster, "team-a");
+    d.create_namespace = true;
+    let st = stalled(&w, &d, "NamespaceNotCreated").await;
+    assert!(
+        cond(&st, "Stalled")
+            .unwrap()
+            .2
+            .contains("createNamespace: false")
+    );
+    assert!(writes(&w).is_empty());
+    d.create_namespace = false;
+    d.generation = Some(2);
+    ready(&w, &d).await;
+    assert!(
+        events(&w, &d).contains(&"NamespaceNotChecked".to_string()),
+        "{:?}",
+        events(&w, &d)
+    );
+}
