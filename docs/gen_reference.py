@@ -27,9 +27,14 @@ ORDER = ["InferenceCluster", "ClusterAttachment", "AzureMLExtension", "Kubernete
 # Said under a kind's heading: what is (not yet) built for it.
 NOTES = {
     "AzureMLExtension": "Kubernetes compute path (Azure ML cluster extension). Admission and "
-    "`amlops validate` check this kind; the controller does not reconcile it yet.",
-    "KubernetesCompute": "Kubernetes compute path (Azure ML cluster extension). Admission and "
-    "`amlops validate` check this kind; the controller does not reconcile it yet.",
+    "`amlops validate` check this kind; the controller does not install or update the extension "
+    "yet: it reads this kind only to resolve a KubernetesCompute's `extensionRef` (cluster and "
+    "extension name). Install the extension itself with `az k8s-extension create` meanwhile.",
+    "KubernetesCompute": "Kubernetes compute path (Azure ML cluster extension). Reconciled by the "
+    "controller: it waits for the cluster's Azure ML extension, checks (or creates) the namespace "
+    "on the cluster, attaches, changes identity and description in place, retries a Failed "
+    "compute by detach + attach, and detaches on deletion "
+    "([troubleshooting](troubleshooting.md#kubernetescompute)).",
 }
 
 

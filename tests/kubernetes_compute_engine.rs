@@ -244,6 +244,27 @@ async fn waits_for_the_extension_and_the_namespace_then_attaches_and_holds_still
     let log = &w.emu.requests()[before..];
     assert_eq!(log.len(), 5, "{:?}", w.brief_log());
     assert!(log.iter().all(|r| r.method == "GET"));
+
+    // Detached outside amlops: attached again, with a Warning that says so.
+    let start = w
+        .engine
+        .arm
+        .detach_kubernetes_compute(&d.compute_id().unwrap())
+        .await
+        .unwrap();
+    if let Some(h) = start.handle() {
+        while !w.engine.arm.poll(h).await.unwrap().is_terminal() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(azure_compute(&w, &d).await.is_none());
+    ready(&w, &d).await;
+    assert!(azure_compute(&w, &d).await.is_some());
+    assert!(
+        events(&w, &d).contains(&"ComputeMissing".to_string()),
+        "{:?}",
+        events(&w, &d)
+    );
 }
 
 #[tokio::test]

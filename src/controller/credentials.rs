@@ -101,6 +101,24 @@ impl Credentials {
         }
         let ns = obj.namespace().unwrap_or_default();
         let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
+        self.client_for_secret(&ns, Some(name), store).await
+    }
+
+    /// The ARM client of a resource in `ns` whose `credentialsRef` names the Secret `name`
+    /// (`None`: the operator's own identity), built once per version of that Secret.
+    ///
+    /// # Errors
+    /// As [`client_for`](Self::client_for).
+    pub async fn client_for_secret(
+        &self,
+        ns: &str,
+        name: Option<&str>,
+        store: &impl KubeStore,
+    ) -> Result<ArmClient, Stall> {
+        let Some(name) = name else {
+            return Ok(self.default.clone());
+        };
+        let ns = ns.to_string();
         let secret = store
             .get_secret(&ns, name)
             .await

@@ -20,7 +20,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use crate::crd::ClusterStatus;
+use crate::crd::{ClusterStatus, KubernetesCompute, KubernetesComputeStatus};
 use crate::engine::Desired;
 use crate::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError};
 use crate::validate::{Finding, Manifest};
@@ -205,15 +205,26 @@ impl ApiStore {
 
     /// Records that one of our writes left `key` at `obj`'s resourceVersion.
     pub fn wrote(&self, key: &ObjKey, obj: &DynamicObject) {
-        let Some(rv) = obj.metadata.resource_version.clone() else {
+        self.wrote_version(key, obj.metadata.resource_version.clone());
+    }
+
+    /// Records that one of our writes left `key` at resourceVersion `rv`.
+    pub fn wrote_version(&self, key: &ObjKey, rv: Option<String>) {
+        let Some(rv) = rv else {
             return;
         };
         let mut written = self.written();
         written.insert(key.clone(), rv);
-        // Objects deleted by someone else never come back to `current`: sweep now and then.
+        // Objects deleted by someone else never come back to `current`: sweep now and then
+        // (the typed kinds' objects are not in these caches: they forget on deletion).
         if written.len() >= 256 && written.len().is_power_of_two() {
-            written.retain(|k, _| self.cached(k).is_some());
+            written.retain(|k, _| Kind::from_name(&k.kind).is_none() || self.cached(k).is_some());
         }
+    }
+
+    /// The resourceVersion our last write to `key` produced, while the cache may not show it.
+    pub fn written_version(&self, key: &ObjKey) -> Option<String> {
+        self.written().get(key).cloned()
     }
 
     /// Forgets `key` (it is gone, or about to be).
@@ -264,9 +275,9 @@ impl ApiStore {
     }
 
     fn reference(&self, key: &ObjKey) -> ObjectReference {
-        let kind = Kind::from_name(&key.kind);
+        // Every amlops kind is amlops.dev/v1alpha1.
         ObjectReference {
-            api_version: Some(kind.map(|k| k.api_version()).unwrap_or_default()),
+            api_version: Some(format!("{}/{}", crate::crd::GROUP, super::kinds::VERSION)),
             kind: Some(key.kind.clone()),
             name: Some(key.name.clone()),
             namespace: Some(key.namespace.clone()),
@@ -322,6 +333,31 @@ type Counted = (Instant, HashMap<String, usize>);
 
 /// How long a count of resources per subscription is reused (it only paces resyncs).
 const COUNT_TTL: Duration = Duration::from_secs(1);
+
+impl crate::engine::kubernetes_compute::ComputeStore for ApiStore {
+    async fn save_compute_status(
+        &self,
+        key: &ObjKey,
+        status: &KubernetesComputeStatus,
+    ) -> Result<(), StoreError> {
+        let api: Api<KubernetesCompute> = Api::namespaced(self.client.clone(), &key.namespace);
+        let body = json!({
+            "apiVersion": format!("{}/{}", crate::crd::GROUP, super::kinds::VERSION),
+            "kind": crate::engine::kubernetes_compute::KIND,
+            "status": status,
+        });
+        let saved = api
+            .patch_status(
+                &key.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .map_err(store_err)?;
+        self.wrote_version(key, saved.metadata.resource_version);
+        Ok(())
+    }
+}
 
 impl KubeStore for ApiStore {
     async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, StoreError> {

@@ -2,6 +2,7 @@
 //! per kind drives the engine; both run only while this replica holds the leader Lease and
 //! stop together on SIGTERM or when leadership is lost.
 
+pub mod compute;
 pub mod credentials;
 mod http;
 pub mod kinds;

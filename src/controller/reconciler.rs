@@ -103,6 +103,19 @@ impl Shared {
             .retain(|key, _| key.kind != kind.name() || live(key));
     }
 
+    /// Counts one more consecutive failure of `key`; returns the count.
+    pub(super) fn count_failure(&self, key: &ObjKey) -> u32 {
+        let mut failures = self.failures();
+        let n = failures.entry(key.clone()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Forgets the consecutive failures of `key` (it reconciled, or it is gone).
+    pub(super) fn clear_failures(&self, key: &ObjKey) {
+        self.failures().remove(key);
+    }
+
     /// Objects in error backoff now (a consecutive failure count is kept for each).
     pub fn failing(&self) -> usize {
         self.failures().len()
@@ -131,7 +144,8 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    fn category(&self) -> &'static str {
+    /// Static label for logs and metrics.
+    pub fn category(&self) -> &'static str {
         match self {
             Self::Engine(e) => e.category(),
             Self::Kube(_) => "Kubernetes",
@@ -162,7 +176,7 @@ fn is_stalled(st: &ClusterStatus) -> bool {
 }
 
 /// ±10 % so that resources created together do not resync together forever.
-fn jitter(d: Duration) -> Duration {
+pub(super) fn jitter(d: Duration) -> Duration {
     if d.is_zero() {
         return d;
     }

@@ -22,6 +22,7 @@ use crate::azure::{ArmClient, ArmClientConfig};
 use crate::crd::{ADOPT_ANNOTATION, REATTACH_ANNOTATION};
 use crate::engine::EngineConfig;
 
+use super::compute::{self, ComputeCtx};
 use super::credentials::Credentials;
 use super::http::{self, Probes, Readiness};
 use super::kinds::Kind;
@@ -217,10 +218,15 @@ impl Operator {
 
     /// Waits (polling) until the CRD of `kind` is established; false if the term ended.
     async fn crd_established(&self, kind: Kind, term: &mut watch::Receiver<bool>) -> bool {
+        self.crd_named_established(&kind.crd_name(), term).await
+    }
+
+    /// Waits (polling) until the CRD `name` is established; false if the term ended.
+    async fn crd_named_established(&self, name: &str, term: &mut watch::Receiver<bool>) -> bool {
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let mut logged = false;
         loop {
-            let established = match api.get_opt(&kind.crd_name()).await {
+            let established = match api.get_opt(name).await {
                 Ok(Some(crd)) => crd
                     .status
                     .and_then(|s| s.conditions)
@@ -229,7 +235,7 @@ impl Operator {
                     .any(|c| c.type_ == "Established" && c.status == "True"),
                 Ok(None) => false,
                 Err(e) => {
-                    tracing::warn!(error = %e, crd = %kind.crd_name(), "cannot read the CRD");
+                    tracing::warn!(error = %e, crd = %name, "cannot read the CRD");
                     false
                 }
             };
@@ -237,7 +243,7 @@ impl Operator {
                 return true;
             }
             if !logged {
-                tracing::info!(crd = %kind.crd_name(), "waiting for the CRD to be installed and established");
+                tracing::info!(crd = %name, "waiting for the CRD to be installed and established");
                 logged = true;
             }
             tokio::select! {
@@ -372,7 +378,24 @@ impl Operator {
                 });
             runs.push(run);
         }
-        futures::future::join_all(runs).await;
+        // KubernetesCompute: typed watch, its own controller; it starts once its CRD is
+        // established, without holding up the legacy kinds.
+        let compute = {
+            let ctx = Arc::new(ComputeCtx {
+                shared: self.shared.clone(),
+                store: store.clone(),
+            });
+            let mut until = term.clone();
+            let namespace = self.options.namespace.clone();
+            let concurrency = self.options.concurrency;
+            let crd = format!("kubernetescomputes.{}", crate::crd::GROUP);
+            async move {
+                if self.crd_named_established(&crd, &mut until).await {
+                    compute::run(ctx, namespace, concurrency, until).await;
+                }
+            }
+        };
+        futures::future::join(futures::future::join_all(runs), compute).await;
         synced.abort();
     }
 }

@@ -18,6 +18,7 @@ STALLED_REASONS = [
     "TLSBackupFailed", "WorkspaceNotFound", "AksClusterNotFound", "ComputeFailed",
     "CredentialsRefForbidden", "AuthorizationFailed", "AzureRejected", "InsufficientNodes",
     "VMSizeNotAllowed", "QuotaExceeded", "InvalidConfiguration", "PrivateClusterPublicFQDN",
+    "NamespaceNotFound", "NamespaceNotCreated",
 ]
 METRICS = [
     "amlops_reconciles_total", "amlops_reconcile_duration_seconds", "amlops_arm_requests_total",

@@ -78,11 +78,14 @@ Keep in sync with deploy/rbac-requirements.yaml (tests/chart checks both).
 */}}
 {{- define "amlops.watchedRules" -}}
 - apiGroups: ["amlops.dev"]
-  resources: ["inferenceclusters", "clusterattachments"]
+  resources: ["inferenceclusters", "clusterattachments", "kubernetescomputes"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["amlops.dev"]
-  resources: ["inferenceclusters/status", "clusterattachments/status"]
+  resources: ["inferenceclusters/status", "clusterattachments/status", "kubernetescomputes/status"]
   verbs: ["patch"]
+- apiGroups: ["amlops.dev"]
+  resources: ["azuremlextensions"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
