@@ -249,8 +249,10 @@ async fn reconcile_inner(
     } else {
         ReconcileResult::Requeue
     };
+    // Exactly the engine's requeue: Azure's Retry-After after a failure (never shortened),
+    // or the resync policy's steady interval (already jittered there).
     let action = match out.requeue {
-        Some(d) => Action::requeue(jitter(d)),
+        Some(d) => Action::requeue(d),
         None => Action::await_change(),
     };
     Ok((action, result))

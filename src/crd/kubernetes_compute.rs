@@ -231,6 +231,10 @@ pub struct KubernetesComputeStatus {
     /// Failed-compute retries so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// A detach + attach is under way and its detach is not confirmed yet (recorded before
+    /// the detach is sent, so that a restarted operator neither skips nor repeats it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reattaching: Option<bool>,
     /// Azure refused an in-place change (identity, description) with this message: the
     /// change is applied by a detach + attach instead (under `reattachPolicy: Manual`, once
     /// the `amlops.dev/reattach` annotation changes).

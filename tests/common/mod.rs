@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod crash_proxy;
+pub mod kpath;
 pub mod scenarios;
 
 use std::collections::BTreeMap;

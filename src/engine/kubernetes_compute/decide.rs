@@ -375,7 +375,8 @@ fn absent(
             );
         }
     };
-    if owned && !just_detached && plan.status.last_applied_hash.is_some() {
+    let reattaching = plan.status.reattaching == Some(true);
+    if owned && !just_detached && !reattaching && plan.status.last_applied_hash.is_some() {
         plan.events.push(Note::warning(
             "ComputeMissing",
             format!(
@@ -384,6 +385,7 @@ fn absent(
             ),
         ));
     }
+    plan.status.reattaching = None;
     attach(d, plan, id, target, &location, OperationKind::Attach)
 }
 
@@ -581,6 +583,10 @@ fn present(
             .map(|t| t.extension.clone())
             .unwrap_or_else(|_| "azureml".into()),
     };
+    // A detach + attach whose detach is not confirmed: send (or look for) the detach again.
+    if plan.status.reattaching == Some(true) {
+        return detach_to_reattach(d, plan, id);
+    }
     if matches!(
         c.provisioning_state(),
         Some(ProvisioningState::Failed | ProvisioningState::Canceled)
@@ -656,6 +662,7 @@ fn present(
     }
     let st = &mut plan.status;
     st.retries = None;
+    st.reattaching = None;
     st.last_applied_hash = Some(d.applied_hash());
     let message = format!(
         "compute {} attaches cluster {} in namespace {}",
@@ -678,7 +685,11 @@ fn detach_to_reattach(d: &ComputeDesired, mut plan: ComputePlan, id: ResourceId)
         d.compute_name
     );
     progressing(d, &mut plan, "Detaching", &message);
-    plan.events.push(Note::normal("Reattaching", message));
+    if plan.status.reattaching != Some(true) {
+        plan.events.push(Note::normal("Reattaching", message));
+    }
+    // In the intent record: a restart resumes the detach + attach, and never starts another.
+    plan.status.reattaching = Some(true);
     plan.write = Some(ComputeWrite::Detach { id });
     plan
 }

@@ -706,6 +706,49 @@ fn settle_table() {
     assert_eq!(failed.requeue, Some(cfg.resync.base));
 }
 
+/// A detach + attach is recorded before the detach is sent: a restart resumes it (the
+/// annotation already recorded as acted on) and never starts a second one.
+#[test]
+fn a_reattach_survives_a_restart_before_and_after_its_detach() {
+    let cfg = EngineConfig::default();
+    let mut d = desired();
+    d.reattach_token = Some("r1".into());
+    let plan = decide(
+        &d,
+        &found(compute(ProvisioningState::Succeeded)),
+        &owned(),
+        &cfg,
+    );
+    assert_eq!(write_name(&plan), "Detach");
+    assert_eq!(plan.status.reattaching, Some(true));
+    assert_eq!(plan.status.last_reattach_token.as_deref(), Some("r1"));
+    // Crash before the DELETE reached Azure: the intent record alone says to detach.
+    let again = decide(
+        &d,
+        &found(compute(ProvisioningState::Succeeded)),
+        &plan.status,
+        &cfg,
+    );
+    assert_eq!(write_name(&again), "Detach");
+    assert!(
+        again.events.iter().all(|e| e.reason != "Reattaching"),
+        "one Reattaching event"
+    );
+    // Crash after Azure detached: the compute is gone; attached again, no ComputeMissing.
+    let attach = decide(&d, &ready_to_attach(), &plan.status, &cfg);
+    assert_eq!(write_name(&attach), "Put(Attach)");
+    assert_eq!(attach.status.reattaching, None);
+    assert!(attach.events.iter().all(|e| e.reason != "ComputeMissing"));
+    // Ready afterwards: nothing more.
+    let done = decide(
+        &d,
+        &found(compute(ProvisioningState::Succeeded)),
+        &attach.status,
+        &cfg,
+    );
+    assert_eq!(write_name(&done), "-");
+}
+
 /// A failed compute is retried at most `maxRetries` times, each a detach + attach, and the
 /// count resets once it is Ready.
 #[test]
@@ -723,7 +766,8 @@ fn failed_compute_retries_are_bounded_and_reset() {
                 .iter()
                 .any(|e| e.reason == "RetryingFailedCompute")
         );
-        st = plan.status;
+        // Azure detaches it; the attach that follows fails again.
+        st = decide(&d, &ready_to_attach(), &plan.status, &cfg).status;
     }
     let plan = decide(&d, &failed, &st, &cfg);
     assert_eq!(condition(&plan.status, "Stalled").1, "ComputeFailed");
