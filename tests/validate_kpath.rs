@@ -854,3 +854,17 @@ fn amlops_validate_reports_the_new_kinds() {
     );
     assert!(out.contains("2 valid, 1 invalid"), "{out}");
 }
+
+/// Every manifest in examples/ passes `amlops validate` (schema, CEL, semantic checks).
+#[test]
+fn every_example_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let docs = amlops::validate::load_paths(&[root]).expect("examples/");
+    assert!(docs.len() >= 7, "{} documents", docs.len());
+    for doc in docs {
+        let value = doc.value.unwrap_or_else(|e| panic!("{}: {e}", doc.source));
+        if let Err(findings) = check_object(&value, None) {
+            panic!("{} #{}: {findings:?}", doc.source, doc.index);
+        }
+    }
+}
