@@ -1,6 +1,8 @@
 //! `amlops demo`: the emulator in process, the example manifests through the real engine with
 //! an in-memory Kubernetes store, phases shown live, then a TLS-changing reattach that keeps
-//! the certificate, and deletion.
+//! the certificate, and deletion; then the Kubernetes compute path (examples/06): two
+//! `KubernetesCompute`s on one cluster that runs the Azure ML extension, attached and
+//! detached.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -42,6 +44,12 @@ pub const EXAMPLES: [(&str, &str); 5] = [
     ),
 ];
 
+/// The Kubernetes compute path's example (shown after the legacy kinds).
+pub const KUBERNETES_COMPUTE_EXAMPLE: (&str, &str) = (
+    "06-kubernetes-compute-two-teams.yaml",
+    include_str!("../examples/06-kubernetes-compute-two-teams.yaml"),
+);
+
 /// One resource the demo drives.
 struct Item {
     desired: Desired,
@@ -64,8 +72,10 @@ pub struct Summary {
     pub requests: usize,
     /// PUT/POST-write/DELETE count.
     pub writes: usize,
-    /// Computes left in the emulator at the end.
+    /// Computes left in the emulator at the end (both paths).
     pub computes_left: usize,
+    /// Condition reasons each `KubernetesCompute` went through (`Gone` once detached).
+    pub kubernetes_computes: BTreeMap<String, Vec<String>>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -227,6 +237,8 @@ pub async fn run(
     }
     converge(&engine, &mut items, out, live, |i| i.finished).await?;
 
+    let kubernetes_computes = kubernetes_compute_path(&emu, &engine, out).await?;
+
     let requests = emu.requests();
     let writes = requests
         .iter()
@@ -246,11 +258,12 @@ pub async fn run(
         fingerprint_after: after,
         requests: requests.len(),
         writes,
-        computes_left: emu.state().computes.len(),
+        computes_left: emu.state().computes.len() + emu.state().kubernetes_computes.len(),
+        kubernetes_computes,
         elapsed: started.elapsed(),
     };
     writeln!(out, "\n== summary ({:.1}s)", summary.elapsed.as_secs_f64())?;
-    for (name, h) in &summary.histories {
+    for (name, h) in summary.histories.iter().chain(&summary.kubernetes_computes) {
         writeln!(out, "  {name:<36} {}", h.join(" → "))?;
     }
     writeln!(
@@ -260,6 +273,118 @@ pub async fn run(
     )?;
     emu.shutdown().await;
     Ok(summary)
+}
+
+/// The Kubernetes compute path: the cluster `shared` gets the Azure ML extension (seeded, as
+/// `az k8s-extension create` would leave it) and namespace `team-b`; the two computes of
+/// examples/06 are attached (team-a's namespace created by amlops), then detached. Returns
+/// the condition reasons each went through.
+async fn kubernetes_compute_path(
+    emu: &crate::emulator::EmulatorHandle,
+    engine: &Engine<MemoryStore>,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    use crate::crd::KubernetesCompute;
+    use crate::engine::kubernetes_compute::ComputeDesired;
+    let (file, text) = KUBERNETES_COMPUTE_EXAMPLE;
+    let mut computes = Vec::new();
+    for doc in parse_documents(file, text) {
+        let value = doc.value.map_err(anyhow::Error::msg)?;
+        crate::validate::check_object(&value, None)
+            .map_err(|f| anyhow::anyhow!("{file}: {f:?}"))?;
+        let kc: KubernetesCompute = serde_json::from_value(value)?;
+        computes.push((ComputeDesired::new(&kc, None), Vec::<String>::new(), false));
+    }
+    let cluster = computes
+        .first()
+        .and_then(|(d, _, _)| d.target.as_ref().ok())
+        .map(|t| t.cluster.clone())
+        .ok_or_else(|| anyhow::anyhow!("{file}: no cluster"))?;
+    emu.seed_kubernetes_path(&crate::emulator::KubernetesPathSeed {
+        crd_delay_ms: Some(0),
+        extensions: vec![crate::emulator::ExtensionSeed {
+            cluster_id: cluster.to_string(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .map_err(anyhow::Error::msg)?;
+    let client = engine
+        .arm
+        .list_cluster_admin_credential(&cluster)
+        .await?
+        .client(None)
+        .await?;
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some("team-b".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .create(&Default::default(), &ns)
+        .await?;
+    writeln!(
+        out,
+        "\n▶ the Kubernetes compute path ({file}): Azure ML extension on {}, two teams",
+        cluster.name()
+    )?;
+    for deleting in [false, true] {
+        if deleting {
+            writeln!(
+                out,
+                "\n▶ deleting both (policy Detach: the cluster and its extension stay)"
+            )?;
+        }
+        for (d, _, done) in computes.iter_mut() {
+            d.deleting = deleting;
+            *done = false;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while computes.iter().any(|(_, _, done)| !done) {
+            if Instant::now() > deadline {
+                anyhow::bail!("the Kubernetes computes did not converge in 120 s");
+            }
+            let mut wait = Duration::from_millis(200);
+            for (d, history, done) in computes.iter_mut().filter(|c| !c.2) {
+                let status = engine.store.compute_status(&d.key).unwrap_or_default();
+                let o = engine.reconcile_compute(d, status).await?;
+                let reason = if o.finished {
+                    "Gone".to_string()
+                } else {
+                    o.status
+                        .conditions
+                        .iter()
+                        .find(|c| c.status == "True")
+                        .map(|c| c.reason.clone())
+                        .unwrap_or_default()
+                };
+                if history.last() != Some(&reason) {
+                    writeln!(
+                        out,
+                        "  {:<18} {:<16} {reason}",
+                        "KubernetesCompute", d.key.name
+                    )?;
+                    history.push(reason);
+                }
+                let ready = o
+                    .status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                *done = if deleting { o.finished } else { ready };
+                if let Some(after) = o.verdict.as_ref().and_then(|v| v.after()) {
+                    wait = wait.max(after);
+                }
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Ok(computes
+        .into_iter()
+        .map(|(d, h, _)| (format!("KubernetesCompute {}", d.key.name), h))
+        .collect())
 }
 
 fn short(f: &Option<String>) -> String {

@@ -34,6 +34,19 @@ async fn demo_converges_and_preserves_the_certificate() {
         0,
         "{public:?}"
     );
+    // The Kubernetes compute path: both computes attached (team-a's namespace created
+    // first), then detached.
+    let a = &s.kubernetes_computes["KubernetesCompute team-a"];
+    for reason in ["CreatingNamespace", "Attaching", "Attached", "Gone"] {
+        assert!(
+            a.iter().any(|r| r == reason),
+            "{reason} missing from {a:?}\n{text}"
+        );
+    }
+    let b = &s.kubernetes_computes["KubernetesCompute team-b"];
+    assert!(!b.iter().any(|r| r == "CreatingNamespace"), "{b:?}");
+    assert_eq!(b.last().map(String::as_str), Some("Gone"), "{b:?}");
+    assert!(b.iter().any(|r| r == "Attached"), "{b:?}");
     for (name, h) in &s.histories {
         assert!(
             h.contains(&"Ready".to_string()) && h.last().map(String::as_str) == Some("Gone"),
