@@ -264,6 +264,12 @@ async fn attach_through_extension_ref_then_detach_with_the_finalizer_held_until_
         "{:?}",
         w.azure_compute_writes()
     );
+    // The resource gauge follows the watch.
+    let ready_gauge = "amlops_resources{kind=\"KubernetesCompute\",phase=\"Ready\"} 1";
+    wait_until("the Ready gauge", Duration::from_secs(10), || {
+        running.metrics.encode().contains(ready_gauge)
+    })
+    .await;
 
     // Delete: detached in Azure (never deleted), the finalizer goes after, the object is gone.
     w.fake

@@ -35,7 +35,7 @@ use crate::engine::verdict::Stall;
 use crate::engine::{Engine, EngineError};
 
 use super::kube_store::{ApiStore, truncate};
-use super::metrics::ReconcileResult;
+use super::metrics::{ReconcileResult, ResourceState};
 use super::reconciler::{ReconcileError, Shared, jitter};
 
 type Guarded = DeserializeGuard<KubernetesCompute>;
@@ -324,6 +324,44 @@ fn relevant_change(o: &Guarded) -> Option<u64> {
     Some(h.finish())
 }
 
+fn object_name(o: &Guarded) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// What a `KubernetesCompute` counts in `amlops_resources` (its `phase` label: `Ready`,
+/// `Stalled`, `Deleting`, the reason of a running operation, else `Pending`) and
+/// `amlops_inflight_operations`.
+fn resource_state(o: &Guarded) -> ResourceState {
+    let status = o.0.as_ref().ok().and_then(|kc| kc.status.as_ref());
+    let on = |t: &str| {
+        status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True")
+        })
+    };
+    let operation = status.and_then(|s| s.operation.as_ref());
+    let phase = if on("Stalled") {
+        "Stalled"
+    } else if o.meta().deletion_timestamp.is_some() {
+        "Deleting"
+    } else if on("Ready") {
+        "Ready"
+    } else {
+        match operation.map(|op| op.kind) {
+            Some(crate::azure::OperationKind::Detach) => "Detaching",
+            Some(crate::azure::OperationKind::Update) => "Updating",
+            Some(_) => "Attaching",
+            None => "Pending",
+        }
+    };
+    ResourceState {
+        phase: phase.into(),
+        inflight: operation.is_some(),
+        tls_not_after: None,
+    }
+}
+
 /// Objects that name the Secret `s` as `credentialsRef`: a fixed Secret unstalls them.
 fn referencing(store: &Store<Guarded>, s: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<Guarded>> {
     let ns = s.namespace().unwrap_or_default();
@@ -395,8 +433,22 @@ pub async fn run(
     let wc = watcher::Config::default();
     let writer = Writer::<Guarded>::default();
     let reader = writer.as_reader();
+    // The resource gauges follow the watch events (a scrape walks no cache).
+    let metrics = ctx.shared.metrics.clone();
+    let cache = reader.clone();
     let stream = reflector(writer, watcher(api, wc.clone()))
         .default_backoff()
+        .inspect(move |e| match e {
+            Ok(watcher::Event::InitDone) => metrics.retain_resources(KIND, |name| {
+                let (ns, name) = name.split_once('/').unwrap_or(("", name));
+                cache.get(&ObjectRef::new(name).within(ns)).is_some()
+            }),
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                metrics.resource(KIND, &object_name(o), Some(resource_state(o)))
+            }
+            Ok(watcher::Event::Delete(o)) => metrics.resource(KIND, &object_name(o), None),
+            _ => {}
+        })
         .applied_objects()
         .predicate_filter(relevant_change, Default::default());
     let secrets = watcher(secrets, wc.clone())
