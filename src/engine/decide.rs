@@ -662,6 +662,20 @@ fn plan_action(
             if st.last_applied_hash.is_none() {
                 st.last_applied_hash = Some(d.attach_hash());
             }
+            // Once, when the compute is first Ready (created, attached or adopted): the AKS
+            // compute is Azure ML's legacy path.
+            if matches!(
+                st.phase,
+                None | Some(Phase::Pending | Phase::Creating | Phase::Attaching)
+            ) {
+                plan.events.push(Note::normal(
+                    "LegacyComputePath",
+                    format!(
+                        "{} manages an Azure ML AKS compute, Azure ML's legacy path (CLI and SDK v1 support has ended; v2 online endpoints do not run on it). It keeps working; docs/migration.md moves a cluster to the Azure ML extension and a KubernetesCompute, keeping its certificate",
+                        d.kind
+                    ),
+                ));
+            }
             if d.reattach_token.is_some() {
                 st.last_reattach_token = d.reattach_token.clone();
             }

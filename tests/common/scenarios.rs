@@ -192,6 +192,13 @@ pub async fn create_ready(w: &World) {
         }
     }
     assert_eq!(w.writes().len(), writes, "steady state must not write");
+    // The legacy path is said once (first Ready), not on every resync.
+    let legacy = w
+        .events(&d)
+        .iter()
+        .filter(|e| e.reason == "LegacyComputePath")
+        .count();
+    assert_eq!(legacy, 1, "{:?}", w.events(&d));
     if !w.faults {
         let log = w.emu.requests();
         let steady: Vec<_> = log[requests..]
