@@ -334,16 +334,21 @@ type Counted = (Instant, HashMap<String, usize>);
 /// How long a count of resources per subscription is reused (it only paces resyncs).
 const COUNT_TTL: Duration = Duration::from_secs(1);
 
-impl crate::engine::kubernetes_compute::ComputeStore for ApiStore {
-    async fn save_compute_status(
+impl ApiStore {
+    /// Saves the status of an object of a typed kind by server-side apply (our one field
+    /// manager) and remembers the resourceVersion it produced.
+    ///
+    /// # Errors
+    /// The API server's refusal.
+    pub async fn save_typed_status<K: super::typed::TypedKind>(
         &self,
         key: &ObjKey,
-        status: &KubernetesComputeStatus,
+        status: &K::Status,
     ) -> Result<(), StoreError> {
-        let api: Api<KubernetesCompute> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
         let body = json!({
-            "apiVersion": format!("{}/{}", crate::crd::GROUP, super::kinds::VERSION),
-            "kind": crate::engine::kubernetes_compute::KIND,
+            "apiVersion": K::api_version(&()),
+            "kind": K::KIND,
             "status": status,
         });
         let saved = api
@@ -354,8 +359,19 @@ impl crate::engine::kubernetes_compute::ComputeStore for ApiStore {
             )
             .await
             .map_err(store_err)?;
-        self.wrote_version(key, saved.metadata.resource_version);
+        self.wrote_version(key, saved.meta().resource_version.clone());
         Ok(())
+    }
+}
+
+impl crate::engine::kubernetes_compute::ComputeStore for ApiStore {
+    async fn save_compute_status(
+        &self,
+        key: &ObjKey,
+        status: &KubernetesComputeStatus,
+    ) -> Result<(), StoreError> {
+        self.save_typed_status::<KubernetesCompute>(key, status)
+            .await
     }
 }
 

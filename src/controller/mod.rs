@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod rbac;
 pub mod reconciler;
 mod run;
+pub mod typed;
 
 use std::net::SocketAddr;
 use std::time::Duration;

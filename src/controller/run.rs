@@ -22,7 +22,7 @@ use crate::azure::{ArmClient, ArmClientConfig};
 use crate::crd::{ADOPT_ANNOTATION, REATTACH_ANNOTATION};
 use crate::engine::EngineConfig;
 
-use super::compute::{self, ComputeCtx};
+use super::compute;
 use super::credentials::Credentials;
 use super::http::{self, Probes, Readiness};
 use super::kinds::Kind;
@@ -31,6 +31,7 @@ use super::kube_store::ApiStore;
 use super::leader::{Elector, Leadership, LeaseConfig};
 use super::metrics::{Metrics, ResourceState};
 use super::reconciler::{self, Backoff, Ctx, Shared};
+use super::typed::TypedCtx;
 
 /// Everything `amlops run` is configured with.
 #[derive(Clone, Debug)]
@@ -381,7 +382,7 @@ impl Operator {
         // KubernetesCompute: typed watch, its own controller; it starts once its CRD is
         // established, without holding up the legacy kinds.
         let compute = {
-            let ctx = Arc::new(ComputeCtx {
+            let ctx = Arc::new(TypedCtx {
                 shared: self.shared.clone(),
                 store: store.clone(),
             });
