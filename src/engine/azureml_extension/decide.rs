@@ -249,6 +249,9 @@ pub fn decide(
     if d.deleting {
         return deletion(d, o, plan, id, cfg);
     }
+    if matches!(o.provider_registered, Lookup::Found(false)) {
+        return stall(d, plan, &not_registered(id.cluster()));
+    }
     match o.extension.found() {
         None => absent(d, o, plan, id),
         Some(e) => present(d, o, plan, id, e, cfg),
@@ -353,6 +356,16 @@ fn tls_problem(d: &ExtensionDesired) -> Option<Stall> {
     None
 }
 
+fn not_registered(cluster: &crate::azure::ResourceId) -> Stall {
+    Stall::new(
+        "ProviderNotRegistered",
+        format!(
+            "The subscription {} is not registered to use namespace 'Microsoft.KubernetesConfiguration' (cluster extensions): register it (az provider register --namespace Microsoft.KubernetesConfiguration) and amlops continues",
+            cluster.subscription()
+        ),
+    )
+}
+
 /// The checks of the cluster (reads only): what would make Azure refuse or fail the
 /// extension. `list`: also the provider registration and the cluster's other extensions
 /// (before a PUT).
@@ -367,13 +380,7 @@ fn preflight(
         .map_err(|e| Stall::new("InvalidSpec", e))?;
     let name = cluster_id.name().to_string();
     if list && matches!(o.provider_registered, Lookup::Found(false)) {
-        return Err(Stall::new(
-            "ProviderNotRegistered",
-            format!(
-                "The subscription {} is not registered to use namespace 'Microsoft.KubernetesConfiguration' (cluster extensions): register it (az provider register --namespace Microsoft.KubernetesConfiguration) and amlops continues",
-                cluster_id.subscription()
-            ),
-        ));
+        return Err(not_registered(&cluster_id));
     }
     let c: &ManagedCluster = match &o.cluster {
         Lookup::Found(c) => c,
@@ -742,7 +749,7 @@ fn patch_for(
         p.configuration_protected_settings = Some(w.configuration_protected_settings.clone());
         what.push("protected settings (all)".into());
     }
-    (!what.is_empty()).then(|| (ExtensionPatch { properties: p }, what))
+    (!what.is_empty()).then_some((ExtensionPatch { properties: p }, what))
 }
 
 fn succeeded(

@@ -169,7 +169,21 @@ impl<S: ExtensionStore> Engine<S> {
             }
         }
         let Ok(id) = d.extension_id() else { return o };
-        let found = read!(self.arm.get_extension(&id), id);
+        let found = match self.arm.get_extension(&id).await {
+            Ok(found) => found,
+            // Azure refuses every extension call while the provider is not registered.
+            Err(e) if e.code() == Some("MissingSubscriptionRegistration") => {
+                o.provider_registered = Lookup::Found(false);
+                return o;
+            }
+            Err(error) => {
+                o.failure = Some(ReadFailure {
+                    error,
+                    resource: id.to_string(),
+                });
+                return o;
+            }
+        };
         let state = found.as_ref().and_then(|e| e.provisioning_state().cloned());
         o.extension = found.map_or(Lookup::Missing, Lookup::Found);
         if d.deleting {
