@@ -317,6 +317,23 @@ fn every_preflight_failure_stalls_without_a_write() {
         let again = decide(&d, &o, &plan.status, &EngineConfig::default());
         assert!(again.events.is_empty(), "{name}");
     }
+    // Azure refused the extension GET itself (409 MissingSubscriptionRegistration): the
+    // same stall, not a wait on a 409 that never passes.
+    let o = ObservedExtension {
+        provider_registered: Lookup::Found(false),
+        ..ObservedExtension::default()
+    };
+    let plan = decide(
+        &d,
+        &o,
+        &AzureMlExtensionStatus::default(),
+        &EngineConfig::default(),
+    );
+    assert_eq!(write_name(&plan), "-");
+    assert_eq!(
+        true_cond(&plan.status),
+        ("Stalled", "ProviderNotRegistered")
+    );
     // Two nodes without high availability asked for: the CLI's defaults, installed.
     let mut o = ready_to_install();
     o.cluster = Lookup::Found(aks(2));
