@@ -30,7 +30,7 @@ pub const KUBERNETES_CONFIGURATION_NAMESPACE: &str = "Microsoft.KubernetesConfig
 pub const ARC_NAMESPACE: &str = "Microsoft.Kubernetes";
 
 /// The ARM id of an extension: an extension resource under a cluster.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtensionId {
     cluster: ResourceId,
     name: String,

@@ -179,7 +179,30 @@ pub fn cluster_json(c: &Cluster) -> Value {
 /// GET managed cluster.
 pub fn get(inner: &Inner, p: &ClusterPath) -> Result<Response, ArmError> {
     let c = cluster(inner, p)?;
-    Ok((StatusCode::OK, axum::Json(cluster_json(c))).into_response())
+    let mut body = cluster_json(c);
+    // The seeded traits of the Kubernetes-compute path show in the GET as AKS reports them:
+    // `identity` (or a `servicePrincipalProfile`) and `disableLocalAccounts`.
+    let t = inner.ext.traits(&cluster_key(p.sub, p.rg, p.name));
+    if let Some(o) = body.as_object_mut() {
+        let kind = t.identity.as_deref().unwrap_or("SystemAssigned");
+        if kind.eq_ignore_ascii_case("ServicePrincipal") {
+            if let Some(props) = o.get_mut("properties").and_then(Value::as_object_mut) {
+                props.insert(
+                    "servicePrincipalProfile".into(),
+                    json!({"clientId": "00000000-0000-0000-0000-0000000000ff"}),
+                );
+            }
+        } else {
+            o.insert("identity".into(), json!({"type": kind}));
+        }
+        if let Some(props) = o.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert(
+                "disableLocalAccounts".into(),
+                json!(t.disable_local_accounts),
+            );
+        }
+    }
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
 
 /// POST listClusterUserCredential / listClusterAdminCredential.

@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::{ClusterStatus, KubernetesComputeStatus};
+use crate::crd::{AzureMlExtensionStatus, ClusterStatus, KubernetesComputeStatus};
 
 /// A status with kstatus conditions and `observedGeneration` (every kind of amlops).
 pub trait Conditioned {
@@ -45,6 +45,10 @@ impl Conditioned for ClusterStatus {
 }
 
 impl Conditioned for KubernetesComputeStatus {
+    conditioned!();
+}
+
+impl Conditioned for AzureMlExtensionStatus {
     conditioned!();
 }
 

@@ -10,6 +10,7 @@
 //!   through the ARM client and a [`KubeStore`].
 
 mod act;
+pub mod azureml_extension;
 pub mod body;
 pub mod checks;
 pub mod conditions;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::crd::{ClusterStatus, KubernetesComputeStatus};
+use crate::crd::{AzureMlExtensionStatus, ClusterStatus, KubernetesComputeStatus};
 
 use super::body::attach_target;
 use super::desired::Desired;
@@ -134,6 +134,7 @@ struct Inner {
     secrets: BTreeMap<(String, String), Secret>,
     statuses: BTreeMap<ObjKey, ClusterStatus>,
     compute_statuses: BTreeMap<ObjKey, KubernetesComputeStatus>,
+    extension_statuses: BTreeMap<ObjKey, AzureMlExtensionStatus>,
     events: Vec<Event>,
     claims: Vec<Claim>,
 }
@@ -168,6 +169,10 @@ impl MemoryStore {
     /// The last saved status of a `KubernetesCompute`.
     pub fn compute_status(&self, key: &ObjKey) -> Option<KubernetesComputeStatus> {
         self.lock().compute_statuses.get(key).cloned()
+    }
+    /// The last saved status of an `AzureMLExtension`.
+    pub fn extension_status(&self, key: &ObjKey) -> Option<AzureMlExtensionStatus> {
+        self.lock().extension_statuses.get(key).cloned()
     }
     /// Every event so far.
     pub fn events(&self) -> Vec<Event> {
@@ -240,6 +245,19 @@ impl super::kubernetes_compute::ComputeStore for MemoryStore {
     ) -> Result<(), StoreError> {
         self.lock()
             .compute_statuses
+            .insert(key.clone(), status.clone());
+        Ok(())
+    }
+}
+
+impl super::azureml_extension::ExtensionStore for MemoryStore {
+    async fn save_extension_status(
+        &self,
+        key: &ObjKey,
+        status: &AzureMlExtensionStatus,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .extension_statuses
             .insert(key.clone(), status.clone());
         Ok(())
     }

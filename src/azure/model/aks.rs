@@ -34,12 +34,55 @@ pub struct ManagedCluster {
     /// Region.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The cluster's identity (`SystemAssigned` or `UserAssigned`); absent on a cluster that
+    /// runs with a service principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ManagedClusterIdentity>,
     /// Properties.
     #[serde(default)]
     pub properties: ManagedClusterProperties,
 }
 
+/// `identity` of a managed cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedClusterIdentity {
+    /// `SystemAssigned`, `UserAssigned` or `None`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub identity_type: Option<String>,
+}
+
+/// `servicePrincipalProfile` (`clientId` is `msi` on a managed-identity cluster).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipalProfile {
+    /// Client id of the service principal, or `msi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
 impl ManagedCluster {
+    /// True when the cluster runs with a managed identity (cluster extensions need one):
+    /// an `identity` other than `None`, or no service principal other than `msi`.
+    pub fn uses_managed_identity(&self) -> bool {
+        let identity = self
+            .identity
+            .as_ref()
+            .and_then(|i| i.identity_type.as_deref())
+            .is_some_and(|t| !t.eq_ignore_ascii_case("None"));
+        let sp = self
+            .properties
+            .service_principal_profile
+            .as_ref()
+            .and_then(|p| p.client_id.as_deref())
+            .is_some_and(|c| !c.eq_ignore_ascii_case("msi"));
+        identity || !sp
+    }
+
+    /// `disableLocalAccounts` (absent: false).
+    pub fn local_accounts_disabled(&self) -> bool {
+        self.properties.disable_local_accounts.unwrap_or(false)
+    }
+
     /// The version actually running (`currentKubernetesVersion`, else `kubernetesVersion`).
     pub fn kubernetes_version(&self) -> Option<&str> {
         self.properties
@@ -123,6 +166,12 @@ pub struct ManagedClusterProperties {
     /// API server access.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_server_access_profile: Option<ApiServerAccessProfile>,
+    /// `disableLocalAccounts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_local_accounts: Option<bool>,
+    /// `servicePrincipalProfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_principal_profile: Option<ServicePrincipalProfile>,
 }
 
 /// An agent pool as listed in the cluster (subset).

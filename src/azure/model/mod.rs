@@ -63,7 +63,8 @@ mod sku;
 
 pub use aks::{
     AgentPool, AgentPoolProfile, AgentPoolProperties, ApiServerAccessProfile, ManagedCluster,
-    ManagedClusterProperties, PowerState, PowerStateCode,
+    ManagedClusterIdentity, ManagedClusterProperties, PowerState, PowerStateCode,
+    ServicePrincipalProfile,
 };
 pub use compute::{
     AksCompute, AksNetworkingConfiguration, AksProperties, ClusterPurpose, ComputeKeys,

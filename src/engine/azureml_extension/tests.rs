@@ -1,0 +1,783 @@
+//! Table tests of the `AzureMLExtension` decisions: what is written, when, and what the
+//! status says — no I/O.
+
+use std::time::Duration;
+
+use crate::azure::error::{ApiError, ArmErrorDetail};
+use crate::azure::model::{
+    Extension, ExtensionIdentity, ExtensionProperties, ExtensionProvisioningState as State,
+    ExtensionStatus, ManagedCluster,
+};
+use crate::azure::{AzureError, LroStyle, OperationHandle, OperationKind, OperationStatus as Poll};
+use crate::crd::{
+    AzureMLExtension, AzureMlExtensionStatus, ExtensionDeletionPolicy, OperationStatus,
+};
+use crate::engine::EngineConfig;
+use crate::engine::body::TlsMaterial;
+use crate::engine::observe::{Lookup, VerifiedTls};
+use crate::tls::CertInfo;
+
+use super::decide::{ExtensionDone, ExtensionWriteFailure};
+use super::*;
+
+const SUB: &str = "00000000-0000-0000-0000-000000000000";
+const CLUSTER: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/shared";
+const KEY_PEM: &str =
+    "-----BEGIN PRIVATE KEY-----\nS3CRET-KEY-MATERIAL\n-----END PRIVATE KEY-----\n";
+
+fn cr(extra: serde_json::Value) -> AzureMLExtension {
+    let mut spec = serde_json::json!({
+        "cluster": {"resourceId": CLUSTER},
+        "training": {"enabled": true},
+        "inference": {
+            "enabled": true,
+            "tls": {"cname": "scoring.contoso.com", "secretRef": {"name": "scoring-tls"}}
+        }
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "amlops.dev/v1alpha1",
+        "kind": "AzureMLExtension",
+        "metadata": {"name": "azureml", "namespace": "ml", "generation": 1},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn tls(cert: &str) -> VerifiedTls {
+    VerifiedTls {
+        material: TlsMaterial {
+            cert: cert.into(),
+            key: KEY_PEM.into(),
+            cname: "scoring.contoso.com".into(),
+        },
+        info: CertInfo {
+            sha256_fingerprint: format!("fp-{}", cert.len()),
+            not_before: "2026-01-01T00:00:00Z".into(),
+            not_after: "2027-01-01T00:00:00Z".into(),
+            hostname: Some("scoring.contoso.com".into()),
+            dns_names: vec!["scoring.contoso.com".into()],
+        },
+    }
+}
+
+const CERT_A: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+const CERT_B: &str = "-----BEGIN CERTIFICATE-----\nBBBBBB\n-----END CERTIFICATE-----\n";
+
+fn desired() -> ExtensionDesired {
+    ExtensionDesired::new(&cr(serde_json::json!({})), Some(tls(CERT_A)), vec![])
+}
+
+fn aks(nodes: i32) -> ManagedCluster {
+    serde_json::from_value(serde_json::json!({
+        "id": CLUSTER,
+        "name": "shared",
+        "location": "eastus",
+        "identity": {"type": "SystemAssigned"},
+        "properties": {
+            "powerState": {"code": "Running"},
+            "disableLocalAccounts": false,
+            "agentPoolProfiles": [{"name": "nodepool1", "count": nodes}]
+        }
+    }))
+    .unwrap()
+}
+
+/// Before an install: extension absent, provider registered, cluster fine, no other extension.
+fn ready_to_install() -> ObservedExtension {
+    ObservedExtension {
+        extension: Lookup::Missing,
+        provider_registered: Lookup::Found(true),
+        cluster: Lookup::Found(aks(3)),
+        ..ObservedExtension::default()
+    }
+}
+
+/// What Azure holds after `d` was installed on a 3-node cluster in eastus.
+fn installed(d: &ExtensionDesired, state: State) -> Extension {
+    let body = d
+        .body(&crate::azure::azureml_extension::ClusterFacts {
+            id: CLUSTER.parse().unwrap(),
+            location: "eastus".into(),
+            node_count: Some(3),
+        })
+        .unwrap();
+    Extension {
+        id: Some(format!(
+            "{CLUSTER}/providers/Microsoft.KubernetesConfiguration/extensions/azureml"
+        )),
+        name: Some("azureml".into()),
+        resource_type: Some("Microsoft.KubernetesConfiguration/extensions".into()),
+        identity: Some(ExtensionIdentity {
+            identity_type: Some("SystemAssigned".into()),
+            principal_id: Some("11111111-2222-3333-4444-555555555555".into()),
+            tenant_id: None,
+        }),
+        properties: ExtensionProperties {
+            extension_type: Some("Microsoft.AzureML.Kubernetes".into()),
+            auto_upgrade_minor_version: Some(true),
+            release_train: Some("stable".into()),
+            configuration_settings: Some(body.properties.configuration_settings),
+            current_version: Some("1.1.64".into()),
+            provisioning_state: Some(state),
+            ..ExtensionProperties::default()
+        },
+    }
+}
+
+fn found(e: Extension) -> ObservedExtension {
+    ObservedExtension {
+        extension: Lookup::Found(e),
+        cluster: Lookup::Found(aks(3)),
+        ..ObservedExtension::default()
+    }
+}
+
+/// Status of an extension this resource installed with `d`'s settings.
+fn owned(d: &ExtensionDesired) -> AzureMlExtensionStatus {
+    AzureMlExtensionStatus {
+        extension_id: Some(d.extension_id().unwrap().to_string()),
+        settings_hash: Some(d.settings_hash()),
+        protected_settings_hash: d.protected_settings_hash(),
+        ..AzureMlExtensionStatus::default()
+    }
+}
+
+fn cond<'a>(st: &'a AzureMlExtensionStatus, type_: &str) -> (&'a str, &'a str, &'a str) {
+    let c = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {st:#?}"));
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
+
+fn true_cond(st: &AzureMlExtensionStatus) -> (&str, &str) {
+    let c = st
+        .conditions
+        .iter()
+        .find(|c| c.status == "True")
+        .unwrap_or_else(|| panic!("no true condition in {st:#?}"));
+    (c.type_.as_str(), c.reason.as_str())
+}
+
+fn write_name(p: &ExtensionPlan) -> String {
+    match &p.write {
+        None => "-".into(),
+        Some(ExtensionWrite::Put { kind, .. }) => format!("Put({})", kind.as_str()),
+        Some(ExtensionWrite::Patch { .. }) => "Patch".into(),
+        Some(ExtensionWrite::Delete { .. }) => "Delete".into(),
+    }
+}
+
+fn api(status: u16, code: &str, message: &str) -> AzureError {
+    ApiError::from_response(
+        "extension.put",
+        reqwest::StatusCode::from_u16(status).unwrap(),
+        format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#).as_bytes(),
+        Default::default(),
+        None,
+    )
+    .into()
+}
+
+fn handle() -> OperationHandle {
+    OperationHandle {
+        kind: OperationKind::Create,
+        style: LroStyle::AsyncOperation,
+        url: "https://management.azure.com/op/1".into(),
+        retry_after: Some(Duration::from_secs(2)),
+    }
+}
+
+fn no_secret(plan: &ExtensionPlan) {
+    let text = format!("{plan:?} {:?}", plan.status);
+    assert!(!text.contains("S3CRET"), "{text}");
+    let json = serde_json::to_string(&plan.status).unwrap();
+    assert!(!json.contains("S3CRET"), "{json}");
+    for n in &plan.events {
+        assert!(!n.message.contains("S3CRET"), "{}", n.message);
+    }
+}
+
+type Edit<T> = fn(&mut T);
+
+#[test]
+fn every_preflight_failure_stalls_without_a_write() {
+    let d = desired();
+    // (name, desired change, observed change, reason)
+    let rows: Vec<(&str, Edit<ExtensionDesired>, Edit<ObservedExtension>, &str)> = vec![
+        (
+            "provider",
+            |_| {},
+            |o| o.provider_registered = Lookup::Found(false),
+            "ProviderNotRegistered",
+        ),
+        (
+            "no cluster",
+            |_| {},
+            |o| o.cluster = Lookup::Missing,
+            "AksClusterNotFound",
+        ),
+        (
+            "service principal",
+            |_| {},
+            |o| {
+                let mut c = aks(3);
+                c.identity = None;
+                c.properties.service_principal_profile =
+                    Some(crate::azure::model::ServicePrincipalProfile {
+                        client_id: Some("7c7f1a2e-0000-0000-0000-000000000001".into()),
+                    });
+                o.cluster = Lookup::Found(c);
+            },
+            "ClusterIdentityNotSupported",
+        ),
+        (
+            "local accounts",
+            |_| {},
+            |o| {
+                let mut c = aks(3);
+                c.properties.disable_local_accounts = Some(true);
+                o.cluster = Lookup::Found(c);
+            },
+            "LocalAccountsDisabled",
+        ),
+        (
+            "stopped",
+            |_| {},
+            |o| {
+                let mut c = aks(3);
+                c.properties.power_state =
+                    serde_json::from_value(serde_json::json!({"code": "Stopped"})).unwrap();
+                o.cluster = Lookup::Found(c);
+            },
+            "ClusterStopped",
+        ),
+        (
+            "HA on 2 nodes",
+            |d| d.spec.inference.high_availability = Some(true),
+            |o| o.cluster = Lookup::Found(aks(2)),
+            "InsufficientNodes",
+        ),
+        (
+            "another Azure ML extension",
+            |_| {},
+            |o| o.others = vec!["azureml-old".into()],
+            "ExtensionExists",
+        ),
+        (
+            "another one, even with adopt",
+            |d| d.adopt = true,
+            |o| o.others = vec!["azureml-old".into()],
+            "ExtensionExists",
+        ),
+        ("no TLS Secret", |d| d.tls = None, |_| {}, "SecretNotFound"),
+        (
+            "bad TLS Secret",
+            |d| {
+                d.tls = None;
+                d.tls_error = Some(Stall::new("InvalidCertificate", "expired"));
+            },
+            |_| {},
+            "InvalidCertificate",
+        ),
+        (
+            "ClusterSecret delivery",
+            |d| {
+                if let Some(t) = d.spec.inference.tls.as_mut() {
+                    t.delivery = crate::crd::TlsDelivery::ClusterSecret;
+                }
+            },
+            |_| {},
+            "UnsupportedSpec",
+        ),
+    ];
+    for (name, dc, oc, reason) in rows {
+        let mut d = d.clone();
+        dc(&mut d);
+        let mut o = ready_to_install();
+        oc(&mut o);
+        let plan = decide(
+            &d,
+            &o,
+            &AzureMlExtensionStatus::default(),
+            &EngineConfig::default(),
+        );
+        assert_eq!(write_name(&plan), "-", "{name}");
+        assert_eq!(true_cond(&plan.status), ("Stalled", reason), "{name}");
+        assert!(plan.status.extension_id.is_none(), "{name}");
+        assert_eq!(plan.events.len(), 1, "{name}: one Warning");
+        no_secret(&plan);
+        // The same stall again is no news.
+        let again = decide(&d, &o, &plan.status, &EngineConfig::default());
+        assert!(again.events.is_empty(), "{name}");
+    }
+    // Azure refused the extension GET itself (409 MissingSubscriptionRegistration): the
+    // same stall, not a wait on a 409 that never passes.
+    let o = ObservedExtension {
+        provider_registered: Lookup::Found(false),
+        ..ObservedExtension::default()
+    };
+    let plan = decide(
+        &d,
+        &o,
+        &AzureMlExtensionStatus::default(),
+        &EngineConfig::default(),
+    );
+    assert_eq!(write_name(&plan), "-");
+    assert_eq!(
+        true_cond(&plan.status),
+        ("Stalled", "ProviderNotRegistered")
+    );
+    // Two nodes without high availability asked for: the CLI's defaults, installed.
+    let mut o = ready_to_install();
+    o.cluster = Lookup::Found(aks(2));
+    let plan = decide(
+        &d,
+        &o,
+        &AzureMlExtensionStatus::default(),
+        &EngineConfig::default(),
+    );
+    let Some(ExtensionWrite::Put { body, .. }) = &plan.write else {
+        panic!("{plan:#?}")
+    };
+    let s = &body.properties.configuration_settings;
+    assert_eq!(s["inferenceRouterHA"], "False");
+    assert_eq!(s["clusterPurpose"], "DevTest");
+    // The extension's own name in the list is no obstacle.
+    let mut o = ready_to_install();
+    o.others = vec!["AzureML".into()];
+    let plan = decide(
+        &d,
+        &o,
+        &AzureMlExtensionStatus::default(),
+        &EngineConfig::default(),
+    );
+    assert_eq!(write_name(&plan), "Put(Create)");
+}
+
+#[test]
+fn absent_is_one_put_and_hashes_count_only_once_azure_accepted_it() {
+    let d = desired();
+    let cfg = EngineConfig::default();
+    let before = AzureMlExtensionStatus::default();
+    let plan = decide(&d, &ready_to_install(), &before, &cfg);
+    assert_eq!(write_name(&plan), "Put(Create)");
+    // The intent record: the id, before the write; no hash yet.
+    assert_eq!(
+        plan.status.extension_id.as_deref(),
+        Some(d.extension_id().unwrap().to_string().as_str())
+    );
+    assert!(plan.status.settings_hash.is_none());
+    assert_eq!(true_cond(&plan.status), ("Reconciling", "Installing"));
+    let Some(ExtensionWrite::Put { body, .. }) = &plan.write else {
+        unreachable!()
+    };
+    // The CLI's body: derived keys, protected PEM pair equal to what the hash covers.
+    let s = &body.properties.configuration_settings;
+    assert_eq!(s["sslCname"], "scoring.contoso.com");
+    assert_eq!(s["location"], "eastus");
+    assert_eq!(s["clusterId"], CLUSTER);
+    assert_eq!(
+        body.properties.configuration_protected_settings,
+        d.protected_settings()
+    );
+    no_secret(&plan);
+
+    // Azure refused for now (503): nothing counts as sent; tried again.
+    let failed = settle(
+        &d,
+        plan.clone(),
+        Err(ExtensionWriteFailure::Azure(api(
+            503,
+            "ServiceUnavailable",
+            "busy",
+        ))),
+        &before,
+        &cfg,
+    );
+    assert!(failed.status.settings_hash.is_none());
+    assert!(failed.status.protected_settings_hash.is_none());
+    assert!(failed.status.operation.is_none());
+    assert!(failed.requeue.is_some());
+    // Azure refused for good: the id goes (nothing was created).
+    let refused = settle(
+        &d,
+        plan.clone(),
+        Err(ExtensionWriteFailure::Azure(api(400, "BadRequest", "no"))),
+        &before,
+        &cfg,
+    );
+    assert!(refused.status.extension_id.is_none());
+    assert_eq!(true_cond(&refused.status).0, "Stalled");
+
+    // Accepted: operation and hashes recorded, TLS facts (no key).
+    let ok = settle(
+        &d,
+        plan,
+        Ok(ExtensionDone::Started(handle())),
+        &before,
+        &cfg,
+    );
+    let op = ok.status.operation.as_ref().expect("operation");
+    assert_eq!(op.url, "https://management.azure.com/op/1");
+    assert_eq!(ok.requeue, Some(Duration::from_secs(2)));
+    assert_eq!(ok.status.settings_hash, Some(d.settings_hash()));
+    assert_eq!(
+        ok.status.protected_settings_hash,
+        d.protected_settings_hash()
+    );
+    let t = ok.status.tls.as_ref().expect("tls");
+    assert_eq!(t.hostname.as_deref(), Some("scoring.contoso.com"));
+    assert_eq!(t.not_after.as_deref(), Some("2027-01-01T00:00:00Z"));
+    no_secret(&ok);
+}
+
+#[test]
+fn operation_in_flight_unknown_states_and_failed_polls() {
+    let d = desired();
+    let cfg = EngineConfig::default();
+    let mut st = owned(&d);
+    st.operation = Some(OperationStatus {
+        kind: OperationKind::Create,
+        url: "https://management.azure.com/op/1".into(),
+        style: None,
+        started_at: None,
+    });
+    let o = ObservedExtension {
+        poll: Some(Poll::InProgress {
+            retry_after: Duration::from_secs(7),
+        }),
+        ..ObservedExtension::default()
+    };
+    let plan = decide(&d, &o, &st, &cfg);
+    assert_eq!(write_name(&plan), "-");
+    assert_eq!(plan.requeue, Some(Duration::from_secs(7)));
+    assert_eq!(true_cond(&plan.status), ("Reconciling", "Installing"));
+
+    // `Pending` (unknown) is running: wait, no write.
+    let mut e = installed(&d, State::Succeeded);
+    e.properties.provisioning_state = Some("Pending".parse().unwrap());
+    let plan = decide(&d, &found(e), &owned(&d), &cfg);
+    assert_eq!(write_name(&plan), "-");
+    assert_eq!(true_cond(&plan.status), ("Reconciling", "AzureBusy"));
+    assert_eq!(plan.status.provisioning_state.as_deref(), Some("Pending"));
+
+    // A failed poll: the error is recorded and shown.
+    let mut o = found(installed(&d, State::Succeeded));
+    o.poll = Some(Poll::Failed {
+        code: "ExtensionOperationFailed".into(),
+        message: "pod healthcheck failed".into(),
+    });
+    let plan = decide(&d, &o, &st, &cfg);
+    assert!(plan.status.operation.is_none());
+    assert!(plan.events.iter().any(|n| n.reason == "OperationFailed"));
+}
+
+#[test]
+fn steady_change_and_rotation() {
+    let d = desired();
+    let cfg = EngineConfig::default();
+    // Steady: nothing to write, Ready, Azure's facts in the status.
+    let plan = decide(
+        &d,
+        &found(installed(&d, State::Succeeded)),
+        &owned(&d),
+        &cfg,
+    );
+    assert_eq!(write_name(&plan), "-");
+    assert_eq!(true_cond(&plan.status), ("Ready", "Installed"));
+    assert_eq!(plan.status.version.as_deref(), Some("1.1.64"));
+    assert_eq!(
+        plan.status.principal_id.as_deref(),
+        Some("11111111-2222-3333-4444-555555555555")
+    );
+    assert_eq!(plan.status.provisioning_state.as_deref(), Some("Succeeded"));
+    assert!(plan.status.tls.is_some());
+    assert!(plan.requeue.is_some());
+
+    // A settings change: one PATCH with only the changed keys, no protected settings.
+    let mut changed = d.clone();
+    changed.spec.add_ons.nvidia_device_plugin = true;
+    changed
+        .spec
+        .node_selector
+        .insert("agentpool".into(), "ml".into());
+    let plan = decide(
+        &changed,
+        &found(installed(&d, State::Succeeded)),
+        &owned(&d),
+        &cfg,
+    );
+    let Some(ExtensionWrite::Patch {
+        body,
+        settings_hash,
+        ..
+    }) = &plan.write
+    else {
+        panic!("{plan:#?}")
+    };
+    let s = body.properties.configuration_settings.as_ref().unwrap();
+    assert_eq!(
+        s.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["installNvidiaDevicePlugin", "nodeSelector.agentpool"]
+    );
+    assert!(body.properties.configuration_protected_settings.is_none());
+    assert!(body.properties.release_train.is_none());
+    assert_eq!(settings_hash, &changed.settings_hash());
+    assert!(plan.events.iter().any(|n| n.reason == "ImpactsEndpoints"));
+    // The hash is not recorded before Azure accepted the PATCH.
+    assert_eq!(plan.status.settings_hash, Some(d.settings_hash()));
+
+    // A certificate rotation: one PATCH with ALL protected settings, no settings.
+    let mut rotated = d.clone();
+    rotated.tls = Some(tls(CERT_B));
+    let plan = decide(
+        &rotated,
+        &found(installed(&d, State::Succeeded)),
+        &owned(&d),
+        &cfg,
+    );
+    let Some(ExtensionWrite::Patch {
+        body,
+        protected_hash,
+        ..
+    }) = &plan.write
+    else {
+        panic!("{plan:#?}")
+    };
+    let p = body
+        .properties
+        .configuration_protected_settings
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        p.keys().collect::<Vec<_>>(),
+        vec!["scoringFe.sslCert", "scoringFe.sslKey"]
+    );
+    assert_eq!(p, &rotated.protected_settings());
+    assert!(body.properties.configuration_settings.is_none());
+    assert_eq!(protected_hash, &rotated.protected_settings_hash());
+    no_secret(&plan);
+    // Accepted (202): hashes and the new certificate's facts recorded.
+    let ok = settle(
+        &rotated,
+        plan.clone(),
+        Ok(ExtensionDone::Started(handle())),
+        &owned(&d),
+        &cfg,
+    );
+    assert_eq!(
+        ok.status.protected_settings_hash,
+        rotated.protected_settings_hash()
+    );
+    assert_eq!(
+        ok.status.tls.as_ref().unwrap().sha256_fingerprint,
+        Some(format!("fp-{}", CERT_B.len()))
+    );
+    // Refused (409 busy): the old hash stays, so the PATCH is sent again.
+    let busy = settle(
+        &rotated,
+        plan,
+        Err(ExtensionWriteFailure::Azure(api(
+            409,
+            "Conflict",
+            "operation in progress",
+        ))),
+        &owned(&d),
+        &cfg,
+    );
+    assert_eq!(
+        busy.status.protected_settings_hash,
+        d.protected_settings_hash()
+    );
+
+    // A version pin: the PATCH turns auto-upgrade off.
+    let mut pinned = d.clone();
+    pinned.spec.version = Some("1.1.39".into());
+    let plan = decide(
+        &pinned,
+        &found(installed(&d, State::Succeeded)),
+        &owned(&d),
+        &cfg,
+    );
+    let Some(ExtensionWrite::Patch { body, .. }) = &plan.write else {
+        panic!("{plan:#?}")
+    };
+    assert_eq!(body.properties.auto_upgrade_minor_version, Some(false));
+    assert_eq!(body.properties.version.as_deref(), Some("1.1.39"));
+
+    // Hashes lost but Azure already matches (settings): recorded, no write... except the
+    // protected settings, which Azure never shows: those are sent whole.
+    let mut lost = owned(&d);
+    lost.settings_hash = None;
+    let plan = decide(&d, &found(installed(&d, State::Succeeded)), &lost, &cfg);
+    assert_eq!(write_name(&plan), "-");
+    assert_eq!(plan.status.settings_hash, Some(d.settings_hash()));
+    lost.protected_settings_hash = None;
+    let plan = decide(&d, &found(installed(&d, State::Succeeded)), &lost, &cfg);
+    let Some(ExtensionWrite::Patch { body, .. }) = &plan.write else {
+        panic!("{plan:#?}")
+    };
+    assert!(body.properties.configuration_settings.is_none());
+    assert!(body.properties.configuration_protected_settings.is_some());
+}
+
+#[test]
+fn failed_is_retried_up_to_max_retries_then_stalls_with_azures_code() {
+    let mut d = desired();
+    d.max_retries = 2;
+    let cfg = EngineConfig::default();
+    let mut e = installed(&d, State::Failed);
+    e.properties.error_info = Some(ArmErrorDetail {
+        code: Some("ExtensionOperationFailed".into()),
+        message: Some("… failed pre-install: pod healthcheck failed …".into()),
+        details: vec![ArmErrorDetail {
+            code: Some("E40007".into()),
+            message: Some("INVALID_SSL_SETTING: the CNAME is not in the certificate".into()),
+            ..ArmErrorDetail::default()
+        }],
+        ..ArmErrorDetail::default()
+    });
+    e.properties.statuses = Some(vec![ExtensionStatus {
+        code: Some("ExtensionOperationFailed".into()),
+        level: Some("Error".into()),
+        message: Some("… failed pre-install: pod healthcheck failed …".into()),
+        ..ExtensionStatus::default()
+    }]);
+    let mut o = found(e.clone());
+    o.provider_registered = Lookup::Found(true);
+    let mut st = owned(&d);
+    for n in 1..=2u32 {
+        let plan = decide(&d, &o, &st, &cfg);
+        assert_eq!(write_name(&plan), "Put(Update)", "retry {n}");
+        assert_eq!(plan.status.retries, Some(n));
+        assert_eq!(plan.status.provisioning_errors.len(), 2);
+        assert_eq!(plan.status.provisioning_errors[1].code, "E40007");
+        assert!(
+            plan.events
+                .iter()
+                .any(|x| x.reason == "RetryingFailedExtension")
+        );
+        st = plan.status;
+    }
+    let plan = decide(&d, &o, &st, &cfg);
+    assert_eq!(write_name(&plan), "-");
+    let (status, reason, message) = cond(&plan.status, "Stalled");
+    assert_eq!((status, reason), ("True", "ExtensionFailed"));
+    assert!(message.contains("E40007 INVALID_SSL_SETTING"), "{message}");
+    // A changed spec is a new attempt.
+    let mut changed = d.clone();
+    changed.spec.add_ons.dcgm_exporter = true;
+    let plan = decide(&changed, &o, &st, &cfg);
+    assert_eq!(write_name(&plan), "Put(Update)");
+    assert_eq!(plan.status.retries, Some(1));
+    // No retries allowed: stalls at once.
+    d.max_retries = 0;
+    let plan = decide(&d, &o, &owned(&d), &cfg);
+    assert_eq!(true_cond(&plan.status), ("Stalled", "ExtensionFailed"));
+}
+
+#[test]
+fn someone_elses_extension_is_adopted_only_on_request() {
+    let d = desired();
+    let cfg = EngineConfig::default();
+    let o = found(installed(&d, State::Succeeded));
+    let plan = decide(&d, &o, &AzureMlExtensionStatus::default(), &cfg);
+    assert_eq!(true_cond(&plan.status), ("Stalled", "ExtensionExists"));
+    assert_eq!(write_name(&plan), "-");
+    let mut adopt = d.clone();
+    adopt.adopt = true;
+    let plan = decide(&adopt, &o, &AzureMlExtensionStatus::default(), &cfg);
+    assert!(plan.events.iter().any(|n| n.reason == "Adopted"));
+    assert!(plan.status.extension_id.is_some());
+    // Protected settings cannot be read back: they are sent, all of them.
+    let Some(ExtensionWrite::Patch { body, .. }) = &plan.write else {
+        panic!("{plan:#?}")
+    };
+    assert!(body.properties.configuration_protected_settings.is_some());
+    // An extension of another type under this name is never taken.
+    let mut other = installed(&d, State::Succeeded);
+    other.properties.extension_type = Some("Microsoft.Flux".into());
+    let plan = decide(
+        &adopt,
+        &found(other),
+        &AzureMlExtensionStatus::default(),
+        &cfg,
+    );
+    assert_eq!(true_cond(&plan.status), ("Stalled", "ExtensionExists"));
+}
+
+#[test]
+fn deletion_waits_while_in_use_then_deletes_or_orphans() {
+    let cfg = EngineConfig::default();
+    let mut d = desired();
+    d.deleting = true;
+    d.in_use = vec!["team-a".into(), "team-b".into()];
+    let o = found(installed(&d, State::Succeeded));
+    let plan = decide(&d, &o, &owned(&d), &cfg);
+    assert_eq!(write_name(&plan), "-");
+    assert!(!plan.finished);
+    let (status, reason, message) = cond(&plan.status, "Reconciling");
+    assert_eq!((status, reason), ("True", "InUse"));
+    assert!(message.contains("team-a, team-b"), "{message}");
+
+    d.in_use.clear();
+    let plan = decide(&d, &o, &owned(&d), &cfg);
+    assert_eq!(write_name(&plan), "Delete");
+    assert!(!plan.finished);
+    // Deleting in Azure: wait.
+    let plan = decide(&d, &found(installed(&d, State::Deleting)), &owned(&d), &cfg);
+    assert_eq!(write_name(&plan), "-");
+    assert!(!plan.finished);
+    // Gone (404): finished.
+    let gone = ObservedExtension {
+        extension: Lookup::Missing,
+        ..ObservedExtension::default()
+    };
+    let plan = decide(&d, &gone, &owned(&d), &cfg);
+    assert!(plan.finished);
+    assert_eq!(write_name(&plan), "-");
+
+    // Orphan: finished at once, even in use; never installed: nothing to delete.
+    let mut orphan = d.clone();
+    orphan.deletion_policy = ExtensionDeletionPolicy::Orphan;
+    orphan.in_use = vec!["team-a".into()];
+    let plan = decide(&orphan, &o, &owned(&d), &cfg);
+    assert!(plan.finished);
+    assert_eq!(write_name(&plan), "-");
+    let plan = decide(&d, &o, &AzureMlExtensionStatus::default(), &cfg);
+    assert!(plan.finished);
+    assert_eq!(write_name(&plan), "-");
+    let _ = SUB;
+}
+
+#[test]
+fn hashes_follow_the_spec_and_the_certificate_only() {
+    let d = desired();
+    let mut e = d.clone();
+    e.in_use = vec!["x".into()];
+    e.max_retries = 9;
+    assert_eq!(d.settings_hash(), e.settings_hash());
+    e.spec.extra_settings.insert("a".into(), "b".into());
+    assert_ne!(d.settings_hash(), e.settings_hash());
+    let mut r = d.clone();
+    r.tls = Some(tls(CERT_B));
+    assert_eq!(d.settings_hash(), r.settings_hash());
+    assert_ne!(d.protected_settings_hash(), r.protected_settings_hash());
+    // No TLS: no protected settings.
+    let plain = ExtensionDesired::new(
+        &cr(serde_json::json!({"inference": {"enabled": true, "tls": {"mode": "Disabled"}}})),
+        None,
+        vec![],
+    );
+    assert!(plain.protected_settings().is_empty());
+    assert!(plain.protected_settings_hash().is_none());
+    // Debug never shows the key.
+    assert!(!format!("{d:?}").contains("S3CRET"));
+}
