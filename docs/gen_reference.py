@@ -26,10 +26,12 @@ ORDER = ["InferenceCluster", "ClusterAttachment", "AzureMLExtension", "Kubernete
 
 # Said under a kind's heading: what is (not yet) built for it.
 NOTES = {
-    "AzureMLExtension": "Kubernetes compute path (Azure ML cluster extension). Admission and "
-    "`amlops validate` check this kind; the controller does not install or update the extension "
-    "yet: it reads this kind only to resolve a KubernetesCompute's `extensionRef` (cluster and "
-    "extension name). Install the extension itself with `az k8s-extension create` meanwhile.",
+    "AzureMLExtension": "Kubernetes compute path (Azure ML cluster extension). Reconciled by the "
+    "controller: read-only preflight, install as Azure's CLI builds the extension, one PATCH per "
+    "change (protected settings re-sent whole when the certificate changes), bounded retries of a "
+    "Failed install, uninstall on deletion once no KubernetesCompute uses it "
+    "([troubleshooting](troubleshooting.md#azuremlextension)). `instanceTypes` and TLS delivery "
+    "`ClusterSecret` are refused (`UnsupportedSpec`): not built yet.",
     "KubernetesCompute": "Kubernetes compute path (Azure ML cluster extension). Reconciled by the "
     "controller: it waits for the cluster's Azure ML extension, checks (or creates) the namespace "
     "on the cluster, attaches, changes identity and description in place, retries a Failed "

@@ -34,6 +34,22 @@ struct World {
 
 impl World {
     async fn new() -> Self {
+        let w = Self::bare().await;
+        w.emu
+            .seed_kubernetes_path(&KubernetesPathSeed {
+                crd_delay_ms: Some(0),
+                extensions: vec![ExtensionSeed {
+                    cluster_id: w.cluster.to_string(),
+                    ..ExtensionSeed::default()
+                }],
+                ..KubernetesPathSeed::default()
+            })
+            .unwrap();
+        w
+    }
+
+    /// A 3-node cluster without the Azure ML extension.
+    async fn bare() -> Self {
         let fake = FakeApiServer::start().await.unwrap();
         for crd in amlops::crd::all_crds() {
             fake.install_crd(crd).unwrap();
@@ -54,10 +70,6 @@ impl World {
         let cluster = ResourceId::managed_cluster(SUB, "aks-rg", "shared").unwrap();
         emu.seed_kubernetes_path(&KubernetesPathSeed {
             crd_delay_ms: Some(0),
-            extensions: vec![ExtensionSeed {
-                cluster_id: cluster.to_string(),
-                ..ExtensionSeed::default()
-            }],
             ..KubernetesPathSeed::default()
         })
         .unwrap();
@@ -320,6 +332,92 @@ async fn an_object_that_does_not_decode_stalls_alone_and_the_others_proceed() {
         "{:?}",
         w.azure_compute_writes()
     );
+    w.assert_rbac_covers_everything();
+    let _ = stop.send(true);
+    running.join().await.unwrap();
+}
+
+fn extension_with_tls(cluster: &ResourceId) -> Value {
+    json!({
+        "apiVersion": AV, "kind": "AzureMLExtension",
+        "metadata": {"name": "shared-azureml", "namespace": "ml"},
+        "spec": {
+            "cluster": {"resourceId": cluster.to_string()},
+            "extensionName": "azureml",
+            "inference": {
+                "enabled": true,
+                "routerServiceType": "LoadBalancer",
+                "tls": {"mode": "Enabled", "cname": "scoring.contoso.com", "secretRef": {"name": "scoring-tls"}}
+            },
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_is_installed_and_uninstalled_only_after_its_last_compute() {
+    let w = World::bare().await;
+    let secret = amlops::demo::tls_secret("ml", "scoring-tls", "scoring.contoso.com").unwrap();
+    w.fake.put(serde_json::to_value(secret).unwrap()).unwrap();
+    let (running, stop) = w.operator().await;
+    w.fake.put(extension_with_tls(&w.cluster)).unwrap();
+    let mut kc = compute("team-a", "team-a");
+    kc["spec"]["createNamespace"] = json!(true);
+    w.fake.put(kc).unwrap();
+    let get = |name: &str| w.fake.get(AV, "AzureMLExtension", Some("ml"), name);
+    wait_until("extension Ready", Duration::from_secs(60), || {
+        is(&get("shared-azureml"), "Ready", None)
+    })
+    .await;
+    let e = get("shared-azureml").unwrap();
+    assert!(has_finalizer(&e));
+    assert_eq!(
+        e["status"]["observedGeneration"],
+        e["metadata"]["generation"]
+    );
+    assert_eq!(e["status"]["provisioningState"], "Succeeded");
+    assert!(e["status"]["tls"]["sha256Fingerprint"].is_string(), "{e}");
+    let text = e.to_string();
+    assert!(!text.contains("PRIVATE KEY"), "no key in status");
+    // Its compute attaches once it has Succeeded (woken by the extension's change).
+    wait_until("compute Ready", Duration::from_secs(30), || {
+        is(&w.kc("team-a"), "Ready", None)
+    })
+    .await;
+    let gauge = "amlops_resources{kind=\"AzureMLExtension\",phase=\"Ready\"} 1";
+    wait_until("the extension gauge", Duration::from_secs(10), || {
+        running.metrics.encode().contains(gauge)
+    })
+    .await;
+
+    // Deleting the extension while a compute uses it: InUse, nothing uninstalled.
+    w.fake
+        .delete(AV, "AzureMLExtension", Some("ml"), "shared-azureml")
+        .unwrap();
+    wait_until("InUse", Duration::from_secs(20), || {
+        is(&get("shared-azureml"), "Reconciling", Some("InUse"))
+    })
+    .await;
+    let uninstalls = || {
+        w.emu
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path.contains("/extensions/") && r.status < 300)
+            .count()
+    };
+    assert_eq!(uninstalls(), 0);
+    // The compute goes (detached), which wakes the extension (its own requeue is 30 s).
+    w.fake
+        .delete(AV, "KubernetesCompute", Some("ml"), "team-a")
+        .unwrap();
+    wait_until("compute gone", Duration::from_secs(30), || {
+        w.kc("team-a").is_none()
+    })
+    .await;
+    wait_until("extension gone", Duration::from_secs(15), || {
+        get("shared-azureml").is_none()
+    })
+    .await;
+    assert_eq!(uninstalls(), 1);
     w.assert_rbac_covers_everything();
     let _ = stop.send(true);
     running.join().await.unwrap();

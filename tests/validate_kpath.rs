@@ -868,3 +868,37 @@ fn every_example_validates() {
         }
     }
 }
+
+/// Every amlops manifest quoted in the docs (```yaml blocks) passes `amlops validate`: the
+/// docs cannot drift from the CRDs.
+#[test]
+fn every_manifest_in_the_docs_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.push(root.join("README.md"));
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for block in text.split("```yaml\n").skip(1) {
+            let yaml = block.split("```").next().unwrap_or_default();
+            if !yaml.contains("apiVersion: amlops.dev/") {
+                continue;
+            }
+            for doc in amlops::validate::parse_documents(&file.display().to_string(), yaml) {
+                let value = doc.value.unwrap_or_else(|e| panic!("{}: {e}", doc.source));
+                if value.get("kind").is_none() {
+                    continue;
+                }
+                if let Err(findings) = check_object(&value, None) {
+                    panic!("{}: {findings:?}\n{yaml}", doc.source);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "{checked} manifests checked");
+}

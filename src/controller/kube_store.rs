@@ -364,6 +364,17 @@ impl ApiStore {
     }
 }
 
+impl crate::engine::azureml_extension::ExtensionStore for ApiStore {
+    async fn save_extension_status(
+        &self,
+        key: &ObjKey,
+        status: &crate::crd::AzureMlExtensionStatus,
+    ) -> Result<(), StoreError> {
+        self.save_typed_status::<crate::crd::AzureMLExtension>(key, status)
+            .await
+    }
+}
+
 impl crate::engine::kubernetes_compute::ComputeStore for ApiStore {
     async fn save_compute_status(
         &self,

@@ -4,6 +4,7 @@
 
 pub mod compute;
 pub mod credentials;
+pub mod extension;
 mod http;
 pub mod kinds;
 pub mod kube_store;

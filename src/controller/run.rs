@@ -24,6 +24,7 @@ use crate::engine::EngineConfig;
 
 use super::compute;
 use super::credentials::Credentials;
+use super::extension;
 use super::http::{self, Probes, Readiness};
 use super::kinds::Kind;
 use super::kinds::object_name;
@@ -379,8 +380,8 @@ impl Operator {
                 });
             runs.push(run);
         }
-        // KubernetesCompute: typed watch, its own controller; it starts once its CRD is
-        // established, without holding up the legacy kinds.
+        // The Kubernetes compute path's kinds: typed watches, their own controllers; each
+        // starts once its CRD is established, without holding up the legacy kinds.
         let compute = {
             let ctx = Arc::new(TypedCtx {
                 shared: self.shared.clone(),
@@ -396,7 +397,22 @@ impl Operator {
                 }
             }
         };
-        futures::future::join(futures::future::join_all(runs), compute).await;
+        let extension = {
+            let ctx = Arc::new(TypedCtx {
+                shared: self.shared.clone(),
+                store: store.clone(),
+            });
+            let mut until = term.clone();
+            let namespace = self.options.namespace.clone();
+            let concurrency = self.options.concurrency;
+            let crd = format!("azuremlextensions.{}", crate::crd::GROUP);
+            async move {
+                if self.crd_named_established(&crd, &mut until).await {
+                    extension::run(ctx, namespace, concurrency, until).await;
+                }
+            }
+        };
+        futures::future::join3(futures::future::join_all(runs), compute, extension).await;
         synced.abort();
     }
 }

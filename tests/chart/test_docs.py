@@ -18,7 +18,9 @@ STALLED_REASONS = [
     "TLSBackupFailed", "WorkspaceNotFound", "AksClusterNotFound", "ComputeFailed",
     "CredentialsRefForbidden", "AuthorizationFailed", "AzureRejected", "InsufficientNodes",
     "VMSizeNotAllowed", "QuotaExceeded", "InvalidConfiguration", "PrivateClusterPublicFQDN",
-    "NamespaceNotFound", "NamespaceNotCreated",
+    "NamespaceNotFound", "NamespaceNotCreated", "ProviderNotRegistered",
+    "ClusterIdentityNotSupported", "LocalAccountsDisabled", "ClusterStopped", "ExtensionExists",
+    "ExtensionFailed", "UnsupportedSpec",
 ]
 METRICS = [
     "amlops_reconciles_total", "amlops_reconcile_duration_seconds", "amlops_arm_requests_total",

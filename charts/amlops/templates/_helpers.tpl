@@ -78,14 +78,11 @@ Keep in sync with deploy/rbac-requirements.yaml (tests/chart checks both).
 */}}
 {{- define "amlops.watchedRules" -}}
 - apiGroups: ["amlops.dev"]
-  resources: ["inferenceclusters", "clusterattachments", "kubernetescomputes"]
+  resources: ["inferenceclusters", "clusterattachments", "kubernetescomputes", "azuremlextensions"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["amlops.dev"]
-  resources: ["inferenceclusters/status", "clusterattachments/status", "kubernetescomputes/status"]
+  resources: ["inferenceclusters/status", "clusterattachments/status", "kubernetescomputes/status", "azuremlextensions/status"]
   verbs: ["patch"]
-- apiGroups: ["amlops.dev"]
-  resources: ["azuremlextensions"]
-  verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]

@@ -334,6 +334,13 @@ fn tls_problem(d: &ExtensionDesired) -> Option<Stall> {
             "inference.tls.delivery ClusterSecret is not supported by amlops yet: use delivery: ProtectedSettings (the default)",
         ));
     }
+    if !d.spec.instance_types.is_empty() {
+        // Refused rather than ignored: amlops does not apply InstanceType objects yet.
+        return Some(Stall::new(
+            "UnsupportedSpec",
+            "instanceTypes are not applied by amlops yet: remove them from the spec and create the InstanceType objects on the cluster yourself (kubectl apply, group amlarc.azureml.com)",
+        ));
+    }
     if d.wants_tls() && d.tls.is_none() {
         let name = d
             .spec

@@ -296,6 +296,17 @@ fn every_preflight_failure_stalls_without_a_write() {
             |_| {},
             "UnsupportedSpec",
         ),
+        (
+            "instance types (not applied yet)",
+            |d| {
+                d.spec.instance_types.insert(
+                    "small".into(),
+                    serde_json::from_value(serde_json::json!({"resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}})).unwrap(),
+                );
+            },
+            |_| {},
+            "UnsupportedSpec",
+        ),
     ];
     for (name, dc, oc, reason) in rows {
         let mut d = d.clone();
@@ -780,4 +791,36 @@ fn hashes_follow_the_spec_and_the_certificate_only() {
     assert!(plain.protected_settings_hash().is_none());
     // Debug never shows the key.
     assert!(!format!("{d:?}").contains("S3CRET"));
+}
+
+/// An extension amlops installed and someone uninstalled: installed again, with a Warning.
+#[test]
+fn an_extension_uninstalled_outside_amlops_is_installed_again() {
+    let d = desired();
+    let plan = decide(
+        &d,
+        &ready_to_install(),
+        &owned(&d),
+        &EngineConfig::default(),
+    );
+    assert!(
+        write_name(&plan).starts_with("Put"),
+        "{}",
+        write_name(&plan)
+    );
+    assert!(
+        plan.events
+            .iter()
+            .any(|n| n.warning && n.reason == "ExtensionMissing"),
+        "{:?}",
+        plan.events
+    );
+    // A first install says nothing of the kind.
+    let first = decide(
+        &d,
+        &ready_to_install(),
+        &AzureMlExtensionStatus::default(),
+        &EngineConfig::default(),
+    );
+    assert!(first.events.iter().all(|n| n.reason != "ExtensionMissing"));
 }

@@ -1,0 +1,146 @@
+//! The `AzureMLExtension` controller: the generic typed controller ([`super::typed`]) plus
+//! what is this kind's own — its TLS Secret (a rotation wakes it), the `KubernetesCompute`s
+//! that still use it (read only while it is being deleted: `InUse`), the engine
+//! ([`crate::engine::azureml_extension`]) and its gauge phases and certificate expiry.
+
+use std::sync::Arc;
+
+use kube::api::{Api, ListParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use crate::azure::ArmClient;
+use crate::crd::{AzureMLExtension, AzureMlExtensionStatus, KubernetesCompute};
+use crate::engine::Engine;
+use crate::engine::azureml_extension::KIND;
+
+use super::metrics::ResourceState;
+use super::reconciler::ReconcileError;
+use super::typed::{self, TypedCtx, TypedKind, TypedOutcome, condition_on};
+
+impl TypedKind for AzureMLExtension {
+    const KIND: &'static str = KIND;
+    type Status = AzureMlExtensionStatus;
+
+    fn status(&self) -> AzureMlExtensionStatus {
+        self.status.clone().unwrap_or_default()
+    }
+
+    fn credentials_ref(&self) -> Option<&str> {
+        self.spec.credentials_ref.as_ref().map(|r| r.name.as_str())
+    }
+
+    fn secret_names(&self) -> Vec<&str> {
+        let tls = self
+            .spec
+            .inference
+            .tls
+            .as_ref()
+            .and_then(|t| t.secret_ref.as_ref())
+            .map(|r| r.name.as_str());
+        self.credentials_ref().into_iter().chain(tls).collect()
+    }
+
+    fn reached_azure(status: &AzureMlExtensionStatus) -> bool {
+        status.extension_id.is_some()
+    }
+
+    /// `phase` label: `Stalled`, `Deleting`, `Ready`, `Installing` while an Azure operation
+    /// runs, else `Pending`; the certificate's expiry for
+    /// `amlops_tls_certificate_expiry_timestamp_seconds`.
+    fn resource_state(&self) -> ResourceState {
+        let st = self.status.as_ref();
+        let on = |t| st.is_some_and(|s| condition_on(&s.conditions, t));
+        let operation = st.and_then(|s| s.operation.as_ref());
+        let phase = if on("Stalled") {
+            "Stalled"
+        } else if self.meta().deletion_timestamp.is_some() {
+            "Deleting"
+        } else if on("Ready") {
+            "Ready"
+        } else if operation.is_some() {
+            "Installing"
+        } else {
+            "Pending"
+        };
+        ResourceState {
+            phase: phase.into(),
+            inflight: operation.is_some(),
+            tls_not_after: st
+                .and_then(|s| s.tls.as_ref())
+                .and_then(|t| t.not_after.as_deref())
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| t.as_second()),
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        ctx: &TypedCtx,
+        arm: ArmClient,
+    ) -> Result<TypedOutcome, ReconcileError> {
+        let ns = self.namespace().unwrap_or_default();
+        let name = self.name_any();
+        // Who still uses it matters only to its deletion: listed then, not on every resync.
+        let in_use = if self.meta().deletion_timestamp.is_some() {
+            Api::<KubernetesCompute>::namespaced(ctx.shared.client.clone(), &ns)
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|kc| {
+                    kc.spec
+                        .extension_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+                })
+                .map(|kc| kc.name_any())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let engine = Engine {
+            arm,
+            store: ctx.store.clone(),
+            config: ctx.shared.engine.clone(),
+        };
+        let desired = engine.extension_desired(self, in_use).await;
+        let out = engine.reconcile_extension(&desired, self.status()).await?;
+        Ok(TypedOutcome {
+            stalled: condition_on(&out.status.conditions, "Stalled"),
+            requeue: out.requeue,
+            finished: out.finished,
+            verdict: out.verdict,
+        })
+    }
+}
+
+/// Runs the `AzureMLExtension` controller until `term` turns true.
+pub async fn run(
+    ctx: Arc<TypedCtx>,
+    namespace: Option<String>,
+    concurrency: u16,
+    term: watch::Receiver<bool>,
+) {
+    let ns = namespace.as_deref();
+    let (c, _) = typed::controller::<AzureMLExtension>(&ctx, ns);
+    // A compute that goes (or changes) wakes the extension it names: one being deleted waits
+    // for its last compute (`InUse`).
+    let computes = watcher(
+        typed::api::<DeserializeGuard<KubernetesCompute>>(&ctx.shared.client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let c = c.watches_stream(computes, |kc| {
+        let ns = kc.namespace().unwrap_or_default();
+        kc.0.as_ref()
+            .ok()
+            .and_then(|k| k.spec.extension_ref.as_ref())
+            .map(|r| ObjectRef::new(&r.name).within(&ns))
+    });
+    typed::drive(c, ctx, concurrency, term).await;
+}
