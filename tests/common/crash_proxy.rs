@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use amlops::crd::{ClusterStatus, KubernetesComputeStatus};
+use amlops::crd::{AzureMlExtensionStatus, ClusterStatus, KubernetesComputeStatus};
 use amlops::engine::Desired;
 use amlops::engine::MemoryStore;
+use amlops::engine::azureml_extension::ExtensionStore;
 use amlops::engine::kubernetes_compute::ComputeStore;
 use amlops::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError};
 use axum::body::Body;
@@ -194,6 +195,19 @@ impl ComputeStore for CrashStore {
     ) -> Result<(), StoreError> {
         if !self.frozen() {
             self.inner.save_compute_status(key, status).await?;
+        }
+        Ok(())
+    }
+}
+
+impl ExtensionStore for CrashStore {
+    async fn save_extension_status(
+        &self,
+        key: &ObjKey,
+        status: &AzureMlExtensionStatus,
+    ) -> Result<(), StoreError> {
+        if !self.frozen() {
+            self.inner.save_extension_status(key, status).await?;
         }
         Ok(())
     }

@@ -499,6 +499,18 @@ fn put(
     kind: OperationKind,
 ) -> ExtensionPlan {
     plan.status.extension_id = Some(id.to_string());
+    if kind == OperationKind::Create {
+        // In the intent record: an install Azure accepted right before a crash must not be
+        // PATCHed again on restart (the extension's existence says the PUT was ours). A PUT
+        // that fails restores the hashes (settle), and an absent extension is installed
+        // whatever they say.
+        record_sent(
+            d,
+            &mut plan.status,
+            d.settings_hash(),
+            d.protected_settings_hash(),
+        );
+    }
     let message = format!(
         "installing extension {} ({AZUREML_EXTENSION_TYPE}) on cluster {}",
         d.extension_name,
@@ -934,6 +946,9 @@ pub fn settle(
             );
             // A write that failed is tried again: nothing of it counts as sent.
             plan.status.retries = before.retries;
+            plan.status.settings_hash = before.settings_hash.clone();
+            plan.status.protected_settings_hash = before.protected_settings_hash.clone();
+            plan.status.tls = before.tls.clone();
             // An install Azure refused created nothing: the spec stays editable.
             if matches!(v, Verdict::Stall(_))
                 && matches!(

@@ -373,18 +373,19 @@ fn every_preflight_failure_stalls_without_a_write() {
 }
 
 #[test]
-fn absent_is_one_put_and_hashes_count_only_once_azure_accepted_it() {
+fn absent_is_one_put_whose_hashes_are_in_the_intent_and_undone_by_a_failure() {
     let d = desired();
     let cfg = EngineConfig::default();
     let before = AzureMlExtensionStatus::default();
     let plan = decide(&d, &ready_to_install(), &before, &cfg);
     assert_eq!(write_name(&plan), "Put(Create)");
-    // The intent record: the id, before the write; no hash yet.
+    // The intent record: the id and the hashes of what is sent, before the write (an
+    // install accepted right before a crash is not PATCHed again on restart).
     assert_eq!(
         plan.status.extension_id.as_deref(),
         Some(d.extension_id().unwrap().to_string().as_str())
     );
-    assert!(plan.status.settings_hash.is_none());
+    assert_eq!(plan.status.settings_hash, Some(d.settings_hash()));
     assert_eq!(true_cond(&plan.status), ("Reconciling", "Installing"));
     let Some(ExtensionWrite::Put { body, .. }) = &plan.write else {
         unreachable!()
@@ -400,7 +401,8 @@ fn absent_is_one_put_and_hashes_count_only_once_azure_accepted_it() {
     );
     no_secret(&plan);
 
-    // Azure refused for now (503): nothing counts as sent; tried again.
+    // Azure refused for now (503): nothing counts as sent (the hashes are undone); tried
+    // again.
     let failed = settle(
         &d,
         plan.clone(),
