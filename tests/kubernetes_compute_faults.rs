@@ -81,3 +81,90 @@ async fn the_lifecycle_converges_under_throttling_and_a_failed_operation() {
     assert!(checked > 5, "{checked} retries checked");
     assert!(failed >= 3, "{failed} failed operations");
 }
+
+/// Reconciles the extension until `done`, honouring Azure's Retry-After.
+async fn drive_extension(
+    w: &World,
+    e: &amlops::engine::azureml_extension::ExtensionDesired,
+    done: impl Fn(&amlops::crd::AzureMlExtensionStatus, bool) -> bool,
+) {
+    for _ in 0..500 {
+        let st = w.store.extension_status(&e.key).unwrap_or_default();
+        let out = w.engine.reconcile_extension(e, st).await.unwrap();
+        if done(&out.status, out.finished) {
+            return;
+        }
+        let wait = match out.verdict.as_ref().and_then(|v| v.after()) {
+            Some(after) => after,
+            None => out
+                .requeue
+                .unwrap_or_default()
+                .min(std::time::Duration::from_millis(20)),
+        };
+        tokio::time::sleep(wait).await;
+    }
+    panic!("the extension did not converge: {:#?}", w.brief_log());
+}
+
+/// The whole Kubernetes compute path under the same faults: amlops installs the extension
+/// (with TLS), attaches a compute through it, and on deletion detaches the compute and then
+/// uninstalls the extension — each write exactly once more than its failed operations.
+async fn extension_lifecycle(w: &World) -> usize {
+    use amlops::crd::AzureMLExtension;
+    let cluster = seed_cluster(w, "shared", false);
+    w.emu
+        .seed_kubernetes_path(&amlops::emulator::KubernetesPathSeed {
+            crd_delay_ms: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+    w.store
+        .insert_secret(common::tls_secret("scoring-tls", "scoring.contoso.com").0);
+    w.start_faults();
+    let ext: AzureMLExtension = serde_json::from_value(serde_json::json!({
+        "apiVersion": "amlops.dev/v1alpha1", "kind": "AzureMLExtension",
+        "metadata": {"name": "shared-azureml", "namespace": common::NS, "generation": 1},
+        "spec": {
+            "cluster": {"resourceId": cluster.to_string()},
+            "extensionName": "azureml",
+            "inference": {"enabled": true, "tls": {"cname": "scoring.contoso.com", "secretRef": {"name": "scoring-tls"}}},
+        }
+    }))
+    .unwrap();
+    let e = w.engine.extension_desired(&ext, vec![]).await;
+    drive_extension(w, &e, |st, _| {
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await;
+    let mut kc = kc("team-a", &cluster, "team-a");
+    kc.create_namespace = true;
+    ready(w, &kc).await;
+    kc.deleting = true;
+    drive(w, &kc, "detached", |_, finished| finished).await;
+    let mut e2 = e.clone();
+    e2.deleting = true;
+    drive_extension(w, &e2, |_, finished| finished).await;
+    w.expect_accepted("PUT", "/extensions/azureml", "", 1, "one install");
+    w.expect_accepted("DELETE", "/extensions/azureml", "", 1, "one uninstall");
+    w.expect_accepted("PUT", "/computes/", "", 1, "one attach");
+    w.expect_accepted("DELETE", "/computes/", "Detach", 1, "one detach");
+    w.assert_retry_after_honoured()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extension_path_converges_under_throttling() {
+    let w = World::with_faults().await;
+    let checked = extension_lifecycle(&w).await;
+    let log = w.emu.requests();
+    let refused = log
+        .iter()
+        .filter(|r| r.status == 429 || r.status == 503)
+        .count();
+    eprintln!(
+        "{} requests, {refused} refused, {checked} retries checked",
+        log.len()
+    );
+    assert!(refused > 3, "only {refused} refused of {}", log.len());
+}
