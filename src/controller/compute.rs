@@ -11,7 +11,6 @@ use tokio::sync::watch;
 
 use crate::azure::{ArmClient, OperationKind};
 use crate::crd::{AzureMLExtension, KubernetesCompute, KubernetesComputeStatus};
-use crate::engine::Engine;
 use crate::engine::kubernetes_compute::{ComputeDesired, KIND};
 
 use super::metrics::ResourceState;
@@ -80,18 +79,14 @@ impl TypedKind for KubernetesCompute {
             None => None,
         };
         let desired = ComputeDesired::new(self, extension.as_ref());
-        let engine = Engine {
-            arm,
-            store: ctx.store.clone(),
-            config: ctx.shared.engine.clone(),
-        };
+        let engine = ctx.engine(arm);
         let out = engine.reconcile_compute(&desired, self.status()).await?;
-        Ok(TypedOutcome {
-            stalled: condition_on(&out.status.conditions, "Stalled"),
-            requeue: out.requeue,
-            finished: out.finished,
-            verdict: out.verdict,
-        })
+        Ok(TypedOutcome::new(
+            &out.status.conditions,
+            out.requeue,
+            out.finished,
+            out.verdict,
+        ))
     }
 }
 

@@ -14,7 +14,6 @@ use tokio::sync::watch;
 
 use crate::azure::ArmClient;
 use crate::crd::{AzureMLExtension, AzureMlExtensionStatus, KubernetesCompute};
-use crate::engine::Engine;
 use crate::engine::azureml_extension::KIND;
 
 use super::metrics::ResourceState;
@@ -102,19 +101,15 @@ impl TypedKind for AzureMLExtension {
         } else {
             Vec::new()
         };
-        let engine = Engine {
-            arm,
-            store: ctx.store.clone(),
-            config: ctx.shared.engine.clone(),
-        };
+        let engine = ctx.engine(arm);
         let desired = engine.extension_desired(self, in_use).await;
         let out = engine.reconcile_extension(&desired, self.status()).await?;
-        Ok(TypedOutcome {
-            stalled: condition_on(&out.status.conditions, "Stalled"),
-            requeue: out.requeue,
-            finished: out.finished,
-            verdict: out.verdict,
-        })
+        Ok(TypedOutcome::new(
+            &out.status.conditions,
+            out.requeue,
+            out.finished,
+            out.verdict,
+        ))
     }
 }
 

@@ -382,36 +382,28 @@ impl Operator {
         }
         // The Kubernetes compute path's kinds: typed watches, their own controllers; each
         // starts once its CRD is established, without holding up the legacy kinds.
-        let compute = {
-            let ctx = Arc::new(TypedCtx {
-                shared: self.shared.clone(),
-                store: store.clone(),
-            });
+        let ctx = Arc::new(TypedCtx {
+            shared: self.shared.clone(),
+            store: store.clone(),
+        });
+        let typed_kind = |plural: &'static str| {
+            let ctx = ctx.clone();
             let mut until = term.clone();
             let namespace = self.options.namespace.clone();
             let concurrency = self.options.concurrency;
-            let crd = format!("kubernetescomputes.{}", crate::crd::GROUP);
             async move {
-                if self.crd_named_established(&crd, &mut until).await {
-                    compute::run(ctx, namespace, concurrency, until).await;
+                let crd = format!("{plural}.{}", crate::crd::GROUP);
+                if !self.crd_named_established(&crd, &mut until).await {
+                    return;
+                }
+                match plural {
+                    "kubernetescomputes" => compute::run(ctx, namespace, concurrency, until).await,
+                    _ => extension::run(ctx, namespace, concurrency, until).await,
                 }
             }
         };
-        let extension = {
-            let ctx = Arc::new(TypedCtx {
-                shared: self.shared.clone(),
-                store: store.clone(),
-            });
-            let mut until = term.clone();
-            let namespace = self.options.namespace.clone();
-            let concurrency = self.options.concurrency;
-            let crd = format!("azuremlextensions.{}", crate::crd::GROUP);
-            async move {
-                if self.crd_named_established(&crd, &mut until).await {
-                    extension::run(ctx, namespace, concurrency, until).await;
-                }
-            }
-        };
+        let compute = typed_kind("kubernetescomputes");
+        let extension = typed_kind("azuremlextensions");
         futures::future::join3(futures::future::join_all(runs), compute, extension).await;
         synced.abort();
     }

@@ -97,6 +97,34 @@ pub struct TypedCtx {
     pub store: ApiStore,
 }
 
+impl TypedOutcome {
+    /// From what an engine returned: its saved status's `conditions` and the rest.
+    pub fn new(
+        conditions: &[Condition],
+        requeue: Option<Duration>,
+        finished: bool,
+        verdict: Option<Verdict>,
+    ) -> Self {
+        Self {
+            stalled: condition_on(conditions, "Stalled"),
+            requeue,
+            finished,
+            verdict,
+        }
+    }
+}
+
+impl TypedCtx {
+    /// The engine for one reconcile, acting as `arm`.
+    pub fn engine(&self, arm: ArmClient) -> crate::engine::Engine<ApiStore> {
+        crate::engine::Engine {
+            arm,
+            store: self.store.clone(),
+            config: self.shared.engine.clone(),
+        }
+    }
+}
+
 /// Whether condition `type_` is True.
 pub fn condition_on(conditions: &[Condition], type_: &str) -> bool {
     conditions

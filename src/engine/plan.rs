@@ -178,3 +178,96 @@ impl Plan {
         }
     }
 }
+
+/// The whole decision of one reconcile of a Kubernetes-compute-path kind
+/// (`AzureMLExtension`, `KubernetesCompute`): the same shape as [`Plan`], over the kind's
+/// status `S` and its closed set of writes `W`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KindPlan<S, W> {
+    /// The status to save: before the write when there is one (the intent record), else the
+    /// final status.
+    pub status: S,
+    /// At most one write.
+    pub write: Option<W>,
+    /// Events, in order.
+    pub events: Vec<Note>,
+    /// When to reconcile again; `None`: only when the object changes.
+    pub requeue: Option<Duration>,
+    /// Cleanup is complete in Azure: the finalizer may go.
+    pub finished: bool,
+    /// The verdict on an Azure failure this reconcile met.
+    pub verdict: Option<Verdict>,
+}
+
+impl<S: super::conditions::Conditioned, W> KindPlan<S, W> {
+    /// A plan that writes nothing and is not requeued (yet).
+    pub fn new(status: S) -> Self {
+        Self {
+            status,
+            write: None,
+            events: Vec::new(),
+            requeue: None,
+            finished: false,
+            verdict: None,
+        }
+    }
+
+    /// `Reconciling=True` with `reason` and `message`.
+    pub fn progressing(&mut self, generation: Option<i64>, reason: &str, message: &str) {
+        super::conditions::apply(
+            &mut self.status,
+            super::conditions::Health::Progressing,
+            reason,
+            message,
+            generation,
+        );
+    }
+
+    /// Record a stall: status, one Warning event (not repeated while the same stall stands),
+    /// no write, no requeue.
+    #[must_use]
+    pub fn stall(mut self, generation: Option<i64>, s: &super::verdict::Stall) -> Self {
+        if super::conditions::record_stall(&mut self.status, s, generation) {
+            self.events.push(Note::warning(s.reason, s.message.clone()));
+        }
+        self.write = None;
+        self.requeue = None;
+        self
+    }
+
+    /// Apply the verdict on an Azure failure (`what` says what failed): retry or wait after
+    /// Azure's `Retry-After`, or stall.
+    #[must_use]
+    pub fn apply_verdict(mut self, generation: Option<i64>, v: Verdict, what: &str) -> Self {
+        match &v {
+            Verdict::Retry(after) => {
+                let message = format!("{what}; trying again in {}s", after.as_secs().max(1));
+                self.events
+                    .push(Note::warning("ReconcileError", message.clone()));
+                self.progressing(generation, "ReconcileError", &message);
+                self.requeue = Some(*after);
+            }
+            Verdict::Wait(after) => {
+                let message = format!(
+                    "Azure is busy ({what}); looking again in {}s",
+                    after.as_secs().max(1)
+                );
+                self.progressing(generation, "AzureBusy", &message);
+                self.requeue = Some(*after);
+            }
+            Verdict::Stall(s) => self = self.stall(generation, s),
+        }
+        self.write = None;
+        self.verdict = Some(v);
+        self
+    }
+}
+
+/// What a write of a Kubernetes-compute-path kind did.
+#[derive(Debug)]
+pub enum WriteDone {
+    /// Azure started a long-running operation.
+    Started(crate::azure::OperationHandle),
+    /// Done at once (200/204, or a namespace created on the cluster).
+    Finished,
+}

@@ -9,16 +9,14 @@ use crate::azure::model::{
     Extension, ExtensionPatch, ExtensionPatchProperties, ExtensionProvisioningState,
     ExtensionRequest, ManagedCluster,
 };
-use crate::azure::{
-    AzureError, ExtensionId, OperationHandle, OperationKind, OperationStatus as Poll,
-};
+use crate::azure::{AzureError, ExtensionId, OperationKind, OperationStatus as Poll};
 use crate::crd::{
     AzureMlExtensionStatus, ExtensionDeletionPolicy, ExtensionTlsStatus, ProvisioningError,
 };
 
-use super::super::conditions::{Health, apply, record_stall};
+use super::super::conditions::{Health, apply};
 use super::super::observe::Lookup;
-use super::super::plan::Note;
+use super::super::plan::{KindPlan, Note, WriteDone};
 use super::super::reconcile::EngineConfig;
 use super::super::settle::record_operation;
 use super::super::verdict::{Call, CallKind, Stall, Verdict, verdict};
@@ -73,45 +71,11 @@ pub enum ExtensionWrite {
     },
 }
 
-/// The whole decision of one reconcile of an `AzureMLExtension`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExtensionPlan {
-    /// The status to save: before the write when there is one (the intent record), else
-    /// the final status.
-    pub status: AzureMlExtensionStatus,
-    /// At most one write.
-    pub write: Option<ExtensionWrite>,
-    /// Events, in order.
-    pub events: Vec<Note>,
-    /// When to reconcile again; `None`: only when the object changes.
-    pub requeue: Option<Duration>,
-    /// Cleanup is complete in Azure: the finalizer may go.
-    pub finished: bool,
-    /// The verdict on an Azure failure this reconcile met.
-    pub verdict: Option<Verdict>,
-}
-
-impl ExtensionPlan {
-    fn new(status: AzureMlExtensionStatus) -> Self {
-        Self {
-            status,
-            write: None,
-            events: Vec::new(),
-            requeue: None,
-            finished: false,
-            verdict: None,
-        }
-    }
-}
+/// The whole decision of one reconcile.
+pub type ExtensionPlan = KindPlan<AzureMlExtensionStatus, ExtensionWrite>;
 
 /// What a write did, for [`settle`].
-#[derive(Debug)]
-pub enum ExtensionDone {
-    /// Azure started a long-running operation.
-    Started(OperationHandle),
-    /// Done at once (200 "No update is done", 204 on a delete).
-    Finished,
-}
+pub type ExtensionDone = WriteDone;
 
 /// Why a write failed, for [`settle`].
 #[derive(Debug)]
@@ -121,51 +85,20 @@ pub enum ExtensionWriteFailure {
 }
 
 fn progressing(d: &ExtensionDesired, plan: &mut ExtensionPlan, reason: &str, message: &str) {
-    apply(
-        &mut plan.status,
-        Health::Progressing,
-        reason,
-        message,
-        d.generation,
-    );
+    plan.progressing(d.generation, reason, message);
 }
 
-fn stall(d: &ExtensionDesired, mut plan: ExtensionPlan, s: &Stall) -> ExtensionPlan {
-    if record_stall(&mut plan.status, s, d.generation) {
-        plan.events.push(Note::warning(s.reason, s.message.clone()));
-    }
-    plan.write = None;
-    plan.requeue = None;
-    plan
+fn stall(d: &ExtensionDesired, plan: ExtensionPlan, s: &Stall) -> ExtensionPlan {
+    plan.stall(d.generation, s)
 }
 
 fn apply_verdict(
     d: &ExtensionDesired,
-    mut plan: ExtensionPlan,
+    plan: ExtensionPlan,
     v: Verdict,
     what: &str,
 ) -> ExtensionPlan {
-    match &v {
-        Verdict::Retry(after) => {
-            let message = format!("{what}; trying again in {}s", after.as_secs().max(1));
-            plan.events
-                .push(Note::warning("ReconcileError", message.clone()));
-            progressing(d, &mut plan, "ReconcileError", &message);
-            plan.requeue = Some(*after);
-        }
-        Verdict::Wait(after) => {
-            let message = format!(
-                "Azure is busy ({what}); looking again in {}s",
-                after.as_secs().max(1)
-            );
-            progressing(d, &mut plan, "AzureBusy", &message);
-            plan.requeue = Some(*after);
-        }
-        Verdict::Stall(s) => plan = stall(d, plan, s),
-    }
-    plan.write = None;
-    plan.verdict = Some(v);
-    plan
+    plan.apply_verdict(d.generation, v, what)
 }
 
 fn operation_reason(kind: Option<OperationKind>) -> &'static str {

@@ -4,14 +4,12 @@
 use std::time::Duration;
 
 use crate::azure::model::{KubernetesComputeResource, ProvisioningState};
-use crate::azure::{
-    AzureError, ErrorCategory, OperationHandle, OperationKind, OperationStatus as Poll, ResourceId,
-};
+use crate::azure::{AzureError, ErrorCategory, OperationKind, OperationStatus as Poll, ResourceId};
 use crate::crd::{ComputeIdentityType, DeletionPolicy, KubernetesComputeStatus, ProvisioningError};
 
-use super::super::conditions::{Health, apply, record_stall};
+use super::super::conditions::{Health, apply};
 use super::super::observe::Lookup;
-use super::super::plan::Note;
+use super::super::plan::{KindPlan, Note, WriteDone};
 use super::super::reconcile::EngineConfig;
 use super::super::settle::record_operation;
 use super::super::verdict::{Call, CallKind, Stall, Verdict, verdict};
@@ -46,45 +44,11 @@ pub enum ComputeWrite {
     },
 }
 
-/// The whole decision of one reconcile of a `KubernetesCompute`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ComputePlan {
-    /// The status to save: before the write when there is one (the intent record), else
-    /// the final status.
-    pub status: KubernetesComputeStatus,
-    /// At most one write.
-    pub write: Option<ComputeWrite>,
-    /// Events, in order.
-    pub events: Vec<Note>,
-    /// When to reconcile again; `None`: only when the object changes.
-    pub requeue: Option<Duration>,
-    /// Cleanup is complete in Azure: the finalizer may go.
-    pub finished: bool,
-    /// The verdict on an Azure failure this reconcile met.
-    pub verdict: Option<Verdict>,
-}
-
-impl ComputePlan {
-    fn new(status: KubernetesComputeStatus) -> Self {
-        Self {
-            status,
-            write: None,
-            events: Vec::new(),
-            requeue: None,
-            finished: false,
-            verdict: None,
-        }
-    }
-}
+/// The whole decision of one reconcile.
+pub type ComputePlan = KindPlan<KubernetesComputeStatus, ComputeWrite>;
 
 /// What a write did, for [`settle`].
-#[derive(Debug)]
-pub enum ComputeDone {
-    /// Azure started a long-running operation.
-    Started(OperationHandle),
-    /// Done at once (Azure answered 200/204, or the namespace was created).
-    Finished,
-}
+pub type ComputeDone = WriteDone;
 
 /// Why a write failed, for [`settle`].
 #[derive(Debug)]
@@ -96,46 +60,15 @@ pub enum ComputeWriteFailure {
 }
 
 fn progressing(d: &ComputeDesired, plan: &mut ComputePlan, reason: &str, message: &str) {
-    apply(
-        &mut plan.status,
-        Health::Progressing,
-        reason,
-        message,
-        d.generation,
-    );
+    plan.progressing(d.generation, reason, message);
 }
 
-fn stall(d: &ComputeDesired, mut plan: ComputePlan, s: &Stall) -> ComputePlan {
-    if record_stall(&mut plan.status, s, d.generation) {
-        plan.events.push(Note::warning(s.reason, s.message.clone()));
-    }
-    plan.write = None;
-    plan.requeue = None;
-    plan
+fn stall(d: &ComputeDesired, plan: ComputePlan, s: &Stall) -> ComputePlan {
+    plan.stall(d.generation, s)
 }
 
-fn apply_verdict(d: &ComputeDesired, mut plan: ComputePlan, v: Verdict, what: &str) -> ComputePlan {
-    match &v {
-        Verdict::Retry(after) => {
-            let message = format!("{what}; trying again in {}s", after.as_secs().max(1));
-            plan.events
-                .push(Note::warning("ReconcileError", message.clone()));
-            progressing(d, &mut plan, "ReconcileError", &message);
-            plan.requeue = Some(*after);
-        }
-        Verdict::Wait(after) => {
-            let message = format!(
-                "Azure is busy ({what}); looking again in {}s",
-                after.as_secs().max(1)
-            );
-            progressing(d, &mut plan, "AzureBusy", &message);
-            plan.requeue = Some(*after);
-        }
-        Verdict::Stall(s) => plan = stall(d, plan, s),
-    }
-    plan.write = None;
-    plan.verdict = Some(v);
-    plan
+fn apply_verdict(d: &ComputeDesired, plan: ComputePlan, v: Verdict, what: &str) -> ComputePlan {
+    plan.apply_verdict(d.generation, v, what)
 }
 
 /// Decide what one reconcile of `d` does, from what was observed and the saved status.
