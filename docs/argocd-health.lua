@@ -1,6 +1,6 @@
--- Argo CD health check for amlops.dev InferenceCluster and ClusterAttachment.
--- Install as resource.customizations.health.amlops.dev_InferenceCluster and
--- resource.customizations.health.amlops.dev_ClusterAttachment in argocd-cm
+-- Argo CD health check for every amlops.dev kind (InferenceCluster, ClusterAttachment,
+-- AzureMLExtension, KubernetesCompute): install it as
+-- resource.customizations.health.amlops.dev_<Kind> in argocd-cm
 -- (docs/argocd-cm-patch.yaml; docs/gitops.md explains why Argo CD needs it).
 --
 --   status.observedGeneration behind metadata.generation -> Progressing

@@ -152,11 +152,12 @@ def test_argocd_health_ignores_conditions_of_an_older_generation():
     assert run_health(obj)[0] == "Progressing"
 
 
-def test_argocd_cm_patch_embeds_the_script_for_both_kinds():
+def test_argocd_cm_patch_embeds_the_script_for_every_kind():
     patch = yaml.safe_load((DOCS / "argocd-cm-patch.yaml").read_text())
     assert patch["data"] == {
-        "resource.customizations.health.amlops.dev_InferenceCluster": LUA,
-        "resource.customizations.health.amlops.dev_ClusterAttachment": LUA,
+        f"resource.customizations.health.amlops.dev_{kind}": LUA
+        for kind in ["InferenceCluster", "ClusterAttachment", "AzureMLExtension",
+                     "KubernetesCompute"]
     }
 
 
