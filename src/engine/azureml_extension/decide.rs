@@ -610,12 +610,15 @@ fn failed(
         plan.status.provisioning_errors = errors;
     }
     let what = summary(&plan.status.provisioning_errors);
-    // A changed spec is a new attempt.
-    let mut retries = plan.status.retries.unwrap_or(0);
-    if !steady_hashes(d, &plan.status) {
-        retries = 0;
-    }
-    if retries >= d.max_retries {
+    // A changed spec is a new attempt, not a retry: it is sent whatever the retries so far
+    // (with `maxRetries: 0` too), and the count starts again.
+    let changed = !steady_hashes(d, &plan.status);
+    let retries = if changed {
+        0
+    } else {
+        plan.status.retries.unwrap_or(0)
+    };
+    if !changed && retries >= d.max_retries {
         plan.status.retries = Some(retries);
         return stall(
             d,
@@ -641,17 +644,29 @@ fn failed(
         Ok(b) => b,
         Err(err) => return stall(d, plan, &Stall::new("InvalidSpec", err)),
     };
-    plan.status.retries = Some(retries + 1);
-    plan.events.push(Note::warning(
-        "RetryingFailedExtension",
-        format!(
-            "extension {} is {} ({what}): sending it again (retry {} of {})",
-            d.extension_name,
-            state_str(e),
-            retries + 1,
-            d.max_retries
-        ),
-    ));
+    if changed {
+        plan.status.retries = Some(0);
+        plan.events.push(Note::normal(
+            "Updating",
+            format!(
+                "extension {} is {} ({what}): sending the changed spec",
+                d.extension_name,
+                state_str(e)
+            ),
+        ));
+    } else {
+        plan.status.retries = Some(retries + 1);
+        plan.events.push(Note::warning(
+            "RetryingFailedExtension",
+            format!(
+                "extension {} is {} ({what}): sending it again (retry {} of {})",
+                d.extension_name,
+                state_str(e),
+                retries + 1,
+                d.max_retries
+            ),
+        ));
+    }
     put(d, plan, id, body, OperationKind::Update)
 }
 

@@ -684,16 +684,26 @@ fn failed_is_retried_up_to_max_retries_then_stalls_with_azures_code() {
     let (status, reason, message) = cond(&plan.status, "Stalled");
     assert_eq!((status, reason), ("True", "ExtensionFailed"));
     assert!(message.contains("E40007 INVALID_SSL_SETTING"), "{message}");
-    // A changed spec is a new attempt.
+    // A changed spec is a new attempt, not a retry: sent, and the count starts again.
     let mut changed = d.clone();
     changed.spec.add_ons.dcgm_exporter = true;
     let plan = decide(&changed, &o, &st, &cfg);
     assert_eq!(write_name(&plan), "Put(Update)");
-    assert_eq!(plan.status.retries, Some(1));
-    // No retries allowed: stalls at once.
+    assert_eq!(plan.status.retries, Some(0));
+    assert!(
+        plan.events
+            .iter()
+            .all(|x| x.reason != "RetryingFailedExtension")
+    );
+    // No retries allowed: stalls at once…
     d.max_retries = 0;
     let plan = decide(&d, &o, &owned(&d), &cfg);
     assert_eq!(true_cond(&plan.status), ("Stalled", "ExtensionFailed"));
+    // …and a changed spec is still sent (the migration settings after an E45005, say).
+    let mut changed = d.clone();
+    changed.spec.migration.from_legacy_azure_ml_fe = true;
+    let plan = decide(&changed, &o, &owned(&d), &cfg);
+    assert_eq!(write_name(&plan), "Put(Update)");
 }
 
 #[test]
