@@ -21,9 +21,7 @@ use super::desired::{Desired, Flavor};
 use super::observe::{AzState, Lookup, Observed, ObservedCompute, ReadFailure, VerifiedTls};
 use super::plan::{BackupPurpose, Note, Plan, Write};
 use super::reconcile::EngineConfig;
-use super::verdict::{
-    Call, CallKind, ProvisioningFailure, Stall, Verdict, classify_provisioning, verdict,
-};
+use super::verdict::{ProvisioningFailure, Stall, Verdict, classify_provisioning};
 
 /// The next step, chosen from what was observed.
 #[derive(Clone, Debug, PartialEq)]
@@ -1206,12 +1204,7 @@ pub fn apply_verdict(d: &Desired, mut plan: Plan, v: Verdict, what: &str) -> Pla
 }
 
 fn failed_read(d: &Desired, plan: Plan, f: &ReadFailure, cfg: &EngineConfig) -> Plan {
-    let call = Call {
-        kind: CallKind::Read,
-        resource: &f.resource,
-    };
-    let v = verdict(&f.error, call, cfg.busy_poll);
-    apply_verdict(d, plan, v, &f.error.to_string())
+    apply_verdict(d, plan, f.verdict(cfg.busy_poll), &f.error.to_string())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::desired::{Desired, Flavor};
 use super::reconcile::Engine;
 use super::resync::{ReadQuota, fresh_read_quota};
 use super::store::{Claim, KubeStore, StoreError};
-use super::verdict::Stall;
+use super::verdict::{Call, CallKind, Stall, Verdict, verdict};
 use super::versions::{MinorRange, RangeSource};
 
 /// Azure's provisioningState, reduced to what decisions need.
@@ -186,6 +186,18 @@ pub struct ReadFailure {
     pub resource: String,
 }
 
+impl ReadFailure {
+    /// The verdict on this failed read (`fallback`: the wait when Azure sent no
+    /// `Retry-After`).
+    pub fn verdict(&self, fallback: std::time::Duration) -> Verdict {
+        let call = Call {
+            kind: CallKind::Read,
+            resource: &self.resource,
+        };
+        verdict(&self.error, call, fallback)
+    }
+}
+
 /// Everything observed for one reconcile.
 #[derive(Debug, Default)]
 pub struct Observed {
@@ -329,6 +341,40 @@ pub fn compute_expected_missing(phase: Phase) -> bool {
 }
 
 impl<S: KubeStore> Engine<S> {
+    /// The steady-state pace's inputs for `subscription`: `resources` (counted by the
+    /// caller) and what ARM's headers said of its reads.
+    pub(super) fn resync_facts(
+        &self,
+        subscription: &str,
+        resources: usize,
+        reads_per_resync: Option<f64>,
+    ) -> ResyncFacts {
+        ResyncFacts {
+            resources: resources.max(1),
+            quota: fresh_read_quota(
+                &self.config.resync,
+                self.arm.remaining_quota(subscription),
+                self.config.time_scale,
+            ),
+            seed: rand::random(),
+            reads_per_resync,
+        }
+    }
+
+    /// Polls the long-running operation recorded in status.
+    ///
+    /// # Errors
+    /// The failed poll, for the verdict.
+    pub(super) async fn poll_recorded(&self, op: &OperationStatus) -> Result<Poll, ReadFailure> {
+        self.arm
+            .poll(&handle_of(op))
+            .await
+            .map_err(|error| ReadFailure {
+                error,
+                resource: op.url.clone(),
+            })
+    }
+
     /// Make every read this reconcile needs. `Err` only for Kubernetes-side failures;
     /// Azure failures end up in [`Observed::failure`].
     /// `use_listing`: a steady-state resync may take the compute from a workspace listing
@@ -347,20 +393,12 @@ impl<S: KubeStore> Engine<S> {
         let sub = d.workspace.subscription_id.as_str();
         // One count per reconcile: the store walks its claims for it.
         let resources = self.store.resources_in_subscription(sub);
-        o.resync = ResyncFacts {
-            resources: resources.max(1),
-            quota: fresh_read_quota(
-                &self.config.resync,
-                self.arm.remaining_quota(sub),
-                self.config.time_scale,
-            ),
-            seed: rand::random(),
-            reads_per_resync: self
-                .config
-                .listings
-                .pages_in_subscription(sub)
-                .map(|pages| super::listing::reads_per_resync(Some(pages), resources)),
-        };
+        let reads_per_resync = self
+            .config
+            .listings
+            .pages_in_subscription(sub)
+            .map(|pages| super::listing::reads_per_resync(Some(pages), resources));
+        o.resync = self.resync_facts(sub, resources, reads_per_resync);
 
         macro_rules! read {
             ($call:expr, $resource:expr) => {
@@ -377,7 +415,13 @@ impl<S: KubeStore> Engine<S> {
             };
         }
         if let Some(op) = &st.operation {
-            let polled = read!(self.arm.poll(&handle_of(op)), op.url);
+            let polled = match self.poll_recorded(op).await {
+                Ok(p) => p,
+                Err(f) => {
+                    o.failure = Some(f);
+                    return Ok(o);
+                }
+            };
             let running = matches!(polled, Poll::InProgress { .. });
             o.poll = Some(polled);
             if running {

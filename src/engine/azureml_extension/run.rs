@@ -11,7 +11,6 @@ use crate::tls::{self, TlsError};
 
 use super::super::observe::{Lookup, ReadFailure, ResyncFacts, VerifiedTls};
 use super::super::reconcile::{Engine, EngineError};
-use super::super::resync::fresh_read_quota;
 use super::super::store::{Event, KubeStore, ObjKey, StoreError};
 use super::super::verdict::Stall;
 use super::decide::{
@@ -131,16 +130,7 @@ impl<S: ExtensionStore> Engine<S> {
             .map(|c| c.subscription().to_string())
             .unwrap_or_default();
         let mut o = ObservedExtension {
-            resync: ResyncFacts {
-                resources: self.store.resources_in_subscription(&sub).max(1),
-                quota: fresh_read_quota(
-                    &self.config.resync,
-                    self.arm.remaining_quota(&sub),
-                    self.config.time_scale,
-                ),
-                seed: rand::random(),
-                reads_per_resync: None,
-            },
+            resync: self.resync_facts(&sub, self.store.resources_in_subscription(&sub), None),
             ..ObservedExtension::default()
         };
         macro_rules! read {
@@ -158,10 +148,13 @@ impl<S: ExtensionStore> Engine<S> {
             };
         }
         if let Some(op) = &st.operation {
-            let polled = read!(
-                self.arm.poll(&crate::engine::observe::handle_of(op)),
-                op.url
-            );
+            let polled = match self.poll_recorded(op).await {
+                Ok(p) => p,
+                Err(f) => {
+                    o.failure = Some(f);
+                    return o;
+                }
+            };
             let running = matches!(polled, Poll::InProgress { .. });
             o.poll = Some(polled);
             if running {

@@ -129,15 +129,7 @@ pub fn decide(
         }
     }
     if let Some(f) = &o.failure {
-        let v = verdict(
-            &f.error,
-            Call {
-                kind: CallKind::Read,
-                resource: &f.resource,
-            },
-            cfg.busy_poll,
-        );
-        return apply_verdict(d, plan, v, &f.error.to_string());
+        return apply_verdict(d, plan, f.verdict(cfg.busy_poll), &f.error.to_string());
     }
     if d.deleting {
         return deletion(d, o, plan, id);

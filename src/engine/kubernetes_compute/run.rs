@@ -12,7 +12,6 @@ use crate::crd::KubernetesComputeStatus;
 
 use super::super::observe::{Lookup, ReadFailure, ResyncFacts};
 use super::super::reconcile::{Engine, EngineError};
-use super::super::resync::fresh_read_quota;
 use super::super::store::{Event, KubeStore, ObjKey, StoreError};
 use super::decide::{ComputeDone, ComputeWrite, ComputeWriteFailure, decide, settle};
 use super::{ComputeDesired, ComputeOutcome};
@@ -73,16 +72,7 @@ impl<S: ComputeStore> Engine<S> {
     ) -> ObservedAttachment {
         let sub = d.workspace.subscription_id.as_str();
         let mut o = ObservedAttachment {
-            resync: ResyncFacts {
-                resources: self.store.resources_in_subscription(sub).max(1),
-                quota: fresh_read_quota(
-                    &self.config.resync,
-                    self.arm.remaining_quota(sub),
-                    self.config.time_scale,
-                ),
-                seed: rand::random(),
-                reads_per_resync: None,
-            },
+            resync: self.resync_facts(sub, self.store.resources_in_subscription(sub), None),
             ..ObservedAttachment::default()
         };
         macro_rules! read {
@@ -100,10 +90,13 @@ impl<S: ComputeStore> Engine<S> {
             };
         }
         if let Some(op) = &st.operation {
-            let polled = read!(
-                self.arm.poll(&crate::engine::observe::handle_of(op)),
-                op.url
-            );
+            let polled = match self.poll_recorded(op).await {
+                Ok(p) => p,
+                Err(f) => {
+                    o.failure = Some(f);
+                    return o;
+                }
+            };
             let running = matches!(polled, Poll::InProgress { .. });
             o.poll = Some(polled);
             if running {
