@@ -29,9 +29,10 @@ NOTES = {
     "AzureMLExtension": "Kubernetes compute path (Azure ML cluster extension). Reconciled by the "
     "controller: read-only preflight, install as Azure's CLI builds the extension, one PATCH per "
     "change (protected settings re-sent whole when the certificate changes), bounded retries of a "
-    "Failed install, uninstall on deletion once no KubernetesCompute uses it "
-    "([troubleshooting](troubleshooting.md#azuremlextension)). `instanceTypes` and TLS delivery "
-    "`ClusterSecret` are refused (`UnsupportedSpec`): not built yet.",
+    "Failed install (with the cluster's health-check report), the instance types server-side-"
+    "applied once the extension runs, uninstall on deletion once no KubernetesCompute uses it "
+    "([troubleshooting](troubleshooting.md#azuremlextension)). TLS delivery `ClusterSecret` is "
+    "refused (`UnsupportedSpec`): not built yet.",
     "KubernetesCompute": "Kubernetes compute path (Azure ML cluster extension). Reconciled by the "
     "controller: it waits for the cluster's Azure ML extension, checks (or creates) the namespace "
     "on the cluster, attaches, changes identity and description in place, retries a Failed "

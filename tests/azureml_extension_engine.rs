@@ -137,13 +137,64 @@ async fn stalled(w: &World, d: &ExtensionDesired, reason: &str) -> AzureMlExtens
     .await
 }
 
-/// Accepted writes to Azure (anything but GET).
+/// Accepted writes to Azure (anything but GET, and but the credential call that reaches
+/// the cluster's API server: a POST by ARM's design that changes nothing).
 fn writes(w: &World) -> Vec<String> {
     w.emu
         .requests()
         .iter()
         .filter(|r| r.method != "GET" && r.status < 300 && r.path.starts_with("/subscriptions/"))
+        .filter(|r| !r.path.ends_with("/listClusterUserCredential"))
         .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// Credential calls (each reaches the cluster's own API server).
+fn credential_calls(w: &World) -> usize {
+    w.emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/listClusterUserCredential"))
+        .count()
+}
+
+fn instance_types_api(client: kube::Client) -> kube::Api<kube::api::DynamicObject> {
+    let ar = kube::api::ApiResource {
+        group: "amlarc.azureml.com".into(),
+        version: "v1alpha1".into(),
+        api_version: "amlarc.azureml.com/v1alpha1".into(),
+        kind: "InstanceType".into(),
+        plural: "instancetypes".into(),
+    };
+    kube::Api::all_with(client, &ar)
+}
+
+/// The cluster's InstanceType objects: name → (owner annotation, cpu limit).
+async fn instance_types_on(
+    w: &World,
+    cluster: &ResourceId,
+) -> std::collections::BTreeMap<String, (Option<String>, String)> {
+    let client = amlops::tls::cluster_client(&w.engine.arm, cluster)
+        .await
+        .unwrap();
+    instance_types_api(client)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| {
+            let owner = o
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("amlops.dev/owner").cloned());
+            let cpu = o.data["spec"]["resources"]["limits"]["cpu"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (o.metadata.name.unwrap(), (owner, cpu))
+        })
         .collect()
 }
 
@@ -179,13 +230,21 @@ fn key_of(secret: &k8s_openapi::api::core::v1::Secret) -> String {
 }
 
 #[tokio::test]
-async fn installs_with_tls_holds_still_patches_a_change_and_rotates_the_certificate() {
+async fn installs_with_tls_and_instance_types_holds_still_patches_a_change_and_rotates_the_certificate()
+ {
     let w = World::new().await;
     let cluster = seed_cluster(&w, "shared", 3, "Running");
     let (secret, fp) = tls_secret("scoring-tls", HOST);
     let key = key_of(&secret);
     w.store.insert_secret(secret);
-    let ext = cr("azureml", &cluster, serde_json::json!({}));
+    let types = serde_json::json!({"instanceTypes": {
+        "small": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                "limits": {"cpu": "1", "memory": "2Gi"}}},
+        "gpu": {"nodeSelector": {"agentpool": "gpu"},
+                "resources": {"requests": {"cpu": "4", "memory": "16Gi"},
+                              "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}}}
+    }});
+    let ext = cr("azureml", &cluster, types.clone());
     let d = desired(&w, &ext, &[]).await;
     assert!(d.tls.is_some(), "{:?}", d.tls_error);
 
@@ -193,6 +252,27 @@ async fn installs_with_tls_holds_still_patches_a_change_and_rotates_the_certific
     let ext_path =
         format!("{cluster}/providers/Microsoft.KubernetesConfiguration/extensions/azureml");
     assert_eq!(writes(&w), vec![format!("PUT {ext_path}")], "one install");
+    // The instance types, applied once the CRD appeared (the emulator serves it 500 ms
+    // after Succeeded), labelled and owned; the router's load balancer address.
+    let owner = Some(format!("{NS}/azureml"));
+    let on_cluster = instance_types_on(&w, &cluster).await;
+    assert_eq!(
+        on_cluster,
+        [
+            ("gpu".to_string(), (owner.clone(), "4".to_string())),
+            ("small".to_string(), (owner.clone(), "1".to_string())),
+        ]
+        .into(),
+    );
+    assert_eq!(st.instance_types, vec!["gpu", "small"]);
+    let router = st.router_address.clone().expect("router address");
+    assert!(router.parse::<std::net::Ipv4Addr>().is_ok(), "{router}");
+    assert!(st.cluster_objects_hash.is_some());
+    let reasons: Vec<String> = w.store.events().into_iter().map(|e| e.reason).collect();
+    assert!(
+        reasons.contains(&"ApplyingInstanceTypes".to_string()),
+        "{reasons:?}"
+    );
     assert_eq!(st.provisioning_state.as_deref(), Some("Succeeded"));
     assert!(st.version.is_some(), "{st:#?}");
     assert!(st.principal_id.is_some(), "{st:#?}");
@@ -217,6 +297,52 @@ async fn installs_with_tls_holds_still_patches_a_change_and_rotates_the_certific
     }
     assert!(writes(&w).is_empty(), "{:?}", writes(&w));
     assert_eq!(arm_reads(&w), 5, "{:#?}", w.brief_log());
+    assert_eq!(
+        credential_calls(&w),
+        0,
+        "a steady resync leaves the cluster alone"
+    );
+
+    // The instance types change: `gpu` goes, `small` grows; an InstanceType somebody else
+    // created stays. No Azure write.
+    let client = amlops::tls::cluster_client(&w.engine.arm, &cluster)
+        .await
+        .unwrap();
+    let theirs: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "amlarc.azureml.com/v1alpha1", "kind": "InstanceType",
+        "metadata": {"name": "theirs"},
+        "spec": {"resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                               "limits": {"cpu": "1", "memory": "1Gi"}}}
+    }))
+    .unwrap();
+    instance_types_api(client)
+        .create(&Default::default(), &theirs)
+        .await
+        .unwrap();
+    let fewer = cr(
+        "azureml",
+        &cluster,
+        serde_json::json!({"instanceTypes": {
+            "small": {"resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                                    "limits": {"cpu": "2", "memory": "2Gi"}}}
+        }}),
+    );
+    let d1 = desired(&w, &fewer, &[]).await;
+    w.emu.clear_requests();
+    let st = drive(&w, &d1, "instance types changed", |st, _| {
+        cond(st, "Ready").is_some() && st.instance_types == vec!["small".to_string()]
+    })
+    .await;
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+    assert_eq!(
+        instance_types_on(&w, &cluster).await,
+        [
+            ("small".to_string(), (owner.clone(), "2".to_string())),
+            ("theirs".to_string(), (None, "1".to_string())),
+        ]
+        .into(),
+    );
+    assert_eq!(st.router_address.as_deref(), Some(router.as_str()));
 
     // A settings change: exactly one PATCH, then Ready again.
     let changed = cr(
@@ -513,4 +639,53 @@ async fn deletion_waits_while_in_use_then_uninstalls() {
         .unwrap();
     assert!(out.finished);
     assert!(writes(&w).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_install_shows_the_health_checks_codes_read_on_the_cluster() {
+    // Azure's error for a failed install says only "pod healthcheck failed": the codes are
+    // in ConfigMap azureml/arcml-healthcheck, which amlops reads when it can.
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "legacy0", 3, "Running");
+    seed(
+        &w,
+        traits(
+            &cluster,
+            ClusterTraits {
+                legacy_front_end: true,
+                ..ClusterTraits::default()
+            },
+        ),
+    );
+    let (secret, _) = tls_secret("scoring-tls", HOST);
+    w.store.insert_secret(secret);
+    let d = desired(
+        &w,
+        &cr("legacy0", &cluster, serde_json::json!({"maxRetries": 0})),
+        &[],
+    )
+    .await;
+    let st = stalled(&w, &d, "ExtensionFailed").await;
+    let azure_said = st
+        .provisioning_errors
+        .iter()
+        .find(|e| e.code == "ExtensionOperationFailed")
+        .expect("Azure's error");
+    assert!(
+        azure_said.message.contains("pod healthcheck failed")
+            && !azure_said.message.contains("E45005"),
+        "{}",
+        azure_said.message
+    );
+    let (_, message) = cond(&st, "Stalled").unwrap();
+    assert!(
+        message.contains("E45005 Azureml Fe deployment confict"),
+        "{message}"
+    );
+    assert_eq!(
+        writes(&w).len(),
+        1,
+        "one install, no retry: {:?}",
+        writes(&w)
+    );
 }

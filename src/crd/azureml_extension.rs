@@ -426,7 +426,10 @@ pub struct AzureMlExtensionStatus {
     /// Principal id of the extension's managed identity (`aksAssignedIdentity.principalId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_id: Option<String>,
-    /// Address of the inference router (`azureml-fe` Service), when known.
+    /// Address of the inference router (Service `azureml/azureml-fe`), read from the
+    /// cluster: the load balancer's IP or host name (`LoadBalancer`), `nodePort <port>`
+    /// (`NodePort`: any node's address), or the cluster IP (`ClusterIP`); absent while a
+    /// load balancer has no address yet or the cluster cannot be reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_address: Option<String>,
     /// TLS facts of the certificate last sent.
@@ -452,4 +455,9 @@ pub struct AzureMlExtensionStatus {
     /// Failed-operation retries so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// Hash of the settings and instance types whose cluster objects (InstanceType objects,
+    /// router address) were last brought in line; the cluster's API server is contacted
+    /// again only when it differs, so a steady resync costs no credential call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_objects_hash: Option<String>,
 }

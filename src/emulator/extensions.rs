@@ -1077,16 +1077,23 @@ impl Inner {
     }
 }
 
+/// The failed operation's error as Azure words it. A failed *install* says only "failed
+/// pre-install: pod healthcheck failed" (the report is in ConfigMap
+/// `azureml/arcml-healthcheck`, nowhere in ARM: Azure/AML-Kubernetes troubleshooting, and
+/// the public reports quote no code); a failed *upgrade* appends the failing checks (the
+/// "Helm Upgrade Failed … Status: Failed Name: inferencev1 ErrorCode: E45005 …" reports).
 fn health_check_error(op: ExtOp, name: &str, failures: &[HealthFailure]) -> ErrorDetail {
-    let hook = if op == ExtOp::Install {
-        "pre-install"
-    } else {
-        "pre-upgrade hooks"
-    };
+    if op == ExtOp::Install {
+        return operation_failed(
+            op.verb(),
+            name,
+            "failed pre-install: pod healthcheck failed",
+        );
+    }
     let mut err = operation_failed(
         op.verb(),
         name,
-        &format!("failed {hook}: pod healthcheck failed"),
+        "failed pre-upgrade hooks: pod healthcheck failed",
     );
     for f in failures {
         err.message.push_str(&format!(

@@ -24,6 +24,7 @@ pub mod reconcile;
 pub mod resync;
 pub mod settle;
 pub mod store;
+pub mod target_cluster;
 pub mod verdict;
 pub mod versions;
 

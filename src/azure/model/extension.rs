@@ -186,8 +186,31 @@ pub struct Extension {
     pub resource_type: Option<String>,
     /// The extension's identity.
     pub identity: Option<ExtensionIdentity>,
+    /// ARM's `systemData` (common-types `systemData`): when the resource was last changed.
+    pub system_data: Option<SystemData>,
     /// Properties.
     pub properties: ExtensionProperties,
+}
+
+/// ARM's `systemData` (common-types v3+), the part amlops reads.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SystemData {
+    /// When the resource was last modified (RFC 3339).
+    pub last_modified_at: Option<String>,
+}
+
+impl Extension {
+    /// When Azure last modified the extension (`systemData.lastModifiedAt`), if it said
+    /// and the time parses.
+    pub fn last_modified(&self) -> Option<jiff::Timestamp> {
+        self.system_data
+            .as_ref()?
+            .last_modified_at
+            .as_deref()?
+            .parse()
+            .ok()
+    }
 }
 
 impl Extension {

@@ -75,7 +75,7 @@ pub use extension::{
     AutoUpgradeMode, Extension, ExtensionIdentity, ExtensionPatch, ExtensionPatchProperties,
     ExtensionProperties, ExtensionProvisioningState, ExtensionRequest, ExtensionRequestProperties,
     ExtensionScope, ExtensionStatus, ProtectedSettings, ProviderRegistration, ScopeCluster,
-    ScopeNamespace,
+    ScopeNamespace, SystemData,
 };
 pub use kubeconfig::{CredentialResult, CredentialResults, KubeconfigSecret};
 pub use kubernetes_compute::{

@@ -2,6 +2,7 @@
 //! and [`settle`], which completes a plan from its write's result.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use crate::azure::azureml_extension::{AZUREML_EXTENSION_TYPE, ClusterFacts};
@@ -9,7 +10,7 @@ use crate::azure::model::{
     Extension, ExtensionPatch, ExtensionPatchProperties, ExtensionProvisioningState,
     ExtensionRequest, ManagedCluster,
 };
-use crate::azure::{AzureError, ExtensionId, OperationKind, OperationStatus as Poll};
+use crate::azure::{AzureError, ExtensionId, OperationKind, OperationStatus as Poll, ResourceId};
 use crate::crd::{
     AzureMlExtensionStatus, ExtensionDeletionPolicy, ExtensionTlsStatus, ProvisioningError,
 };
@@ -21,6 +22,7 @@ use super::super::reconcile::EngineConfig;
 use super::super::settle::record_operation;
 use super::super::verdict::{Call, CallKind, Stall, Verdict, verdict};
 use super::ExtensionDesired;
+use super::cluster::{ClusterView, INSTANCE_TYPE_CRD, instance_type_diff};
 use super::run::ObservedExtension;
 
 /// Settings whose change "will IMPACT your active Machine Learning … online endpoints and
@@ -69,6 +71,17 @@ pub enum ExtensionWrite {
         /// The extension.
         id: ExtensionId,
     },
+    /// Server-side-apply `InstanceType` objects on the cluster and delete the ones amlops
+    /// applied that are no longer wanted (a Kubernetes write on the cluster, not an Azure
+    /// one).
+    ApplyInstanceTypes {
+        /// The AKS cluster.
+        cluster: ResourceId,
+        /// The objects to apply (`amlarc.azureml.com/v1alpha1` `InstanceType`).
+        apply: Vec<serde_json::Value>,
+        /// Names to delete.
+        prune: Vec<String>,
+    },
 }
 
 /// The whole decision of one reconcile.
@@ -82,7 +95,20 @@ pub type ExtensionDone = WriteDone;
 pub enum ExtensionWriteFailure {
     /// Azure refused or failed the call.
     Azure(AzureError),
+    /// The cluster's API server refused or could not be reached.
+    Cluster {
+        /// The object the request was about.
+        object: String,
+        /// What happened (no request body in it).
+        why: String,
+        /// The API server refused it for good (a 4xx): sending it again cannot help.
+        refused: bool,
+    },
 }
+
+/// How long the extension may report `Succeeded` without its InstanceType CRD before amlops
+/// stops waiting (Microsoft's samples poll for it up to 5 minutes).
+pub const INSTANCE_TYPE_CRD_WAIT: Duration = Duration::from_secs(600);
 
 fn progressing(d: &ExtensionDesired, plan: &mut ExtensionPlan, reason: &str, message: &str) {
     plan.progressing(d.generation, reason, message);
@@ -257,13 +283,6 @@ fn tls_problem(d: &ExtensionDesired) -> Option<Stall> {
         return Some(Stall::new(
             "UnsupportedSpec",
             "inference.tls.delivery ClusterSecret is not supported by amlops yet: use delivery: ProtectedSettings (the default)",
-        ));
-    }
-    if !d.spec.instance_types.is_empty() {
-        // Refused rather than ignored: amlops does not apply InstanceType objects yet.
-        return Some(Stall::new(
-            "UnsupportedSpec",
-            "instanceTypes are not applied by amlops yet: remove them from the spec and create the InstanceType objects on the cluster yourself (kubectl apply, group amlarc.azureml.com)",
         ));
     }
     if d.wants_tls() && d.tls.is_none() {
@@ -597,7 +616,14 @@ fn failed(
     id: ExtensionId,
     e: &Extension,
 ) -> ExtensionPlan {
-    let errors = extension_errors(e);
+    let mut errors = extension_errors(e);
+    // The health check's failing lines, read on the cluster: Azure quotes none for a failed
+    // install.
+    for h in &o.health {
+        if !errors.contains(h) {
+            errors.push(h.clone());
+        }
+    }
     if !errors.is_empty() {
         plan.status.provisioning_errors = errors;
     }
@@ -777,10 +803,14 @@ fn succeeded(
             d.protected_settings_hash(),
         );
     }
+    plan.status.retries = None;
+    plan.status.provisioning_errors.clear();
+    plan.status.tls = tls_status(d);
+    let mut plan = match cluster_objects(d, o, plan, &id, e, cfg) {
+        ControlFlow::Continue(plan) => plan,
+        ControlFlow::Break(done) => return done,
+    };
     let st = &mut plan.status;
-    st.retries = None;
-    st.provisioning_errors.clear();
-    st.tls = tls_status(d);
     let message = format!(
         "extension {} {} runs on cluster {}",
         d.extension_name,
@@ -796,6 +826,130 @@ fn succeeded(
     );
     plan.requeue = Some(steady(o, cfg));
     plan
+}
+
+/// Brings the cluster objects in line once the extension runs and its settings are Azure's:
+/// the router's address, and the `InstanceType` objects (once their CRD is served).
+/// `Break`: this reconcile ends here (a write, a wait or a stall).
+fn cluster_objects(
+    d: &ExtensionDesired,
+    o: &ObservedExtension,
+    mut plan: ExtensionPlan,
+    id: &ExtensionId,
+    e: &Extension,
+    cfg: &EngineConfig,
+) -> ControlFlow<ExtensionPlan, ExtensionPlan> {
+    if !d.cluster_objects_due(&plan.status) {
+        return ControlFlow::Continue(plan);
+    }
+    let name = id.cluster().name().to_string();
+    let types_wanted = !d.spec.instance_types.is_empty() || !plan.status.instance_types.is_empty();
+    let c = match &o.in_cluster {
+        ClusterView::NotRead => return ControlFlow::Continue(plan),
+        ClusterView::Unreachable(why) if types_wanted => {
+            let mut plan = stall(
+                d,
+                plan,
+                &Stall::new(
+                    "ClusterUnreachable",
+                    format!(
+                        "extension {} runs, but amlops cannot reach cluster {name}'s API server to apply instanceTypes: {why}. Let the operator reach it (a private cluster's API server is reachable only from its network) or remove instanceTypes; amlops tries again at every resync",
+                        d.extension_name
+                    ),
+                ),
+            );
+            // The cluster may come back without the spec changing.
+            plan.requeue = Some(steady(o, cfg));
+            return ControlFlow::Break(plan);
+        }
+        ClusterView::Unreachable(why) => {
+            // Only the router's address was wanted: Ready without it, looked for again at
+            // the next change.
+            plan.events.push(Note::warning(
+                "RouterAddressUnknown",
+                format!("cannot read the router's address on cluster {name}: {why}"),
+            ));
+            plan.status.router_address = None;
+            plan.status.cluster_objects_hash = Some(d.cluster_objects_hash());
+            return ControlFlow::Continue(plan);
+        }
+        ClusterView::Read(c) => c,
+    };
+    plan.status.router_address = c.router_address.clone();
+    if types_wanted {
+        if !c.instance_type_crd {
+            let waited = match (o.now, e.last_modified()) {
+                (Some(now), Some(since)) => now
+                    .duration_since(since)
+                    .try_into()
+                    .unwrap_or(Duration::ZERO),
+                _ => Duration::ZERO,
+            };
+            if waited > INSTANCE_TYPE_CRD_WAIT.div_f64(cfg.time_scale.max(f64::MIN_POSITIVE)) {
+                let mut plan = stall(
+                    d,
+                    plan,
+                    &Stall::new(
+                        "InstanceTypeCRDMissing",
+                        format!(
+                            "extension {} reports Succeeded, but cluster {name} has served no {INSTANCE_TYPE_CRD} for {} minutes: check the extension's pods (kubectl get pods -n azureml); amlops applies instanceTypes once the CRD appears",
+                            d.extension_name,
+                            waited.as_secs() / 60
+                        ),
+                    ),
+                );
+                plan.requeue = Some(steady(o, cfg));
+                return ControlFlow::Break(plan);
+            }
+            progressing(
+                d,
+                &mut plan,
+                "WaitingForInstanceTypeCRD",
+                &format!(
+                    "extension {} runs; waiting for cluster {name} to serve {INSTANCE_TYPE_CRD} before applying instanceTypes",
+                    d.extension_name
+                ),
+            );
+            plan.requeue = Some(cfg.busy_poll);
+            return ControlFlow::Break(plan);
+        }
+        let (apply, prune) =
+            instance_type_diff(&d.owner(), &d.spec.instance_types, &c.instance_types);
+        if !apply.is_empty() || !prune.is_empty() {
+            let names = |v: Vec<String>| {
+                if v.is_empty() {
+                    "none".into()
+                } else {
+                    v.join(", ")
+                }
+            };
+            let applied: Vec<String> = apply
+                .iter()
+                .filter_map(|o| o.pointer("/metadata/name").and_then(|n| n.as_str()))
+                .map(str::to_string)
+                .collect();
+            let message = format!(
+                "applying instance types on cluster {name}: {}; deleting {}",
+                names(applied),
+                names(prune.clone())
+            );
+            progressing(d, &mut plan, "ApplyingInstanceTypes", &message);
+            plan.events
+                .push(Note::normal("ApplyingInstanceTypes", message));
+            plan.write = Some(ExtensionWrite::ApplyInstanceTypes {
+                cluster: id.cluster().clone(),
+                apply,
+                prune,
+            });
+            return ControlFlow::Break(plan);
+        }
+    }
+    plan.status.instance_types = d.spec.instance_types.keys().cloned().collect();
+    // A load balancer without an address yet is looked at again at the next resync.
+    if !(d.router_behind_load_balancer() && c.router_address.is_none()) {
+        plan.status.cluster_objects_hash = Some(d.cluster_objects_hash());
+    }
+    ControlFlow::Continue(plan)
 }
 
 fn tls_status(d: &ExtensionDesired) -> Option<ExtensionTlsStatus> {
@@ -860,7 +1014,7 @@ pub fn settle(
                     settings_hash.clone(),
                     protected_hash.clone(),
                 ),
-                ExtensionWrite::Delete { .. } => {}
+                ExtensionWrite::Delete { .. } | ExtensionWrite::ApplyInstanceTypes { .. } => {}
             }
             match done {
                 ExtensionDone::Started(handle) => {
@@ -870,11 +1024,32 @@ pub fn settle(
                 ExtensionDone::Finished => plan.requeue = Some(Duration::ZERO),
             }
         }
+        Err(ExtensionWriteFailure::Cluster {
+            object,
+            why,
+            refused,
+        }) => {
+            let what = format!("InstanceType {object} on the cluster: {why}");
+            if refused {
+                let s = Stall::new(
+                    "InstanceTypeRejected",
+                    format!(
+                        "the cluster's API server refused {what}: fix spec.instanceTypes.{object}"
+                    ),
+                );
+                plan = stall(d, plan, &s);
+            } else {
+                plan = apply_verdict(d, plan, Verdict::Retry(cfg.busy_poll), &what);
+            }
+        }
         Err(ExtensionWriteFailure::Azure(e)) => {
             let (kind, resource) = match &write {
                 ExtensionWrite::Put { id, .. } => (CallKind::Provision, id.to_string()),
                 ExtensionWrite::Patch { id, .. } => (CallKind::Update, id.to_string()),
                 ExtensionWrite::Delete { id } => (CallKind::Delete, id.to_string()),
+                ExtensionWrite::ApplyInstanceTypes { cluster, .. } => {
+                    (CallKind::ListCredentials, cluster.to_string())
+                }
             };
             let v = verdict(
                 &e,

@@ -17,6 +17,7 @@
 //! changed settings and, when a protected value changed, all protected settings (Azure
 //! replaces them as a whole).
 
+pub mod cluster;
 mod decide;
 mod run;
 #[cfg(test)]
@@ -251,6 +252,39 @@ impl ExtensionDesired {
         b.migrate_legacy_front_end = s.migration.from_legacy_azure_ml_fe;
         b.extra_settings = s.extra_settings.clone();
         b.build().map_err(|e| e.to_string())
+    }
+
+    /// The owner recorded on the cluster objects amlops applies for this resource
+    /// (`namespace/name`).
+    pub fn owner(&self) -> String {
+        format!("{}/{}", self.key.namespace, self.key.name)
+    }
+
+    /// Hash (SHA-256, hex) of what decides the cluster objects: the settings (the router's
+    /// type among them) and the instance types.
+    pub fn cluster_objects_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.settings_hash().as_bytes());
+        h.update(b"\0");
+        h.update(
+            serde_json::to_string(&self.spec.instance_types)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        hex(h)
+    }
+
+    /// Whether the cluster objects (instance types, router address) must be brought in
+    /// line: the spec changed since they last were (or they never were).
+    pub fn cluster_objects_due(&self, st: &crate::crd::AzureMlExtensionStatus) -> bool {
+        st.cluster_objects_hash.as_deref() != Some(self.cluster_objects_hash().as_str())
+    }
+
+    /// Whether the inference router runs behind a load balancer (whose address may come
+    /// later than the Service).
+    pub fn router_behind_load_balancer(&self) -> bool {
+        self.spec.inference.enabled
+            && self.spec.inference.router_service_type == RouterServiceType::LoadBalancer
     }
 
     /// `delivery: ClusterSecret` (not supported by this engine yet).

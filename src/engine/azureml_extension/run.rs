@@ -12,11 +12,14 @@ use crate::tls::{self, TlsError};
 use super::super::observe::{Lookup, ReadFailure, ResyncFacts, VerifiedTls};
 use super::super::reconcile::{Engine, EngineError};
 use super::super::store::{Event, KubeStore, ObjKey, StoreError};
+use super::super::target_cluster::{self, Connection};
 use super::super::verdict::Stall;
+use super::cluster::{self, ClusterView};
 use super::decide::{
     ExtensionDone, ExtensionPlan, ExtensionWrite, ExtensionWriteFailure, decide, settle,
 };
 use super::{ExtensionDesired, ExtensionOutcome};
+use crate::crd::ProvisioningError;
 
 /// Namespace of the resource provider whose registration cluster extensions need.
 const KUBERNETES_CONFIGURATION: &str = "Microsoft.KubernetesConfiguration";
@@ -51,6 +54,12 @@ pub struct ObservedExtension {
     pub failure: Option<ReadFailure>,
     /// The steady-state resync pace's inputs.
     pub resync: ResyncFacts,
+    /// The cluster's own objects (read only when the extension runs and they are due).
+    pub in_cluster: ClusterView,
+    /// The failing lines of the extension's health check (read only when it failed).
+    pub health: Vec<ProvisioningError>,
+    /// When the observation was made.
+    pub now: Option<jiff::Timestamp>,
 }
 
 impl<S: ExtensionStore> Engine<S> {
@@ -131,6 +140,7 @@ impl<S: ExtensionStore> Engine<S> {
             .unwrap_or_default();
         let mut o = ObservedExtension {
             resync: self.resync_facts(&sub, self.store.resources_in_subscription(&sub), None),
+            now: Some(jiff::Timestamp::now()),
             ..ObservedExtension::default()
         };
         macro_rules! read {
@@ -192,6 +202,37 @@ impl<S: ExtensionStore> Engine<S> {
         let steady = st.settings_hash.as_deref() == Some(d.settings_hash().as_str())
             && st.protected_settings_hash == d.protected_settings_hash();
         let succeeded = matches!(state, Some(ExtensionProvisioningState::Succeeded));
+        if succeeded && steady && d.cluster_objects_due(st) {
+            let cluster = id.cluster().clone();
+            o.in_cluster = match target_cluster::connect(&self.arm, &cluster).await {
+                Err(error) => {
+                    o.failure = Some(ReadFailure {
+                        error,
+                        resource: cluster.to_string(),
+                    });
+                    return o;
+                }
+                Ok(Connection::Unreachable(why)) => ClusterView::Unreachable(why),
+                Ok(Connection::Client(client)) => {
+                    match cluster::read(client, d.spec.inference.enabled).await {
+                        Ok(c) => ClusterView::Read(c),
+                        Err(e) => ClusterView::Unreachable(target_cluster::describe(&e)),
+                    }
+                }
+            };
+            return o;
+        }
+        if put && state.is_some() {
+            // Best effort: the report says why the health check failed, when the cluster
+            // can be read (Azure quotes none of it for a failed install).
+            if let Ok(Connection::Client(client)) =
+                target_cluster::connect(&self.arm, id.cluster()).await
+            {
+                o.health = cluster::read_health_report(client)
+                    .await
+                    .unwrap_or_default();
+            }
+        }
         if !put && (!succeeded || steady) {
             return o;
         }
@@ -269,6 +310,40 @@ impl<S: ExtensionStore> Engine<S> {
                     .await
                     .map_err(ExtensionWriteFailure::Azure)?;
                 Ok(started(start.handle().cloned()))
+            }
+            ExtensionWrite::ApplyInstanceTypes {
+                cluster,
+                apply,
+                prune,
+            } => {
+                let client = match target_cluster::connect(&self.arm, cluster)
+                    .await
+                    .map_err(ExtensionWriteFailure::Azure)?
+                {
+                    Connection::Client(c) => c,
+                    Connection::Unreachable(why) => {
+                        return Err(ExtensionWriteFailure::Cluster {
+                            object: "(all)".into(),
+                            why,
+                            refused: false,
+                        });
+                    }
+                };
+                cluster::apply_instance_types(client, apply, prune)
+                    .await
+                    .map_err(|(object, e)| ExtensionWriteFailure::Cluster {
+                        refused: target_cluster::refused(&e),
+                        // The API server's message names the invalid field (an instance
+                        // type holds no secret).
+                        why: match &e {
+                            kube::Error::Api(s) if target_cluster::refused(&e) => {
+                                format!("{} {}: {}", s.code, s.reason, s.message)
+                            }
+                            _ => target_cluster::describe(&e),
+                        },
+                        object,
+                    })?;
+                Ok(ExtensionDone::Finished)
             }
         }
     }

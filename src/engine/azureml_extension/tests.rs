@@ -11,6 +11,7 @@ use crate::azure::model::{
 use crate::azure::{AzureError, LroStyle, OperationHandle, OperationKind, OperationStatus as Poll};
 use crate::crd::{
     AzureMLExtension, AzureMlExtensionStatus, ExtensionDeletionPolicy, OperationStatus,
+    ProvisioningError,
 };
 use crate::engine::EngineConfig;
 use crate::engine::body::TlsMaterial;
@@ -117,6 +118,7 @@ fn installed(d: &ExtensionDesired, state: State) -> Extension {
             principal_id: Some("11111111-2222-3333-4444-555555555555".into()),
             tenant_id: None,
         }),
+        system_data: None,
         properties: ExtensionProperties {
             extension_type: Some("Microsoft.AzureML.Kubernetes".into()),
             auto_upgrade_minor_version: Some(true),
@@ -171,6 +173,7 @@ fn write_name(p: &ExtensionPlan) -> String {
         Some(ExtensionWrite::Put { kind, .. }) => format!("Put({})", kind.as_str()),
         Some(ExtensionWrite::Patch { .. }) => "Patch".into(),
         Some(ExtensionWrite::Delete { .. }) => "Delete".into(),
+        Some(ExtensionWrite::ApplyInstanceTypes { .. }) => "ApplyInstanceTypes".into(),
     }
 }
 
@@ -292,17 +295,6 @@ fn every_preflight_failure_stalls_without_a_write() {
                 if let Some(t) = d.spec.inference.tls.as_mut() {
                     t.delivery = crate::crd::TlsDelivery::ClusterSecret;
                 }
-            },
-            |_| {},
-            "UnsupportedSpec",
-        ),
-        (
-            "instance types (not applied yet)",
-            |d| {
-                d.spec.instance_types.insert(
-                    "small".into(),
-                    serde_json::from_value(serde_json::json!({"resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}})).unwrap(),
-                );
             },
             |_| {},
             "UnsupportedSpec",
@@ -835,4 +827,347 @@ fn an_extension_uninstalled_outside_amlops_is_installed_again() {
         &EngineConfig::default(),
     );
     assert!(first.events.iter().all(|n| n.reason != "ExtensionMissing"));
+}
+
+fn with_small_type(mut d: ExtensionDesired) -> ExtensionDesired {
+    d.spec.instance_types.insert(
+        "small".into(),
+        serde_json::from_value(serde_json::json!({"resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}})).unwrap(),
+    );
+    d
+}
+
+/// (case, instance types wanted, cluster view, minutes since Azure last modified the
+/// extension, status has the cluster objects hash already) → (true condition, reason,
+/// applies, prunes, cluster objects hash recorded, router address).
+#[test]
+fn cluster_objects_after_succeeded() {
+    use super::cluster::{ClusterView, InCluster, instance_type_object};
+    type Row = (
+        &'static str,
+        bool,
+        fn(&ExtensionDesired) -> ClusterView,
+        i64,
+        bool,
+        (
+            &'static str,
+            &'static str,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            bool,
+            Option<&'static str>,
+        ),
+    );
+    fn read(
+        types: Vec<(&str, (Option<String>, serde_json::Value))>,
+        crd: bool,
+        router: Option<&str>,
+    ) -> ClusterView {
+        ClusterView::Read(InCluster {
+            instance_type_crd: crd,
+            instance_types: types.into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+            router_address: router.map(str::to_string),
+        })
+    }
+    let rows: Vec<Row> = vec![
+        (
+            "nothing read (not due)",
+            true,
+            |_| ClusterView::NotRead,
+            0,
+            true,
+            ("Ready", "Installed", vec![], vec![], true, None),
+        ),
+        (
+            "CRD not served yet",
+            true,
+            |_| read(vec![], false, Some("20.1.2.3")),
+            1,
+            false,
+            (
+                "Reconciling",
+                "WaitingForInstanceTypeCRD",
+                vec![],
+                vec![],
+                false,
+                Some("20.1.2.3"),
+            ),
+        ),
+        (
+            "CRD missing for 11 minutes",
+            true,
+            |_| read(vec![], false, Some("20.1.2.3")),
+            11,
+            false,
+            (
+                "Stalled",
+                "InstanceTypeCRDMissing",
+                vec![],
+                vec![],
+                false,
+                Some("20.1.2.3"),
+            ),
+        ),
+        (
+            "CRD served, nothing applied",
+            true,
+            |_| read(vec![], true, Some("20.1.2.3")),
+            1,
+            false,
+            (
+                "Reconciling",
+                "ApplyingInstanceTypes",
+                vec!["small"],
+                vec![],
+                false,
+                Some("20.1.2.3"),
+            ),
+        ),
+        (
+            "applied: Ready, recorded",
+            true,
+            |d| {
+                let obj =
+                    instance_type_object(&d.owner(), "small", &d.spec.instance_types["small"]);
+                read(
+                    vec![("small", (Some(d.owner()), obj["spec"].clone()))],
+                    true,
+                    Some("20.1.2.3"),
+                )
+            },
+            1,
+            false,
+            ("Ready", "Installed", vec![], vec![], true, Some("20.1.2.3")),
+        ),
+        (
+            "one of ours no longer wanted",
+            true,
+            |d| {
+                let obj =
+                    instance_type_object(&d.owner(), "small", &d.spec.instance_types["small"]);
+                read(
+                    vec![
+                        ("small", (Some(d.owner()), obj["spec"].clone())),
+                        ("old", (Some(d.owner()), obj["spec"].clone())),
+                    ],
+                    true,
+                    Some("20.1.2.3"),
+                )
+            },
+            1,
+            false,
+            (
+                "Reconciling",
+                "ApplyingInstanceTypes",
+                vec![],
+                vec!["old"],
+                false,
+                Some("20.1.2.3"),
+            ),
+        ),
+        (
+            "no instance types, no CRD needed",
+            false,
+            |_| read(vec![], false, Some("20.1.2.3")),
+            30,
+            false,
+            ("Ready", "Installed", vec![], vec![], true, Some("20.1.2.3")),
+        ),
+        (
+            "load balancer without an address: read again next time",
+            false,
+            |_| read(vec![], false, None),
+            1,
+            false,
+            ("Ready", "Installed", vec![], vec![], false, None),
+        ),
+        (
+            "unreachable, instance types wanted",
+            true,
+            |_| {
+                ClusterView::Unreachable(
+                    "the API server cannot be reached (private cluster?)".into(),
+                )
+            },
+            1,
+            false,
+            ("Stalled", "ClusterUnreachable", vec![], vec![], false, None),
+        ),
+        (
+            "unreachable, only the router's address wanted",
+            false,
+            |_| ClusterView::Unreachable("no credential".into()),
+            1,
+            false,
+            ("Ready", "Installed", vec![], vec![], true, None),
+        ),
+    ];
+    let cfg = EngineConfig::default();
+    for (
+        case,
+        types,
+        view,
+        minutes,
+        hashed,
+        (cond_type, reason, applies, prunes, recorded, router),
+    ) in rows
+    {
+        let d = if types {
+            with_small_type(desired())
+        } else {
+            desired()
+        };
+        let mut e = installed(&d, State::Succeeded);
+        let now = jiff::Timestamp::now();
+        e.system_data = Some(crate::azure::model::SystemData {
+            last_modified_at: Some((now - jiff::SignedDuration::from_mins(minutes)).to_string()),
+        });
+        let mut o = found(e);
+        o.in_cluster = view(&d);
+        o.now = Some(now);
+        let mut st = owned(&d);
+        if hashed {
+            st.cluster_objects_hash = Some(d.cluster_objects_hash());
+        }
+        let plan = decide(&d, &o, &st, &cfg);
+        assert_eq!(true_cond(&plan.status), (cond_type, reason), "{case}");
+        match &plan.write {
+            Some(ExtensionWrite::ApplyInstanceTypes {
+                apply,
+                prune,
+                cluster,
+            }) => {
+                let names: Vec<&str> = apply
+                    .iter()
+                    .map(|o| o["metadata"]["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(
+                    (names, prune.iter().map(String::as_str).collect::<Vec<_>>()),
+                    (applies.clone(), prunes.clone()),
+                    "{case}"
+                );
+                assert_eq!(cluster.to_string(), CLUSTER, "{case}");
+            }
+            Some(w) => panic!("{case}: unexpected write {w:?}"),
+            None => assert!(applies.is_empty() && prunes.is_empty(), "{case}: no write"),
+        }
+        assert_eq!(
+            plan.status.cluster_objects_hash.is_some(),
+            recorded,
+            "{case}"
+        );
+        let router_unknown = plan
+            .events
+            .iter()
+            .any(|n| n.warning && n.reason == "RouterAddressUnknown");
+        assert_eq!(
+            router_unknown,
+            case == "unreachable, only the router's address wanted",
+            "{case}"
+        );
+        if !hashed {
+            assert_eq!(plan.status.router_address.as_deref(), router, "{case}");
+        }
+        if cond_type == "Ready" && types && !hashed {
+            assert_eq!(
+                plan.status.instance_types,
+                vec!["small".to_string()],
+                "{case}"
+            );
+        }
+        match reason {
+            "WaitingForInstanceTypeCRD" => assert_eq!(plan.requeue, Some(cfg.busy_poll), "{case}"),
+            "InstanceTypeCRDMissing" | "ClusterUnreachable" => {
+                assert!(plan.requeue.is_some(), "{case}: tried again at the resync")
+            }
+            // A write's requeue is settle's.
+            _ if plan.write.is_some() => {}
+            _ => assert!(plan.requeue.is_some(), "{case}"),
+        }
+    }
+}
+
+#[test]
+fn instance_type_write_failures() {
+    let d = with_small_type(desired());
+    let o = found(installed(&d, State::Succeeded));
+    let st = owned(&d);
+    let cfg = EngineConfig::default();
+    let plan_with_write = || {
+        let mut plan = ExtensionPlan::new(st.clone());
+        plan.write = Some(ExtensionWrite::ApplyInstanceTypes {
+            cluster: CLUSTER.parse().unwrap(),
+            apply: vec![],
+            prune: vec![],
+        });
+        plan
+    };
+    let refused = settle(
+        &d,
+        plan_with_write(),
+        Err(ExtensionWriteFailure::Cluster {
+            object: "small".into(),
+            why: "422 Invalid: spec.resources.limits: Invalid value".into(),
+            refused: true,
+        }),
+        &st,
+        &cfg,
+    );
+    let (status, reason, message) = cond(&refused.status, "Stalled");
+    assert_eq!((status, reason), ("True", "InstanceTypeRejected"));
+    assert!(
+        message.contains("small") && message.contains("422"),
+        "{message}"
+    );
+    let passing = settle(
+        &d,
+        plan_with_write(),
+        Err(ExtensionWriteFailure::Cluster {
+            object: "small".into(),
+            why: "the API server cannot be reached (private cluster?)".into(),
+            refused: false,
+        }),
+        &st,
+        &cfg,
+    );
+    assert_eq!(
+        true_cond(&passing.status),
+        ("Reconciling", "ReconcileError")
+    );
+    assert_eq!(passing.requeue, Some(cfg.busy_poll));
+    let done = settle(
+        &d,
+        plan_with_write(),
+        Ok(ExtensionDone::Finished),
+        &st,
+        &cfg,
+    );
+    assert_eq!(done.requeue, Some(Duration::ZERO), "read again to confirm");
+    let _ = o;
+}
+
+#[test]
+fn a_failed_install_shows_the_health_checks_failing_lines() {
+    let d = desired();
+    let mut o = found(installed(&d, State::Failed));
+    o.provider_registered = Lookup::Found(true);
+    o.health = vec![ProvisioningError {
+        code: "E45005".into(),
+        message: "Azureml Fe deployment confict".into(),
+    }];
+    let mut st = owned(&d);
+    st.retries = Some(d.max_retries);
+    let plan = decide(&d, &o, &st, &EngineConfig::default());
+    let (_, reason, message) = cond(&plan.status, "Stalled");
+    assert_eq!(reason, "ExtensionFailed");
+    assert!(
+        message.contains("E45005 Azureml Fe deployment confict"),
+        "{message}"
+    );
+    assert!(
+        plan.status
+            .provisioning_errors
+            .iter()
+            .any(|e| e.code == "E45005")
+    );
 }

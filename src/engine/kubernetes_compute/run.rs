@@ -13,6 +13,7 @@ use crate::crd::KubernetesComputeStatus;
 use super::super::observe::{Lookup, ReadFailure, ResyncFacts};
 use super::super::reconcile::{Engine, EngineError};
 use super::super::store::{Event, KubeStore, ObjKey, StoreError};
+use super::super::target_cluster::{self, Connection};
 use super::decide::{ComputeDone, ComputeWrite, ComputeWriteFailure, decide, settle};
 use super::{ComputeDesired, ComputeOutcome};
 
@@ -157,21 +158,15 @@ impl<S: ComputeStore> Engine<S> {
         cluster: &ResourceId,
         namespace: &str,
     ) -> Result<NamespaceLookup, crate::azure::AzureError> {
-        let client = match crate::tls::cluster_client(&self.arm, cluster).await {
-            Ok(c) => c,
-            Err(e) if e.category().is_retryable() => return Err(e),
-            Err(e) => {
-                return Ok(NamespaceLookup::Unreachable(format!(
-                    "no credential for the cluster ({})",
-                    e.category().as_str()
-                )));
-            }
+        let client = match target_cluster::connect(&self.arm, cluster).await? {
+            Connection::Client(c) => c,
+            Connection::Unreachable(why) => return Ok(NamespaceLookup::Unreachable(why)),
         };
         Ok(
             match Api::<Namespace>::all(client).get_opt(namespace).await {
                 Ok(Some(_)) => NamespaceLookup::Exists,
                 Ok(None) => NamespaceLookup::Missing,
-                Err(e) => NamespaceLookup::Unreachable(cluster_error(&e)),
+                Err(e) => NamespaceLookup::Unreachable(target_cluster::describe(&e)),
             },
         )
     }
@@ -230,7 +225,7 @@ impl<S: ComputeStore> Engine<S> {
                     Ok(_) => Ok(ComputeDone::Finished),
                     // Created meanwhile (by someone else, or a retry): what was wanted.
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(ComputeDone::Finished),
-                    Err(e) => Err(ComputeWriteFailure::Cluster(cluster_error(&e))),
+                    Err(e) => Err(ComputeWriteFailure::Cluster(target_cluster::describe(&e))),
                 }
             }
         }
@@ -284,16 +279,5 @@ impl<S: ComputeStore> Engine<S> {
             finished: plan.finished,
             verdict: plan.verdict,
         })
-    }
-}
-
-/// A cluster API failure, without echoing response bodies.
-fn cluster_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("the API server answered {} {}", s.code, s.reason),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            "the API server cannot be reached (private cluster?)".into()
-        }
-        _ => "the request to the API server failed".into(),
     }
 }

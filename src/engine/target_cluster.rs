@@ -1,0 +1,50 @@
+//! The Kubernetes API of a target AKS cluster (not the operator's own cluster), reached with
+//! the cluster's user credential (`listClusterUserCredential`; an Entra-only cluster with the
+//! operator's token): what the Kubernetes-compute-path engines read and write there
+//! (namespaces, `InstanceType` objects, the router Service, the health-check report).
+
+use crate::azure::{ArmClient, AzureError, ResourceId};
+
+/// A client for the cluster's API server, or why there is none.
+pub enum Connection {
+    /// A client (the API server was not contacted yet).
+    Client(kube::Client),
+    /// No credential could be had for a reason retrying will not fix soon (refused,
+    /// cluster gone): why, in words that quote no secret.
+    Unreachable(String),
+}
+
+/// A client for `cluster`'s API server.
+///
+/// # Errors
+/// A passing ARM failure of the credential call (throttled, 5xx, busy): retry it after
+/// Azure's `Retry-After` through the verdict. Any other failure is
+/// [`Connection::Unreachable`].
+pub async fn connect(arm: &ArmClient, cluster: &ResourceId) -> Result<Connection, AzureError> {
+    match crate::tls::cluster_client(arm, cluster).await {
+        Ok(c) => Ok(Connection::Client(c)),
+        Err(e) if e.category().is_retryable() => Err(e),
+        Err(e) => Ok(Connection::Unreachable(format!(
+            "no credential for the cluster ({})",
+            e.category().as_str()
+        ))),
+    }
+}
+
+/// What a failed request to the cluster's API server says, without its body (which may
+/// quote what was sent).
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("the API server answered {} {}", s.code, s.reason),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            "the API server cannot be reached (private cluster?)".into()
+        }
+        _ => "the request to the API server failed".into(),
+    }
+}
+
+/// Whether the API server refused the request for good (a 4xx other than conflict and
+/// throttling): sending it again unchanged cannot help.
+pub fn refused(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429)
+}
