@@ -31,8 +31,9 @@ NOTES = {
     "change (protected settings re-sent whole when the certificate changes), bounded retries of a "
     "Failed install (with the cluster's health-check report), the instance types server-side-"
     "applied once the extension runs, uninstall on deletion once no KubernetesCompute uses it "
-    "([troubleshooting](troubleshooting.md#azuremlextension)). TLS delivery `ClusterSecret` is "
-    "refused (`UnsupportedSpec`): not built yet.",
+    "([troubleshooting](troubleshooting.md#azuremlextension)). TLS is delivered as protected "
+    "settings or copied to a Secret on the cluster (`ClusterSecret`); a legacy front end is "
+    "annotated for the takeover under `migration`.",
     "KubernetesCompute": "Kubernetes compute path (Azure ML cluster extension). Reconciled by the "
     "controller: it waits for the cluster's Azure ML extension, checks (or creates) the namespace "
     "on the cluster, attaches, changes identity and description in place, retries a Failed "

@@ -455,6 +455,17 @@ async fn every_preflight_failure_stalls_without_a_write() {
             }}),
             "InsufficientNodes",
         ),
+        (
+            "legacy",
+            3,
+            "Running",
+            Some(ClusterTraits {
+                legacy_front_end: true,
+                ..ClusterTraits::default()
+            }),
+            serde_json::json!({}),
+            "LegacyFrontEndPresent",
+        ),
     ];
     for (name, nodes, power, t, extra, reason) in cases {
         let cluster = seed_cluster(&w, name, nodes, power);
@@ -538,13 +549,14 @@ async fn every_preflight_failure_stalls_without_a_write() {
 async fn a_failed_install_is_retried_then_stalls_with_azures_code() {
     let w = World::new().await;
     let cluster = seed_cluster(&w, "legacy", 3, "Running");
-    // A legacy azureml-fe on the cluster: the extension's health check fails (E45005).
+    // Outbound traffic blocked: the extension's health check fails (E45003), a cause no
+    // read of ARM or of the cluster foresees.
     seed(
         &w,
         traits(
             &cluster,
             ClusterTraits {
-                legacy_front_end: true,
+                egress_blocked: true,
                 ..ClusterTraits::default()
             },
         ),
@@ -554,9 +566,9 @@ async fn a_failed_install_is_retried_then_stalls_with_azures_code() {
     let d = desired(&w, &cr("legacy", &cluster, serde_json::json!({})), &[]).await;
     let st = stalled(&w, &d, "ExtensionFailed").await;
     let (_, message) = cond(&st, "Stalled").unwrap();
-    assert!(message.contains("E45005"), "{message}");
+    assert!(message.contains("E45003"), "{message}");
     assert!(
-        st.provisioning_errors.iter().any(|e| e.code == "E45005"),
+        st.provisioning_errors.iter().any(|e| e.code == "E45003"),
         "{st:#?}"
     );
     assert_eq!(st.retries, Some(1));
@@ -652,7 +664,7 @@ async fn a_failed_install_shows_the_health_checks_codes_read_on_the_cluster() {
         traits(
             &cluster,
             ClusterTraits {
-                legacy_front_end: true,
+                egress_blocked: true,
                 ..ClusterTraits::default()
             },
         ),
@@ -673,13 +685,13 @@ async fn a_failed_install_shows_the_health_checks_codes_read_on_the_cluster() {
         .expect("Azure's error");
     assert!(
         azure_said.message.contains("pod healthcheck failed")
-            && !azure_said.message.contains("E45005"),
+            && !azure_said.message.contains("E45003"),
         "{}",
         azure_said.message
     );
     let (_, message) = cond(&st, "Stalled").unwrap();
     assert!(
-        message.contains("E45005 Azureml Fe deployment confict"),
+        message.contains("E45003 BAD_NETWORK_CONNECTIVITY"),
         "{message}"
     );
     assert_eq!(
@@ -687,5 +699,88 @@ async fn a_failed_install_shows_the_health_checks_codes_read_on_the_cluster() {
         1,
         "one install, no retry: {:?}",
         writes(&w)
+    );
+}
+
+/// `cert.pem` of Secret `azureml/{name}` on the cluster.
+async fn cluster_secret_cert(w: &World, cluster: &ResourceId, name: &str) -> Option<String> {
+    let client = amlops::tls::cluster_client(&w.engine.arm, cluster)
+        .await
+        .unwrap();
+    let s = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, "azureml")
+        .get_opt(name)
+        .await
+        .unwrap()?;
+    let data = s.data.unwrap_or_default();
+    data.get("cert.pem")
+        .map(|b| String::from_utf8(b.0.clone()).unwrap())
+}
+
+#[tokio::test]
+async fn cluster_secret_delivery_installs_holds_still_and_rotates() {
+    let w = World::new().await;
+    let cluster = seed_cluster(&w, "bysecret", 3, "Running");
+    let (secret, _) = tls_secret("scoring-tls", HOST);
+    let cert = |s: &k8s_openapi::api::core::v1::Secret| {
+        String::from_utf8(s.data.as_ref().unwrap()["tls.crt"].0.clone()).unwrap()
+    };
+    let first = cert(&secret);
+    let key = key_of(&secret);
+    w.store.insert_secret(secret);
+    let spec = serde_json::json!({"inference": {
+        "enabled": true,
+        "tls": {"cname": HOST, "secretRef": {"name": "scoring-tls"}, "delivery": "ClusterSecret"}
+    }});
+    let ext = cr("azureml", &cluster, spec);
+    let d = desired(&w, &ext, &[]).await;
+    let st = ready(&w, &d).await;
+    let ext_path =
+        format!("{cluster}/providers/Microsoft.KubernetesConfiguration/extensions/azureml");
+    // The pair is in azureml/scoring-tls (the emulated health check verified it against
+    // the cname), the PUT named it and sent no protected setting.
+    assert_eq!(writes(&w), vec![format!("PUT {ext_path}")]);
+    assert_eq!(
+        cluster_secret_cert(&w, &cluster, "scoring-tls")
+            .await
+            .as_deref(),
+        Some(first.as_str())
+    );
+    let id = d.extension_id().unwrap();
+    let installed = w.engine.arm.get_extension(&id).await.unwrap().unwrap();
+    assert_eq!(
+        installed.setting("scoringFe.sslSecret"),
+        Some("scoring-tls")
+    );
+    assert_eq!(installed.setting("sslSecret"), Some("scoring-tls"));
+    assert!(st.cluster_secret_hash.is_some());
+    no_secret_anywhere(&w, &d, &key);
+
+    // Steady: one ARM read per resync, nothing else.
+    w.emu.clear_requests();
+    for _ in 0..3 {
+        w.engine
+            .reconcile_extension(&d, status(&w, &d))
+            .await
+            .unwrap();
+    }
+    assert!(writes(&w).is_empty());
+    assert_eq!(credential_calls(&w), 0);
+
+    // Rotation: the cluster's copy first, then one PATCH naming the Secret again.
+    let (rotated, _) = tls_secret("scoring-tls", HOST);
+    let second = cert(&rotated);
+    w.store.insert_secret(rotated);
+    let d2 = desired(&w, &ext, &[]).await;
+    w.emu.clear_requests();
+    drive(&w, &d2, "rotated", |st, _| {
+        cond(st, "Ready").is_some() && st.protected_settings_hash == d2.protected_settings_hash()
+    })
+    .await;
+    assert_eq!(writes(&w), vec![format!("PATCH {ext_path}")]);
+    assert_eq!(
+        cluster_secret_cert(&w, &cluster, "scoring-tls")
+            .await
+            .as_deref(),
+        Some(second.as_str())
     );
 }

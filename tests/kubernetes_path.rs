@@ -663,6 +663,20 @@ async fn extension_failures_reach_the_caller() {
             code_in_message: "E45005",
         },
         Case {
+            name: "outbound traffic blocked",
+            nodes: 3,
+            traits: ClusterTraits {
+                egress_blocked: true,
+                ..Default::default()
+            },
+            body: Box::new(|c| {
+                let mut s = spec(c, 3);
+                s.training = true;
+                s.build().unwrap()
+            }),
+            code_in_message: "E45003",
+        },
+        Case {
             name: "Helm atomic timeout",
             nodes: 3,
             traits: ClusterTraits {

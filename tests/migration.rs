@@ -1,8 +1,9 @@
 //! docs/migration.md as a scenario against the emulator over HTTP: a cluster attached as a
 //! legacy AKS compute (`ClusterAttachment`, Custom TLS) moves to the Azure ML extension and a
-//! `KubernetesCompute` on the same cluster. Without the migration settings the extension's
-//! health check fails on the legacy front end (E45005, Azure's words in the condition); with
-//! `migration.fromLegacyAzureMlFe` it installs with the same certificate; the compute attaches
+//! `KubernetesCompute` on the same cluster. Without the migration settings amlops sees the
+//! legacy front end and stalls before writing (the install would fail with E45005); with
+//! `migration.fromLegacyAzureMlFe` it annotates the legacy front end as Microsoft's steps do
+//! and installs with the same certificate; the compute attaches
 //! through it; the legacy compute is then detached (never deleted) with its certificate backed
 //! up, and the extension and the new compute stay.
 
@@ -80,23 +81,34 @@ async fn a_legacy_attachment_moves_to_the_extension_and_a_kubernetes_compute() {
     );
     w.ready(&legacy).await;
 
-    // 1. The extension without the migration settings: the health check refuses the legacy
-    //    front end (E45005), and the condition says so.
+    // 1. The extension without the migration settings: amlops sees the legacy front end
+    //    (Deployment default/azureml-fe) and stalls before any write (the install would fail
+    //    its health check with E45005).
     let d = w
         .engine
         .extension_desired(&extension(1, false), vec![])
         .await;
+    w.emu.clear_requests();
     let st = drive(&w, &d, |st| on(st, "Stalled").is_some()).await;
     let stalled = on(&st, "Stalled").unwrap();
-    assert!(stalled.starts_with("ExtensionFailed"), "{stalled}");
+    assert!(stalled.starts_with("LegacyFrontEndPresent"), "{stalled}");
     assert!(stalled.contains("E45005"), "{stalled}");
+    w.expect_accepted("PUT", "/extensions/azureml", "", 0, "nothing installed");
 
-    // 2. With migration.fromLegacyAzureMlFe: installed, with the same certificate.
+    // 2. With migration.fromLegacyAzureMlFe: the legacy front end annotated (Microsoft's
+    //    step), then installed with the same certificate.
     let d = w
         .engine
         .extension_desired(&extension(2, true), vec![])
         .await;
     let st = drive(&w, &d, |st| on(st, "Ready").is_some()).await;
+    let events: Vec<String> = w.store.events().into_iter().map(|e| e.reason).collect();
+    let annotated = events.iter().position(|r| r == "AnnotatingLegacyFrontEnd");
+    let installing = events.iter().position(|r| r == "Installing");
+    assert!(
+        annotated.is_some() && annotated < installing,
+        "annotated before the install: {events:?}"
+    );
     assert_eq!(
         st.tls
             .as_ref()
@@ -113,6 +125,21 @@ async fn a_legacy_attachment_moves_to_the_extension_and_a_kubernetes_compute() {
         .unwrap()
         .unwrap();
     assert_eq!(ext.setting("scoringFe.enableUpgrade"), Some("true"));
+    let client = amlops::tls::cluster_client(&w.engine.arm, &cluster)
+        .await
+        .unwrap();
+    let fe = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, "default")
+        .get("azureml-fe")
+        .await
+        .unwrap();
+    assert_eq!(
+        fe.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("azureml-fe-enable-upgrade")
+            .map(String::as_str),
+        Some("true")
+    );
 
     // 3. The cluster attached as a Kubernetes compute, in its own namespace.
     let mut k = kc("k8s", &cluster, "ml-serving");

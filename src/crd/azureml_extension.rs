@@ -460,4 +460,8 @@ pub struct AzureMlExtensionStatus {
     /// again only when it differs, so a steady resync costs no credential call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_objects_hash: Option<String>,
+    /// With `delivery: ClusterSecret`: hash of the certificate and key last copied into
+    /// namespace `azureml` on the cluster (never the material itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_secret_hash: Option<String>,
 }

@@ -14,8 +14,9 @@
 //!   IP for `LoadBalancer`), the health-check ConfigMap, and the CRD
 //!   `instancetypes.amlarc.azureml.com` after a delay (samples poll for it after `Succeeded`).
 //! - Storage ([`handle`]): namespaces (create), cluster-scoped `InstanceType` objects (`amlarc.azureml.com/v1alpha1`,
-//!   GET/POST/PUT/PATCH/DELETE once the CRD exists) and Secrets written into existing
-//!   namespaces (e.g. the TLS Secret named by `sslSecret` in `azureml`).
+//!   GET/POST/PUT/PATCH/DELETE once the CRD exists; a PATCH replaces the object, as a
+//!   server-side apply of the whole object does) and Secrets written into existing
+//!   namespaces (POST/PUT/PATCH; e.g. the TLS Secret named by `sslSecret` in `azureml`).
 //! - On uninstall: the Helm objects go; the namespace, the CRD and the InstanceType objects
 //!   stay (Microsoft's uninstall script deletes them separately).
 
@@ -63,6 +64,8 @@ pub struct ClusterObjects {
     pub config_maps: BTreeMap<(String, String), Value>,
     /// InstanceType objects by name (cluster-scoped).
     pub instance_types: BTreeMap<String, Value>,
+    /// Annotations of the legacy front end's Deployment `default/azureml-fe`.
+    pub legacy_fe_annotations: BTreeMap<String, String>,
     /// Last resourceVersion handed out.
     pub resource_version: u64,
 }
@@ -196,8 +199,15 @@ pub fn health_check(inner: &Inner, e: &ExtensionRecord) -> Result<(), Vec<Health
             ),
         });
     }
-    let legacy =
-        !cluster.azureml_components.is_empty() || inner.ext.traits(&cluster_key).legacy_front_end;
+    if inner.ext.traits(&cluster_key).egress_blocked {
+        failures.push(HealthFailure {
+            check: "network",
+            code: "E45003",
+            // code name from docs/troubleshooting.md; the rest is emulator wording
+            message: "BAD_NETWORK_CONNECTIVITY: the cluster cannot reach the endpoints the extension needs; check its outbound rules (firewall, UDR, NSG)".into(),
+        });
+    }
+    let legacy = legacy_front_end(inner, &cluster_key);
     let migrating = e.flag("scoringFe.enableUpgrade", false) || e.flag("isAKSMigration", false);
     if inference && legacy && !migrating {
         failures.push(HealthFailure {
@@ -212,6 +222,34 @@ pub fn health_check(inner: &Inner, e: &ExtensionRecord) -> Result<(), Vec<Health
     } else {
         Err(failures)
     }
+}
+
+/// Whether the cluster runs the legacy (v1) `azureml-fe` of an AKS compute, in `default`.
+pub fn legacy_front_end(inner: &Inner, cluster_key: &str) -> bool {
+    inner
+        .clusters
+        .get(cluster_key)
+        .is_some_and(|c| !c.azureml_components.is_empty())
+        || inner.ext.traits(cluster_key).legacy_front_end
+}
+
+/// The legacy front end's Deployment `default/azureml-fe` (its annotations as last set).
+fn legacy_deployment(objs: &ClusterObjects) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": ROUTER_SERVICE,
+            "namespace": "default",
+            "uid": "00000000-0000-0000-0000-00000000f0e1",
+            "resourceVersion": objs.resource_version.to_string(),
+            "annotations": objs.legacy_fe_annotations,
+        },
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "azureml-fe"}},
+                 "template": {"metadata": {"labels": {"app": "azureml-fe"}},
+                              "spec": {"containers": [{"name": "azureml-fe", "image": "mcr.microsoft.com/azureml/amlarc/azureml-fe:v1"}]}}},
+        "status": {"replicas": 3, "readyReplicas": 3},
+    })
 }
 
 fn meta(name: &str, ns: Option<&str>, version: String) -> Value {
@@ -649,10 +687,57 @@ pub fn handle(
                 rest @ ..,
             ],
         ) => instance_types(inner, cluster_key, method, rest.first().copied(), body, now),
+        (
+            "GET" | "PATCH",
+            [
+                "apis",
+                "apps",
+                "v1",
+                "namespaces",
+                "default",
+                "deployments",
+                ROUTER_SERVICE,
+            ],
+        ) if legacy_front_end(inner, cluster_key) => {
+            let objs = inner
+                .ext
+                .objects
+                .entry(cluster_key.to_string())
+                .or_default();
+            if method == "PATCH" {
+                // A merge patch of the annotations (what `kubectl annotate` sends).
+                let patch: Value = match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(e) => return Some(bad_body(e)),
+                };
+                if let Some(a) = patch
+                    .pointer("/metadata/annotations")
+                    .and_then(Value::as_object)
+                {
+                    for (k, v) in a {
+                        match v.as_str() {
+                            Some(v) => {
+                                objs.legacy_fe_annotations.insert(k.clone(), v.to_string());
+                            }
+                            None => {
+                                objs.legacy_fe_annotations.remove(k);
+                            }
+                        }
+                    }
+                }
+                objs.next_version();
+            }
+            ok(&legacy_deployment(objs), StatusCode::OK)
+        }
+        ("GET" | "PATCH", ["apis", "apps", "v1", "namespaces", _, "deployments", name]) => {
+            not_found("deployments.apps", name)
+        }
         ("POST", ["api", "v1", "namespaces", ns, "secrets"]) => {
             write_secret(inner, cluster_key, ns, None, body, true)
         }
-        ("PUT", ["api", "v1", "namespaces", ns, "secrets", name]) => {
+        // PATCH: a server-side apply of the whole object (what amlops sends), taken as an
+        // upsert; merge semantics beyond that are not emulated.
+        ("PUT" | "PATCH", ["api", "v1", "namespaces", ns, "secrets", name]) => {
             write_secret(inner, cluster_key, ns, Some(name), body, false)
         }
         ("DELETE", ["api", "v1", "namespaces", ns, "secrets", name]) => {

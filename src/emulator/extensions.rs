@@ -282,6 +282,9 @@ pub struct ClusterTraits {
     pub slow_install_seconds: Option<f64>,
     /// Extension installs hit Helm's 15-minute atomic timeout.
     pub install_times_out: bool,
+    /// The cluster's outbound traffic is blocked: the health check fails with `E45003
+    /// BAD_NETWORK_CONNECTIVITY` (a cause no read of ARM or of the cluster can foresee).
+    pub egress_blocked: bool,
 }
 
 /// The provider's world, inside [`Inner`].

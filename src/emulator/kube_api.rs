@@ -24,7 +24,8 @@ pub const FESSL_NAME: &str = "azuremlfessl";
 /// only Secrets are served by the data plane).
 const AZUREML_COMPONENTS: [&str; 4] = [
     "namespace/azureml",
-    "deployment/azureml/azureml-fe",
+    // The v1 front end runs in `default` (Microsoft's migration steps annotate it there).
+    "deployment/default/azureml-fe",
     "configmap/azureml/azuremlfeconfig",
     "serviceaccount/azureml/azureml-fe",
 ];

@@ -43,8 +43,38 @@ pub fn describe(e: &kube::Error) -> String {
     }
 }
 
-/// Whether the API server refused the request for good (a 4xx other than conflict and
-/// throttling): sending it again unchanged cannot help.
-pub fn refused(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429)
+/// What a failed request to the cluster's API server means for the next step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Refused for good (a 4xx other than conflict and throttling): sending it again
+    /// unchanged cannot help.
+    Refused,
+    /// The API server was not reached (network, private cluster) or no credential could be
+    /// had: retried at the resync pace, not at once.
+    Unreachable,
+    /// Anything else (5xx, conflict, throttling): retried soon.
+    Passing,
+}
+
+/// Classifies a failed request to the cluster's API server.
+pub fn classify(e: &kube::Error) -> Failure {
+    match e {
+        kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429 => {
+            Failure::Refused
+        }
+        kube::Error::Api(_) => Failure::Passing,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => Failure::Unreachable,
+        _ => Failure::Passing,
+    }
+}
+
+/// [`describe`], with the API server's own message when it refused the request for good
+/// (it names the invalid field). Only for objects that hold no secret.
+pub fn describe_refusal(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if classify(e) == Failure::Refused => {
+            format!("{} {}: {}", s.code, s.reason, s.message)
+        }
+        _ => describe(e),
+    }
 }

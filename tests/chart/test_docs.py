@@ -20,8 +20,8 @@ STALLED_REASONS = [
     "VMSizeNotAllowed", "QuotaExceeded", "InvalidConfiguration", "PrivateClusterPublicFQDN",
     "NamespaceNotFound", "NamespaceNotCreated", "ProviderNotRegistered",
     "ClusterIdentityNotSupported", "LocalAccountsDisabled", "ClusterStopped", "ExtensionExists",
-    "ExtensionFailed", "UnsupportedSpec", "ClusterUnreachable", "InstanceTypeCRDMissing",
-    "InstanceTypeRejected",
+    "ExtensionFailed", "ClusterUnreachable", "InstanceTypeCRDMissing", "InstanceTypeRejected",
+    "LegacyFrontEndPresent", "LegacyFrontEndNotAnnotated", "ClusterSecretRejected",
 ]
 METRICS = [
     "amlops_reconciles_total", "amlops_reconcile_duration_seconds", "amlops_arm_requests_total",

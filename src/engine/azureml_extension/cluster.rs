@@ -8,9 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use serde_json::{Value, json};
 
 use crate::crd::{InstanceTypeSpec, ProvisioningError};
@@ -248,6 +251,91 @@ pub async fn apply_instance_types(
             Err(e) => return Err((name.clone(), e)),
         }
     }
+    Ok(())
+}
+
+/// Namespace of the legacy (v1) front end of an AKS compute.
+pub const LEGACY_NAMESPACE: &str = "default";
+/// The annotation Microsoft's migration steps set on the legacy front end before the
+/// extension takes it over (`kubectl annotate deployment azureml-fe
+/// azureml-fe-enable-upgrade=true`, "Migrate from AKS compute").
+pub const UPGRADE_ANNOTATION: &str = "azureml-fe-enable-upgrade";
+
+/// Whether the cluster runs the legacy front end (Deployment `default/azureml-fe`), and if
+/// so whether it carries [`UPGRADE_ANNOTATION`]`=true`.
+///
+/// # Errors
+/// The API server's answer to the read, other than a 404.
+pub async fn read_legacy_front_end(client: kube::Client) -> Result<Option<bool>, kube::Error> {
+    let api: Api<Deployment> = Api::namespaced(client, LEGACY_NAMESPACE);
+    Ok(api.get_opt(ROUTER_SERVICE).await?.map(|d| {
+        d.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(UPGRADE_ANNOTATION))
+            .is_some_and(|v| v == "true")
+    }))
+}
+
+/// Sets [`UPGRADE_ANNOTATION`]`=true` on the legacy front end (a merge patch, as `kubectl
+/// annotate` sends).
+///
+/// # Errors
+/// The API server's answer.
+pub async fn annotate_legacy_front_end(client: kube::Client) -> Result<(), kube::Error> {
+    let api: Api<Deployment> = Api::namespaced(client, LEGACY_NAMESPACE);
+    api.patch(
+        ROUTER_SERVICE,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {UPGRADE_ANNOTATION: "true"}}})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Copies the router's certificate and key into Secret `name` of namespace `azureml` on the
+/// cluster (`cert.pem`, `key.pem`, Opaque: the chart's `sslSecret` contract), creating the
+/// namespace first when it does not exist yet (before the first install).
+///
+/// # Errors
+/// The API server's answer (never quoted back: it could hold what was sent).
+pub async fn copy_tls_secret(
+    client: kube::Client,
+    name: &str,
+    cert: &crate::azure::config::Secret,
+    key: &crate::azure::config::Secret,
+) -> Result<(), kube::Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt(AZUREML_NAMESPACE).await?.is_none() {
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": AZUREML_NAMESPACE, "labels": {MANAGED_BY.0: MANAGED_BY.1}}
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        match namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": AZUREML_NAMESPACE,
+            "labels": {MANAGED_BY.0: MANAGED_BY.1},
+        },
+        "stringData": {"cert.pem": cert.expose(), "key.pem": key.expose()},
+    });
+    let secrets: Api<Secret> = Api::namespaced(client, AZUREML_NAMESPACE);
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use crate::azure::azureml_extension::{AZUREML_EXTENSION_TYPE, ClusterFacts};
+use crate::azure::config::Secret;
 use crate::azure::model::{
     Extension, ExtensionPatch, ExtensionPatchProperties, ExtensionProvisioningState,
     ExtensionRequest, ManagedCluster,
@@ -20,6 +21,7 @@ use super::super::observe::Lookup;
 use super::super::plan::{KindPlan, Note, WriteDone};
 use super::super::reconcile::EngineConfig;
 use super::super::settle::record_operation;
+use super::super::target_cluster;
 use super::super::verdict::{Call, CallKind, Stall, Verdict, verdict};
 use super::ExtensionDesired;
 use super::cluster::{ClusterView, INSTANCE_TYPE_CRD, instance_type_diff};
@@ -71,6 +73,27 @@ pub enum ExtensionWrite {
         /// The extension.
         id: ExtensionId,
     },
+    /// Annotate the legacy front end (Deployment `default/azureml-fe`) for the extension's
+    /// takeover, as Microsoft's migration steps do before the install (a Kubernetes write
+    /// on the cluster).
+    AnnotateLegacyFrontEnd {
+        /// The AKS cluster.
+        cluster: ResourceId,
+    },
+    /// Copy the router's certificate and key into Secret `name` of namespace `azureml` on
+    /// the cluster (`delivery: ClusterSecret`; a Kubernetes write on the cluster).
+    CopyTlsSecret {
+        /// The AKS cluster.
+        cluster: ResourceId,
+        /// The Secret's name (`sslSecret`).
+        name: String,
+        /// Certificate PEM (redacted in `Debug`, like the key).
+        cert: Secret,
+        /// Key PEM (redacted in `Debug`).
+        key: Secret,
+        /// `status.clusterSecretHash` once copied.
+        hash: String,
+    },
     /// Server-side-apply `InstanceType` objects on the cluster and delete the ones amlops
     /// applied that are no longer wanted (a Kubernetes write on the cluster, not an Azure
     /// one).
@@ -97,12 +120,10 @@ pub enum ExtensionWriteFailure {
     Azure(AzureError),
     /// The cluster's API server refused or could not be reached.
     Cluster {
-        /// The object the request was about.
-        object: String,
-        /// What happened (no request body in it).
+        /// What it means for the next step.
+        failure: target_cluster::Failure,
+        /// What happened, naming the object (no secret in it).
         why: String,
-        /// The API server refused it for good (a 4xx): sending it again cannot help.
-        refused: bool,
     },
 }
 
@@ -279,12 +300,6 @@ fn state_str(e: &Extension) -> &str {
 
 /// The TLS material is needed and not usable: the stall that says why.
 fn tls_problem(d: &ExtensionDesired) -> Option<Stall> {
-    if d.cluster_secret_delivery() {
-        return Some(Stall::new(
-            "UnsupportedSpec",
-            "inference.tls.delivery ClusterSecret is not supported by amlops yet: use delivery: ProtectedSettings (the default)",
-        ));
-    }
     if d.wants_tls() && d.tls.is_none() {
         let name = d
             .spec
@@ -432,7 +447,86 @@ fn absent(
         ));
     }
     plan.status.retries = None;
+    let plan = match legacy_front_end(d, o, plan, &id) {
+        ControlFlow::Continue(plan) => plan,
+        ControlFlow::Break(done) => return done,
+    };
+    let plan = match copy_first(d, plan, &id) {
+        ControlFlow::Continue(plan) => plan,
+        ControlFlow::Break(copy) => return copy,
+    };
     put(d, plan, id, body, OperationKind::Create)
+}
+
+/// Before a PUT with inference: a legacy front end of an AKS compute on the cluster makes
+/// the health check fail (E45005) unless the migration settings take it over, and
+/// Microsoft's migration steps annotate it first. `Break`: a stall or that annotation.
+fn legacy_front_end(
+    d: &ExtensionDesired,
+    o: &ObservedExtension,
+    mut plan: ExtensionPlan,
+    id: &ExtensionId,
+) -> ControlFlow<ExtensionPlan, ExtensionPlan> {
+    let Lookup::Found(annotated) = o.legacy_front_end else {
+        return ControlFlow::Continue(plan);
+    };
+    let name = id.cluster().name();
+    if !d.spec.migration.from_legacy_azure_ml_fe {
+        return ControlFlow::Break(stall(
+            d,
+            plan,
+            &Stall::new(
+                "LegacyFrontEndPresent",
+                format!(
+                    "cluster {name} runs the legacy azureml-fe of an AKS compute (Deployment default/azureml-fe): the extension's health check would fail with E45005 (Azureml Fe deployment conflict). Set migration.fromLegacyAzureMLFe: true to take it over (docs/migration.md), or remove the AKS compute's objects from the cluster"
+                ),
+            ),
+        ));
+    }
+    if annotated {
+        return ControlFlow::Continue(plan);
+    }
+    let message = format!(
+        "annotating the legacy azureml-fe on cluster {name} for the extension to take it over (azureml-fe-enable-upgrade=true)"
+    );
+    progressing(d, &mut plan, "AnnotatingLegacyFrontEnd", &message);
+    plan.events
+        .push(Note::normal("AnnotatingLegacyFrontEnd", message));
+    plan.write = Some(ExtensionWrite::AnnotateLegacyFrontEnd {
+        cluster: id.cluster().clone(),
+    });
+    ControlFlow::Break(plan)
+}
+
+/// With `delivery: ClusterSecret`, the copy of the pair on the cluster comes before any
+/// PUT or PATCH that names it: `Break` with that write when the copy is not the pair to
+/// serve.
+fn copy_first(
+    d: &ExtensionDesired,
+    mut plan: ExtensionPlan,
+    id: &ExtensionId,
+) -> ControlFlow<ExtensionPlan, ExtensionPlan> {
+    let (Some(hash), Some(v)) = (d.tls_pair_hash(), d.tls.as_ref()) else {
+        return ControlFlow::Continue(plan);
+    };
+    if !d.cluster_secret_delivery() || plan.status.cluster_secret_hash.as_deref() == Some(&hash) {
+        return ControlFlow::Continue(plan);
+    }
+    let name = d.cluster_secret_name();
+    let message = format!(
+        "copying the TLS certificate and key into Secret azureml/{name} on cluster {} (delivery ClusterSecret)",
+        id.cluster().name()
+    );
+    progressing(d, &mut plan, "CopyingTLSSecret", &message);
+    plan.events.push(Note::normal("CopyingTLSSecret", message));
+    plan.write = Some(ExtensionWrite::CopyTlsSecret {
+        cluster: id.cluster().clone(),
+        name,
+        cert: Secret::new(v.material.cert.clone()),
+        key: Secret::new(v.material.key.clone()),
+        hash,
+    });
+    ControlFlow::Break(plan)
 }
 
 fn put(
@@ -662,6 +756,14 @@ fn failed(
         Ok(b) => b,
         Err(err) => return stall(d, plan, &Stall::new("InvalidSpec", err)),
     };
+    let plan = match legacy_front_end(d, o, plan, &id) {
+        ControlFlow::Continue(plan) => plan,
+        ControlFlow::Break(done) => return done,
+    };
+    let mut plan = match copy_first(d, plan, &id) {
+        ControlFlow::Continue(plan) => plan,
+        ControlFlow::Break(copy) => return copy,
+    };
     if changed {
         plan.status.retries = Some(0);
         plan.events.push(Note::normal(
@@ -729,7 +831,21 @@ fn patch_for(
         p.version = w.version.clone();
         what.push("version".into());
     }
-    if st.protected_settings_hash != d.protected_settings_hash() {
+    if st.protected_settings_hash != d.protected_settings_hash() && d.cluster_secret_delivery() {
+        // The new pair is in the cluster's Secret already; Microsoft's rotation step is an
+        // update naming the Secret again (`az k8s-extension update … sslSecret=…
+        // sslCname=…`).
+        let resend: BTreeMap<String, String> = w
+            .configuration_settings
+            .iter()
+            .filter(|(k, _)| ["sslSecret", "scoringFe.sslSecret", "sslCname"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        p.configuration_settings
+            .get_or_insert_with(BTreeMap::new)
+            .extend(resend);
+        what.push("TLS Secret (named again)".into());
+    } else if st.protected_settings_hash != d.protected_settings_hash() {
         // Azure replaces protected settings as a whole: all of them, always.
         p.configuration_protected_settings = Some(w.configuration_protected_settings.clone());
         what.push("protected settings (all)".into());
@@ -761,6 +877,10 @@ fn succeeded(
         let want = match d.body(&facts) {
             Ok(b) => b,
             Err(err) => return stall(d, plan, &Stall::new("InvalidSpec", err)),
+        };
+        plan = match copy_first(d, plan, &id) {
+            ControlFlow::Continue(plan) => plan,
+            ControlFlow::Break(copy) => return copy,
         };
         if let Some((body, what)) = patch_for(d, &plan.status, e, &want) {
             let message = format!(
@@ -1014,7 +1134,12 @@ pub fn settle(
                     settings_hash.clone(),
                     protected_hash.clone(),
                 ),
-                ExtensionWrite::Delete { .. } | ExtensionWrite::ApplyInstanceTypes { .. } => {}
+                ExtensionWrite::CopyTlsSecret { hash, .. } => {
+                    plan.status.cluster_secret_hash = Some(hash.clone());
+                }
+                ExtensionWrite::Delete { .. }
+                | ExtensionWrite::ApplyInstanceTypes { .. }
+                | ExtensionWrite::AnnotateLegacyFrontEnd { .. } => {}
             }
             match done {
                 ExtensionDone::Started(handle) => {
@@ -1024,22 +1149,64 @@ pub fn settle(
                 ExtensionDone::Finished => plan.requeue = Some(Duration::ZERO),
             }
         }
-        Err(ExtensionWriteFailure::Cluster {
-            object,
-            why,
-            refused,
-        }) => {
-            let what = format!("InstanceType {object} on the cluster: {why}");
-            if refused {
-                let s = Stall::new(
-                    "InstanceTypeRejected",
-                    format!(
-                        "the cluster's API server refused {what}: fix spec.instanceTypes.{object}"
-                    ),
-                );
-                plan = stall(d, plan, &s);
-            } else {
-                plan = apply_verdict(d, plan, Verdict::Retry(cfg.busy_poll), &what);
+        Err(ExtensionWriteFailure::Cluster { failure, why }) => {
+            let copying = matches!(write, ExtensionWrite::CopyTlsSecret { .. });
+            let annotating = matches!(write, ExtensionWrite::AnnotateLegacyFrontEnd { .. });
+            let cluster = match &write {
+                ExtensionWrite::CopyTlsSecret { cluster, .. }
+                | ExtensionWrite::ApplyInstanceTypes { cluster, .. }
+                | ExtensionWrite::AnnotateLegacyFrontEnd { cluster } => cluster.name().to_string(),
+                _ => String::new(),
+            };
+            match failure {
+                target_cluster::Failure::Refused if annotating => {
+                    let s = Stall::new(
+                        "LegacyFrontEndNotAnnotated",
+                        format!(
+                            "cluster {cluster}'s API server refused the annotation ({why}): annotate it yourself (kubectl annotate deployment azureml-fe -n default azureml-fe-enable-upgrade=true) and amlops continues at the next change"
+                        ),
+                    );
+                    plan = stall(d, plan, &s);
+                }
+                target_cluster::Failure::Refused if copying => {
+                    let s = Stall::new(
+                        "ClusterSecretRejected",
+                        format!(
+                            "cluster {cluster}'s API server refused the TLS Secret ({why}): the operator's credential must be able to create namespace azureml and Secrets in it; or use delivery: ProtectedSettings"
+                        ),
+                    );
+                    plan = stall(d, plan, &s);
+                }
+                target_cluster::Failure::Refused => {
+                    let s = Stall::new(
+                        "InstanceTypeRejected",
+                        format!(
+                            "cluster {cluster}'s API server refused {why}: fix that entry of spec.instanceTypes"
+                        ),
+                    );
+                    plan = stall(d, plan, &s);
+                }
+                target_cluster::Failure::Unreachable => {
+                    let what = if copying {
+                        "copy the TLS Secret (delivery ClusterSecret needs the cluster's API server; a private cluster can use delivery: ProtectedSettings)"
+                    } else if annotating {
+                        "annotate the legacy azureml-fe"
+                    } else {
+                        "apply instanceTypes"
+                    };
+                    let s = Stall::new(
+                        "ClusterUnreachable",
+                        format!(
+                            "amlops cannot reach cluster {cluster}'s API server to {what}: {why}; it tries again at every resync"
+                        ),
+                    );
+                    plan = stall(d, plan, &s);
+                    // The cluster may come back without the spec changing.
+                    plan.requeue = Some(cfg.resync.base);
+                }
+                target_cluster::Failure::Passing => {
+                    plan = apply_verdict(d, plan, Verdict::Retry(cfg.busy_poll), &why);
+                }
             }
         }
         Err(ExtensionWriteFailure::Azure(e)) => {
@@ -1047,7 +1214,9 @@ pub fn settle(
                 ExtensionWrite::Put { id, .. } => (CallKind::Provision, id.to_string()),
                 ExtensionWrite::Patch { id, .. } => (CallKind::Update, id.to_string()),
                 ExtensionWrite::Delete { id } => (CallKind::Delete, id.to_string()),
-                ExtensionWrite::ApplyInstanceTypes { cluster, .. } => {
+                ExtensionWrite::ApplyInstanceTypes { cluster, .. }
+                | ExtensionWrite::CopyTlsSecret { cluster, .. }
+                | ExtensionWrite::AnnotateLegacyFrontEnd { cluster } => {
                     (CallKind::ListCredentials, cluster.to_string())
                 }
             };

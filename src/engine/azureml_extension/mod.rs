@@ -170,12 +170,14 @@ impl ExtensionDesired {
         hex(h)
     }
 
-    /// The protected settings to send: the base64 PEM pair with TLS, else none (the same
-    /// two keys [`body`](Self::body) sends; a table test holds them equal).
+    /// The protected settings to send: the base64 PEM pair with TLS delivered as protected
+    /// settings, else none (the same two keys [`body`](Self::body) sends; a table test holds
+    /// them equal).
     pub fn protected_settings(&self) -> ProtectedSettings {
         use base64::Engine as _;
         let mut p = ProtectedSettings::new();
         if self.wants_tls()
+            && !self.cluster_secret_delivery()
             && let Some(v) = &self.tls
         {
             let b64 = base64::engine::general_purpose::STANDARD;
@@ -185,8 +187,13 @@ impl ExtensionDesired {
         p
     }
 
-    /// Hash (SHA-256, hex) of the protected settings to send (`None`: there are none).
+    /// Hash (SHA-256, hex) of the TLS material Azure's router is to serve: the protected
+    /// settings to send, or with `delivery: ClusterSecret` the pair copied to the cluster
+    /// (`None`: no TLS). A change is a rotation.
     pub fn protected_settings_hash(&self) -> Option<String> {
+        if self.cluster_secret_delivery() {
+            return self.tls_pair_hash();
+        }
         let p = self.protected_settings();
         if p.is_empty() {
             return None;
@@ -212,6 +219,14 @@ impl ExtensionDesired {
         if s.inference.enabled {
             let i = &s.inference;
             let tls = match &i.tls {
+                Some(t)
+                    if t.mode == ExtensionTlsMode::Enabled && self.cluster_secret_delivery() =>
+                {
+                    InferenceTls::Secret {
+                        name: self.cluster_secret_name(),
+                        cname: t.cname.clone().unwrap_or_default(),
+                    }
+                }
                 Some(t) if t.mode == ExtensionTlsMode::Enabled => match &self.tls {
                     Some(v) => InferenceTls::Pem {
                         cert: Secret::new(v.material.cert.clone()),
@@ -287,7 +302,35 @@ impl ExtensionDesired {
             && self.spec.inference.router_service_type == RouterServiceType::LoadBalancer
     }
 
-    /// `delivery: ClusterSecret` (not supported by this engine yet).
+    /// Hash (SHA-256, hex) of the verified certificate and key (`None`: no TLS, or not
+    /// available).
+    pub fn tls_pair_hash(&self) -> Option<String> {
+        if !self.wants_tls() {
+            return None;
+        }
+        let v = self.tls.as_ref()?;
+        let mut h = Sha256::new();
+        h.update(b"cert.pem\0");
+        h.update(v.material.cert.as_bytes());
+        h.update(b"\0key.pem\0");
+        h.update(v.material.key.as_bytes());
+        Some(hex(h))
+    }
+
+    /// With `delivery: ClusterSecret`, the name of the Secret in namespace `azureml` on the
+    /// cluster: the name of `secretRef`.
+    pub fn cluster_secret_name(&self) -> String {
+        self.spec
+            .inference
+            .tls
+            .as_ref()
+            .and_then(|t| t.secret_ref.as_ref())
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// `delivery: ClusterSecret`: the pair is copied to a Secret in namespace `azureml` on
+    /// the cluster and named in `sslSecret`, instead of sent as protected settings.
     pub fn cluster_secret_delivery(&self) -> bool {
         self.spec.inference.tls.as_ref().is_some_and(|t| {
             t.mode == ExtensionTlsMode::Enabled && t.delivery == TlsDelivery::ClusterSecret

@@ -60,6 +60,9 @@ pub struct ObservedExtension {
     pub health: Vec<ProvisioningError>,
     /// When the observation was made.
     pub now: Option<jiff::Timestamp>,
+    /// The legacy (v1) front end, Deployment `default/azureml-fe` of an AKS compute:
+    /// `Found(annotated for the upgrade)` (read only before a PUT with inference).
+    pub legacy_front_end: Lookup<bool>,
 }
 
 impl<S: ExtensionStore> Engine<S> {
@@ -222,17 +225,6 @@ impl<S: ExtensionStore> Engine<S> {
             };
             return o;
         }
-        if put && state.is_some() {
-            // Best effort: the report says why the health check failed, when the cluster
-            // can be read (Azure quotes none of it for a failed install).
-            if let Ok(Connection::Client(client)) =
-                target_cluster::connect(&self.arm, id.cluster()).await
-            {
-                o.health = cluster::read_health_report(client)
-                    .await
-                    .unwrap_or_default();
-            }
-        }
         if !put && (!succeeded || steady) {
             return o;
         }
@@ -267,6 +259,37 @@ impl<S: ExtensionStore> Engine<S> {
                 })
                 .filter_map(|e| e.name.clone())
                 .collect();
+            // On the cluster itself, before a PUT: why the last health check failed (Azure
+            // quotes none of it for a failed install) and whether a legacy front end is in
+            // the way (E45005). A cluster that cannot be read is not checked.
+            let failed_before = state.is_some();
+            if failed_before || d.spec.inference.enabled {
+                match target_cluster::connect(&self.arm, &cluster).await {
+                    Err(error) => {
+                        o.failure = Some(ReadFailure {
+                            error,
+                            resource: cluster.to_string(),
+                        });
+                        return o;
+                    }
+                    Ok(Connection::Unreachable(_)) => {}
+                    Ok(Connection::Client(client)) => {
+                        if failed_before {
+                            o.health = cluster::read_health_report(client.clone())
+                                .await
+                                .unwrap_or_default();
+                        }
+                        if d.spec.inference.enabled {
+                            o.legacy_front_end = match cluster::read_legacy_front_end(client).await
+                            {
+                                Ok(Some(annotated)) => Lookup::Found(annotated),
+                                Ok(None) => Lookup::Missing,
+                                Err(_) => Lookup::NotRead,
+                            };
+                        }
+                    }
+                }
+            }
         }
         o
     }
@@ -316,35 +339,70 @@ impl<S: ExtensionStore> Engine<S> {
                 apply,
                 prune,
             } => {
-                let client = match target_cluster::connect(&self.arm, cluster)
-                    .await
-                    .map_err(ExtensionWriteFailure::Azure)?
-                {
-                    Connection::Client(c) => c,
-                    Connection::Unreachable(why) => {
-                        return Err(ExtensionWriteFailure::Cluster {
-                            object: "(all)".into(),
-                            why,
-                            refused: false,
-                        });
-                    }
-                };
+                let client = self.cluster_client(cluster).await?;
                 cluster::apply_instance_types(client, apply, prune)
                     .await
                     .map_err(|(object, e)| ExtensionWriteFailure::Cluster {
-                        refused: target_cluster::refused(&e),
-                        // The API server's message names the invalid field (an instance
-                        // type holds no secret).
-                        why: match &e {
-                            kube::Error::Api(s) if target_cluster::refused(&e) => {
-                                format!("{} {}: {}", s.code, s.reason, s.message)
-                            }
-                            _ => target_cluster::describe(&e),
-                        },
-                        object,
+                        failure: target_cluster::classify(&e),
+                        why: format!(
+                            "InstanceType {object}: {}",
+                            target_cluster::describe_refusal(&e)
+                        ),
                     })?;
                 Ok(ExtensionDone::Finished)
             }
+            ExtensionWrite::AnnotateLegacyFrontEnd { cluster } => {
+                let client = self.cluster_client(cluster).await?;
+                cluster::annotate_legacy_front_end(client)
+                    .await
+                    .map_err(|e| ExtensionWriteFailure::Cluster {
+                        failure: target_cluster::classify(&e),
+                        why: format!(
+                            "Deployment default/{}: {}",
+                            cluster::ROUTER_SERVICE,
+                            target_cluster::describe_refusal(&e)
+                        ),
+                    })?;
+                Ok(ExtensionDone::Finished)
+            }
+            ExtensionWrite::CopyTlsSecret {
+                cluster,
+                name,
+                cert,
+                key,
+                ..
+            } => {
+                let client = self.cluster_client(cluster).await?;
+                cluster::copy_tls_secret(client, name, cert, key)
+                    .await
+                    .map_err(|e| ExtensionWriteFailure::Cluster {
+                        failure: target_cluster::classify(&e),
+                        // Never the API server's message: it may quote what was sent.
+                        why: format!(
+                            "Secret {}/{name}: {}",
+                            cluster::AZUREML_NAMESPACE,
+                            target_cluster::describe(&e)
+                        ),
+                    })?;
+                Ok(ExtensionDone::Finished)
+            }
+        }
+    }
+
+    /// A client for the cluster's API server, for a write.
+    async fn cluster_client(
+        &self,
+        cluster: &crate::azure::ResourceId,
+    ) -> Result<kube::Client, ExtensionWriteFailure> {
+        match target_cluster::connect(&self.arm, cluster)
+            .await
+            .map_err(ExtensionWriteFailure::Azure)?
+        {
+            Connection::Client(c) => Ok(c),
+            Connection::Unreachable(why) => Err(ExtensionWriteFailure::Cluster {
+                failure: target_cluster::Failure::Unreachable,
+                why,
+            }),
         }
     }
 

@@ -174,6 +174,8 @@ fn write_name(p: &ExtensionPlan) -> String {
         Some(ExtensionWrite::Patch { .. }) => "Patch".into(),
         Some(ExtensionWrite::Delete { .. }) => "Delete".into(),
         Some(ExtensionWrite::ApplyInstanceTypes { .. }) => "ApplyInstanceTypes".into(),
+        Some(ExtensionWrite::CopyTlsSecret { .. }) => "CopyTlsSecret".into(),
+        Some(ExtensionWrite::AnnotateLegacyFrontEnd { .. }) => "AnnotateLegacyFrontEnd".into(),
     }
 }
 
@@ -288,16 +290,6 @@ fn every_preflight_failure_stalls_without_a_write() {
             },
             |_| {},
             "InvalidCertificate",
-        ),
-        (
-            "ClusterSecret delivery",
-            |d| {
-                if let Some(t) = d.spec.inference.tls.as_mut() {
-                    t.delivery = crate::crd::TlsDelivery::ClusterSecret;
-                }
-            },
-            |_| {},
-            "UnsupportedSpec",
         ),
     ];
     for (name, dc, oc, reason) in rows {
@@ -1088,65 +1080,6 @@ fn cluster_objects_after_succeeded() {
 }
 
 #[test]
-fn instance_type_write_failures() {
-    let d = with_small_type(desired());
-    let o = found(installed(&d, State::Succeeded));
-    let st = owned(&d);
-    let cfg = EngineConfig::default();
-    let plan_with_write = || {
-        let mut plan = ExtensionPlan::new(st.clone());
-        plan.write = Some(ExtensionWrite::ApplyInstanceTypes {
-            cluster: CLUSTER.parse().unwrap(),
-            apply: vec![],
-            prune: vec![],
-        });
-        plan
-    };
-    let refused = settle(
-        &d,
-        plan_with_write(),
-        Err(ExtensionWriteFailure::Cluster {
-            object: "small".into(),
-            why: "422 Invalid: spec.resources.limits: Invalid value".into(),
-            refused: true,
-        }),
-        &st,
-        &cfg,
-    );
-    let (status, reason, message) = cond(&refused.status, "Stalled");
-    assert_eq!((status, reason), ("True", "InstanceTypeRejected"));
-    assert!(
-        message.contains("small") && message.contains("422"),
-        "{message}"
-    );
-    let passing = settle(
-        &d,
-        plan_with_write(),
-        Err(ExtensionWriteFailure::Cluster {
-            object: "small".into(),
-            why: "the API server cannot be reached (private cluster?)".into(),
-            refused: false,
-        }),
-        &st,
-        &cfg,
-    );
-    assert_eq!(
-        true_cond(&passing.status),
-        ("Reconciling", "ReconcileError")
-    );
-    assert_eq!(passing.requeue, Some(cfg.busy_poll));
-    let done = settle(
-        &d,
-        plan_with_write(),
-        Ok(ExtensionDone::Finished),
-        &st,
-        &cfg,
-    );
-    assert_eq!(done.requeue, Some(Duration::ZERO), "read again to confirm");
-    let _ = o;
-}
-
-#[test]
 fn a_failed_install_shows_the_health_checks_failing_lines() {
     let d = desired();
     let mut o = found(installed(&d, State::Failed));
@@ -1170,4 +1103,239 @@ fn a_failed_install_shows_the_health_checks_failing_lines() {
             .iter()
             .any(|e| e.code == "E45005")
     );
+}
+
+fn cluster_secret(cert: &str) -> ExtensionDesired {
+    let mut d = ExtensionDesired::new(&cr(serde_json::json!({})), Some(tls(cert)), vec![]);
+    if let Some(t) = d.spec.inference.tls.as_mut() {
+        t.delivery = crate::crd::TlsDelivery::ClusterSecret;
+    }
+    d
+}
+
+#[test]
+fn cluster_secret_delivery_copies_the_pair_before_the_write_that_names_it() {
+    let cfg = EngineConfig::default();
+    let d = cluster_secret(CERT_A);
+    assert!(d.protected_settings().is_empty(), "nothing protected");
+    // Install: the copy first, then the PUT naming it.
+    let plan = decide(
+        &d,
+        &ready_to_install(),
+        &AzureMlExtensionStatus::default(),
+        &cfg,
+    );
+    assert_eq!(write_name(&plan), "CopyTlsSecret");
+    assert_eq!(true_cond(&plan.status), ("Reconciling", "CopyingTLSSecret"));
+    let Some(ExtensionWrite::CopyTlsSecret { name, hash, .. }) = &plan.write else {
+        unreachable!()
+    };
+    assert_eq!(name, "scoring-tls");
+    let shown = format!("{plan:?}");
+    assert!(!shown.contains("S3CRET"), "key in Debug: {shown}");
+    let copied = settle(
+        &d,
+        plan.clone(),
+        Ok(ExtensionDone::Finished),
+        &AzureMlExtensionStatus::default(),
+        &cfg,
+    );
+    assert_eq!(
+        copied.status.cluster_secret_hash.as_deref(),
+        Some(hash.as_str())
+    );
+    let plan = decide(&d, &ready_to_install(), &copied.status, &cfg);
+    let Some(ExtensionWrite::Put { body, .. }) = &plan.write else {
+        panic!("{}", write_name(&plan))
+    };
+    let settings = &body.properties.configuration_settings;
+    assert_eq!(
+        settings.get("sslSecret").map(String::as_str),
+        Some("scoring-tls")
+    );
+    assert_eq!(
+        settings.get("scoringFe.sslSecret").map(String::as_str),
+        Some("scoring-tls")
+    );
+    assert!(body.properties.configuration_protected_settings.is_empty());
+
+    // Rotation: the Secret changed. The copy first, then a PATCH naming the Secret again
+    // (Microsoft's rotation step), no protected settings.
+    let mut st = owned(&d);
+    st.cluster_secret_hash = d.tls_pair_hash();
+    let rotated = cluster_secret(CERT_B);
+    let o = found(installed(&d, State::Succeeded));
+    let plan = decide(&rotated, &o, &st, &cfg);
+    assert_eq!(write_name(&plan), "CopyTlsSecret");
+    st.cluster_secret_hash = rotated.tls_pair_hash();
+    let plan = decide(&rotated, &o, &st, &cfg);
+    let Some(ExtensionWrite::Patch { body, .. }) = &plan.write else {
+        panic!("{}", write_name(&plan))
+    };
+    let p = &body.properties;
+    assert!(p.configuration_protected_settings.is_none());
+    let keys: Vec<&str> = p
+        .configuration_settings
+        .as_ref()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["scoringFe.sslSecret", "sslCname", "sslSecret"]);
+    // Steady once Azure took it.
+    let mut st = settle(&rotated, plan, Ok(ExtensionDone::Finished), &st, &cfg).status;
+    st.cluster_objects_hash = Some(rotated.cluster_objects_hash());
+    let plan = decide(&rotated, &o, &st, &cfg);
+    assert_eq!(write_name(&plan), "-");
+    assert_eq!(true_cond(&plan.status), ("Ready", "Installed"));
+}
+
+#[test]
+fn cluster_write_failures_per_kind() {
+    use crate::engine::target_cluster::Failure;
+    let cfg = EngineConfig::default();
+    let d = cluster_secret(CERT_A);
+    let st = AzureMlExtensionStatus::default();
+    let copy = decide(&d, &ready_to_install(), &st, &cfg);
+    let apply = {
+        let mut plan = ExtensionPlan::new(st.clone());
+        plan.write = Some(ExtensionWrite::ApplyInstanceTypes {
+            cluster: CLUSTER.parse().unwrap(),
+            apply: vec![],
+            prune: vec![],
+        });
+        plan
+    };
+    let annotate = {
+        let mut plan = ExtensionPlan::new(st.clone());
+        plan.write = Some(ExtensionWrite::AnnotateLegacyFrontEnd {
+            cluster: CLUSTER.parse().unwrap(),
+        });
+        plan
+    };
+    /// (case, plan, failure) → (condition, reason, requeued)
+    type Row<'a> = (
+        &'a str,
+        &'a ExtensionPlan,
+        Failure,
+        (&'a str, &'a str, bool),
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "annotation refused",
+            &annotate,
+            Failure::Refused,
+            ("Stalled", "LegacyFrontEndNotAnnotated", false),
+        ),
+        (
+            "annotation, unreachable",
+            &annotate,
+            Failure::Unreachable,
+            ("Stalled", "ClusterUnreachable", true),
+        ),
+        (
+            "copy refused",
+            &copy,
+            Failure::Refused,
+            ("Stalled", "ClusterSecretRejected", false),
+        ),
+        (
+            "copy, unreachable",
+            &copy,
+            Failure::Unreachable,
+            ("Stalled", "ClusterUnreachable", true),
+        ),
+        (
+            "copy, passing",
+            &copy,
+            Failure::Passing,
+            ("Reconciling", "ReconcileError", true),
+        ),
+        (
+            "apply refused",
+            &apply,
+            Failure::Refused,
+            ("Stalled", "InstanceTypeRejected", false),
+        ),
+        (
+            "apply, unreachable",
+            &apply,
+            Failure::Unreachable,
+            ("Stalled", "ClusterUnreachable", true),
+        ),
+    ];
+    for (case, plan, failure, (c, reason, requeued)) in rows {
+        let out = settle(
+            &d,
+            plan.clone(),
+            Err(ExtensionWriteFailure::Cluster {
+                failure,
+                why: "Secret azureml/scoring-tls: the API server answered 403 Forbidden".into(),
+            }),
+            &st,
+            &cfg,
+        );
+        assert_eq!(true_cond(&out.status), (c, reason), "{case}");
+        assert_eq!(out.requeue.is_some(), requeued, "{case}");
+        assert!(
+            out.status.cluster_secret_hash.is_none(),
+            "{case}: nothing copied"
+        );
+    }
+}
+
+/// (case, legacy front end observed, migration on) → (true condition, reason, write).
+#[test]
+fn a_legacy_front_end_before_the_install() {
+    type Row<'a> = (&'a str, Lookup<bool>, bool, (&'a str, &'a str, &'a str));
+    let rows: Vec<Row> = vec![
+        (
+            "none",
+            Lookup::Missing,
+            false,
+            ("Reconciling", "Installing", "Put(Create)"),
+        ),
+        (
+            "not read (cluster unreachable): Azure's health check decides",
+            Lookup::NotRead,
+            false,
+            ("Reconciling", "Installing", "Put(Create)"),
+        ),
+        (
+            "present, no migration: E45005 foreseen",
+            Lookup::Found(false),
+            false,
+            ("Stalled", "LegacyFrontEndPresent", "-"),
+        ),
+        (
+            "present, migration, not annotated yet",
+            Lookup::Found(false),
+            true,
+            (
+                "Reconciling",
+                "AnnotatingLegacyFrontEnd",
+                "AnnotateLegacyFrontEnd",
+            ),
+        ),
+        (
+            "present, migration, annotated",
+            Lookup::Found(true),
+            true,
+            ("Reconciling", "Installing", "Put(Create)"),
+        ),
+    ];
+    for (case, legacy, migrate, (c, reason, write)) in rows {
+        let mut d = desired();
+        d.spec.migration.from_legacy_azure_ml_fe = migrate;
+        let mut o = ready_to_install();
+        o.legacy_front_end = legacy;
+        let plan = decide(
+            &d,
+            &o,
+            &AzureMlExtensionStatus::default(),
+            &EngineConfig::default(),
+        );
+        assert_eq!(true_cond(&plan.status), (c, reason), "{case}");
+        assert_eq!(write_name(&plan), write, "{case}");
+    }
 }
