@@ -57,7 +57,22 @@ enum Phase {
 struct Scenario {
     name: &'static str,
     phase: Phase,
+    /// Merged into the resource's spec.
+    extra: fn() -> serde_json::Value,
     writes: &'static [(&'static str, &'static str, usize)],
+}
+
+fn plain() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// Instance types and the certificate copied to the cluster: the install also writes on the
+/// cluster (the copy before the PUT, the instance types after `Succeeded`).
+fn on_the_cluster() -> serde_json::Value {
+    serde_json::json!({
+        "inference": {"enabled": true, "tls": {"cname": HOST, "secretRef": {"name": "scoring-tls"}, "delivery": "ClusterSecret"}},
+        "instanceTypes": {"small": {"resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}},
+    })
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -65,6 +80,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "install (TLS)",
             phase: Phase::Install,
+            extra: plain,
             writes: &[
                 ("PUT", "/extensions/", 1),
                 ("PATCH", "", 0),
@@ -72,8 +88,20 @@ fn scenarios() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            name: "install (TLS Secret on the cluster, instance types)",
+            phase: Phase::Install,
+            extra: on_the_cluster,
+            // The PATCHes on the cluster (server-side applies) are not Azure writes.
+            writes: &[
+                ("PUT", "/extensions/", 1),
+                ("PATCH", "/extensions/", 0),
+                ("DELETE", "", 0),
+            ],
+        },
+        Scenario {
             name: "change (PATCH)",
             phase: Phase::Change,
+            extra: plain,
             writes: &[
                 ("PUT", "", 0),
                 ("PATCH", "/extensions/", 1),
@@ -83,6 +111,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "uninstall",
             phase: Phase::Uninstall,
+            extra: plain,
             writes: &[
                 ("PUT", "", 0),
                 ("PATCH", "", 0),
@@ -142,10 +171,7 @@ async fn run(sc: &Scenario, crash: Crash) -> Result<Run, String> {
     w.store.insert_secret(tls_secret("scoring-tls", HOST).0);
     let (proxy, url) = Proxy::start(w.emu.base_url()).await;
     let operator = arm(&url, w.emu.token());
-    let installed = w
-        .engine
-        .extension_desired(&cr(serde_json::json!({})), vec![])
-        .await;
+    let installed = w.engine.extension_desired(&cr((sc.extra)()), vec![]).await;
     let ready = |s: &AzureMlExtensionStatus, _: bool| cond_on(s, "Ready");
     let mut phase = installed.clone();
     if !matches!(sc.phase, Phase::Install) {
@@ -259,6 +285,21 @@ async fn check(sc: &Scenario, r: &Run) -> Result<(), String> {
             .get_extension(&ExtensionId::new(cluster, "azureml").unwrap())
             .await
             .map_err(|e| e.to_string())?;
+    if (sc.extra)().get("instanceTypes").is_some() {
+        let key = amlops::engine::ObjKey {
+            kind: "AzureMLExtension".into(),
+            namespace: NS.into(),
+            name: "crashext".into(),
+        };
+        let st = r.w.store.extension_status(&key).unwrap_or_default();
+        if st.instance_types != vec!["small".to_string()] || st.cluster_secret_hash.is_none() {
+            errors.push(format!(
+                "cluster objects not in line: {:?}, secret copied: {}",
+                st.instance_types,
+                st.cluster_secret_hash.is_some()
+            ));
+        }
+    }
     match (&sc.phase, &ext) {
         (Phase::Uninstall, Some(_)) => errors.push("the extension is still installed".into()),
         (Phase::Install | Phase::Change, None) => errors.push("no extension".into()),
