@@ -142,6 +142,7 @@ pub fn required_role(call: Call<'_>) -> (&'static str, String) {
 /// | 401, 403, no token | `Stall(AuthorizationFailed)` naming the operation, the scope and the role |
 /// | 404 of a workspace / managed cluster | `Stall(WorkspaceNotFound / AksClusterNotFound)` |
 /// | 404 of anything else | `Retry` (the next observation sees what is there) |
+/// | 409 `MissingSubscriptionRegistration` | `Stall(ProviderNotRegistered)` |
 /// | 409 / `OperationNotAllowed` | `Wait(Retry-After)` |
 /// | 429, 5xx, timeouts, dropped connections | `Retry(Retry-After)` |
 /// | 400 "Supported versions are between A - B" | `Stall(UnsupportedKubernetesVersion)` |
@@ -204,6 +205,19 @@ pub fn verdict(e: &AzureError, call: Call<'_>, fallback: Duration) -> Verdict {
             }
             _ => Verdict::Retry(after),
         },
+        // ARM answers 409 for a subscription not registered with the resource provider;
+        // waiting does not register it.
+        ErrorCategory::Conflict if e.code() == Some("MissingSubscriptionRegistration") => {
+            Verdict::Stall(Stall::new(
+                "ProviderNotRegistered",
+                format!(
+                    "Azure refused {} on {}: {}. Register the resource provider it names (az provider register --namespace <namespace>), then change the resource or wait for the resync",
+                    operation(e),
+                    call.resource,
+                    azure_says()
+                ),
+            ))
+        }
         ErrorCategory::Conflict => Verdict::Wait(after),
         ErrorCategory::Throttled
         | ErrorCategory::Transient
@@ -390,6 +404,11 @@ mod tests {
                 "409 busy, no Retry-After",
                 api(409, "OperationNotAllowed", None),
                 Want::Wait(15),
+            ),
+            (
+                "409 provider not registered",
+                api(409, "MissingSubscriptionRegistration", None),
+                Want::Stall("ProviderNotRegistered"),
             ),
             (
                 "400 OperationNotAllowed",
