@@ -50,6 +50,13 @@ pub const KUBERNETES_COMPUTE_EXAMPLE: (&str, &str) = (
     include_str!("../examples/06-kubernetes-compute-two-teams.yaml"),
 );
 
+/// The extension the Kubernetes compute path's computes run on (its `AzureMLExtension`
+/// document; the file's `KubernetesCompute` is not used by the demo).
+pub const EXTENSION_EXAMPLE: (&str, &str) = (
+    "07-extension-inference-tls.yaml",
+    include_str!("../examples/07-extension-inference-tls.yaml"),
+);
+
 /// One resource the demo drives.
 struct Item {
     desired: Desired,
@@ -275,10 +282,53 @@ pub async fn run(
     Ok(summary)
 }
 
-/// The Kubernetes compute path: the cluster `shared` gets the Azure ML extension (seeded, as
-/// `az k8s-extension create` would leave it) and namespace `team-b`; the two computes of
-/// examples/06 are attached (team-a's namespace created by amlops), then detached. Returns
-/// the condition reasons each went through.
+/// Reconciles the extension of examples/07 until `done`, printing each new condition reason
+/// into `history`; returns the last outcome.
+async fn drive_extension(
+    engine: &Engine<MemoryStore>,
+    d: &crate::engine::azureml_extension::ExtensionDesired,
+    history: &mut Vec<String>,
+    out: &mut (dyn Write + Send),
+    done: impl Fn(&crate::engine::azureml_extension::ExtensionOutcome) -> bool,
+) -> anyhow::Result<crate::crd::AzureMlExtensionStatus> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if Instant::now() > deadline {
+            anyhow::bail!("the AzureMLExtension did not converge in 120 s");
+        }
+        let status = engine.store.extension_status(&d.key).unwrap_or_default();
+        let o = engine.reconcile_extension(d, status).await?;
+        let reason = if o.finished {
+            "Gone".to_string()
+        } else {
+            o.status
+                .conditions
+                .iter()
+                .find(|c| c.status == "True")
+                .map(|c| c.reason.clone())
+                .unwrap_or_default()
+        };
+        if history.last() != Some(&reason) {
+            writeln!(
+                out,
+                "  {:<18} {:<16} {reason}",
+                "AzureMLExtension", d.key.name
+            )?;
+            history.push(reason);
+        }
+        if done(&o) {
+            return Ok(o.status);
+        }
+        let wait = o.requeue.unwrap_or(Duration::from_millis(200));
+        tokio::time::sleep(wait.clamp(Duration::from_millis(20), Duration::from_millis(200))).await;
+    }
+}
+
+/// The Kubernetes compute path: amlops installs the Azure ML extension of examples/07 on
+/// the cluster `shared` (TLS from Secret `scoring-tls`, its instance types applied once it
+/// runs); namespace `team-b` is created as a team would; the two computes of examples/06
+/// are attached (team-a's namespace created by amlops), then detached, and the extension
+/// uninstalled once no compute uses it. Returns the condition reasons each went through.
 async fn kubernetes_compute_path(
     emu: &crate::emulator::EmulatorHandle,
     engine: &Engine<MemoryStore>,
@@ -300,15 +350,53 @@ async fn kubernetes_compute_path(
         .and_then(|(d, _, _)| d.target.as_ref().ok())
         .map(|t| t.cluster.clone())
         .ok_or_else(|| anyhow::anyhow!("{file}: no cluster"))?;
+    let (ext_file, ext_text) = EXTENSION_EXAMPLE;
+    let mut extension = None;
+    for doc in parse_documents(ext_file, ext_text) {
+        let value = doc.value.map_err(anyhow::Error::msg)?;
+        if value.get("kind").and_then(|k| k.as_str()) == Some("AzureMLExtension") {
+            crate::validate::check_object(&value, None)
+                .map_err(|f| anyhow::anyhow!("{ext_file}: {f:?}"))?;
+            let ext: crate::crd::AzureMLExtension = serde_json::from_value(value)?;
+            extension = Some(engine.extension_desired(&ext, Vec::new()).await);
+        }
+    }
+    let mut extension =
+        extension.ok_or_else(|| anyhow::anyhow!("{ext_file}: no AzureMLExtension"))?;
     emu.seed_kubernetes_path(&crate::emulator::KubernetesPathSeed {
-        crd_delay_ms: Some(0),
-        extensions: vec![crate::emulator::ExtensionSeed {
-            cluster_id: cluster.to_string(),
-            ..Default::default()
-        }],
+        // The InstanceType CRD appears 300 ms after the install (Azure: minutes).
+        crd_delay_ms: Some(300),
         ..Default::default()
     })
     .map_err(anyhow::Error::msg)?;
+    writeln!(
+        out,
+        "\n▶ the Kubernetes compute path ({ext_file}): the Azure ML extension on {}",
+        cluster.name()
+    )?;
+    let mut ext_history = Vec::new();
+    let installed = drive_extension(engine, &extension, &mut ext_history, out, |o| {
+        o.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await?;
+    writeln!(
+        out,
+        "  router {}, instance types {}, certificate {}",
+        installed
+            .router_address
+            .as_deref()
+            .unwrap_or("(no address)"),
+        installed.instance_types.join(", "),
+        short(
+            &installed
+                .tls
+                .as_ref()
+                .and_then(|t| t.sha256_fingerprint.clone())
+        )
+    )?;
     let client = engine
         .arm
         .list_cluster_admin_credential(&cluster)
@@ -325,17 +413,10 @@ async fn kubernetes_compute_path(
     kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
         .create(&Default::default(), &ns)
         .await?;
-    writeln!(
-        out,
-        "\n▶ the Kubernetes compute path ({file}): Azure ML extension on {}, two teams",
-        cluster.name()
-    )?;
+    writeln!(out, "\n▶ {file}: two teams attach the cluster")?;
     for deleting in [false, true] {
         if deleting {
-            writeln!(
-                out,
-                "\n▶ deleting both (policy Detach: the cluster and its extension stay)"
-            )?;
+            writeln!(out, "\n▶ deleting both (policy Detach: the cluster stays)")?;
         }
         for (d, _, done) in computes.iter_mut() {
             d.deleting = deleting;
@@ -381,10 +462,21 @@ async fn kubernetes_compute_path(
             tokio::time::sleep(wait).await;
         }
     }
-    Ok(computes
+    writeln!(
+        out,
+        "\n▶ deleting the extension (policy Delete: uninstalled, no compute uses it)"
+    )?;
+    extension.deleting = true;
+    drive_extension(engine, &extension, &mut ext_history, out, |o| o.finished).await?;
+    let mut histories: BTreeMap<String, Vec<String>> = computes
         .into_iter()
         .map(|(d, h, _)| (format!("KubernetesCompute {}", d.key.name), h))
-        .collect())
+        .collect();
+    histories.insert(
+        format!("AzureMLExtension {}", extension.key.name),
+        ext_history,
+    );
+    Ok(histories)
 }
 
 fn short(f: &Option<String>) -> String {

@@ -47,6 +47,25 @@ async fn demo_converges_and_preserves_the_certificate() {
     assert!(!b.iter().any(|r| r == "CreatingNamespace"), "{b:?}");
     assert_eq!(b.last().map(String::as_str), Some("Gone"), "{b:?}");
     assert!(b.iter().any(|r| r == "Attached"), "{b:?}");
+    // The extension of examples/07, installed by amlops before the computes attach, its
+    // instance types applied once the InstanceType CRD appeared, uninstalled at the end.
+    let e = &s.kubernetes_computes["AzureMLExtension shared-azureml"];
+    for reason in [
+        "Installing",
+        "WaitingForInstanceTypeCRD",
+        "ApplyingInstanceTypes",
+        "Installed",
+        "Gone",
+    ] {
+        assert!(
+            e.iter().any(|r| r == reason),
+            "{reason} missing from {e:?}\n{text}"
+        );
+    }
+    assert!(
+        text.contains("instance types defaultinstancetype, gpu-small"),
+        "{text}"
+    );
     for (name, h) in &s.histories {
         assert!(
             h.contains(&"Ready".to_string()) && h.last().map(String::as_str) == Some("Gone"),
