@@ -235,8 +235,11 @@ pub struct InstanceTypeSpec {
 #[serde(rename_all = "camelCase")]
 pub struct MigrationSpec {
     /// The cluster runs the legacy `azureml-fe` (in namespace `default`) of an AKS compute:
-    /// let the extension upgrade it in place (`scoringFe.enableUpgrade`, `isAKSMigration`).
-    /// Without it the install fails (E45005 "Azureml Fe deployment confict").
+    /// let the extension upgrade it in place (amlops annotates the Deployment
+    /// `azureml-fe-enable-upgrade=true`, then sends `scoringFe.enableUpgrade`,
+    /// `isAKSMigration`). Without it amlops stalls before the install
+    /// (`LegacyFrontEndPresent`), which would fail with E45005 "Azureml Fe deployment
+    /// confict".
     #[serde(default)]
     pub from_legacy_azure_ml_fe: bool,
 }

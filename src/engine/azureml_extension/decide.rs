@@ -478,7 +478,7 @@ fn legacy_front_end(
             &Stall::new(
                 "LegacyFrontEndPresent",
                 format!(
-                    "cluster {name} runs the legacy azureml-fe of an AKS compute (Deployment default/azureml-fe): the extension's health check would fail with E45005 (Azureml Fe deployment conflict). Set migration.fromLegacyAzureMLFe: true to take it over (docs/migration.md), or remove the AKS compute's objects from the cluster"
+                    "cluster {name} runs the legacy azureml-fe of an AKS compute (Deployment default/azureml-fe): the extension's health check would fail with E45005 (Azureml Fe deployment conflict). Set migration.fromLegacyAzureMlFe: true to take it over (docs/migration.md), or remove the AKS compute's objects from the cluster"
                 ),
             ),
         ));
