@@ -68,11 +68,12 @@ pub struct BenchArgs {
     /// Which kinds make up the resources: `legacy` (of every 40: 30 InferenceClusters, 10
     /// ClusterAttachments — the mix of the figures measured before the Kubernetes compute
     /// path), `kubernetes` (of every 10: 2 AzureMLExtensions, 8 KubernetesComputes) or
-    /// `both` (of every 50: those 40, then those 10). Engine runs only: `--controller` runs
-    /// the legacy mix.
+    /// `both` (of every 5: 4 of the legacy mix, then 1 of the Kubernetes path). Engine runs
+    /// only: `--controller` runs the legacy mix.
     #[arg(long, value_enum, default_value = "both")]
     pub path: Path,
-    /// Emulated duration of each Azure operation (create, attach), real seconds.
+    /// Emulated duration of each Azure operation (create, attach, extension install), real
+    /// seconds.
     #[arg(long, default_value_t = 2.0)]
     pub op_seconds: f64,
     /// Concurrent reconciles (the controller's worker limit).

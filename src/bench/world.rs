@@ -172,7 +172,8 @@ pub enum Path {
     /// `AzureMLExtension` and `KubernetesCompute` only: of every 10, 2 extensions and 8
     /// computes.
     Kubernetes,
-    /// Both: of every 50, the 40 of the legacy mix, then the 10 of the Kubernetes path.
+    /// Both: of every 5, 4 of the legacy mix then 1 of the Kubernetes path (of every 50, the
+    /// 40 of the legacy mix and the 10 of the Kubernetes path).
     #[default]
     Both,
 }
@@ -209,8 +210,12 @@ const KPATH_BLOCK: usize = 10;
 /// Resources of the legacy mix per block.
 const LEGACY_BLOCK: usize = 40;
 
-/// Resource `i` of the `path` mix: each extension comes right before its four computes
-/// (applied in order, a compute finds its extension already applied).
+/// Resource `i` of the `path` mix (documented in BENCHMARKS.md, "The mix"): `legacy`, the
+/// legacy mix ([`spec_of`]); `kubernetes`, of every 10 resources 2 `AzureMLExtension`s each
+/// followed by its 4 `KubernetesCompute`s; `both`, of every 5 resources 4 of the legacy mix
+/// then 1 of the Kubernetes path (so of every 50, the 40 of the legacy mix and those 10).
+/// Each extension comes before its computes (applied in order, a compute finds its
+/// extension already applied).
 pub fn member(path: Path, i: usize) -> Member {
     let kpath = |k: usize| {
         let (block, r) = (k / KPATH_BLOCK, k % KPATH_BLOCK);
@@ -226,13 +231,14 @@ pub fn member(path: Path, i: usize) -> Member {
     match path {
         Path::Legacy => Member::Legacy(i),
         Path::Kubernetes => kpath(i),
+        // Interleaved, so that any N (and any stretch of an --apply-rate run) holds both.
         Path::Both => {
-            let block = LEGACY_BLOCK + KPATH_BLOCK;
-            let (b, r) = (i / block, i % block);
-            if r < LEGACY_BLOCK {
-                Member::Legacy(b * LEGACY_BLOCK + r)
+            let group = (LEGACY_BLOCK + KPATH_BLOCK) / KPATH_BLOCK;
+            let (g, r) = (i / group, i % group);
+            if r < group - 1 {
+                Member::Legacy(g * (group - 1) + r)
             } else {
-                kpath(b * KPATH_BLOCK + r - LEGACY_BLOCK)
+                kpath(g)
             }
         }
     }
@@ -262,10 +268,11 @@ pub fn bench_tls_secret() -> anyhow::Result<Secret> {
     crate::demo::tls_secret(NAMESPACE, TLS_SECRET, "scoring.bench.example")
 }
 
-/// The kind mix of resource `i`, documented in BENCHMARKS.md: of every 40 resources, 30 are
-/// `InferenceCluster`s (FastProd, 3 × Standard_D3_v2; 4 of them with `tls.mode: Auto`, whose
-/// certificate is backed up on Ready) and 10 are `ClusterAttachment`s of seeded AKS clusters
-/// (FastProd; 5 of them with `tls.mode: Custom` from a Secret).
+/// Resource `j` of the legacy mix, documented in BENCHMARKS.md: of every 40 resources, 30
+/// are `InferenceCluster`s (FastProd, 3 × Standard_D3_v2; 4 of them with `tls.mode: Auto`,
+/// whose certificate is backed up on Ready) and 10 are `ClusterAttachment`s of seeded AKS
+/// clusters (FastProd; 5 of them with `tls.mode: Custom` from a Secret). The Kubernetes
+/// path's kinds join them per [`member`] ([`extension_spec`], [`compute_spec`]).
 pub fn spec_of(i: usize, sub: &str, workspace: &str) -> serde_json::Value {
     let name = format!("bench{i:05}");
     let ws = json!({"subscriptionId": sub, "resourceGroup": "ml-rg", "name": workspace});
@@ -632,8 +639,9 @@ mod tests {
         }
         assert_eq!((creates, auto, attaches, custom), (30, 4, 10, 5));
 
-        // `both`: of every 50, the 40 above, then 2 extensions (1 with HTTPS) each followed
-        // by its 4 computes in 4 namespaces (2 with createNamespace).
+        // `both`: of every 5, 4 of the legacy mix then 1 of the Kubernetes path: of every
+        // 50, the 40 above and 2 extensions (1 with HTTPS), each before its 4 computes in 4
+        // namespaces (2 with createNamespace).
         let shape = Shape {
             resources: 100,
             path: Path::Both,
@@ -650,15 +658,16 @@ mod tests {
             *kinds.entry(v["kind"].as_str().unwrap().into()).or_default() += 1;
             match (member(Path::Both, i), checked) {
                 (Member::Legacy(j), Checked::Legacy(_)) => {
-                    assert_eq!(j, i / 50 * 40 + i % 50, "{i}");
+                    assert!(i % 5 < 4, "{i}");
+                    assert_eq!(j, i / 5 * 4 + i % 5, "{i}");
                     assert_eq!(v["metadata"]["name"], format!("bench{j:05}"));
                 }
                 (Member::Extension(e), Checked::AzureMlExtension(x)) => {
-                    assert_eq!(i % 50, 40 + (e % 2) * 5, "{i}");
+                    assert_eq!(i, e * 25 + 4, "{i}");
                     https += usize::from(x.spec.inference.enabled);
                 }
                 (Member::Compute { extension, slot }, Checked::KubernetesCompute(c)) => {
-                    assert_eq!(i % 50, 41 + (extension % 2) * 5 + slot, "{i}");
+                    assert_eq!(i, extension * 25 + 4 + (slot + 1) * 5, "{i}");
                     let r = c.spec.extension_ref.as_ref().expect("extensionRef");
                     assert_eq!(r.name, extension_name(extension));
                     created_ns += usize::from(c.spec.create_namespace);
