@@ -113,7 +113,12 @@ pub async fn run(
     let sampler = sys::RssSampler::start(Duration::from_millis(10));
     let timeout = Duration::from_secs_f64(args.timeout_seconds.max(1.0));
     let mut config = world::emulator_config(args.op_seconds);
-    let manifests = world::populate(&mut config, &args.shape(n));
+    // The whole operator is measured on the legacy mix (its figures are of those kinds).
+    let shape = world::Shape {
+        path: world::Path::Legacy,
+        ..args.shape(n)
+    };
+    let manifests = world::populate(&mut config, &shape);
     let emu = Emu::start(args.emulator, config, rt).await?;
     let fake = Fake::start(args.emulator, rt).await?;
     let mut seed = Vec::new();

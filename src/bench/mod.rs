@@ -1,8 +1,9 @@
 //! `amlops bench`: the reconcile engine at scale against the Azure emulator.
 //!
 //! For each `--resources N` the benchmark builds a fresh world (emulator seeded with
-//! workspaces and AKS clusters, N resources in a fixed mix, see [`world::spec_of`]) and
-//! drives the real engine through a controller-like work queue ([`sched::Scheduler`]:
+//! workspaces and AKS clusters, N resources in a fixed mix of the kinds `--path` names, see
+//! [`world::member`]) and drives the real engines (one per kind) through a controller-like
+//! work queue ([`sched::Scheduler`]:
 //! bounded concurrency, every `Outcome.requeue` honoured, the steady state through the
 //! adaptive [`ResyncPolicy`](crate::engine::resync::ResyncPolicy)). Three phases:
 //!
@@ -21,6 +22,9 @@
 //!    hour, less than converging needs), with the operator's client-side limits on: 429s
 //!    received, whether every resource converged, then the steady state under that
 //!    budget.
+//!
+//! Every phase also reports per kind (ARM requests, apply→Ready, steady reads and writes):
+//! the ARM client's observer knows the kind of the reconcile that made each attempt.
 //!
 //! The naive comparison (re-PUT every resource every resync) uses the LRO polls per
 //! operation measured in phase 1 and the same resync interval.
@@ -46,15 +50,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::azure::ThrottlingModel;
-use crate::crd::Phase;
 use crate::emulator::{Budget as EmuBudget, ThrottleModel, Throttling, TokenBuckets};
 use crate::engine::resync::{ReadQuota, ResyncArgs, ResyncPolicy};
 use crate::engine::{Engine, EngineConfig, MemoryStore};
 
 use emu::{Emu, EmulatorMode};
-use report::{Cpu, Dist, Report, Run};
+use report::{Cpu, Dist, KindConverge, KindSteady, Report, Run};
 use sched::{Requeue, SchedStats, Scheduler, Tracked};
-use world::{Counters, Shape, Tally};
+use world::{Counters, Path, Shape, Tally};
 
 /// `amlops bench` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,7 +65,15 @@ pub struct BenchArgs {
     /// Number of resources; repeat for several runs (`--resources 100 --resources 1000`).
     #[arg(long = "resources", default_values_t = [100usize])]
     pub resources: Vec<usize>,
-    /// Emulated duration of each Azure operation (create, attach), real seconds.
+    /// Which kinds make up the resources: `legacy` (of every 40: 30 InferenceClusters, 10
+    /// ClusterAttachments — the mix of the figures measured before the Kubernetes compute
+    /// path), `kubernetes` (of every 10: 2 AzureMLExtensions, 8 KubernetesComputes) or
+    /// `both` (of every 5: 4 of the legacy mix, then 1 of the Kubernetes path). Engine runs
+    /// only: `--controller` runs the legacy mix.
+    #[arg(long, value_enum, default_value = "both")]
+    pub path: Path,
+    /// Emulated duration of each Azure operation (create, attach, extension install), real
+    /// seconds.
     #[arg(long, default_value_t = 2.0)]
     pub op_seconds: f64,
     /// Concurrent reconciles (the controller's worker limit).
@@ -181,6 +192,7 @@ impl BenchArgs {
     fn shape(&self, n: usize) -> Shape {
         Shape {
             resources: n,
+            path: self.path,
             subscriptions: self.subscriptions,
             per_workspace: self.per_workspace,
         }
@@ -273,14 +285,17 @@ async fn build_world(
 ) -> anyhow::Result<World> {
     let store = MemoryStore::default();
     let mut config = world::emulator_config(args.op_seconds);
-    let desired = world::load(&store, world::populate(&mut config, &args.shape(n)))?;
+    let manifests = world::populate(&mut config, &args.shape(n));
     let emu = Emu::start(args.emulator, config, rt).await?;
     let counters = Arc::new(Counters::default());
     let policy = args.resync.policy();
-    let arm = world::client(
-        world::client_config(&emu.base_url(), emu.token(), policy.arm, ts, paced)?,
-        counters.clone(),
-    )?;
+    let client_config =
+        |paced| world::client_config(&emu.base_url(), emu.token(), policy.arm, ts, paced);
+    // The namespaces a platform team made beforehand, through a client whose requests the
+    // benchmark does not count.
+    let setup = world::client(client_config(false)?, Arc::new(Counters::default()))?;
+    world::create_namespaces(&setup, &world::namespaces_to_create(&manifests)).await?;
+    let arm = world::client(client_config(paced)?, counters.clone())?;
     let engine = Arc::new(Engine {
         arm,
         store,
@@ -292,6 +307,7 @@ async fn build_world(
             ..Default::default()
         },
     });
+    let objects = world::load(&engine, manifests).await?;
     let mut sched = Scheduler::new(engine, args.concurrency);
     let start = Instant::now();
     let spacing = if args.apply_rate > 0.0 {
@@ -299,8 +315,8 @@ async fn build_world(
     } else {
         Duration::ZERO
     };
-    for (i, d) in desired.into_iter().enumerate() {
-        sched.apply_at(d, start + spacing * i as u32);
+    for (i, o) in objects.into_iter().enumerate() {
+        sched.apply_at(o, start + spacing * i as u32);
     }
     Ok(World {
         emu,
@@ -343,11 +359,57 @@ fn errors(s: &SchedStats) -> BTreeMap<String, u64> {
     s.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
-fn phase_name(p: Option<Phase>) -> &'static str {
-    match p {
-        None => "Gone",
-        Some(p) => p.as_str(),
+/// The report's name of a transition: `Pending→Creating` for the legacy kinds (as before
+/// the Kubernetes compute path), `KubernetesCompute Pending→Ready` for the others.
+fn transition_name(t: &sched::Transition) -> String {
+    let from = t.from.unwrap_or("Pending");
+    let to = t.to.unwrap_or("Gone");
+    match t.kind {
+        "InferenceCluster" | "ClusterAttachment" => format!("{from}→{to}"),
+        kind => format!("{kind} {from}→{to}"),
     }
+}
+
+/// Resources per kind.
+fn kinds(items: &[Tracked]) -> BTreeMap<&'static str, usize> {
+    let mut out = BTreeMap::new();
+    for t in items {
+        *out.entry(t.kind()).or_default() += 1;
+    }
+    out
+}
+
+/// Per kind: resources, Ready, ARM requests per resource and apply→Ready minus the
+/// operations' emulated time, for a converge phase.
+fn converge_by_kind(
+    items: &[Tracked],
+    tally: &Tally,
+    op_duration: Duration,
+) -> BTreeMap<String, KindConverge> {
+    kinds(items)
+        .into_iter()
+        .map(|(kind, n)| {
+            let of = items.iter().filter(|t| t.kind() == kind);
+            let minus_ops: Vec<Duration> = of
+                .clone()
+                .filter_map(|t| {
+                    let ready = t.ready_at?;
+                    Some((ready - t.applied_at).saturating_sub(op_duration * t.operations))
+                })
+                .collect();
+            let k = tally.of_kind(kind);
+            let per = |v: u64| v as f64 / n.max(1) as f64;
+            let figures = KindConverge {
+                resources: n,
+                ready: of.filter(|t| t.is_ready()).count(),
+                arm_requests_per_resource: per(k.total()),
+                reads_per_resource: per(k.reads()),
+                writes_per_resource: per(k.writes()),
+                apply_to_ready_minus_operations: Dist::of(&minus_ops),
+            };
+            (kind.to_string(), figures)
+        })
+        .collect()
 }
 
 /// ARM's reads per hour per subscription under the bench's model (refill × 3600 for token
@@ -375,6 +437,7 @@ async fn run_one(
     let per_sub = n.div_ceil(subs);
     let mut run = Run {
         resources: n,
+        path: args.path.as_str().into(),
         subscriptions: subs,
         op_seconds: args.op_seconds,
         time_scale: ts,
@@ -410,10 +473,7 @@ async fn run_one(
     c.overhead_per_transition = Dist::of(&overheads);
     let mut by: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
     for t in &stats.transitions {
-        let from = t.from.map_or("Pending", |p| p.as_str());
-        by.entry(format!("{from}→{}", phase_name(t.to)))
-            .or_default()
-            .push(t.overhead);
+        by.entry(transition_name(t)).or_default().push(t.overhead);
     }
     c.overhead_by_transition = by.iter().map(|(k, v)| (k.clone(), Dist::of(v))).collect();
     let minus_ops: Vec<Duration> = sched
@@ -435,6 +495,7 @@ async fn run_one(
     c.requests_by_operation = tally.by_operation();
     c.throttled_429 = tally.throttled();
     c.errors = errors(&stats);
+    c.by_kind = converge_by_kind(&sched.items, &tally, requeue.op_duration);
     c.cpu = cpu(&cpu0, &sys::thread_cpu(), stats.reconciles, emu_cpu0, &emu);
     let operations: u64 = sched.items.iter().map(|t| u64::from(t.operations)).sum();
     let polls_per_operation = tally.operation("lro.poll") as f64 / operations.max(1) as f64;
@@ -464,6 +525,13 @@ async fn run_one(
         run.steady.writes_received,
         run.steady.throttled_429
     )?;
+    for (kind, k) in &run.steady.by_kind {
+        writeln!(
+            out,
+            "    {kind}: {} writes, {:.2} reads per resync, {:.2} resyncs per resource per hour",
+            k.writes, k.reads_per_resync, k.resyncs_per_resource_hour
+        )?;
+    }
 
     run.naive = report::Naive {
         resync_seconds: requeue.policy.base.as_secs_f64(),
@@ -530,6 +598,7 @@ async fn run_one(
             arm_requests: tally.total(),
             throttled_429: tally.throttled(),
             errors: errors(&stats),
+            by_kind: converge_by_kind(&sched.items, &tally, requeue.op_duration),
             ..Default::default()
         };
         writeln!(
@@ -613,7 +682,23 @@ async fn steady(
     let n = sched.items.len().max(1) as f64;
     let subs = args.subscriptions.max(1) as f64;
     let (_, writes_received) = emu.reads_and_writes().await?;
+    let by_kind = kinds(&sched.items)
+        .into_iter()
+        .map(|(kind, n)| {
+            let k = tally.of_kind(kind);
+            let reconciles = stats.reconciles_by_kind.get(kind).copied().unwrap_or(0);
+            let figures = KindSteady {
+                resources: n,
+                reconciles,
+                resyncs_per_resource_hour: reconciles as f64 / n.max(1) as f64 / hours,
+                reads_per_resync: k.reads() as f64 / reconciles.max(1) as f64,
+                writes: k.writes(),
+            };
+            (kind.to_string(), figures)
+        })
+        .collect();
     Ok(report::Steady {
+        by_kind,
         emulated_hours: hours,
         real_seconds: real.as_secs_f64(),
         arm_reads_per_hour: arm_reads_per_hour(args),

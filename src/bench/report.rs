@@ -58,6 +58,38 @@ pub struct Cpu {
     pub operator_ms_per_reconcile: f64,
 }
 
+/// One kind's share of a converge phase.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KindConverge {
+    /// Resources of the kind.
+    pub resources: usize,
+    /// Of those, Ready at the end of the phase.
+    pub ready: usize,
+    /// ARM attempts its reconciles made, per resource of the kind.
+    pub arm_requests_per_resource: f64,
+    /// GETs per resource.
+    pub reads_per_resource: f64,
+    /// PUT/POST/PATCH/DELETE per resource.
+    pub writes_per_resource: f64,
+    /// Per resource: apply → Ready minus the emulated time of its operations.
+    pub apply_to_ready_minus_operations: Dist,
+}
+
+/// One kind's share of a steady window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KindSteady {
+    /// Resources of the kind.
+    pub resources: usize,
+    /// Its reconciles in the window.
+    pub reconciles: u64,
+    /// Resyncs per resource per (emulated) hour.
+    pub resyncs_per_resource_hour: f64,
+    /// ARM reads per resync.
+    pub reads_per_resync: f64,
+    /// ARM writes its reconciles made in the window (client side; target 0).
+    pub writes: u64,
+}
+
 /// Applying N resources at once and waiting until every one is Ready.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Converge {
@@ -97,6 +129,8 @@ pub struct Converge {
     pub throttled_429: u64,
     /// Reconcile errors by category.
     pub errors: BTreeMap<String, u64>,
+    /// Per kind.
+    pub by_kind: BTreeMap<String, KindConverge>,
     /// CPU.
     pub cpu: Cpu,
 }
@@ -134,6 +168,8 @@ pub struct Steady {
     pub throttled_429: u64,
     /// Reconcile errors by category.
     pub errors: BTreeMap<String, u64>,
+    /// Per kind.
+    pub by_kind: BTreeMap<String, KindSteady>,
     /// CPU.
     pub cpu: Cpu,
 }
@@ -161,6 +197,8 @@ pub struct Budget {
     pub throttled_429: u64,
     /// Reconcile errors by category.
     pub errors: BTreeMap<String, u64>,
+    /// Per kind.
+    pub by_kind: BTreeMap<String, KindConverge>,
     /// The steady state afterwards, under the same budget.
     pub steady: Steady,
 }
@@ -203,6 +241,8 @@ pub struct Memory {
 pub struct Run {
     /// Resources.
     pub resources: usize,
+    /// The kinds' mix (`--path`: `legacy`, `kubernetes` or `both`).
+    pub path: String,
     /// Subscriptions.
     pub subscriptions: usize,
     /// Emulated operation time, seconds.
@@ -300,6 +340,14 @@ impl Report {
                 ),
                 r.steady.writes_received == 0 && r.steady.writes_per_resource_hour == 0.0,
             );
+            for (kind, k) in &r.steady.by_kind {
+                add(
+                    format!("steady {tag}: {kind} ARM writes"),
+                    "0",
+                    format!("{} in {} resyncs", k.writes, k.reconciles),
+                    k.writes == 0 && k.reconciles > 0,
+                );
+            }
             let allowed = share * r.steady.arm_reads_per_hour as f64;
             add(
                 format!("steady {tag}: reads per subscription per hour"),
@@ -417,7 +465,7 @@ impl Report {
         let mut row = |name: &str, f: &dyn Fn(&Run) -> String| {
             rows.push((name.to_string(), self.runs.iter().map(f).collect()));
         };
-        row("resources", &|r| r.resources.to_string());
+        row("resources", &|r| format!("{} ({})", r.resources, r.path));
         row("ARM throttling model", &|r| r.throttling.clone());
         row("time scale (steady, throttled run)", &|r| {
             format!("×{:.1}", r.time_scale)
@@ -480,6 +528,47 @@ impl Report {
                 r.converge.writes_per_resource
             )
         });
+        let kinds: std::collections::BTreeSet<&String> = self
+            .runs
+            .iter()
+            .flat_map(|r| r.converge.by_kind.keys())
+            .collect();
+        for kind in &kinds {
+            row(&format!("  {kind}: Ready"), &|r| {
+                r.converge
+                    .by_kind
+                    .get(*kind)
+                    .map(|k| format!("{}/{}", k.ready, k.resources))
+                    .unwrap_or_else(|| "-".into())
+            });
+            row(&format!("  {kind}: ARM requests / resource"), &|r| {
+                r.converge
+                    .by_kind
+                    .get(*kind)
+                    .map(|k| {
+                        format!(
+                            "{:.2} ({:.2} reads, {:.2} writes)",
+                            k.arm_requests_per_resource,
+                            k.reads_per_resource,
+                            k.writes_per_resource
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into())
+            });
+            row(
+                &format!("  {kind}: apply→Ready − op time p50 | p99"),
+                &|r| {
+                    r.converge
+                        .by_kind
+                        .get(*kind)
+                        .map(|k| {
+                            let d = &k.apply_to_ready_minus_operations;
+                            format!("{:.1} | {:.1} ms", d.p50_ms, d.p99_ms)
+                        })
+                        .unwrap_or_else(|| "-".into())
+                },
+            );
+        }
         row("CPU / reconcile (operator)", &|r| {
             format!("{:.2} ms", r.converge.cpu.operator_ms_per_reconcile)
         });
@@ -498,6 +587,20 @@ impl Report {
                 r.steady.writes_per_resource_hour, r.steady.writes_received
             )
         });
+        for kind in &kinds {
+            row(&format!("  steady {kind}: writes | reads / resync"), &|r| {
+                r.steady
+                    .by_kind
+                    .get(*kind)
+                    .map(|k| {
+                        format!(
+                            "{} | {:.2} ({:.2} resyncs / resource / h)",
+                            k.writes, k.reads_per_resync, k.resyncs_per_resource_hour
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into())
+            });
+        }
         row("steady: reads / subscription / hour", &|r| {
             format!(
                 "{:.0} (policy {:.0}, budget {})",
@@ -538,6 +641,25 @@ impl Report {
         });
         row("budget: 429s converging | steady", &|r| match &r.budget {
             Some(b) => format!("{} | {}", b.throttled_429, b.steady.throttled_429),
+            None => "-".into(),
+        });
+        row("budget: Ready by kind", &|r| match &r.budget {
+            Some(b) => b
+                .by_kind
+                .iter()
+                .map(|(k, v)| format!("{k} {}/{}", v.ready, v.resources))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "-".into(),
+        });
+        row("budget: steady writes by kind", &|r| match &r.budget {
+            Some(b) => b
+                .steady
+                .by_kind
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.writes))
+                .collect::<Vec<_>>()
+                .join(", "),
             None => "-".into(),
         });
         row("budget: steady reads / sub / hour", &|r| match &r.budget {

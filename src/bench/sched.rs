@@ -2,30 +2,206 @@
 //! most once at a time, by at most `concurrency` concurrent reconciles; every outcome's
 //! requeue is honoured (the steady state through the [`ResyncPolicy`]), errors back off
 //! with Azure's `Retry-After` or exponentially. It records what the report needs.
+//!
+//! The resources are of the four kinds: an [`Object`] is one of them with its engine's
+//! desired state, a [`State`] its saved status, and [`Object::reconcile`] calls that kind's
+//! engine; the queue itself does not know the kinds apart.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
 use crate::azure::ArmClient;
-use crate::crd::{ClusterStatus, Phase};
+use crate::crd::{AzureMlExtensionStatus, ClusterStatus, KubernetesComputeStatus, Phase};
+use crate::engine::azureml_extension::{self, ExtensionDesired};
+use crate::engine::kubernetes_compute::{self, ComputeDesired};
 use crate::engine::resync::ResyncPolicy;
-use crate::engine::{Desired, Engine, EngineError, MemoryStore, Outcome};
+use crate::engine::verdict::Verdict;
+use crate::engine::{Desired, Engine, EngineError, MemoryStore, ObjKey};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::world::KIND;
+
+/// One resource of any of the four kinds, as its engine takes it.
+#[derive(Clone, Debug)]
+pub enum Object {
+    /// An `InferenceCluster` or a `ClusterAttachment`.
+    Legacy(Box<Desired>),
+    /// An `AzureMLExtension`.
+    Extension(Box<ExtensionDesired>),
+    /// A `KubernetesCompute`.
+    Compute(Box<ComputeDesired>),
+}
+
+/// The saved status of an [`Object`], of the matching kind.
+#[derive(Clone, Debug)]
+pub enum State {
+    /// Of an `InferenceCluster` or a `ClusterAttachment`.
+    Legacy(ClusterStatus),
+    /// Of an `AzureMLExtension`.
+    Extension(AzureMlExtensionStatus),
+    /// Of a `KubernetesCompute`.
+    Compute(KubernetesComputeStatus),
+}
+
+/// What one reconcile of any kind returned.
+pub struct Step {
+    /// The status now saved.
+    pub state: State,
+    /// When to reconcile again (`None`: only on a change).
+    pub requeue: Option<Duration>,
+    /// Cleanup finished.
+    pub finished: bool,
+    /// The verdict on an Azure failure this reconcile met.
+    pub verdict: Option<Verdict>,
+}
+
+impl Object {
+    /// Kind name (`InferenceCluster`, `ClusterAttachment`, `AzureMLExtension`,
+    /// `KubernetesCompute`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Legacy(d) if d.is_create() => "InferenceCluster",
+            Self::Legacy(_) => "ClusterAttachment",
+            Self::Extension(_) => azureml_extension::KIND,
+            Self::Compute(_) => kubernetes_compute::KIND,
+        }
+    }
+
+    /// Identity of the CR.
+    pub fn key(&self) -> ObjKey {
+        match self {
+            Self::Legacy(d) => d.key(),
+            Self::Extension(d) => d.key.clone(),
+            Self::Compute(d) => d.key.clone(),
+        }
+    }
+
+    /// The status of a resource just applied.
+    pub fn initial(&self) -> State {
+        match self {
+            Self::Legacy(_) => State::Legacy(ClusterStatus::default()),
+            Self::Extension(_) => State::Extension(AzureMlExtensionStatus::default()),
+            Self::Compute(_) => State::Compute(KubernetesComputeStatus::default()),
+        }
+    }
+
+    /// One reconcile through the kind's engine, from `state` (of the same kind), with
+    /// [`KIND`] set so that the ARM requests it makes are counted for its kind.
+    ///
+    /// # Errors
+    /// The engine's (Kubernetes side only).
+    pub async fn reconcile(
+        &self,
+        engine: &Engine<MemoryStore>,
+        state: State,
+    ) -> Result<Step, EngineError> {
+        let kind = self.kind();
+        KIND.scope(kind, async move {
+            Ok(match (self, state) {
+                (Self::Legacy(d), State::Legacy(st)) => {
+                    let o = engine.reconcile(d, st).await?;
+                    Step {
+                        state: State::Legacy(o.status),
+                        requeue: o.requeue,
+                        finished: o.finished,
+                        verdict: o.verdict,
+                    }
+                }
+                (Self::Extension(d), State::Extension(st)) => {
+                    let o = engine.reconcile_extension(d, st).await?;
+                    Step {
+                        state: State::Extension(o.status),
+                        requeue: o.requeue,
+                        finished: o.finished,
+                        verdict: o.verdict,
+                    }
+                }
+                (Self::Compute(d), State::Compute(st)) => {
+                    let o = engine.reconcile_compute(d, st).await?;
+                    Step {
+                        state: State::Compute(o.status),
+                        requeue: o.requeue,
+                        finished: o.finished,
+                        verdict: o.verdict,
+                    }
+                }
+                // The scheduler only pairs an object with its own status.
+                (_, state) => Step {
+                    state,
+                    requeue: None,
+                    finished: false,
+                    verdict: None,
+                },
+            })
+        })
+        .await
+    }
+}
+
+fn condition(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+impl State {
+    /// The phase for the report's transitions: the legacy kinds' `status.phase`; for the
+    /// Kubernetes-path kinds, which have none, the condition that holds (`Ready`, `Stalled`
+    /// or `Reconciling`). `None`: nothing recorded yet.
+    pub fn phase(&self) -> Option<&'static str> {
+        let of = |c: &[Condition]| {
+            ["Ready", "Stalled", "Reconciling"]
+                .into_iter()
+                .find(|t| condition(c, t))
+        };
+        match self {
+            Self::Legacy(s) => s.phase.map(Phase::as_str),
+            Self::Extension(s) => of(&s.conditions),
+            Self::Compute(s) => of(&s.conditions),
+        }
+    }
+
+    /// URL of the operation in flight.
+    pub fn operation(&self) -> Option<&str> {
+        match self {
+            Self::Legacy(s) => s.operation.as_ref(),
+            Self::Extension(s) => s.operation.as_ref(),
+            Self::Compute(s) => s.operation.as_ref(),
+        }
+        .map(|o| o.url.as_str())
+    }
+
+    /// Ready, nothing in flight.
+    pub fn is_ready(&self) -> bool {
+        self.phase() == Some("Ready") && self.operation().is_none()
+    }
+}
+
+impl Step {
+    /// Whether this is the steady state the resync policy governs: Ready, nothing in
+    /// flight, and a resync asked for (as [`ResyncPolicy::is_steady`] for every kind).
+    pub fn is_steady(&self) -> bool {
+        self.state.is_ready() && !self.finished && self.requeue.is_some_and(|r| !r.is_zero())
+    }
+}
 
 /// One resource under the scheduler.
 pub struct Tracked {
     /// What the user asked for.
-    pub desired: Desired,
+    pub object: Object,
     /// The status saved by the last reconcile.
-    pub status: ClusterStatus,
+    pub state: State,
     /// Cleanup finished.
     pub finished: bool,
     /// Next reconcile (None: not queued).
     due: Option<Instant>,
     inflight: bool,
+    /// Woken while in flight: reconcile again right after.
+    woken: bool,
     errors: u32,
     /// When the next phase transition became possible (apply, or the earliest moment the
     /// operation started last could have finished).
@@ -42,13 +218,14 @@ pub struct Tracked {
 
 impl Tracked {
     /// A resource applied now.
-    pub fn new(desired: Desired, now: Instant) -> Self {
+    pub fn new(object: Object, now: Instant) -> Self {
         Self {
-            desired,
-            status: ClusterStatus::default(),
+            state: object.initial(),
+            object,
             finished: false,
             due: None,
             inflight: false,
+            woken: false,
             errors: 0,
             pending_since: now,
             applied_at: now,
@@ -60,17 +237,24 @@ impl Tracked {
 
     /// Ready, nothing in flight.
     pub fn is_ready(&self) -> bool {
-        self.status.phase == Some(Phase::Ready) && self.status.operation.is_none()
+        self.state.is_ready()
+    }
+
+    /// Kind name.
+    pub fn kind(&self) -> &'static str {
+        self.object.kind()
     }
 }
 
 /// One phase transition and the operator's share of its latency.
 #[derive(Clone, Debug)]
 pub struct Transition {
-    /// Phase before (`None`: just applied).
-    pub from: Option<Phase>,
+    /// Kind of the resource.
+    pub kind: &'static str,
+    /// Phase before (`None`: just applied), see [`State::phase`].
+    pub from: Option<&'static str>,
     /// Phase after (`None`: cleanup finished).
-    pub to: Option<Phase>,
+    pub to: Option<&'static str>,
     /// From the moment the transition became possible to the status that records it.
     pub overhead: Duration,
 }
@@ -80,6 +264,8 @@ pub struct Transition {
 pub struct SchedStats {
     /// Reconciles run.
     pub reconciles: u64,
+    /// Reconciles run, by kind.
+    pub reconciles_by_kind: BTreeMap<&'static str, u64>,
     /// Reconciles that ended in the steady state.
     pub steady_reconciles: u64,
     /// Reconciles that returned an error, by category.
@@ -114,11 +300,13 @@ pub struct Scheduler {
     concurrency: usize,
     /// Measurements since the last [`Scheduler::take_stats`].
     pub stats: SchedStats,
-    /// Ready resources per subscription (for the policy).
-    subs: Vec<String>,
+    /// The `AzureMLExtension`s by (cluster id lowercase, extension name): their index.
+    extensions: HashMap<(String, String), usize>,
+    /// For an extension's index, the `KubernetesCompute`s that attach through it.
+    dependents: HashMap<usize, Vec<usize>>,
 }
 
-type Done = (usize, Instant, Instant, Result<Outcome, EngineError>);
+type Done = (usize, Instant, Instant, Result<Step, EngineError>);
 
 impl Scheduler {
     /// A scheduler over `engine` with no resources.
@@ -129,7 +317,8 @@ impl Scheduler {
             heap: BinaryHeap::new(),
             concurrency: concurrency.max(1),
             stats: SchedStats::default(),
-            subs: Vec::new(),
+            extensions: HashMap::new(),
+            dependents: HashMap::new(),
         }
     }
 
@@ -138,12 +327,32 @@ impl Scheduler {
         &self.engine.arm
     }
 
-    /// Applies a resource at `at` (its first reconcile is due then).
-    pub fn apply_at(&mut self, desired: Desired, at: Instant) {
-        self.subs
-            .push(desired.workspace.subscription_id.to_ascii_lowercase());
-        self.items.push(Tracked::new(desired, at));
-        let idx = self.items.len() - 1;
+    /// Applies a resource at `at` (its first reconcile is due then). A `KubernetesCompute`
+    /// applied after the `AzureMLExtension` it attaches through is woken by that extension's
+    /// changes, as `amlops run`'s compute controller is by its watch of the extensions.
+    pub fn apply_at(&mut self, object: Object, at: Instant) {
+        let idx = self.items.len();
+        match &object {
+            Object::Extension(d) => {
+                if let Ok(c) = &d.cluster {
+                    let key = (c.to_string().to_ascii_lowercase(), d.extension_name.clone());
+                    self.extensions.insert(key, idx);
+                }
+            }
+            Object::Compute(d) => {
+                if let Ok(t) = &d.target {
+                    let key = (
+                        t.cluster.to_string().to_ascii_lowercase(),
+                        t.extension.clone(),
+                    );
+                    if let Some(e) = self.extensions.get(&key) {
+                        self.dependents.entry(*e).or_default().push(idx);
+                    }
+                }
+            }
+            Object::Legacy(_) => {}
+        }
+        self.items.push(Tracked::new(object, at));
         self.schedule(idx, at);
     }
 
@@ -194,12 +403,12 @@ impl Scheduler {
                         .queue_delay
                         .push(now.saturating_duration_since(due));
                     let engine = self.engine.clone();
-                    let d = t.desired.clone();
-                    let st = t.status.clone();
+                    let object = t.object.clone();
+                    let st = t.state.clone();
                     inflight += 1;
                     set.spawn(async move {
                         let t0 = Instant::now();
-                        let r = engine.reconcile(&d, st).await;
+                        let r = object.reconcile(&engine, st).await;
                         (idx, t0, Instant::now(), r)
                     });
                 }
@@ -222,7 +431,7 @@ impl Scheduler {
                             self.complete(done, requeue);
                             if !finished_before && self.items[idx].finished {
                                 // It no longer shares its subscription's read budget.
-                                self.engine.store.remove_claim(&self.items[idx].desired.key());
+                                self.engine.store.remove_claim(&self.items[idx].object.key());
                             }
                         }
                         Err(e) => tracing::error!(error = %e, "reconcile task failed"),
@@ -237,18 +446,21 @@ impl Scheduler {
         let (idx, t0, t1, result) = done;
         self.stats.reconciles += 1;
         self.stats.reconcile_wall.push(t1 - t0);
+        let mut wake = false;
         let t = &mut self.items[idx];
+        *self
+            .stats
+            .reconciles_by_kind
+            .entry(t.object.kind())
+            .or_default() += 1;
         t.inflight = false;
         let next = match result {
             Ok(o) => {
                 t.errors = 0;
-                let before = (
-                    t.status.phase,
-                    t.status.operation.as_ref().map(|o| o.url.clone()),
-                );
+                let before = (t.state.phase(), t.state.operation().map(str::to_string));
                 // The engine paces the steady state itself (its config carries the policy
                 // and the time scale), as in `amlops run`.
-                if ResyncPolicy::is_steady(&o) {
+                if o.is_steady() {
                     self.stats.steady_reconciles += 1;
                     t.rounds += 1;
                 }
@@ -256,18 +468,24 @@ impl Scheduler {
                     *self.stats.errors.entry(v.label()).or_default() += 1;
                 }
                 let requeue = o.requeue;
-                t.status = o.status;
+                let changed =
+                    before.0 != o.state.phase() || before.1.as_deref() != o.state.operation();
+                if changed && matches!(t.object, Object::Extension(_)) {
+                    wake = true;
+                }
+                t.state = o.state;
                 t.finished = o.finished;
-                let to = if t.finished { None } else { t.status.phase };
+                let to = if t.finished { None } else { t.state.phase() };
                 if to != before.0 {
                     self.stats.transitions.push(Transition {
+                        kind: t.object.kind(),
                         from: before.0,
                         to,
                         overhead: t1.saturating_duration_since(t.pending_since),
                     });
                     t.pending_since = t1;
                 }
-                let op = t.status.operation.as_ref().map(|o| o.url.clone());
+                let op = t.state.operation().map(str::to_string);
                 if op.is_some() && op != before.1 {
                     // The operation cannot have finished before this reconcile began plus
                     // Azure's operation time: count from there (an upper bound of overhead).
@@ -285,8 +503,37 @@ impl Scheduler {
                 Some(rq.error_base * 2u32.saturating_pow(t.errors.min(6) - 1))
             }
         };
+        let t = &mut self.items[idx];
+        let next = if std::mem::take(&mut t.woken) && !t.finished {
+            Some(Duration::ZERO)
+        } else {
+            next
+        };
         if let Some(wait) = next {
             self.schedule(idx, t1 + wait);
+        }
+        if wake {
+            self.wake_dependents(idx, t1);
+        }
+    }
+
+    /// Queues the computes of extension `idx` now (its status changed): one in flight
+    /// right after it ends (it may have read the extension before the change); one already
+    /// due keeps its turn.
+    fn wake_dependents(&mut self, idx: usize, now: Instant) {
+        let Some(deps) = self.dependents.get(&idx).cloned() else {
+            return;
+        };
+        for d in deps {
+            let t = &mut self.items[d];
+            if t.finished || t.due.is_some_and(|due| due <= now) {
+                continue;
+            }
+            if t.inflight {
+                t.woken = true;
+            } else {
+                self.schedule(d, now);
+            }
         }
     }
 }

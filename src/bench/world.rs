@@ -1,6 +1,7 @@
 //! The benchmark's world: an emulator seed with workspaces and AKS clusters, N
-//! resources (a fixed, documented mix of kinds and TLS modes), the in-memory Kubernetes
-//! store, and an ARM client that counts every attempt.
+//! resources (a fixed, documented mix of kinds and TLS modes, see [`member`]), the
+//! in-memory Kubernetes store, and an ARM client that counts every attempt by the kind of
+//! the resource whose reconcile made it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,27 +15,44 @@ use crate::azure::{
     ArmClient, ArmClientConfig, ArmObserver, ArmThrottling, Attempt, AzureCloud, CredentialConfig,
     RateLimitConfig, RetryPolicy, config::Secret as Token,
 };
-use crate::crd::{ClusterAttachment, InferenceCluster};
+use crate::crd::{AzureMLExtension, ClusterAttachment, InferenceCluster, KubernetesCompute};
 use crate::emulator::{ClusterSeed, EmulatorConfig, SubscriptionSeed, WorkspaceSeed};
+use crate::engine::kubernetes_compute::ComputeDesired;
 use crate::engine::store::Claim;
-use crate::engine::{Desired, MemoryStore};
+use crate::engine::{Desired, Engine, MemoryStore};
+
+use super::sched::Object;
 
 /// Namespace of the benchmark's resources.
 pub const NAMESPACE: &str = "bench";
 /// Secret holding the certificate of the `Custom` TLS attachments.
 pub const TLS_SECRET: &str = "bench-tls";
 
-/// Counts of ARM attempts by (operation, method, status class), as the client saw them.
+tokio::task_local! {
+    /// The kind of the resource whose reconcile runs in this task (set by the scheduler), so
+    /// that [`Counters`] can tell each kind's ARM requests apart.
+    pub static KIND: &'static str;
+}
+
+/// Kind of an attempt made outside any reconcile (none is expected).
+pub const NO_KIND: &str = "other";
+
+/// Counts of ARM attempts by (kind, operation, method, status class), as the client saw
+/// them; the kind is that of the reconcile that made the attempt ([`KIND`]).
 #[derive(Default)]
 pub struct Counters {
-    counts: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    counts: Mutex<BTreeMap<TallyKey, u64>>,
     latency: Mutex<Vec<Duration>>,
 }
 
+/// (kind, operation, method, status class).
+pub type TallyKey = (&'static str, &'static str, &'static str, &'static str);
+
 impl ArmObserver for Counters {
     fn on_attempt(&self, a: &Attempt) {
+        let kind = KIND.try_with(|k| *k).unwrap_or(NO_KIND);
         let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((a.operation, a.method, a.status.as_str()))
+        *m.entry((kind, a.operation, a.method, a.status.as_str()))
             .or_default() += 1;
         drop(m);
         self.latency
@@ -62,7 +80,7 @@ impl Counters {
 
 /// A snapshot of [`Counters`]; subtract two to get a phase's requests.
 #[derive(Clone, Debug, Default)]
-pub struct Tally(pub BTreeMap<(&'static str, &'static str, &'static str), u64>);
+pub struct Tally(pub BTreeMap<TallyKey, u64>);
 
 impl Tally {
     /// `self - earlier`.
@@ -77,7 +95,21 @@ impl Tally {
         Tally(out)
     }
     fn sum(&self, f: impl Fn(&(&str, &str, &str)) -> bool) -> u64 {
-        self.0.iter().filter(|(k, _)| f(k)).map(|(_, v)| v).sum()
+        self.0
+            .iter()
+            .filter(|((_, op, method, status), _)| f(&(op, method, status)))
+            .map(|(_, v)| v)
+            .sum()
+    }
+    /// The attempts made by reconciles of `kind`.
+    pub fn of_kind(&self, kind: &str) -> Tally {
+        Tally(
+            self.0
+                .iter()
+                .filter(|(k, _)| k.0 == kind)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+        )
     }
     /// Every attempt.
     pub fn total(&self) -> u64 {
@@ -106,7 +138,7 @@ impl Tally {
     /// Per-operation totals, for the report.
     pub fn by_operation(&self) -> BTreeMap<String, OpCount> {
         let mut out: BTreeMap<String, OpCount> = BTreeMap::new();
-        for ((op, method, status), n) in &self.0 {
+        for ((_, op, method, status), n) in &self.0 {
             let e = out.entry(format!("{method} {op}")).or_default();
             e.total += n;
             if *status == "429" {
@@ -130,11 +162,95 @@ pub struct OpCount {
     pub failed: u64,
 }
 
+/// Which path's kinds the benchmark drives (`--path`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Path {
+    /// `InferenceCluster` and `ClusterAttachment` only: of every 40 resources, the legacy mix
+    /// (the figures of BENCHMARKS.md before the Kubernetes compute path).
+    Legacy,
+    /// `AzureMLExtension` and `KubernetesCompute` only: of every 10, 2 extensions and 8
+    /// computes.
+    Kubernetes,
+    /// Both: of every 5, 4 of the legacy mix then 1 of the Kubernetes path (of every 50, the
+    /// 40 of the legacy mix and the 10 of the Kubernetes path).
+    #[default]
+    Both,
+}
+
+impl Path {
+    /// `legacy`, `kubernetes` or `both`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Legacy => "legacy",
+            Self::Kubernetes => "kubernetes",
+            Self::Both => "both",
+        }
+    }
+}
+
+/// What resource `i` of the mix is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Member {
+    /// Resource number `j` of the legacy mix ([`spec_of`]).
+    Legacy(usize),
+    /// `AzureMLExtension` number `e` ([`extension_spec`]).
+    Extension(usize),
+    /// `KubernetesCompute` `slot` (0–3) of extension `extension` ([`compute_spec`]).
+    Compute {
+        /// The extension's number.
+        extension: usize,
+        /// Which of its four computes.
+        slot: usize,
+    },
+}
+
+/// Resources of the Kubernetes path per block of the mix: 2 extensions, 4 computes each.
+const KPATH_BLOCK: usize = 10;
+/// Resources of the legacy mix per block.
+const LEGACY_BLOCK: usize = 40;
+
+/// Resource `i` of the `path` mix (documented in BENCHMARKS.md, "The mix"): `legacy`, the
+/// legacy mix ([`spec_of`]); `kubernetes`, of every 10 resources 2 `AzureMLExtension`s each
+/// followed by its 4 `KubernetesCompute`s; `both`, of every 5 resources 4 of the legacy mix
+/// then 1 of the Kubernetes path (so of every 50, the 40 of the legacy mix and those 10).
+/// Each extension comes before its computes (applied in order, a compute finds its
+/// extension already applied).
+pub fn member(path: Path, i: usize) -> Member {
+    let kpath = |k: usize| {
+        let (block, r) = (k / KPATH_BLOCK, k % KPATH_BLOCK);
+        let extension = block * 2 + r / 5;
+        match r % 5 {
+            0 => Member::Extension(extension),
+            s => Member::Compute {
+                extension,
+                slot: s - 1,
+            },
+        }
+    };
+    match path {
+        Path::Legacy => Member::Legacy(i),
+        Path::Kubernetes => kpath(i),
+        // Interleaved, so that any N (and any stretch of an --apply-rate run) holds both.
+        Path::Both => {
+            let group = (LEGACY_BLOCK + KPATH_BLOCK) / KPATH_BLOCK;
+            let (g, r) = (i / group, i % group);
+            if r < group - 1 {
+                Member::Legacy(g * (group - 1) + r)
+            } else {
+                kpath(g)
+            }
+        }
+    }
+}
+
 /// How the resources are generated.
 #[derive(Clone, Debug)]
 pub struct Shape {
     /// Number of resources.
     pub resources: usize,
+    /// Which kinds.
+    pub path: Path,
     /// Subscriptions they are spread over (round robin).
     pub subscriptions: usize,
     /// Computes per workspace.
@@ -146,16 +262,17 @@ pub fn subscription(s: usize) -> String {
     format!("bbbbbbbb-0000-0000-0000-{s:012}")
 }
 
-/// The Secret of the `Custom` TLS attachments: a self-signed certificate for the `cname`
-/// [`spec_of`] gives them.
+/// The Secret of the `Custom` TLS attachments and of the extensions that serve HTTPS: a
+/// self-signed certificate for the `cname` [`spec_of`] and [`extension_spec`] give them.
 pub fn bench_tls_secret() -> anyhow::Result<Secret> {
     crate::demo::tls_secret(NAMESPACE, TLS_SECRET, "scoring.bench.example")
 }
 
-/// The kind mix of resource `i`, documented in BENCHMARKS.md: of every 40 resources, 30 are
-/// `InferenceCluster`s (FastProd, 3 × Standard_D3_v2; 4 of them with `tls.mode: Auto`, whose
-/// certificate is backed up on Ready) and 10 are `ClusterAttachment`s of seeded AKS clusters
-/// (FastProd; 5 of them with `tls.mode: Custom` from a Secret).
+/// Resource `j` of the legacy mix, documented in BENCHMARKS.md: of every 40 resources, 30
+/// are `InferenceCluster`s (FastProd, 3 × Standard_D3_v2; 4 of them with `tls.mode: Auto`,
+/// whose certificate is backed up on Ready) and 10 are `ClusterAttachment`s of seeded AKS
+/// clusters (FastProd; 5 of them with `tls.mode: Custom` from a Secret). The Kubernetes
+/// path's kinds join them per [`member`] ([`extension_spec`], [`compute_spec`]).
 pub fn spec_of(i: usize, sub: &str, workspace: &str) -> serde_json::Value {
     let name = format!("bench{i:05}");
     let ws = json!({"subscriptionId": sub, "resourceGroup": "ml-rg", "name": workspace});
@@ -187,7 +304,73 @@ pub fn spec_of(i: usize, sub: &str, workspace: &str) -> serde_json::Value {
     }
 }
 
-/// The engine's view of a generated manifest.
+/// Name of `AzureMLExtension` number `e`.
+pub fn extension_name(e: usize) -> String {
+    format!("ext{e:05}")
+}
+
+/// The AKS cluster of extension `e` (resource group `aks-rg`, seeded with 3 nodes).
+pub fn extension_cluster(e: usize) -> String {
+    format!("kaks{e:05}")
+}
+
+/// `AzureMLExtension` number `e`, on its own seeded cluster ([`extension_cluster`]): training
+/// on; the even ones also serve inference behind a LoadBalancer over HTTPS with the
+/// certificate of [`TLS_SECRET`] (protected settings), the odd ones training only.
+pub fn extension_spec(e: usize, sub: &str) -> serde_json::Value {
+    let inference = if e.is_multiple_of(2) {
+        json!({"enabled": true, "routerServiceType": "LoadBalancer",
+               "tls": {"mode": "Enabled", "cname": "scoring.bench.example",
+                       "secretRef": {"name": TLS_SECRET}}})
+    } else {
+        json!({"enabled": false})
+    };
+    json!({
+        "apiVersion": "amlops.dev/v1alpha1", "kind": "AzureMLExtension",
+        "metadata": {"name": extension_name(e), "namespace": NAMESPACE, "generation": 1},
+        "spec": {
+            "cluster": {"resourceId": format!(
+                "/subscriptions/{sub}/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/{}",
+                extension_cluster(e))},
+            "extensionName": "azureml",
+            "training": {"enabled": true},
+            "inference": inference,
+        }
+    })
+}
+
+/// Namespace on the cluster of compute `slot` of an extension.
+pub fn compute_namespace(slot: usize) -> String {
+    format!("team-{slot}")
+}
+
+/// Whether compute `slot` creates its namespace (`createNamespace`); the others' namespaces
+/// are created on the cluster before the run, as a platform team would.
+pub fn creates_namespace(slot: usize) -> bool {
+    slot % 2 == 1
+}
+
+/// `KubernetesCompute` `slot` (0–3) of extension `e`, through `extensionRef`, in namespace
+/// `team-{slot}` of the cluster; slots 1 and 3 with `createNamespace`, slot 0 with a
+/// system-assigned identity.
+pub fn compute_spec(e: usize, slot: usize, sub: &str, workspace: &str) -> serde_json::Value {
+    let mut spec = json!({
+        "workspace": {"subscriptionId": sub, "resourceGroup": "ml-rg", "name": workspace},
+        "extensionRef": {"name": extension_name(e)},
+        "namespace": compute_namespace(slot),
+        "createNamespace": creates_namespace(slot),
+    });
+    if slot == 0 {
+        spec["identity"] = json!({"type": "SystemAssigned"});
+    }
+    json!({
+        "apiVersion": "amlops.dev/v1alpha1", "kind": "KubernetesCompute",
+        "metadata": {"name": format!("kc{e:05}s{slot}"), "namespace": NAMESPACE, "generation": 1},
+        "spec": spec,
+    })
+}
+
+/// The engine's view of a generated legacy manifest.
 pub fn desired_of(v: serde_json::Value) -> anyhow::Result<Desired> {
     Ok(match v["kind"].as_str() {
         Some("ClusterAttachment") => {
@@ -208,11 +391,14 @@ pub fn emulator_config(op_seconds: f64) -> EmulatorConfig {
 }
 
 /// Adds the workspaces and AKS clusters the resources need to the emulator's seed
-/// (`config`) and returns the resources' manifests, in order ([`spec_of`]).
+/// (`config`) and returns the resources' manifests, in order ([`member`]). Legacy resources
+/// go round robin over the subscriptions, each extension with its computes into one; every
+/// resource that names a workspace (all but the extensions) takes the next place in its
+/// subscription's workspaces of `per_workspace`.
 pub fn populate(config: &mut EmulatorConfig, shape: &Shape) -> Vec<serde_json::Value> {
     let subs = shape.subscriptions.max(1);
     let per_ws = shape.per_workspace.max(1);
-    let mut seeded_ws = std::collections::HashSet::new();
+    let mut in_sub = vec![0usize; subs];
     let mut out = Vec::with_capacity(shape.resources);
     let mut seeds: Vec<SubscriptionSeed> = (0..subs)
         .map(|s| SubscriptionSeed {
@@ -220,46 +406,167 @@ pub fn populate(config: &mut EmulatorConfig, shape: &Shape) -> Vec<serde_json::V
             ..Default::default()
         })
         .collect();
-    for i in 0..shape.resources {
-        let s = i % subs;
-        let j = i / subs;
-        let sub = subscription(s);
-        let workspace = format!("ws{:04}", j / per_ws);
-        if seeded_ws.insert((s, workspace.clone())) {
+    let mut workspace_of = |s: usize, seeds: &mut Vec<SubscriptionSeed>| {
+        let k = in_sub[s];
+        in_sub[s] += 1;
+        let workspace = format!("ws{:04}", k / per_ws);
+        if k.is_multiple_of(per_ws) {
             seeds[s].workspaces.push(WorkspaceSeed {
                 resource_group: "ml-rg".into(),
                 name: workspace.clone(),
                 location: "eastus".into(),
             });
         }
-        if i % 4 == 3 {
-            seeds[s].aks_clusters.push(ClusterSeed {
-                resource_group: "aks-rg".into(),
-                name: format!("aks{i:05}"),
-                ..Default::default()
-            });
-        }
-        out.push(spec_of(i, &sub, &workspace));
+        workspace
+    };
+    for i in 0..shape.resources {
+        let manifest = match member(shape.path, i) {
+            Member::Legacy(j) => {
+                let s = j % subs;
+                if j % 4 == 3 {
+                    seeds[s].aks_clusters.push(ClusterSeed {
+                        resource_group: "aks-rg".into(),
+                        name: format!("aks{j:05}"),
+                        ..Default::default()
+                    });
+                }
+                let workspace = workspace_of(s, &mut seeds);
+                spec_of(j, &subscription(s), &workspace)
+            }
+            Member::Extension(e) => {
+                let s = e % subs;
+                // Three nodes: what inference high availability (Azure's default) needs.
+                seeds[s].aks_clusters.push(ClusterSeed {
+                    resource_group: "aks-rg".into(),
+                    name: extension_cluster(e),
+                    ..Default::default()
+                });
+                extension_spec(e, &subscription(s))
+            }
+            Member::Compute { extension, slot } => {
+                let s = extension % subs;
+                let workspace = workspace_of(s, &mut seeds);
+                compute_spec(extension, slot, &subscription(s), &workspace)
+            }
+        };
+        out.push(manifest);
     }
     config.subscriptions.extend(seeds);
     out
 }
 
-/// The in-memory Kubernetes side of `manifests` for the engine: the `Custom` certificate's
-/// Secret and every resource's claim. Returns the engine's view of each, in order.
-pub fn load(
-    store: &MemoryStore,
-    manifests: Vec<serde_json::Value>,
-) -> anyhow::Result<Vec<Desired>> {
-    store.insert_secret(bench_tls_secret()?);
+/// The namespaces to create on the clusters before the run: those of the computes without
+/// `createNamespace`, as (cluster ARM id, namespace).
+pub fn namespaces_to_create(manifests: &[serde_json::Value]) -> Vec<(String, String)> {
+    let mut clusters = BTreeMap::new();
+    for m in manifests {
+        if m["kind"] == "AzureMLExtension" {
+            clusters.insert(
+                m["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                m["spec"]["cluster"]["resourceId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
     manifests
-        .into_iter()
-        .map(|m| {
-            let d = desired_of(m)?;
-            store.set_claim(Claim::of(&d));
-            Ok(d)
+        .iter()
+        .filter(|m| m["kind"] == "KubernetesCompute" && m["spec"]["createNamespace"] == false)
+        .filter_map(|m| {
+            let cluster = clusters.get(m["spec"]["extensionRef"]["name"].as_str()?)?;
+            Some((
+                cluster.clone(),
+                m["spec"]["namespace"].as_str()?.to_string(),
+            ))
         })
         .collect()
+}
+
+/// Creates each `(cluster ARM id, namespace)` on the cluster's API server (the emulator's),
+/// with the cluster's admin credential read through `arm`.
+pub async fn create_namespaces(
+    arm: &ArmClient,
+    namespaces: &[(String, String)],
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let mut clients: BTreeMap<&str, kube::Client> = BTreeMap::new();
+    for (cluster, name) in namespaces {
+        let client = match clients.get(cluster.as_str()) {
+            Some(c) => c.clone(),
+            None => {
+                let id: crate::azure::ResourceId = cluster.parse()?;
+                let c = arm
+                    .list_cluster_admin_credential(&id)
+                    .await?
+                    .client(None)
+                    .await?;
+                clients.insert(cluster, c.clone());
+                c
+            }
+        };
+        let ns = Namespace {
+            metadata: kube::core::ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        kube::Api::<Namespace>::all(client)
+            .create(&Default::default(), &ns)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The in-memory Kubernetes side of `manifests` for `engine`: the certificate's Secret, every
+/// legacy resource's claim and every resource's place in its subscription's count (the
+/// resync pace). Returns the scheduler's object of each, in order.
+pub async fn load(
+    engine: &Engine<MemoryStore>,
+    manifests: Vec<serde_json::Value>,
+) -> anyhow::Result<Vec<Object>> {
+    let store = &engine.store;
+    store.insert_secret(bench_tls_secret()?);
+    let mut extensions: BTreeMap<String, AzureMLExtension> = BTreeMap::new();
+    let mut out = Vec::with_capacity(manifests.len());
+    for m in manifests {
+        let object = match m["kind"].as_str() {
+            Some("AzureMLExtension") => {
+                let ext: AzureMLExtension = serde_json::from_value(m)?;
+                let d = engine.extension_desired(&ext, Vec::new()).await;
+                if let Some(stall) = &d.tls_error {
+                    anyhow::bail!("{}: {}", d.key, stall.message);
+                }
+                if let Ok(c) = &d.cluster {
+                    store.count_resource(&d.key, c.subscription());
+                }
+                extensions.insert(ext.metadata.name.clone().unwrap_or_default(), ext);
+                Object::Extension(Box::new(d))
+            }
+            Some("KubernetesCompute") => {
+                let kc: KubernetesCompute = serde_json::from_value(m)?;
+                let ext = kc
+                    .spec
+                    .extension_ref
+                    .as_ref()
+                    .and_then(|r| extensions.get(&r.name));
+                let d = ComputeDesired::new(&kc, ext);
+                store.count_resource(&d.key, &d.workspace.subscription_id);
+                Object::Compute(Box::new(d))
+            }
+            _ => {
+                let d = desired_of(m)?;
+                store.set_claim(Claim::of(&d));
+                Object::Legacy(Box::new(d))
+            }
+        };
+        out.push(object);
+    }
+    Ok(out)
 }
 
 /// Client-side limits and retries for a run whose clock runs `time_scale` times faster
@@ -308,9 +615,12 @@ mod tests {
 
     #[test]
     fn the_mix_is_valid_and_as_documented() {
+        use crate::validate::{Checked, check_object};
         let sub = subscription(0);
+        // The legacy mix: of every 40, 30 creates (4 Auto TLS), 10 attaches (5 Custom TLS).
         let (mut creates, mut auto, mut attaches, mut custom) = (0, 0, 0, 0);
         for i in 0..40 {
+            assert_eq!(member(Path::Legacy, i), Member::Legacy(i));
             let v = spec_of(i, &sub, "ws0000");
             let m = crate::validate::check_value(&v, None)
                 .unwrap_or_else(|f| panic!("resource {i}: {f:?}"));
@@ -328,5 +638,107 @@ mod tests {
             assert_eq!(desired_of(v).unwrap(), d);
         }
         assert_eq!((creates, auto, attaches, custom), (30, 4, 10, 5));
+
+        // `both`: of every 5, 4 of the legacy mix then 1 of the Kubernetes path: of every
+        // 50, the 40 above and 2 extensions (1 with HTTPS), each before its 4 computes in 4
+        // namespaces (2 with createNamespace).
+        let shape = Shape {
+            resources: 100,
+            path: Path::Both,
+            subscriptions: 1,
+            per_workspace: 25,
+        };
+        let mut config = emulator_config(0.0);
+        let manifests = populate(&mut config, &shape);
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        let (mut https, mut created_ns) = (0, 0);
+        let mut namespaces: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for (i, v) in manifests.iter().enumerate() {
+            let checked = check_object(v, None).unwrap_or_else(|f| panic!("resource {i}: {f:?}"));
+            *kinds.entry(v["kind"].as_str().unwrap().into()).or_default() += 1;
+            match (member(Path::Both, i), checked) {
+                (Member::Legacy(j), Checked::Legacy(_)) => {
+                    assert!(i % 5 < 4, "{i}");
+                    assert_eq!(j, i / 5 * 4 + i % 5, "{i}");
+                    assert_eq!(v["metadata"]["name"], format!("bench{j:05}"));
+                }
+                (Member::Extension(e), Checked::AzureMlExtension(x)) => {
+                    assert_eq!(i, e * 25 + 4, "{i}");
+                    https += usize::from(x.spec.inference.enabled);
+                }
+                (Member::Compute { extension, slot }, Checked::KubernetesCompute(c)) => {
+                    assert_eq!(i, extension * 25 + 4 + (slot + 1) * 5, "{i}");
+                    let r = c.spec.extension_ref.as_ref().expect("extensionRef");
+                    assert_eq!(r.name, extension_name(extension));
+                    created_ns += usize::from(c.spec.create_namespace);
+                    namespaces
+                        .entry(extension)
+                        .or_default()
+                        .push(c.spec.namespace.clone());
+                }
+                (m, c) => panic!("resource {i}: {m:?} is a {}", c.describe()),
+            }
+        }
+        let counts: Vec<(&str, usize)> = kinds.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            counts,
+            vec![
+                ("AzureMLExtension", 4),
+                ("ClusterAttachment", 20),
+                ("InferenceCluster", 60),
+                ("KubernetesCompute", 16),
+            ]
+        );
+        assert_eq!((https, created_ns), (2, 8));
+        assert_eq!(namespaces.len(), 4);
+        for ns in namespaces.values() {
+            let distinct: std::collections::BTreeSet<_> = ns.iter().collect();
+            assert_eq!(distinct.len(), 4, "{ns:?}");
+        }
+        // Every compute's workspace and every cluster is seeded; 96 computes of 25 per
+        // workspace: 4 workspaces; 20 attached clusters and 4 for the extensions.
+        let seed = &config.subscriptions[0];
+        assert_eq!(seed.workspaces.len(), 4);
+        assert_eq!(seed.aks_clusters.len(), 24);
+        // The namespaces made beforehand: those of the computes without createNamespace.
+        let pre = namespaces_to_create(&manifests);
+        assert_eq!(pre.len(), 8, "{pre:?}");
+        assert!(pre.iter().all(
+            |(c, ns)| c.contains("/managedClusters/kaks") && (ns == "team-0" || ns == "team-2")
+        ));
+
+        // `legacy` keeps the old mix and names exactly.
+        let legacy = populate(
+            &mut emulator_config(0.0),
+            &Shape {
+                path: Path::Legacy,
+                ..shape.clone()
+            },
+        );
+        assert!(
+            legacy
+                .iter()
+                .enumerate()
+                .all(|(i, v)| *v == spec_of(i, &sub, &format!("ws{:04}", i / 25)))
+        );
+        // `kubernetes`: extensions and computes only.
+        let k = populate(
+            &mut emulator_config(0.0),
+            &Shape {
+                path: Path::Kubernetes,
+                resources: 20,
+                ..shape
+            },
+        );
+        assert_eq!(
+            k.iter().filter(|v| v["kind"] == "AzureMLExtension").count(),
+            4
+        );
+        assert_eq!(
+            k.iter()
+                .filter(|v| v["kind"] == "KubernetesCompute")
+                .count(),
+            16
+        );
     }
 }

@@ -39,6 +39,10 @@ impl TypedKind for KubernetesCompute {
 
     /// `phase` label: `Stalled`, `Deleting`, `Ready`, `Attaching`/`Updating`/`Detaching`
     /// while an Azure operation runs, else `Pending` (the kind has no `status.phase`).
+    fn subscription(&self) -> Option<String> {
+        Some(self.spec.workspace.subscription_id.clone())
+    }
+
     fn resource_state(&self) -> ResourceState {
         let st = self.status.as_ref();
         let on = |t| st.is_some_and(|s| condition_on(&s.conditions, t));

@@ -50,6 +50,15 @@ impl TypedKind for AzureMLExtension {
     /// `phase` label: `Stalled`, `Deleting`, `Ready`, `Installing` while an Azure operation
     /// runs, else `Pending`; the certificate's expiry for
     /// `amlops_tls_certificate_expiry_timestamp_seconds`.
+    fn subscription(&self) -> Option<String> {
+        self.spec
+            .cluster
+            .resource_id
+            .parse::<crate::azure::ResourceId>()
+            .ok()
+            .map(|id| id.subscription().to_string())
+    }
+
     fn resource_state(&self) -> ResourceState {
         let st = self.status.as_ref();
         let on = |t| st.is_some_and(|s| condition_on(&s.conditions, t));

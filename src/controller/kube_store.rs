@@ -44,7 +44,13 @@ pub struct ApiStore {
     written: Arc<Mutex<HashMap<ObjKey, String>>>,
     /// Resources per (lower-cased) subscription, and when they were counted.
     counts: Arc<Mutex<Option<Counted>>>,
+    /// The typed kinds' caches (`AzureMLExtension`, `KubernetesCompute`), registered when
+    /// their controllers start: each gives the subscription of every cached object.
+    typed: Arc<Mutex<Vec<SubscriptionsOf>>>,
 }
+
+/// The subscriptions of the objects in one typed kind's cache, one per object.
+pub type SubscriptionsOf = Box<dyn Fn() -> Vec<String> + Send + Sync>;
 
 /// What a cached object claims, as of one version of its spec: parsing every sibling on
 /// every claim check would cost O(n) deserializations per new resource.
@@ -149,7 +155,20 @@ impl ApiStore {
             parsed: Arc::default(),
             written: Arc::default(),
             counts: Arc::default(),
+            typed: Arc::default(),
         }
+    }
+
+    /// Counts the objects `subscriptions` lists in
+    /// [`resources_in_subscription`](KubeStore::resources_in_subscription) too (a typed
+    /// kind's cache, registered when its controller starts).
+    pub fn count_also(&self, subscriptions: SubscriptionsOf) {
+        self.typed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(subscriptions);
+        // The next count includes them.
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn written(&self) -> std::sync::MutexGuard<'_, HashMap<ObjKey, String>> {
@@ -305,6 +324,11 @@ impl ApiStore {
                 {
                     *counts.entry(sub.to_ascii_lowercase()).or_insert(0) += 1;
                 }
+            }
+        }
+        for subscriptions in self.typed.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for sub in subscriptions() {
+                *counts.entry(sub.to_ascii_lowercase()).or_insert(0) += 1;
             }
         }
         counts
@@ -500,8 +524,10 @@ impl KubeStore for ApiStore {
         Ok(out)
     }
 
-    /// How many cached resources (of both kinds) name a workspace in `subscription`: the
-    /// resources whose resyncs share that subscription's ARM read budget. Counted for every
+    /// How many cached resources name `subscription`: the legacy kinds and the
+    /// `KubernetesCompute`s by their workspace, the `AzureMLExtension`s by their cluster
+    /// (the typed kinds once their controllers registered their caches, [`Self::count_also`]):
+    /// the resources whose resyncs share that subscription's ARM read budget. Counted for every
     /// subscription in one walk of the caches at most once per [`COUNT_TTL`]: a walk per
     /// steady reconcile was O(n²) per resync round (18% of the CPU at 1,000 resources).
     fn resources_in_subscription(&self, subscription: &str) -> usize {
@@ -792,6 +818,38 @@ mod tests {
         let d = store.validated(k, &annotated).expect("valid");
         assert_eq!(d.compute_name, "from-memo", "not checked again");
         assert_eq!(d.reattach_token.as_deref(), Some("r1"), "metadata of now");
+    }
+
+    /// Every kind shares its subscription's read budget: the legacy caches and the typed
+    /// kinds' registered caches all count, case-insensitively.
+    #[tokio::test]
+    async fn resources_in_subscription_counts_all_four_kinds() {
+        const A: &str = "00000000-0000-0000-0000-000000000000";
+        const B: &str = "bbbbbbbb-0000-0000-0000-000000000000";
+        let fake = crate::fake_kube::FakeApiServer::start().await.unwrap();
+        let client = fake.client();
+        let mut writer = Writer::new(Kind::InferenceCluster.api_resource());
+        for (name, gen_) in [("a", 1), ("b", 1)] {
+            writer.apply_watcher_event(&watcher::Event::Apply(ic(
+                name,
+                name,
+                gen_,
+                "2026-01-01T00:00:00Z",
+            )));
+        }
+        let store = ApiStore::new(
+            client.clone(),
+            Recorder::new(client, Reporter::from("test")),
+            vec![(Kind::InferenceCluster, writer.as_reader())],
+        );
+        assert_eq!(store.resources_in_subscription(A), 2);
+        // The typed kinds' caches, once registered (the count is taken again at once).
+        store.count_also(Box::new(|| vec![A.to_ascii_uppercase(), B.into()]));
+        store.count_also(Box::new(|| vec![A.into()]));
+        let table = [(A, 4), (B, 1), ("cccccccc-0000-0000-0000-000000000000", 0)];
+        for (sub, want) in table {
+            assert_eq!(store.resources_in_subscription(sub), want, "{sub}");
+        }
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub trait TypedKind:
     fn reached_azure(status: &Self::Status) -> bool;
     /// What `amlops_resources` and `amlops_inflight_operations` count for it.
     fn resource_state(&self) -> ResourceState;
+    /// The subscription whose ARM read budget its resyncs share (`None`: the spec names
+    /// none that parses).
+    fn subscription(&self) -> Option<String>;
     /// One reconcile through the kind's engine, with `arm` as identity.
     fn reconcile(
         &self,
@@ -472,6 +475,15 @@ pub fn controller<K: TypedKind>(
     let secrets = watcher(api::<PartialObjectMeta<Secret>>(client, namespace), wc)
         .default_backoff()
         .touched_objects();
+    // Its objects share their subscriptions' read budget with every other kind's.
+    let counted = reader.clone();
+    ctx.store.count_also(Box::new(move || {
+        counted
+            .state()
+            .iter()
+            .filter_map(|o| o.0.as_ref().ok().and_then(TypedKind::subscription))
+            .collect()
+    }));
     let lookup = reader.clone();
     let c = Controller::for_stream(stream, reader.clone())
         .watches_stream(secrets, move |s| referencing::<K>(&lookup, &s));

@@ -124,8 +124,8 @@ pub trait KubeStore: Send + Sync {
     /// [`claim_target`]): only those, so that a check costs no copy of every sibling's claim.
     /// All of them, whoever was first: `decide` applies the precedence rule.
     fn claims(&self, d: &Desired) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
-    /// How many resources the operator manages in `subscription` (the steady-state resync
-    /// spreads their reads over ARM's budget).
+    /// How many resources the operator manages in `subscription`, of all four kinds (the
+    /// steady-state resync spreads their reads over ARM's budget, which they all share).
     fn resources_in_subscription(&self, subscription: &str) -> usize;
 }
 
@@ -137,6 +137,8 @@ struct Inner {
     extension_statuses: BTreeMap<ObjKey, AzureMlExtensionStatus>,
     events: Vec<Event>,
     claims: Vec<Claim>,
+    /// The Kubernetes-path resources (they claim nothing) by their subscription, lowercase.
+    counted: BTreeMap<ObjKey, String>,
 }
 
 /// In-memory [`KubeStore`]; clones share state.
@@ -184,9 +186,18 @@ impl MemoryStore {
         inner.claims.retain(|c| c.key != claim.key);
         inner.claims.push(claim);
     }
-    /// Forget a CR's claim (deleted).
+    /// Forget a CR (deleted): its claim and its place in [`KubeStore::resources_in_subscription`].
     pub fn remove_claim(&self, key: &ObjKey) {
-        self.lock().claims.retain(|c| &c.key != key);
+        let mut inner = self.lock();
+        inner.claims.retain(|c| &c.key != key);
+        inner.counted.remove(key);
+    }
+    /// Count an `AzureMLExtension` or `KubernetesCompute` in `subscription` (the legacy kinds
+    /// are counted by their claims, [`set_claim`](Self::set_claim)).
+    pub fn count_resource(&self, key: &ObjKey, subscription: &str) {
+        self.lock()
+            .counted
+            .insert(key.clone(), subscription.to_ascii_lowercase());
     }
 }
 
@@ -225,7 +236,8 @@ impl KubeStore for MemoryStore {
     }
     fn resources_in_subscription(&self, subscription: &str) -> usize {
         let prefix = format!("/subscriptions/{subscription}/");
-        self.lock()
+        let inner = self.lock();
+        let legacy = inner
             .claims
             .iter()
             .filter(|c| {
@@ -233,7 +245,13 @@ impl KubeStore for MemoryStore {
                     .get(..prefix.len())
                     .is_some_and(|p| p.eq_ignore_ascii_case(&prefix))
             })
-            .count()
+            .count();
+        let kubernetes_path = inner
+            .counted
+            .values()
+            .filter(|s| s.eq_ignore_ascii_case(subscription))
+            .count();
+        legacy + kubernetes_path
     }
 }
 
@@ -260,5 +278,59 @@ impl super::azureml_extension::ExtensionStore for MemoryStore {
             .extension_statuses
             .insert(key.clone(), status.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kind: &str, name: &str) -> ObjKey {
+        ObjKey {
+            kind: kind.into(),
+            namespace: "ml".into(),
+            name: name.into(),
+        }
+    }
+
+    fn claim(name: &str, sub: &str) -> Claim {
+        Claim {
+            key: key("InferenceCluster", name),
+            compute_id: format!(
+                "/subscriptions/{sub}/resourceGroups/ml-rg/providers/Microsoft.MachineLearningServices/workspaces/ws/computes/{name}"
+            ),
+            aks_id: None,
+            owns: false,
+            created: None,
+        }
+    }
+
+    /// Every kind shares its subscription's read budget, so every kind is counted.
+    #[test]
+    fn resources_in_subscription_counts_all_four_kinds() {
+        const A: &str = "aaaaaaaa-0000-0000-0000-000000000000";
+        const B: &str = "bbbbbbbb-0000-0000-0000-000000000000";
+        let s = MemoryStore::default();
+        s.set_claim(claim("ic1", A));
+        s.set_claim(Claim {
+            key: key("ClusterAttachment", "ca1"),
+            ..claim("ca1", A)
+        });
+        s.set_claim(claim("ic2", B));
+        s.count_resource(&key("AzureMLExtension", "ext"), A);
+        s.count_resource(&key("KubernetesCompute", "kc1"), &A.to_ascii_uppercase());
+        s.count_resource(&key("KubernetesCompute", "kc2"), A);
+        s.count_resource(&key("KubernetesCompute", "kc3"), B);
+        // Counting one again changes nothing.
+        s.count_resource(&key("KubernetesCompute", "kc3"), B);
+        let table = [(A, 5), (B, 2), ("cccccccc-0000-0000-0000-000000000000", 0)];
+        for (sub, want) in table {
+            assert_eq!(s.resources_in_subscription(sub), want, "{sub}");
+        }
+        // Deleted resources no longer count, whatever their kind.
+        s.remove_claim(&key("KubernetesCompute", "kc1"));
+        s.remove_claim(&key("InferenceCluster", "ic1"));
+        assert_eq!(s.resources_in_subscription(A), 3);
+        assert_eq!(s.resources_in_subscription(&A.to_ascii_uppercase()), 3);
     }
 }
