@@ -252,6 +252,11 @@ async fn installs_with_tls_and_instance_types_holds_still_patches_a_change_and_r
     let ext_path =
         format!("{cluster}/providers/Microsoft.KubernetesConfiguration/extensions/azureml");
     assert_eq!(writes(&w), vec![format!("PUT {ext_path}")], "one install");
+    assert_eq!(
+        credential_calls(&w),
+        1,
+        "one kubeconfig for the install's reads and writes on the cluster"
+    );
     // The instance types, applied once the CRD appeared (the emulator serves it 500 ms
     // after Succeeded), labelled and owned; the router's load balancer address.
     let owner = Some(format!("{NS}/azureml"));

@@ -164,7 +164,17 @@ struct Inner {
     aks_tokens: TokenProvider,
     default_poll_interval: Duration,
     skus: skus::SkuCache,
+    /// Kubeconfigs of target clusters (lower-case cluster id → when fetched, kubeconfig).
+    kubeconfigs: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, model::KubeconfigSecret)>,
+    >,
 }
+
+/// How long a cluster's kubeconfig is reused by [`ArmClient::cached_kubeconfig`]: each
+/// fetch is an ARM POST (counted as a write), and an install, its instance types and the
+/// computes of a cluster ask within minutes; a credential rotated meanwhile fails one
+/// request and the next fetch after this long gets the new one.
+pub const KUBECONFIG_TTL: Duration = Duration::from_secs(300);
 
 /// Builder for an [`ArmClient`] with a custom credential or observer.
 pub struct ArmClientBuilder {
@@ -227,6 +237,7 @@ impl ArmClientBuilder {
                 aks_tokens,
                 default_poll_interval: config.default_poll_interval,
                 skus: skus::SkuCache::new(config.sku_cache_ttl),
+                kubeconfigs: std::sync::Mutex::default(),
             }),
         })
     }
@@ -252,6 +263,33 @@ impl ArmClient {
     /// lately (to adapt the resync rate); `None` before any response.
     pub fn remaining_quota(&self, subscription: &str) -> Option<QuotaObservation> {
         self.inner.transport.limiter().observation(subscription)
+    }
+
+    /// The kubeconfig of `cluster` kept by [`Self::keep_kubeconfig`] less than
+    /// [`KUBECONFIG_TTL`] ago.
+    pub fn cached_kubeconfig(&self, cluster: &ResourceId) -> Option<model::KubeconfigSecret> {
+        let map = self
+            .inner
+            .kubeconfigs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&cluster.to_string().to_ascii_lowercase())
+            .filter(|(at, _)| at.elapsed() < KUBECONFIG_TTL)
+            .map(|(_, k)| k.clone())
+    }
+
+    /// Keeps `kubeconfig` of `cluster` for [`Self::cached_kubeconfig`].
+    pub fn keep_kubeconfig(&self, cluster: &ResourceId, kubeconfig: model::KubeconfigSecret) {
+        let mut map = self
+            .inner
+            .kubeconfigs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, (at, _)| at.elapsed() < KUBECONFIG_TTL);
+        map.insert(
+            cluster.to_string().to_ascii_lowercase(),
+            (std::time::Instant::now(), kubeconfig),
+        );
     }
 
     /// The ARM endpoint this client talks to.

@@ -21,14 +21,36 @@ pub enum Connection {
 /// Azure's `Retry-After` through the verdict. Any other failure is
 /// [`Connection::Unreachable`].
 pub async fn connect(arm: &ArmClient, cluster: &ResourceId) -> Result<Connection, AzureError> {
-    match crate::tls::cluster_client(arm, cluster).await {
-        Ok(c) => Ok(Connection::Client(c)),
-        Err(e) if e.category().is_retryable() => Err(e),
-        Err(e) => Ok(Connection::Unreachable(format!(
-            "no credential for the cluster ({})",
-            e.category().as_str()
-        ))),
-    }
+    let unreachable = |e: AzureError| {
+        if e.category().is_retryable() {
+            Err(e)
+        } else {
+            Ok(Connection::Unreachable(format!(
+                "no credential for the cluster ({})",
+                e.category().as_str()
+            )))
+        }
+    };
+    // The kubeconfig is reused a few minutes (each fetch is an ARM POST).
+    let credential = match arm.cached_kubeconfig(cluster) {
+        Some(k) => k,
+        None => match crate::tls::cluster_credential(arm, cluster).await {
+            Ok(k) => {
+                arm.keep_kubeconfig(cluster, k.clone());
+                k
+            }
+            Err(e) => return unreachable(e),
+        },
+    };
+    let client = if credential.uses_exec_plugin() {
+        match arm.aks_entra_token().await {
+            Ok(token) => credential.client_with_token(None, &token).await,
+            Err(e) => return unreachable(e),
+        }
+    } else {
+        credential.client(None).await
+    };
+    client.map_or_else(unreachable, |c| Ok(Connection::Client(c)))
 }
 
 /// What a failed request to the cluster's API server says, without its body (which may

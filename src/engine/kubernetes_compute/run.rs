@@ -201,9 +201,15 @@ impl<S: ComputeStore> Engine<S> {
                 Ok(started(start.handle().cloned()))
             }
             ComputeWrite::CreateNamespace { cluster, name } => {
-                let client = crate::tls::cluster_client(&self.arm, cluster)
+                let client = match target_cluster::connect(&self.arm, cluster)
                     .await
-                    .map_err(ComputeWriteFailure::Azure)?;
+                    .map_err(ComputeWriteFailure::Azure)?
+                {
+                    Connection::Client(c) => c,
+                    Connection::Unreachable(why) => {
+                        return Err(ComputeWriteFailure::Cluster(why));
+                    }
+                };
                 let ns = Namespace {
                     metadata: kube::core::ObjectMeta {
                         name: Some(name.clone()),
