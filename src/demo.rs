@@ -282,6 +282,32 @@ pub async fn run(
     Ok(summary)
 }
 
+/// Appends the reason of the condition that holds (`Gone` once `finished`) to `history`
+/// and prints it, when it differs from the last one.
+fn record_reason(
+    history: &mut Vec<String>,
+    out: &mut (dyn Write + Send),
+    kind: &str,
+    name: &str,
+    finished: bool,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> std::io::Result<()> {
+    let reason = if finished {
+        "Gone".to_string()
+    } else {
+        conditions
+            .iter()
+            .find(|c| c.status == "True")
+            .map(|c| c.reason.clone())
+            .unwrap_or_default()
+    };
+    if history.last() != Some(&reason) {
+        writeln!(out, "  {kind:<18} {name:<16} {reason}")?;
+        history.push(reason);
+    }
+    Ok(())
+}
+
 /// Reconciles the extension of examples/07 until `done`, printing each new condition reason
 /// into `history`; returns the last outcome.
 async fn drive_extension(
@@ -298,24 +324,14 @@ async fn drive_extension(
         }
         let status = engine.store.extension_status(&d.key).unwrap_or_default();
         let o = engine.reconcile_extension(d, status).await?;
-        let reason = if o.finished {
-            "Gone".to_string()
-        } else {
-            o.status
-                .conditions
-                .iter()
-                .find(|c| c.status == "True")
-                .map(|c| c.reason.clone())
-                .unwrap_or_default()
-        };
-        if history.last() != Some(&reason) {
-            writeln!(
-                out,
-                "  {:<18} {:<16} {reason}",
-                "AzureMLExtension", d.key.name
-            )?;
-            history.push(reason);
-        }
+        record_reason(
+            history,
+            out,
+            "AzureMLExtension",
+            &d.key.name,
+            o.finished,
+            &o.status.conditions,
+        )?;
         if done(&o) {
             return Ok(o.status);
         }
@@ -431,24 +447,14 @@ async fn kubernetes_compute_path(
             for (d, history, done) in computes.iter_mut().filter(|c| !c.2) {
                 let status = engine.store.compute_status(&d.key).unwrap_or_default();
                 let o = engine.reconcile_compute(d, status).await?;
-                let reason = if o.finished {
-                    "Gone".to_string()
-                } else {
-                    o.status
-                        .conditions
-                        .iter()
-                        .find(|c| c.status == "True")
-                        .map(|c| c.reason.clone())
-                        .unwrap_or_default()
-                };
-                if history.last() != Some(&reason) {
-                    writeln!(
-                        out,
-                        "  {:<18} {:<16} {reason}",
-                        "KubernetesCompute", d.key.name
-                    )?;
-                    history.push(reason);
-                }
+                record_reason(
+                    history,
+                    out,
+                    "KubernetesCompute",
+                    &d.key.name,
+                    o.finished,
+                    &o.status.conditions,
+                )?;
                 let ready = o
                     .status
                     .conditions

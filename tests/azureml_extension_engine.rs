@@ -550,14 +550,12 @@ async fn every_preflight_failure_stalls_without_a_write() {
     assert!(writes(&w).is_empty());
 }
 
-#[tokio::test]
-async fn a_failed_install_is_retried_then_stalls_with_azures_code() {
-    let w = World::new().await;
-    let cluster = seed_cluster(&w, "legacy", 3, "Running");
-    // Outbound traffic blocked: the extension's health check fails (E45003), a cause no
-    // read of ARM or of the cluster foresees.
+/// A 3-node cluster whose outbound traffic is blocked: the extension's health check fails
+/// (E45003), a cause no read of ARM or of the cluster foresees; the TLS Secret exists.
+fn egress_blocked_cluster(w: &World, name: &str) -> ResourceId {
+    let cluster = seed_cluster(w, name, 3, "Running");
     seed(
-        &w,
+        w,
         traits(
             &cluster,
             ClusterTraits {
@@ -566,9 +564,15 @@ async fn a_failed_install_is_retried_then_stalls_with_azures_code() {
             },
         ),
     );
-    let (secret, _) = tls_secret("scoring-tls", HOST);
-    w.store.insert_secret(secret);
-    let d = desired(&w, &cr("legacy", &cluster, serde_json::json!({})), &[]).await;
+    w.store.insert_secret(tls_secret("scoring-tls", HOST).0);
+    cluster
+}
+
+#[tokio::test]
+async fn a_failed_install_is_retried_then_stalls_with_azures_code() {
+    let w = World::new().await;
+    let cluster = egress_blocked_cluster(&w, "egress");
+    let d = desired(&w, &cr("egress", &cluster, serde_json::json!({})), &[]).await;
     let st = stalled(&w, &d, "ExtensionFailed").await;
     let (_, message) = cond(&st, "Stalled").unwrap();
     assert!(message.contains("E45003"), "{message}");
@@ -663,22 +667,10 @@ async fn a_failed_install_shows_the_health_checks_codes_read_on_the_cluster() {
     // Azure's error for a failed install says only "pod healthcheck failed": the codes are
     // in ConfigMap azureml/arcml-healthcheck, which amlops reads when it can.
     let w = World::new().await;
-    let cluster = seed_cluster(&w, "legacy0", 3, "Running");
-    seed(
-        &w,
-        traits(
-            &cluster,
-            ClusterTraits {
-                egress_blocked: true,
-                ..ClusterTraits::default()
-            },
-        ),
-    );
-    let (secret, _) = tls_secret("scoring-tls", HOST);
-    w.store.insert_secret(secret);
+    let cluster = egress_blocked_cluster(&w, "egress0");
     let d = desired(
         &w,
-        &cr("legacy0", &cluster, serde_json::json!({"maxRetries": 0})),
+        &cr("egress0", &cluster, serde_json::json!({"maxRetries": 0})),
         &[],
     )
     .await;
