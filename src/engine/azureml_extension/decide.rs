@@ -790,6 +790,27 @@ fn failed(
     put(d, plan, id, body, OperationKind::Update)
 }
 
+/// Settings whose value Azure holds is kept when the spec leaves them unset (the CLI's
+/// defaults depend on the cluster: router replicas, purpose).
+fn keeps_observed(d: &ExtensionDesired, key: &str) -> bool {
+    (key == "inferenceRouterHA" && d.spec.inference.high_availability.is_none())
+        || (key == "clusterPurpose" && d.spec.cluster_purpose.is_none())
+}
+
+/// Settings Azure holds that `want` no longer has: removed from the spec (a node selector
+/// label, an extra setting) or added outside amlops. A PATCH cannot remove a setting
+/// (`configurationSettings` values are strings, never null, in the ARM contract).
+fn removed_settings(e: &Extension, want: &ExtensionRequest) -> Vec<String> {
+    e.properties
+        .configuration_settings
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| !want.properties.configuration_settings.contains_key(*k))
+        .cloned()
+        .collect()
+}
+
 /// The PATCH that brings `e` to `d`, or `None` when nothing differs.
 fn patch_for(
     d: &ExtensionDesired,
@@ -799,10 +820,7 @@ fn patch_for(
 ) -> Option<(ExtensionPatch, Vec<String>)> {
     let w = &want.properties;
     let got = &e.properties;
-    let keep_observed = |k: &str| {
-        (k == "inferenceRouterHA" && d.spec.inference.high_availability.is_none())
-            || (k == "clusterPurpose" && d.spec.cluster_purpose.is_none())
-    };
+    let keep_observed = |k: &str| keeps_observed(d, k);
     let changed: BTreeMap<String, String> = w
         .configuration_settings
         .iter()
@@ -882,6 +900,27 @@ fn succeeded(
             ControlFlow::Continue(plan) => plan,
             ControlFlow::Break(copy) => return copy,
         };
+        let removed = removed_settings(e, &want);
+        if !removed.is_empty() {
+            let mut body = want;
+            for (k, v) in e.properties.configuration_settings.iter().flatten() {
+                if keeps_observed(d, k) {
+                    body.properties
+                        .configuration_settings
+                        .insert(k.clone(), v.clone());
+                }
+            }
+            plan.events.push(Note::warning(
+                "RemovingSettings",
+                format!(
+                    "extension {} holds settings the spec no longer has ({}); a PATCH cannot remove a setting, so the whole extension is sent again (PUT)",
+                    d.extension_name,
+                    removed.join(", ")
+                ),
+            ));
+            plan.status.retries = None;
+            return put(d, plan, id, body, OperationKind::Update);
+        }
         if let Some((body, what)) = patch_for(d, &plan.status, e, &want) {
             let message = format!(
                 "updating extension {} in place: {}",

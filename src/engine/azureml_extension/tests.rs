@@ -1339,3 +1339,49 @@ fn a_legacy_front_end_before_the_install() {
         assert_eq!(write_name(&plan), write, "{case}");
     }
 }
+
+#[test]
+fn a_setting_removed_from_the_spec_is_removed_by_a_whole_put() {
+    // Installed with a node selector; the spec drops it. A PATCH cannot remove
+    // `nodeSelector.agentpool`: the whole body is sent again, keeping what Azure chose for
+    // the settings the spec leaves unset.
+    let before = ExtensionDesired::new(
+        &cr(serde_json::json!({"nodeSelector": {"agentpool": "ml"}})),
+        Some(tls(CERT_A)),
+        vec![],
+    );
+    let mut e = installed(&before, State::Succeeded);
+    if let Some(c) = e.properties.configuration_settings.as_mut() {
+        c.insert("inferenceRouterHA".into(), "False".into());
+    }
+    let after = desired();
+    let plan = decide(&after, &found(e), &owned(&before), &EngineConfig::default());
+    let Some(ExtensionWrite::Put { kind, body, .. }) = &plan.write else {
+        panic!("{}", write_name(&plan))
+    };
+    assert_eq!(*kind, OperationKind::Update);
+    let settings = &body.properties.configuration_settings;
+    assert!(
+        !settings.contains_key("nodeSelector.agentpool"),
+        "{settings:?}"
+    );
+    assert_eq!(
+        settings.get("inferenceRouterHA").map(String::as_str),
+        Some("False")
+    );
+    assert!(
+        plan.events.iter().any(|n| n.warning
+            && n.reason == "RemovingSettings"
+            && n.message.contains("nodeSelector.agentpool")),
+        "{:?}",
+        plan.events
+    );
+    // Nothing removed: a PATCH, as before.
+    let plan = decide(
+        &after,
+        &found(installed(&after, State::Succeeded)),
+        &owned(&before),
+        &EngineConfig::default(),
+    );
+    assert_ne!(write_name(&plan), "Put(Update)");
+}
