@@ -394,13 +394,26 @@ async fn a_lagging_cache_never_makes_the_operator_forget_its_own_writes() {
     running.join().await.unwrap();
 }
 
+/// A custom network that passes admission (each field well-formed) but whose DNS service
+/// address lies outside its service range: only the reconcile's address arithmetic sees it.
+fn dns_outside_service_cidr() -> Value {
+    json!({
+        "subnetId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/net-rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/aks",
+        "serviceCidr": "10.0.0.0/16",
+        "dnsServiceIP": "10.1.0.10",
+        "dockerBridgeCidr": "172.17.0.1/16"
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_spec_stalls_with_no_azure_call_and_no_requeue_storm() {
     let w = World::new().await;
     let (running, stop) = w.operator("solo", None).await;
     let mut bad = example(0);
     bad["metadata"]["name"] = json!("bad");
-    bad["spec"]["tls"] = json!({"mode": "Auto"}); // Auto without leafDomainLabel
+    // What admission cannot refuse (CEL does no address arithmetic): the reconcile's own
+    // check does.
+    bad["spec"]["network"] = dns_outside_service_cidr();
     // A malformed object next to it (the fake does no schema validation, as if written
     // before a CRD change): it must not break the watch for the valid one.
     let mut malformed = example(0);
@@ -901,7 +914,7 @@ async fn flux_waits_before_the_first_status_and_kubectl_get_shows_why_it_stalled
     // Applied while the operator is down (or not yet leader, or backlogged).
     let mut bad = example(0);
     bad["metadata"]["name"] = json!("bad");
-    bad["spec"]["tls"] = json!({"mode": "Auto"}); // Auto without leafDomainLabel
+    bad["spec"]["network"] = dns_outside_service_cidr();
     let api: Api<InferenceCluster> = Api::namespaced(w.fake.client(), "ml-platform");
     let created = api
         .create(
@@ -946,8 +959,7 @@ async fn flux_waits_before_the_first_status_and_kubectl_get_shows_why_it_stalled
     let (priority, message) = column(&columns, "Message");
     assert_eq!(priority, 1, "the message only with -o wide");
     assert!(
-        message.contains("leafDomainLabel")
-            && message == condition(&o, "Ready").unwrap()["message"],
+        message.contains("dnsServiceIP") && message == condition(&o, "Ready").unwrap()["message"],
         "{message}"
     );
     assert_eq!(
@@ -1066,9 +1078,9 @@ async fn namespace_deletion_completes_with_the_credentials_secret_gone_first_and
         "dev",
         json!({"credentialsRef": {"name": "azure"}}),
     );
-    let d = amlops::controller::Kind::ClusterAttachment
-        .desired(&serde_json::from_value(owned.clone()).unwrap())
-        .unwrap();
+    let d = amlops::engine::Desired::from_cluster_attachment(
+        &serde_json::from_value(owned.clone()).unwrap(),
+    );
     let arm = amlops::azure::ArmClient::new(w.arm()).unwrap();
     let compute = d.compute_resource_id().unwrap();
     let body = amlops::engine::body::provision_body(&d, "eastus", None, None);

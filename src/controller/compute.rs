@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::azure::{ArmClient, OperationKind};
-use crate::crd::{AzureMLExtension, KubernetesCompute, KubernetesComputeStatus};
+use crate::crd::{AzureMLExtension, CredentialsRef, KubernetesCompute, KubernetesComputeStatus};
 use crate::engine::kubernetes_compute::{ComputeDesired, KIND};
 
 use super::metrics::ResourceState;
@@ -25,12 +25,15 @@ impl TypedKind for KubernetesCompute {
         self.status.clone().unwrap_or_default()
     }
 
-    fn credentials_ref(&self) -> Option<&str> {
-        self.spec.credentials_ref.as_ref().map(|r| r.name.as_str())
+    fn credentials_ref(&self) -> Option<&CredentialsRef> {
+        self.spec.credentials_ref.as_ref()
     }
 
     fn secret_names(&self) -> Vec<&str> {
-        self.credentials_ref().into_iter().collect()
+        self.credentials_ref()
+            .map(|r| r.name.as_str())
+            .into_iter()
+            .collect()
     }
 
     fn reached_azure(status: &KubernetesComputeStatus) -> bool {
@@ -102,9 +105,10 @@ pub async fn run(
     term: watch::Receiver<bool>,
 ) {
     let ns = namespace.as_deref();
-    let (c, store) = typed::controller::<KubernetesCompute>(&ctx, ns);
+    let w = typed::controller::<KubernetesCompute>(&ctx, ns);
+    let store = w.cache.clone();
     let extensions = typed::metadata_watch::<AzureMLExtension>(&ctx, ns);
-    let c = c.watches_stream(extensions, move |e| {
+    let c = w.controller.watches_stream(extensions, move |e| {
         typed::naming(
             &store,
             &e.namespace().unwrap_or_default(),
@@ -112,5 +116,5 @@ pub async fn run(
             |kc| kc.spec.extension_ref.as_ref().map(|r| r.name.as_str()),
         )
     });
-    typed::drive(c, ctx, concurrency, term).await;
+    typed::drive(c, w.cache, ctx, concurrency, term).await;
 }

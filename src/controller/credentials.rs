@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
-use kube::api::DynamicObject;
-use serde_json::Value;
 
 use crate::azure::config::Secret;
 use crate::azure::{ArmClient, ArmClientConfig, ArmObserver, CredentialConfig};
+use crate::crd::CredentialsRef;
 use crate::engine::KubeStore;
 use crate::engine::verdict::Stall;
 
@@ -41,15 +40,12 @@ fn key(secret: &KubeSecret, k: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Refuses a `credentialsRef` naming another namespace. The CRD has no such field (and the
-/// API server prunes unknown fields): this guards objects that reach us some other way,
-/// before any other check can mistake the reference for a same-namespace one.
-pub fn foreign_namespace(obj: &DynamicObject) -> Option<Stall> {
-    let ns = obj.namespace().unwrap_or_default();
-    let other = obj
-        .data
-        .pointer("/spec/credentialsRef/namespace")
-        .and_then(Value::as_str)?;
+/// Refuses a `credentialsRef` naming another namespace than `ns`, the resource's own. The
+/// CRD has no such field (and the API server prunes unknown fields): this guards objects
+/// that reach us some other way, before any other check can mistake the reference for a
+/// same-namespace one.
+pub fn foreign_namespace(ns: &str, r: Option<&CredentialsRef>) -> Option<Stall> {
+    let other = r?.namespace.as_deref()?;
     (other != ns).then(|| {
         stall(
             "CredentialsRefForbidden",
@@ -87,28 +83,12 @@ impl Credentials {
             .map(|(_, c)| c.clone())
     }
 
-    /// The client `obj` must use, or why it cannot go on.
-    pub async fn client_for(
-        &self,
-        obj: &DynamicObject,
-        store: &impl KubeStore,
-    ) -> Result<ArmClient, Stall> {
-        let Some(r) = obj.data.pointer("/spec/credentialsRef") else {
-            return Ok(self.default.clone());
-        };
-        if let Some(s) = foreign_namespace(obj) {
-            return Err(s);
-        }
-        let ns = obj.namespace().unwrap_or_default();
-        let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
-        self.client_for_secret(&ns, Some(name), store).await
-    }
-
     /// The ARM client of a resource in `ns` whose `credentialsRef` names the Secret `name`
     /// (`None`: the operator's own identity), built once per version of that Secret.
     ///
     /// # Errors
-    /// As [`client_for`](Self::client_for).
+    /// `SecretNotFound` when the Secret is missing or lacks a key, `CredentialsRefInvalid`
+    /// when no client can be built from it.
     pub async fn client_for_secret(
         &self,
         ns: &str,

@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::azure::ArmClient;
-use crate::crd::{AzureMLExtension, AzureMlExtensionStatus, KubernetesCompute};
+use crate::crd::{AzureMLExtension, AzureMlExtensionStatus, CredentialsRef, KubernetesCompute};
 use crate::engine::azureml_extension::KIND;
 
 use super::metrics::ResourceState;
@@ -28,11 +28,12 @@ impl TypedKind for AzureMLExtension {
         self.status.clone().unwrap_or_default()
     }
 
-    fn credentials_ref(&self) -> Option<&str> {
-        self.spec.credentials_ref.as_ref().map(|r| r.name.as_str())
+    fn credentials_ref(&self) -> Option<&CredentialsRef> {
+        self.spec.credentials_ref.as_ref()
     }
 
     fn secret_names(&self) -> Vec<&str> {
+        let credentials = self.spec.credentials_ref.as_ref().map(|r| r.name.as_str());
         let tls = self
             .spec
             .inference
@@ -40,7 +41,7 @@ impl TypedKind for AzureMLExtension {
             .as_ref()
             .and_then(|t| t.secret_ref.as_ref())
             .map(|r| r.name.as_str());
-        self.credentials_ref().into_iter().chain(tls).collect()
+        credentials.into_iter().chain(tls).collect()
     }
 
     fn reached_azure(status: &AzureMlExtensionStatus) -> bool {
@@ -130,7 +131,7 @@ pub async fn run(
     term: watch::Receiver<bool>,
 ) {
     let ns = namespace.as_deref();
-    let (c, _) = typed::controller::<AzureMLExtension>(&ctx, ns);
+    let w = typed::controller::<AzureMLExtension>(&ctx, ns);
     // A compute that goes (or changes) wakes the extension it names: one being deleted waits
     // for its last compute (`InUse`).
     let computes = watcher(
@@ -139,12 +140,12 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
-    let c = c.watches_stream(computes, |kc| {
+    let c = w.controller.watches_stream(computes, |kc| {
         let ns = kc.namespace().unwrap_or_default();
         kc.0.as_ref()
             .ok()
             .and_then(|k| k.spec.extension_ref.as_ref())
             .map(|r| ObjectRef::new(&r.name).within(&ns))
     });
-    typed::drive(c, ctx, concurrency, term).await;
+    typed::drive(c, w.cache, ctx, concurrency, term).await;
 }

@@ -14,18 +14,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
 use serde_json::json;
 
-use crate::crd::{ClusterStatus, KubernetesCompute, KubernetesComputeStatus};
+use crate::crd::{
+    ClusterAttachment, ClusterStatus, InferenceCluster, KubernetesCompute, KubernetesComputeStatus,
+};
 use crate::engine::Desired;
 use crate::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError};
-use crate::validate::{Finding, Manifest};
 
-use super::kinds::Kind;
+use super::cluster::ClusterKind;
+use super::typed::TypedKind;
 
 /// The single field manager of everything amlops writes.
 pub const FIELD_MANAGER: &str = "amlops";
@@ -33,34 +36,50 @@ pub const FIELD_MANAGER: &str = "amlops";
 /// Events and conditions carry at most this many bytes of message (the events API limit).
 const MAX_NOTE: usize = 1024;
 
+/// The reflector caches of the two cluster kinds, which the store reads sibling claims and
+/// event references from (no extra API calls).
+#[derive(Clone)]
+pub struct ClusterCaches {
+    /// `InferenceCluster`s.
+    pub inference_clusters: Store<DeserializeGuard<InferenceCluster>>,
+    /// `ClusterAttachment`s.
+    pub cluster_attachments: Store<DeserializeGuard<ClusterAttachment>>,
+}
+
+impl Default for ClusterCaches {
+    /// Empty caches (no controller fills them).
+    fn default() -> Self {
+        Self {
+            inference_clusters: kube::runtime::reflector::store::Writer::default().as_reader(),
+            cluster_attachments: kube::runtime::reflector::store::Writer::default().as_reader(),
+        }
+    }
+}
+
 /// Kubernetes-backed store; clones share the client, recorder and caches.
 #[derive(Clone)]
 pub struct ApiStore {
     client: Client,
     recorder: Recorder,
-    caches: Arc<Vec<(Kind, Store<DynamicObject>)>>,
+    caches: ClusterCaches,
     parsed: Arc<Mutex<Memo>>,
     /// The resourceVersion our last write to each object produced, until the cache shows it.
     written: Arc<Mutex<HashMap<ObjKey, String>>>,
     /// Resources per (lower-cased) subscription, and when they were counted.
     counts: Arc<Mutex<Option<Counted>>>,
-    /// The typed kinds' caches (`AzureMLExtension`, `KubernetesCompute`), registered when
-    /// their controllers start: each gives the subscription of every cached object.
+    /// Every kind's cache, registered when its controller starts ([`Self::count_cache`]):
+    /// each gives the subscription of every cached object.
     typed: Arc<Mutex<Vec<SubscriptionsOf>>>,
 }
 
-/// The subscriptions of the objects in one typed kind's cache, one per object.
+/// The subscriptions of the objects in one kind's cache, one per object.
 pub type SubscriptionsOf = Box<dyn Fn() -> Vec<String> + Send + Sync>;
 
-/// What a cached object claims, as of one version of its spec: parsing every sibling on
-/// every claim check would cost O(n) deserializations per new resource.
+/// What a cached object claims, as of one version of its spec: building every sibling's
+/// claim on every claim check would cost O(n) [`Desired`]s per new resource.
 struct Parsed {
     version: SpecVersion,
     claim: Option<Claim>,
-    /// The admission verdict on this spec (schema, CEL, arithmetic), once asked for: the
-    /// checks cost ~1 ms (CEL compiles every `matches()` regex anew) and a spec is
-    /// reconciled many times.
-    verdict: Option<Result<Manifest, Vec<Finding>>>,
     /// The last [`Memo::epoch`] that saw the object in the caches.
     epoch: u64,
 }
@@ -74,54 +93,95 @@ enum SpecVersion {
 }
 
 impl SpecVersion {
-    fn matches(&self, obj: &DynamicObject) -> bool {
-        match (self, obj.metadata.generation) {
+    fn matches(&self, meta: &ObjectMeta) -> bool {
+        match (self, meta.generation) {
             (Self::Generation(g), Some(h)) => *g == h,
-            (Self::Resource(r), None) => r.as_deref() == obj.metadata.resource_version.as_deref(),
+            (Self::Resource(r), None) => r.as_deref() == meta.resource_version.as_deref(),
             _ => false,
         }
     }
 
-    fn of(obj: &DynamicObject) -> Self {
-        match obj.metadata.generation {
+    fn of(meta: &ObjectMeta) -> Self {
+        match meta.generation {
             Some(g) => Self::Generation(g),
-            None => Self::Resource(obj.metadata.resource_version.clone()),
-        }
-    }
-}
-
-impl Parsed {
-    fn new(kind: Kind, obj: &DynamicObject, epoch: u64) -> Self {
-        Self {
-            version: SpecVersion::of(obj),
-            claim: kind.desired(obj).ok().map(|d| Claim::of(&d)),
-            verdict: None,
-            epoch,
+            None => Self::Resource(meta.resource_version.clone()),
         }
     }
 }
 
 /// The memo key of an object: the API server always sets a uid; objects without one
 /// (hand-made in tests) are told apart by kind, namespace and name.
-fn memo_id(kind: Kind, obj: &DynamicObject) -> std::borrow::Cow<'_, str> {
-    match obj.metadata.uid.as_deref() {
+fn memo_id<'a>(kind: &str, meta: &'a ObjectMeta) -> std::borrow::Cow<'a, str> {
+    match meta.uid.as_deref() {
         Some(uid) => uid.into(),
         None => format!(
-            "{}/{}/{}",
-            kind.name(),
-            obj.namespace().unwrap_or_default(),
-            obj.name_any()
+            "{kind}/{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
         )
         .into(),
     }
 }
 
-/// Parsed claims (and admission verdicts) by object uid. A claim check walks every cached
-/// sibling, so the walk allocates nothing for an object whose spec it has already parsed.
+/// Parsed claims by object uid. A claim check walks every cached sibling, so the walk
+/// allocates nothing for an object whose spec it has already seen.
 #[derive(Default)]
 struct Memo {
     epoch: u64,
     entries: HashMap<String, Parsed>,
+}
+
+impl Memo {
+    /// Adds the claims of `store`'s objects that contend with `(compute, aks)` (other than
+    /// `key`'s) to `out`, marking each object seen in this `epoch`.
+    fn contenders<K: ClusterKind>(
+        &mut self,
+        store: &Store<DeserializeGuard<K>>,
+        key: &ObjKey,
+        (compute, aks): (&str, Option<&str>),
+        out: &mut Vec<Claim>,
+    ) {
+        let epoch = self.epoch;
+        for obj in store.state() {
+            let meta = obj.meta();
+            let id = memo_id(K::KIND, meta);
+            let entry = match self.entries.get_mut(id.as_ref()) {
+                Some(p) if p.version.matches(meta) => p,
+                _ => {
+                    let claim = obj.0.as_ref().ok().map(|k| Claim::of(&k.desired()));
+                    let parsed = Parsed {
+                        version: SpecVersion::of(meta),
+                        claim,
+                        epoch,
+                    };
+                    self.entries.insert(id.to_string(), parsed);
+                    let Some(p) = self.entries.get_mut(id.as_ref()) else {
+                        continue;
+                    };
+                    p
+                }
+            };
+            entry.epoch = epoch;
+            let Some(claim) = entry.claim.as_ref() else {
+                continue;
+            };
+            if claim.key == *key || !claim.contends_with(compute, aks) {
+                continue;
+            }
+            // Whether it owns its compute changes with its status, not its spec.
+            let owns = obj
+                .0
+                .as_ref()
+                .ok()
+                .and_then(|k| k.cluster_status())
+                .is_some_and(|s| s.compute_id.is_some());
+            out.push(Claim {
+                owns,
+                created: meta.creation_timestamp.as_ref().map(|t| t.0),
+                ..claim.clone()
+            });
+        }
+    }
 }
 
 fn store_err(e: kube::Error) -> StoreError {
@@ -143,15 +203,11 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 impl ApiStore {
     /// A store publishing Events as `reporter`, reading claims from `caches`.
-    pub fn new(
-        client: Client,
-        recorder: Recorder,
-        caches: Vec<(Kind, Store<DynamicObject>)>,
-    ) -> Self {
+    pub fn new(client: Client, recorder: Recorder, caches: ClusterCaches) -> Self {
         Self {
             client,
             recorder,
-            caches: Arc::new(caches),
+            caches,
             parsed: Arc::default(),
             written: Arc::default(),
             counts: Arc::default(),
@@ -159,9 +215,21 @@ impl ApiStore {
         }
     }
 
+    /// Counts the objects of `cache` (by [`TypedKind::subscription`]) in
+    /// [`resources_in_subscription`](KubeStore::resources_in_subscription): every kind's
+    /// cache, registered when its controller starts.
+    pub fn count_cache<K: TypedKind>(&self, cache: Store<DeserializeGuard<K>>) {
+        self.count_also(Box::new(move || {
+            cache
+                .state()
+                .iter()
+                .filter_map(|o| o.0.as_ref().ok().and_then(TypedKind::subscription))
+                .collect()
+        }));
+    }
+
     /// Counts the objects `subscriptions` lists in
-    /// [`resources_in_subscription`](KubeStore::resources_in_subscription) too (a typed
-    /// kind's cache, registered when its controller starts).
+    /// [`resources_in_subscription`](KubeStore::resources_in_subscription) too.
     pub fn count_also(&self, subscriptions: SubscriptionsOf) {
         self.typed
             .lock()
@@ -175,56 +243,8 @@ impl ApiStore {
         self.written.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The engine's view of `obj` after every admission check ([`Kind::check`]), or what is
-    /// wrong with it, checked once per spec version.
-    pub fn validated(&self, kind: Kind, obj: &DynamicObject) -> Result<Desired, Vec<Finding>> {
-        let id = memo_id(kind, obj);
-        let known = {
-            let memo = self.memo();
-            memo.entries
-                .get(id.as_ref())
-                .filter(|p| p.version.matches(obj))
-                .and_then(|p| p.verdict.clone())
-        };
-        let verdict = match known {
-            Some(v) => v.map(|m| m.with_metadata(obj.metadata.clone())),
-            None => {
-                // Outside the lock: other reconciles go on meanwhile.
-                let v = kind.check(obj);
-                let mut memo = self.memo();
-                let epoch = memo.epoch;
-                let len = memo.entries.len();
-                if len >= 256 && len.is_power_of_two() && !memo.entries.contains_key(id.as_ref()) {
-                    // Claim checks forget deleted objects; without them (only steady
-                    // resyncs), forget them here now and then.
-                    let live: std::collections::HashSet<String> = self
-                        .objects()
-                        .iter()
-                        .map(|(k, o)| memo_id(*k, o).into_owned())
-                        .collect();
-                    memo.entries.retain(|id, _| live.contains(id));
-                }
-                let entry = memo
-                    .entries
-                    .entry(id.into_owned())
-                    .or_insert_with(|| Parsed::new(kind, obj, epoch));
-                if !entry.version.matches(obj) {
-                    *entry = Parsed::new(kind, obj, epoch);
-                }
-                entry.verdict = Some(v.clone());
-                v
-            }
-        };
-        verdict.map(|m| m.desired())
-    }
-
     fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
         self.parsed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records that one of our writes left `key` at `obj`'s resourceVersion.
-    pub fn wrote(&self, key: &ObjKey, obj: &DynamicObject) {
-        self.wrote_version(key, obj.metadata.resource_version.clone());
     }
 
     /// Records that one of our writes left `key` at resourceVersion `rv`.
@@ -235,9 +255,9 @@ impl ApiStore {
         let mut written = self.written();
         written.insert(key.clone(), rv);
         // Objects deleted by someone else never come back to `current`: sweep now and then
-        // (the typed kinds' objects are not in these caches: they forget on deletion).
+        // (the other kinds' objects are not in these caches: they forget on deletion).
         if written.len() >= 256 && written.len().is_power_of_two() {
-            written.retain(|k, _| Kind::from_name(&k.kind).is_none() || self.cached(k).is_some());
+            written.retain(|k, _| !self.serves(&k.kind) || self.cached_uid(k).is_some());
         }
     }
 
@@ -253,44 +273,55 @@ impl ApiStore {
 
     /// The object to reconcile: `cached` when it already shows our last write to it (or
     /// we never wrote it), else the API server's copy; `None` if it no longer exists.
-    pub async fn current(
-        &self,
-        kind: Kind,
-        key: &ObjKey,
-        cached: Arc<DynamicObject>,
-    ) -> Result<Option<Arc<DynamicObject>>, kube::Error> {
-        let cached_rv = cached.metadata.resource_version.as_deref();
+    ///
+    /// # Errors
+    /// The API server's refusal of the read.
+    pub async fn current<K: TypedKind>(&self, cached: &K) -> Result<Option<K>, kube::Error> {
+        let key = super::typed::key_of::<K>(cached);
         {
             let mut written = self.written();
-            match written.get(key) {
-                None => return Ok(Some(cached)),
-                Some(rv) if Some(rv.as_str()) == cached_rv => {
-                    written.remove(key);
-                    return Ok(Some(cached));
+            match written.get(&key) {
+                None => return Ok(Some(cached.clone())),
+                Some(rv) if Some(rv) == cached.meta().resource_version.as_ref() => {
+                    written.remove(&key);
+                    return Ok(Some(cached.clone()));
                 }
                 // Behind our write, or past it (someone changed it since): resourceVersions
                 // are opaque, so only the API server can tell.
                 Some(_) => {}
             }
         }
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &key.namespace, &kind.api_resource());
-        match api.get_opt(&key.name).await? {
-            Some(live) => {
-                // Keep comparing until the cache reaches this version.
-                self.wrote(key, &live);
-                Ok(Some(Arc::new(live)))
-            }
-            None => {
-                self.forget(key);
-                Ok(None)
-            }
+        let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
+        let live = api.get_opt(&key.name).await?;
+        match &live {
+            // Keep comparing until the cache reaches this version.
+            Some(l) => self.wrote_version(&key, l.meta().resource_version.clone()),
+            None => self.forget(&key),
         }
+        Ok(live)
     }
 
-    pub(super) fn cached(&self, key: &ObjKey) -> Option<Arc<DynamicObject>> {
-        let (kind, store) = self.caches.iter().find(|(k, _)| k.name() == key.kind)?;
-        store.get(&kind.object_ref(&key.namespace, &key.name))
+    /// Whether `kind` is one of the kinds whose caches this store reads.
+    fn serves(&self, kind: &str) -> bool {
+        kind == InferenceCluster::KIND || kind == ClusterAttachment::KIND
+    }
+
+    /// The uid of the cached object `key` (`Some(None)`: cached without one); `None` when
+    /// it is not cached here.
+    fn cached_uid(&self, key: &ObjKey) -> Option<Option<String>> {
+        fn uid<K: TypedKind>(
+            store: &Store<DeserializeGuard<K>>,
+            key: &ObjKey,
+        ) -> Option<Option<String>> {
+            store
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(|o| o.meta().uid.clone())
+        }
+        match key.kind.as_str() {
+            InferenceCluster::KIND => uid(&self.caches.inference_clusters, key),
+            ClusterAttachment::KIND => uid(&self.caches.cluster_attachments, key),
+            _ => None,
+        }
     }
 
     fn reference(&self, key: &ObjKey) -> ObjectReference {
@@ -300,32 +331,13 @@ impl ApiStore {
             kind: Some(key.kind.clone()),
             name: Some(key.name.clone()),
             namespace: Some(key.namespace.clone()),
-            uid: self.cached(key).and_then(|o| o.metadata.uid.clone()),
+            uid: self.cached_uid(key).flatten(),
             ..Default::default()
         }
     }
 
-    /// Every cached object of every kind.
-    pub fn objects(&self) -> Vec<(Kind, Arc<DynamicObject>)> {
-        self.caches
-            .iter()
-            .flat_map(|(k, s)| s.state().into_iter().map(move |o| (*k, o)))
-            .collect()
-    }
-
     fn count_by_subscription(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
-        for (_, store) in self.caches.iter() {
-            for o in store.state() {
-                if let Some(sub) = o
-                    .data
-                    .pointer("/spec/workspace/subscriptionId")
-                    .and_then(|v| v.as_str())
-                {
-                    *counts.entry(sub.to_ascii_lowercase()).or_insert(0) += 1;
-                }
-            }
-        }
         for subscriptions in self.typed.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             for sub in subscriptions() {
                 *counts.entry(sub.to_ascii_lowercase()).or_insert(0) += 1;
@@ -360,7 +372,8 @@ const COUNT_TTL: Duration = Duration::from_secs(1);
 
 impl ApiStore {
     /// Saves the status of an object of a typed kind by server-side apply (our one field
-    /// manager) and remembers the resourceVersion it produced.
+    /// manager) and remembers the resourceVersion it produced. The answer is read untyped:
+    /// the object may not decode as a `K` (its stall is what is being saved).
     ///
     /// # Errors
     /// The API server's refusal.
@@ -369,7 +382,11 @@ impl ApiStore {
         key: &ObjKey,
         status: &K::Status,
     ) -> Result<(), StoreError> {
-        let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &key.namespace,
+            &ApiResource::erase::<K>(&()),
+        );
         let body = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::KIND,
@@ -438,25 +455,17 @@ impl KubeStore for ApiStore {
     }
 
     async fn save_status(&self, key: &ObjKey, status: &ClusterStatus) -> Result<(), StoreError> {
-        let kind = Kind::from_name(&key.kind)
-            .ok_or_else(|| StoreError(format!("unknown kind {}", key.kind)))?;
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &key.namespace, &kind.api_resource());
-        let body = json!({
-            "apiVersion": kind.api_version(),
-            "kind": kind.name(),
-            "status": status,
-        });
-        let saved = api
-            .patch_status(
-                &key.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(body),
-            )
-            .await
-            .map_err(store_err)?;
-        self.wrote(key, &saved);
-        Ok(())
+        match key.kind.as_str() {
+            InferenceCluster::KIND => {
+                self.save_typed_status::<InferenceCluster>(key, status)
+                    .await
+            }
+            ClusterAttachment::KIND => {
+                self.save_typed_status::<ClusterAttachment>(key, status)
+                    .await
+            }
+            other => Err(StoreError(format!("unknown kind {other}"))),
+        }
     }
 
     async fn emit(&self, event: Event) {
@@ -485,49 +494,22 @@ impl KubeStore for ApiStore {
     async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
         let key = &d.key();
         let (compute, aks) = crate::engine::store::claim_target(d);
+        let target = (compute.as_str(), aks);
         let mut out = Vec::new();
         let mut memo = self.memo();
         memo.epoch += 1;
         let epoch = memo.epoch;
-        for (kind, obj) in self.objects() {
-            let id = memo_id(kind, &obj);
-            let fresh = memo
-                .entries
-                .get(id.as_ref())
-                .is_some_and(|p| p.version.matches(&obj));
-            if !fresh {
-                memo.entries
-                    .insert(id.to_string(), Parsed::new(kind, &obj, epoch));
-            }
-            let Some(entry) = memo.entries.get_mut(id.as_ref()) else {
-                continue;
-            };
-            entry.epoch = epoch;
-            let Some(claim) = entry.claim.as_ref() else {
-                continue;
-            };
-            if claim.key == *key || !claim.contends_with(&compute, aks) {
-                continue;
-            }
-            // Whether it owns its compute changes with its status, not its spec.
-            out.push(Claim {
-                owns: obj
-                    .data
-                    .pointer("/status/computeId")
-                    .is_some_and(|v| v.is_string()),
-                created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                ..claim.clone()
-            });
-        }
+        memo.contenders(&self.caches.inference_clusters, key, target, &mut out);
+        memo.contenders(&self.caches.cluster_attachments, key, target, &mut out);
         // Forget deleted objects.
         memo.entries.retain(|_, p| p.epoch == epoch);
         Ok(out)
     }
 
-    /// How many cached resources name `subscription`: the legacy kinds and the
+    /// How many cached resources name `subscription`: the cluster kinds and the
     /// `KubernetesCompute`s by their workspace, the `AzureMLExtension`s by their cluster
-    /// (the typed kinds once their controllers registered their caches, [`Self::count_also`]):
-    /// the resources whose resyncs share that subscription's ARM read budget. Counted for every
+    /// (each kind once its controller registered its cache, [`Self::count_cache`]): the
+    /// resources whose resyncs share that subscription's ARM read budget. Counted for every
     /// subscription in one walk of the caches at most once per [`COUNT_TTL`]: a walk per
     /// steady reconcile was O(n²) per resync round (18% of the CPU at 1,000 resources).
     fn resources_in_subscription(&self, subscription: &str) -> usize {
@@ -548,13 +530,14 @@ impl KubeStore for ApiStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
     use kube::runtime::events::Reporter;
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher;
 
     const AV: &str = "amlops.dev/v1alpha1";
 
-    fn ic(name: &str, compute: &str, generation: i64, created: &str) -> DynamicObject {
+    fn ic(name: &str, compute: &str, generation: i64, created: &str) -> InferenceCluster {
         serde_json::from_value(json!({
             "apiVersion": "amlops.dev/v1alpha1", "kind": "InferenceCluster",
             "metadata": {"name": name, "namespace": "ml", "generation": generation,
@@ -581,27 +564,21 @@ mod tests {
         let fake = crate::fake_kube::FakeApiServer::start().await.unwrap();
         let client = fake.client();
         let recorder = Recorder::new(client.clone(), Reporter::from("test"));
-        let mut writer = Writer::new(Kind::InferenceCluster.api_resource());
-        writer.apply_watcher_event(&watcher::Event::Apply(ic(
-            "a",
-            "shared",
-            1,
-            "2026-01-01T00:00:00Z",
-        )));
-        writer.apply_watcher_event(&watcher::Event::Apply(ic(
-            "b",
-            "shared",
-            1,
-            "2026-01-02T00:00:00Z",
-        )));
-        let store = ApiStore::new(
-            client,
-            recorder,
-            vec![(Kind::InferenceCluster, writer.as_reader())],
-        );
+        let mut writer = Writer::default();
+        let apply = |o: InferenceCluster| watcher::Event::Apply(DeserializeGuard(Ok(o)));
+        writer.apply_watcher_event(&apply(ic("a", "shared", 1, "2026-01-01T00:00:00Z")));
+        writer.apply_watcher_event(&apply(ic("b", "shared", 1, "2026-01-02T00:00:00Z")));
+        let caches = ClusterCaches {
+            inference_clusters: writer.as_reader(),
+            ..ClusterCaches::default()
+        };
+        let store = ApiStore::new(client, recorder, caches.clone());
         let claims = async |name: &str| {
-            let obj = store.cached(&key(name)).unwrap();
-            let d = Kind::InferenceCluster.desired(&obj).unwrap();
+            let obj = caches
+                .inference_clusters
+                .get(&ObjectRef::new(name).within("ml"))
+                .unwrap();
+            let d = obj.0.as_ref().unwrap().desired();
             let c = store.claims(&d).await.unwrap();
             // The claims that win under the rule `decide` applies.
             c.into_iter()
@@ -613,19 +590,14 @@ mod tests {
         assert_eq!(claims("b").await, ["a"]);
         assert!(claims("a").await.is_empty());
         // A new spec of `a` (new generation) is parsed again: no contention any more…
-        writer.apply_watcher_event(&watcher::Event::Apply(ic(
-            "a",
-            "other",
-            2,
-            "2026-01-01T00:00:00Z",
-        )));
+        writer.apply_watcher_event(&apply(ic("a", "other", 2, "2026-01-01T00:00:00Z")));
         assert!(claims("b").await.is_empty());
         // …and again when it comes back to the contested name.
         let back = ic("a", "shared", 3, "2026-01-01T00:00:00Z");
-        writer.apply_watcher_event(&watcher::Event::Apply(back.clone()));
+        writer.apply_watcher_event(&apply(back.clone()));
         assert_eq!(claims("b").await, ["a"]);
         // A deleted sibling claims nothing any more.
-        writer.apply_watcher_event(&watcher::Event::Delete(back));
+        writer.apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(back))));
         assert!(claims("b").await.is_empty());
         assert_eq!(store.parsed.lock().unwrap().entries.len(), 1, "forgotten");
     }
@@ -638,7 +610,7 @@ mod tests {
         let fake = crate::fake_kube::FakeApiServer::start().await.unwrap();
         let client = fake.client();
         let recorder = Recorder::new(client.clone(), Reporter::from("amlops"));
-        let store = ApiStore::new(client, recorder, Vec::new());
+        let store = ApiStore::new(client, recorder, ClusterCaches::default());
         let emit = async |reason: &str, message: &str| {
             store
                 .emit(Event {
@@ -703,7 +675,7 @@ mod tests {
             fake.install_crd(crd).unwrap();
         }
         let client = fake.client();
-        let live = |name: &str| -> DynamicObject {
+        let live = |name: &str| -> InferenceCluster {
             let mut o = serde_json::to_value(ic(name, "c", 1, "2026-01-01T00:00:00Z")).unwrap();
             o["metadata"]
                 .as_object_mut()
@@ -713,12 +685,10 @@ mod tests {
             serde_json::from_value(fake.put(o).unwrap()).unwrap()
         };
         let a = live("a");
-        let mut writer = Writer::new(Kind::InferenceCluster.api_resource());
-        writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
         let store = ApiStore::new(
             client.clone(),
             Recorder::new(client, Reporter::from("test")),
-            vec![(Kind::InferenceCluster, writer.as_reader())],
+            ClusterCaches::default(),
         );
         let gets = || {
             fake.requests()
@@ -726,9 +696,9 @@ mod tests {
                 .filter(|r| r.method == "GET" && r.path.ends_with("/inferenceclusters/a"))
                 .count()
         };
-        let current = async |o: &DynamicObject| {
+        let current = async |o: &InferenceCluster| {
             store
-                .current(Kind::InferenceCluster, &key("a"), Arc::new(o.clone()))
+                .current(o)
                 .await
                 .unwrap()
                 .map(|o| o.resource_version().unwrap())
@@ -753,7 +723,7 @@ mod tests {
         assert_eq!(current(&a).await.as_deref(), Some(written.as_str()));
         assert_eq!(gets(), 2, "still behind: read again");
         // The cache caught up: trusted again, and from then on.
-        let fresh: DynamicObject =
+        let fresh: InferenceCluster =
             serde_json::from_value(fake.get(AV, "InferenceCluster", Some("ml"), "a").unwrap())
                 .unwrap();
         assert_eq!(current(&fresh).await.as_deref(), Some(written.as_str()));
@@ -771,79 +741,29 @@ mod tests {
         assert!(store.written().is_empty());
     }
 
-    #[tokio::test]
-    async fn a_spec_is_checked_once_and_metadata_is_always_current() {
-        let fake = crate::fake_kube::FakeApiServer::start().await.unwrap();
-        let client = fake.client();
-        let store = ApiStore::new(
-            client.clone(),
-            Recorder::new(client, Reporter::from("test")),
-            vec![],
-        );
-        let k = Kind::InferenceCluster;
-        let checked = |store: &ApiStore| {
-            store
-                .memo()
-                .entries
-                .get("uid-a")
-                .and_then(|p| p.verdict.as_ref().map(|v| v.is_ok()))
-        };
-        // An invalid spec (bad computeName): refused, and the verdict is kept.
-        let bad = ic("a", "Not_Valid!", 1, "2026-01-01T00:00:00Z");
-        assert!(store.validated(k, &bad).is_err());
-        assert_eq!(checked(&store), Some(false));
-        // The fix is a new generation: checked again, accepted.
-        let good = ic("a", "good", 2, "2026-01-01T00:00:00Z");
-        let d = store.validated(k, &good).expect("valid");
-        assert_eq!(d.compute_name, "good");
-        assert_eq!(checked(&store), Some(true));
-        // Same spec, new annotation: the kept verdict, with the annotation of now.
-        let mut annotated = good.clone();
-        annotated.metadata.annotations = Some(
-            [(
-                crate::crd::REATTACH_ANNOTATION.to_string(),
-                "r1".to_string(),
-            )]
-            .into(),
-        );
-        // A kept verdict is reused (marked here to tell it from a new check).
-        if let Some(Ok(Manifest::InferenceCluster(o))) = store
-            .memo()
-            .entries
-            .get_mut("uid-a")
-            .and_then(|p| p.verdict.as_mut())
-        {
-            o.spec.compute_name = Some(crate::crd::ComputeName("from-memo".into()));
-        }
-        let d = store.validated(k, &annotated).expect("valid");
-        assert_eq!(d.compute_name, "from-memo", "not checked again");
-        assert_eq!(d.reattach_token.as_deref(), Some("r1"), "metadata of now");
-    }
-
-    /// Every kind shares its subscription's read budget: the legacy caches and the typed
-    /// kinds' registered caches all count, case-insensitively.
+    /// Every kind shares its subscription's read budget: every registered cache counts,
+    /// case-insensitively.
     #[tokio::test]
     async fn resources_in_subscription_counts_all_four_kinds() {
         const A: &str = "00000000-0000-0000-0000-000000000000";
         const B: &str = "bbbbbbbb-0000-0000-0000-000000000000";
         let fake = crate::fake_kube::FakeApiServer::start().await.unwrap();
         let client = fake.client();
-        let mut writer = Writer::new(Kind::InferenceCluster.api_resource());
-        for (name, gen_) in [("a", 1), ("b", 1)] {
-            writer.apply_watcher_event(&watcher::Event::Apply(ic(
-                name,
-                name,
-                gen_,
-                "2026-01-01T00:00:00Z",
-            )));
+        let mut writer = Writer::default();
+        for name in ["a", "b"] {
+            let o = ic(name, name, 1, "2026-01-01T00:00:00Z");
+            writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(o))));
         }
         let store = ApiStore::new(
             client.clone(),
             Recorder::new(client, Reporter::from("test")),
-            vec![(Kind::InferenceCluster, writer.as_reader())],
+            ClusterCaches::default(),
         );
+        assert_eq!(store.resources_in_subscription(A), 0, "nothing registered");
+        // As the InferenceCluster controller registers its cache (counted again at once).
+        store.count_cache(writer.as_reader());
         assert_eq!(store.resources_in_subscription(A), 2);
-        // The typed kinds' caches, once registered (the count is taken again at once).
+        // The other kinds' caches, once registered.
         store.count_also(Box::new(|| vec![A.to_ascii_uppercase(), B.into()]));
         store.count_also(Box::new(|| vec![A.into()]));
         let table = [(A, 4), (B, 1), ("cccccccc-0000-0000-0000-000000000000", 0)];

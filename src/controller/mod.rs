@@ -1,7 +1,9 @@
-//! `amlops run`: the Kubernetes controller. One kube-runtime `Controller`
-//! per kind drives the engine; both run only while this replica holds the leader Lease and
-//! stop together on SIGTERM or when leadership is lost.
+//! `amlops run`: the Kubernetes controller. One kube-runtime `Controller` per kind, on a
+//! typed watch, drives that kind's engine through one generic reconcile ([`typed`]); all
+//! four run only while this replica holds the leader Lease and stop together on SIGTERM or
+//! when leadership is lost.
 
+pub mod cluster;
 pub mod compute;
 pub mod credentials;
 pub mod extension;

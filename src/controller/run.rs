@@ -1,37 +1,32 @@
 //! The operator's life: probes, leader election, and a leadership *term* during which the
-//! two controllers run. A term ends on shutdown or when the Lease is lost; in-flight
+//! four controllers run. A term ends on shutdown or when the Lease is lost; in-flight
 //! reconciles finish first, then (on shutdown) the Lease is released for the next replica.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject};
-use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{self, Controller};
+use kube::Client;
+use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::store::Writer;
 use tokio::sync::watch;
 
 use crate::azure::{ArmClient, ArmClientConfig};
-use crate::crd::{ADOPT_ANNOTATION, REATTACH_ANNOTATION};
+use crate::crd::{ClusterAttachment, InferenceCluster};
 use crate::engine::EngineConfig;
 
+use super::cluster;
 use super::compute;
 use super::credentials::Credentials;
 use super::extension;
 use super::http::{self, Probes, Readiness};
 use super::kinds::Kind;
-use super::kinds::object_name;
-use super::kube_store::ApiStore;
+use super::kube_store::{ApiStore, ClusterCaches};
 use super::leader::{Elector, Leadership, LeaseConfig};
-use super::metrics::{Metrics, ResourceState};
-use super::reconciler::{self, Backoff, Ctx, Shared};
+use super::metrics::Metrics;
+use super::reconciler::{Backoff, Shared};
 use super::typed::TypedCtx;
 
 /// Everything `amlops run` is configured with.
@@ -255,23 +250,9 @@ impl Operator {
         }
     }
 
-    fn dynamic_api(&self, kind: Kind) -> Api<DynamicObject> {
-        let ar = kind.api_resource();
-        match &self.options.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
-            None => Api::all_with(self.client.clone(), &ar),
-        }
-    }
-
-    /// Secrets as metadata only: their contents never enter the watch path.
-    fn secret_meta_api(&self) -> Api<PartialObjectMeta<Secret>> {
-        match &self.options.namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        }
-    }
-
-    /// One leadership term: both controllers until `term` turns true.
+    /// One leadership term: the four controllers until `term` turns true. Readiness
+    /// waits for the two cluster kinds' CRDs and caches; the Kubernetes compute path's
+    /// kinds each start once their CRD is established, without holding anything up.
     async fn term(&self, mut term: watch::Receiver<bool>, ready: &watch::Sender<Readiness>) {
         ready.send_replace(Readiness::NotReady(
             "waiting for the CRDs to be established",
@@ -281,55 +262,6 @@ impl Operator {
                 return;
             }
         }
-        let wc = watcher::Config::default();
-        let mut parts = Vec::new();
-        let mut synced = Vec::new();
-        for kind in Kind::ALL {
-            let ar = kind.api_resource();
-            let writer = Writer::<DynamicObject>::new(ar.clone());
-            let reader = writer.as_reader();
-            // Synced once the first full list is in the cache. (Not `Store::wait_until_ready`:
-            // the controller waits on it too, and its one-shot keeps only one waker.)
-            let (synced_tx, synced_rx) = watch::channel(false);
-            // Our own status writes must not wake us: only what a person changes does.
-            let shared = self.shared.clone();
-            let cache = reader.clone();
-            let stream = watcher(self.dynamic_api(kind), wc.clone())
-                .default_backoff()
-                .reflect(writer)
-                .inspect(move |e| match e {
-                    Ok(watcher::Event::InitDone) => {
-                        synced_tx.send_replace(true);
-                        shared.retain_failures(kind, |key| {
-                            cache
-                                .get(&kind.object_ref(&key.namespace, &key.name))
-                                .is_some()
-                        });
-                        shared.metrics.retain_resources(kind.name(), |name| {
-                            let (ns, name) = name.split_once('/').unwrap_or(("", name));
-                            cache.get(&kind.object_ref(ns, name)).is_some()
-                        });
-                    }
-                    Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                        shared.metrics.resource(
-                            kind.name(),
-                            &object_name(obj),
-                            Some(resource_state(obj)),
-                        );
-                    }
-                    Ok(watcher::Event::Delete(obj)) => {
-                        shared.forget_failures(kind, obj);
-                        shared
-                            .metrics
-                            .resource(kind.name(), &object_name(obj), None);
-                    }
-                    _ => {}
-                })
-                .applied_objects()
-                .predicate_filter(relevant_change, Default::default());
-            parts.push((kind, reader, stream));
-            synced.push(synced_rx);
-        }
         let recorder = Recorder::new(
             self.client.clone(),
             Reporter {
@@ -337,15 +269,43 @@ impl Operator {
                 instance: Some(self.options.identity.clone()),
             },
         );
-        let store = ApiStore::new(
-            self.client.clone(),
-            recorder,
-            parts.iter().map(|(k, r, _)| (*k, r.clone())).collect(),
+        // The store reads sibling claims from the cluster kinds' caches, which their
+        // controllers fill.
+        let ic_writer = Writer::<kube::core::DeserializeGuard<InferenceCluster>>::default();
+        let ca_writer = Writer::<kube::core::DeserializeGuard<ClusterAttachment>>::default();
+        let caches = ClusterCaches {
+            inference_clusters: ic_writer.as_reader(),
+            cluster_attachments: ca_writer.as_reader(),
+        };
+        let store = ApiStore::new(self.client.clone(), recorder, caches);
+        let ctx = Arc::new(TypedCtx {
+            shared: self.shared.clone(),
+            store,
+        });
+        let namespace = self.options.namespace.clone();
+        let concurrency = self.options.concurrency;
+        let (ic_synced_tx, mut ic_synced) = watch::channel(false);
+        let (ca_synced_tx, mut ca_synced) = watch::channel(false);
+        let inference_clusters = cluster::run::<InferenceCluster>(
+            ctx.clone(),
+            ic_writer,
+            namespace.clone(),
+            concurrency,
+            term.clone(),
+            ic_synced_tx,
+        );
+        let cluster_attachments = cluster::run::<ClusterAttachment>(
+            ctx.clone(),
+            ca_writer,
+            namespace.clone(),
+            concurrency,
+            term.clone(),
+            ca_synced_tx,
         );
         let ready_tx = ready.clone();
         let mut synced_term = term.clone();
-        let synced = tokio::spawn(async move {
-            for mut rx in synced {
+        let synced = async move {
+            for rx in [&mut ic_synced, &mut ca_synced] {
                 tokio::select! {
                     res = rx.wait_for(|s| *s) => if res.is_err() { return },
                     _ = synced_term.wait_for(|t| *t) => return,
@@ -353,44 +313,12 @@ impl Operator {
             }
             ready_tx.send_replace(Readiness::Ready);
             tracing::info!("caches synced: reconciling");
-        });
-        let mut runs = Vec::new();
-        for (kind, reader, stream) in parts {
-            let secrets = watcher(self.secret_meta_api(), wc.clone())
-                .default_backoff()
-                .touched_objects();
-            let lookup = reader.clone();
-            let mut until = term.clone();
-            let ctx = Arc::new(Ctx {
-                shared: self.shared.clone(),
-                kind,
-                store: store.clone(),
-            });
-            let run = Controller::for_stream_with(stream, reader, kind.api_resource())
-                .watches_stream(secrets, move |s| referencing(kind, &lookup, &s))
-                .with_config(controller::Config::default().concurrency(self.options.concurrency))
-                .graceful_shutdown_on(async move {
-                    let _ = until.wait_for(|t| *t).await;
-                })
-                .run(reconciler::reconcile, reconciler::error_policy, ctx)
-                .for_each(|res| async move {
-                    if let Err(e) = res {
-                        log_controller_error(&e);
-                    }
-                });
-            runs.push(run);
-        }
-        // The Kubernetes compute path's kinds: typed watches, their own controllers; each
-        // starts once its CRD is established, without holding up the legacy kinds.
-        let ctx = Arc::new(TypedCtx {
-            shared: self.shared.clone(),
-            store: store.clone(),
-        });
+        };
+        // The Kubernetes compute path's kinds: each starts once its CRD is established.
         let typed_kind = |plural: &'static str| {
             let ctx = ctx.clone();
             let mut until = term.clone();
-            let namespace = self.options.namespace.clone();
-            let concurrency = self.options.concurrency;
+            let namespace = namespace.clone();
             async move {
                 let crd = format!("{plural}.{}", crate::crd::GROUP);
                 if !self.crd_named_established(&crd, &mut until).await {
@@ -404,72 +332,12 @@ impl Operator {
         };
         let compute = typed_kind("kubernetescomputes");
         let extension = typed_kind("azuremlextensions");
-        futures::future::join3(futures::future::join_all(runs), compute, extension).await;
-        synced.abort();
-    }
-}
-
-/// Objects of `kind` that refer to the Secret `s` (TLS or credentials): a fixed Secret
-/// reconciles them again.
-fn referencing(
-    kind: Kind,
-    store: &Store<DynamicObject>,
-    s: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<DynamicObject>> {
-    let ns = s.namespace().unwrap_or_default();
-    let name = s.name_any();
-    store
-        .state()
-        .iter()
-        .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|o| kind.secret_names(o).contains(&name))
-        .map(|o| kind.object_ref(&ns, &o.name_any()))
-        .collect()
-}
-
-/// The parts of an object whose change calls for a reconcile: spec (generation), the
-/// deletion mark and our two annotations. Status and finalizer writes are ignored.
-fn relevant_change(o: &DynamicObject) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    predicates::generation(o).hash(&mut h);
-    o.metadata.deletion_timestamp.is_some().hash(&mut h);
-    let a = o.annotations();
-    a.get(REATTACH_ANNOTATION).hash(&mut h);
-    a.get(ADOPT_ANNOTATION).hash(&mut h);
-    Some(h.finish())
-}
-
-fn log_controller_error<E: std::error::Error + 'static, R: std::fmt::Display>(
-    e: &controller::Error<R, E>,
-) {
-    match e {
-        // Already logged (with backoff) by the error policy.
-        controller::Error::ReconcilerFailed(_, _) => {}
-        controller::Error::ObjectNotFound(r) => tracing::debug!(object = %r, "object gone"),
-        other => tracing::warn!(error = %other, "controller"),
-    }
-}
-
-/// What `obj` counts in the per-phase and in-flight gauges (read from the one object a
-/// watch event carries, never from a walk of the caches).
-fn resource_state(obj: &DynamicObject) -> ResourceState {
-    ResourceState {
-        phase: obj
-            .data
-            .pointer("/status/phase")
-            .and_then(|p| p.as_str())
-            .unwrap_or("Pending")
-            .to_string(),
-        inflight: obj
-            .data
-            .pointer("/status/operation")
-            .is_some_and(|v| !v.is_null()),
-        tls_not_after: obj
-            .data
-            .pointer("/status/tls/notAfter")
-            .and_then(|v| v.as_str())
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map(|t| t.as_second()),
+        futures::join!(
+            inference_clusters,
+            cluster_attachments,
+            compute,
+            extension,
+            synced
+        );
     }
 }

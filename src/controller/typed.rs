@@ -1,14 +1,17 @@
-//! Controllers on typed watches, for the Kubernetes compute path's kinds: the objects are
-//! watched as `DeserializeGuard<K>`, so one object that does not decode (written before a
-//! CRD change, say) stalls on its own with `InvalidSpec` instead of breaking the watch of all
-//! the others; the API server's admission (schema and CEL) has already checked every object
-//! it stored, so the reconcile runs no second admission.
+//! The controllers of all four kinds, on typed watches: the objects are watched as
+//! `DeserializeGuard<K>`, so one object that does not decode (written before a CRD change,
+//! say) stalls on its own with `InvalidSpec` instead of breaking the watch of all the
+//! others. The API server's admission (schema and CEL) has already checked every object it
+//! stored, so the reconcile runs no second admission: only the kind's own checks that
+//! admission cannot make ([`TypedKind::check`]: address arithmetic, subscription match).
 //!
 //! One generic reconcile over [`TypedKind`]: the finalizer (added before the first Azure
 //! write, removed only once Azure confirms the cleanup — why not `kube::runtime::finalizer`:
-//! see [`set_finalizer`]), the identity (`credentialsRef`, own namespace only), then the
-//! kind's engine, whose status is saved by server-side apply and whose requeue is the next
-//! action.
+//! see [`set_finalizer`]), the identity (`credentialsRef`, own namespace only; during a
+//! deletion whose Secret is gone, the identity it last held), then the kind's engine, whose
+//! status is saved by server-side apply and whose requeue is the next action. A
+//! Kubernetes-side failure is retried with a per-object backoff ([`error_policy`]) and
+//! reported by a Warning event published from the controller's result stream ([`drive`]).
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -19,8 +22,9 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta, Patch, PatchParams};
 use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
@@ -31,15 +35,16 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::azure::ArmClient;
-use crate::crd::{ADOPT_ANNOTATION, FINALIZER, REATTACH_ANNOTATION};
+use crate::crd::{ADOPT_ANNOTATION, CredentialsRef, FINALIZER, REATTACH_ANNOTATION};
 use crate::engine::EngineError;
 use crate::engine::conditions::{Conditioned, record_stall};
 use crate::engine::store::{Event, KubeStore, ObjKey};
 use crate::engine::verdict::{Stall, Verdict};
 
+use super::credentials::foreign_namespace;
 use super::kube_store::{ApiStore, truncate};
 use super::metrics::{ReconcileResult, ResourceState};
-use super::reconciler::{ReconcileError, Shared, jitter};
+use super::reconciler::{ReconcileError, Shared};
 
 /// What one reconcile of a typed kind's engine ended with.
 #[derive(Clone, Debug)]
@@ -68,12 +73,19 @@ pub trait TypedKind:
     /// Kind name (events, metrics, keys).
     const KIND: &'static str;
     /// The status.
-    type Status: Conditioned + Serialize + Default + Clone + Send + Sync + 'static;
+    type Status: Conditioned
+        + Serialize
+        + DeserializeOwned
+        + Default
+        + Clone
+        + Send
+        + Sync
+        + 'static;
 
     /// The saved status (default when there is none).
     fn status(&self) -> Self::Status;
-    /// Name of the `credentialsRef` Secret (own namespace), if any.
-    fn credentials_ref(&self) -> Option<&str>;
+    /// The `credentialsRef` (a Secret of its own namespace), if any.
+    fn credentials_ref(&self) -> Option<&CredentialsRef>;
     /// Secrets of its namespace whose change calls for a reconcile (credentials, TLS).
     fn secret_names(&self) -> Vec<&str>;
     /// Whether Azure may hold something of this resource (an id recorded in status): a
@@ -84,6 +96,15 @@ pub trait TypedKind:
     /// The subscription whose ARM read budget its resyncs share (`None`: the spec names
     /// none that parses).
     fn subscription(&self) -> Option<String>;
+    /// The checks of the spec that the API server's admission cannot make (address
+    /// arithmetic, a subscription match), run before any Azure call: a failure stalls the
+    /// object (`InvalidSpec`, no finalizer, no Azure call) until its spec changes.
+    ///
+    /// # Errors
+    /// The stall that says what is wrong.
+    fn check(&self) -> Result<(), Stall> {
+        Ok(())
+    }
     /// One reconcile through the kind's engine, with `arm` as identity.
     fn reconcile(
         &self,
@@ -92,12 +113,20 @@ pub trait TypedKind:
     ) -> impl Future<Output = Result<TypedOutcome, ReconcileError>> + Send;
 }
 
-/// Context of a typed controller.
+/// Context of the typed controllers (shared by all four kinds).
 pub struct TypedCtx {
     /// Process-wide state.
     pub shared: Arc<Shared>,
     /// Kubernetes side of the engines.
     pub store: ApiStore,
+}
+
+/// Context of one kind's reconciles: the shared context and the kind's cache.
+pub struct KindCtx<K: TypedKind> {
+    /// The shared context.
+    pub ctx: Arc<TypedCtx>,
+    /// The kind's reflector cache (an object is counted in error backoff only while in it).
+    pub cache: Store<DeserializeGuard<K>>,
 }
 
 impl TypedOutcome {
@@ -144,8 +173,9 @@ pub fn key_of<K: TypedKind>(obj: &impl ResourceExt) -> ObjKey {
     }
 }
 
-/// Stalls an object the engine never saw (it does not decode, its credentials cannot be
-/// used): status and one Warning event, no Azure call, no requeue.
+/// Stalls an object the engine never saw (it does not decode, its spec fails a check, its
+/// credentials cannot be used): status (the same [`record_stall`] as the engines') and one
+/// Warning event, no Azure call, no requeue — only a change of the object helps.
 async fn stall<K: TypedKind>(
     ctx: &TypedCtx,
     key: &ObjKey,
@@ -170,6 +200,47 @@ async fn stall<K: TypedKind>(
         })
         .await;
     Ok(Action::await_change())
+}
+
+/// An object that does not decode as a `K`: read once more as JSON from the API server, to
+/// name the field at fault (`spec.agentCount: invalid type…`) and to keep the status it has
+/// (its `computeId`, say). `None`: it is gone.
+async fn undecodable<K: TypedKind>(
+    ctx: &TypedCtx,
+    key: &ObjKey,
+    invalid: &InvalidObject,
+) -> Result<Option<(Stall, K::Status)>, kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.shared.client.clone(),
+        &key.namespace,
+        &ApiResource::erase::<K>(&()),
+    );
+    let Some(raw) = api.get_opt(&key.name).await? else {
+        return Ok(None);
+    };
+    let mut value = serde_json::to_value(&raw).unwrap_or(Value::Null);
+    let status = value
+        .get("status")
+        .and_then(|s| serde_json::from_value::<K::Status>(s.clone()).ok())
+        .unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        // A list item or a watch event may lack them; the object itself has them.
+        map.insert("apiVersion".into(), json!(K::api_version(&())));
+        map.insert("kind".into(), json!(K::KIND));
+    }
+    let error = match serde_path_to_error::deserialize::<_, K>(value) {
+        Err(e) => format!("{}: {}", e.path(), e.inner()),
+        // It decodes now (it changed since the watch saw it): its next event reconciles it.
+        Ok(_) => invalid.error.clone(),
+    };
+    let s = Stall::new(
+        "InvalidSpec",
+        format!(
+            "the object does not decode as a {}: {error}. Fix the resource; nothing was sent to Azure",
+            K::KIND
+        ),
+    );
+    Ok(Some((s, status)))
 }
 
 /// Adds or removes our finalizer with a JSON patch guarded by a `test` of the current list
@@ -222,28 +293,44 @@ pub async fn set_finalizer<K: TypedKind>(
     Ok(())
 }
 
-/// The object to reconcile: the cached one when it shows our last write to it, else the
-/// API server's (the cache lags our own status writes; a stale status would, e.g., take the
-/// compute just attached for someone else's). `None`: it no longer exists.
-async fn current<K: TypedKind>(ctx: &TypedCtx, cached: &K) -> Result<Option<K>, kube::Error> {
-    let key = key_of::<K>(cached);
-    match ctx.store.written_version(&key) {
-        None => return Ok(Some(cached.clone())),
-        Some(rv) if Some(&rv) == cached.meta().resource_version.as_ref() => {
-            ctx.store.forget(&key);
-            return Ok(Some(cached.clone()));
-        }
-        Some(_) => {}
+/// The identity that applies the `deletionPolicy` of a resource whose `credentialsRef`
+/// Secret is gone (deleting a namespace deletes its Secrets before the custom resources
+/// that our finalizer holds, and a terminating namespace takes no new Secret): the
+/// identity last built from that Secret, remembered in memory; after an operator restart,
+/// the operator's own identity, with a Warning. `None` when the resource never reached
+/// Azure ([`TypedKind::reached_azure`]): there is nothing to clean up.
+async fn deletion_identity<K: TypedKind>(
+    ctx: &TypedCtx,
+    obj: &K,
+    status: &K::Status,
+) -> Option<ArmClient> {
+    if !K::reached_azure(status) {
+        return None;
     }
-    let api: Api<K> = Api::namespaced(ctx.shared.client.clone(), &key.namespace);
-    let live = api.get_opt(&key.name).await?;
-    match &live {
-        Some(l) => ctx
-            .store
-            .wrote_version(&key, l.meta().resource_version.clone()),
-        None => ctx.store.forget(&key),
+    let key = key_of::<K>(obj);
+    let name = obj
+        .credentials_ref()
+        .map(|r| r.name.as_str())
+        .unwrap_or_default();
+    if let Some(c) = ctx.shared.credentials.remembered(&key.namespace, name) {
+        tracing::info!(object = %key, "credentialsRef Secret gone: deleting with the identity it held");
+        return Some(c);
     }
-    Ok(live)
+    let message = format!(
+        "credentialsRef Secret {}/{name} is gone and its identity is not remembered (the operator restarted): applying deletionPolicy with the operator's own identity",
+        key.namespace
+    );
+    tracing::warn!(object = %key, "{message}");
+    // In a terminating namespace the API server refuses this event too (logged).
+    ctx.store
+        .emit(Event {
+            key,
+            warning: true,
+            reason: "CredentialsSecretGone".into(),
+            message,
+        })
+        .await;
+    Some(ctx.shared.credentials.default_client().clone())
 }
 
 async fn reconcile_inner<K: TypedKind>(
@@ -255,31 +342,37 @@ async fn reconcile_inner<K: TypedKind>(
     let deleting = obj.meta().deletion_timestamp.is_some();
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
     if deleting && !has_finalizer {
+        // Not ours (never written to Azure, or already cleaned up).
         return Ok((Action::await_change(), ReconcileResult::Success));
     }
     let status = obj.status();
+    let generation = obj.meta().generation;
+    let refused =
+        foreign_namespace(&key.namespace, obj.credentials_ref()).map_or_else(|| obj.check(), Err);
+    if let Err(s) = refused {
+        let action = stall::<K>(ctx, &key, status, generation, s).await?;
+        return Ok((action, ReconcileResult::Stalled));
+    }
+    let credentials = obj.credentials_ref().map(|r| r.name.as_str());
     let arm = match shared
         .credentials
-        .client_for_secret(&key.namespace, obj.credentials_ref(), &ctx.store)
+        .client_for_secret(&key.namespace, credentials, &ctx.store)
         .await
     {
         Ok(c) => c,
-        // A namespace being deleted loses its Secrets first: clean up with the identity it
-        // last held, else with the operator's own.
         Err(s) if deleting && s.reason == "SecretNotFound" => {
-            let name = obj.credentials_ref().unwrap_or_default();
-            match shared.credentials.remembered(&key.namespace, name) {
+            match deletion_identity(ctx, obj, &status).await {
                 Some(c) => c,
-                None if !K::reached_azure(&status) => {
+                None => {
+                    // Nothing of this resource reached Azure: nothing to clean up there.
                     set_finalizer(ctx, obj, false).await?;
                     ctx.store.forget(&key);
                     return Ok((Action::await_change(), ReconcileResult::Success));
                 }
-                None => shared.credentials.default_client().clone(),
             }
         }
         Err(s) => {
-            let action = stall::<K>(ctx, &key, status, obj.meta().generation, s).await?;
+            let action = stall::<K>(ctx, &key, status, generation, s).await?;
             return Ok((action, ReconcileResult::Stalled));
         }
     };
@@ -289,6 +382,7 @@ async fn reconcile_inner<K: TypedKind>(
     }
     let out = obj.reconcile(ctx, arm).await?;
     if out.finished {
+        // Azure confirmed the cleanup (or the policy is Orphan): let the object go.
         if has_finalizer {
             set_finalizer(ctx, obj, false).await?;
         }
@@ -303,14 +397,15 @@ async fn reconcile_inner<K: TypedKind>(
     let result = if out.stalled {
         ReconcileResult::Stalled
     } else if out.verdict.is_some() {
+        // An Azure failure that will be retried (throttled, 5xx, busy).
         ReconcileResult::Error
     } else if out.requeue.is_none_or(|d| d >= steady) {
         ReconcileResult::Success
     } else {
         ReconcileResult::Requeue
     };
-    // Exactly the engine's requeue: Azure's Retry-After after a failure (never shortened),
-    // or the resync policy's steady interval (already jittered there).
+    // Exactly the kind's requeue: Azure's Retry-After after a failure (never shortened),
+    // a poll, or the resync policy's steady interval (already jittered there).
     let action = match out.requeue {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
@@ -324,35 +419,37 @@ async fn reconcile_inner<K: TypedKind>(
 /// Kubernetes-side failures; they are retried by [`error_policy`].
 pub async fn reconcile<K: TypedKind>(
     obj: Arc<DeserializeGuard<K>>,
-    ctx: Arc<TypedCtx>,
+    kctx: Arc<KindCtx<K>>,
 ) -> Result<Action, ReconcileError> {
     use tracing::Instrument;
+    let ctx = &kctx.ctx;
     let started = Instant::now();
     let key = key_of::<K>(obj.as_ref());
-    let span = tracing::info_span!("reconcile", kind = K::KIND, namespace = %key.namespace, name = %key.name);
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = K::KIND,
+        namespace = %key.namespace,
+        name = %key.name,
+        generation = obj.meta().generation,
+    );
     let res = async {
         match &obj.0 {
-            Err(invalid) => {
-                let s = Stall::new(
-                    "InvalidSpec",
-                    format!(
-                        "the object does not decode as a {} ({}). Fix the resource; nothing was sent to Azure",
-                        K::KIND,
-                        invalid.error
-                    ),
-                );
-                let action =
-                    stall::<K>(&ctx, &key, K::Status::default(), invalid.metadata.generation, s)
-                        .await?;
-                Ok((action, ReconcileResult::Stalled))
-            }
-            Ok(o) => match current(&ctx, o).await? {
-                Some(o) => reconcile_inner(&o, &ctx).await,
+            Err(invalid) => match undecodable::<K>(ctx, &key, invalid).await? {
+                Some((s, status)) => {
+                    let generation = invalid.metadata.generation;
+                    let action = stall::<K>(ctx, &key, status, generation, s).await?;
+                    Ok((action, ReconcileResult::Stalled))
+                }
+                None => Ok((Action::await_change(), ReconcileResult::Success)),
+            },
+            Ok(o) => match ctx.store.current(o).await? {
+                Some(o) => reconcile_inner(&o, ctx).await,
+                // Deleted since the cache saw it; its deletion event follows.
                 None => Ok((Action::await_change(), ReconcileResult::Success)),
             },
         }
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
     let result = match &res {
         Ok((_, r)) => *r,
@@ -361,23 +458,44 @@ pub async fn reconcile<K: TypedKind>(
     ctx.shared
         .metrics
         .reconciled(K::KIND, result, started.elapsed());
+    span.in_scope(|| {
+        tracing::debug!(
+            ?result,
+            took_ms = started.elapsed().as_millis() as u64,
+            "reconciled"
+        )
+    });
     if res.is_ok() {
         ctx.shared.clear_failures(&key);
     }
     res.map(|(a, _)| a)
 }
 
-/// Kubernetes-side failures only (Azure failures have a verdict in the engine): a capped
-/// exponential backoff per object, as for the legacy kinds.
+/// kube-runtime's error policy, for Kubernetes-side failures only (Azure failures have a
+/// verdict in the engine): a capped exponential backoff per object. The Warning event that
+/// says what failed is published from the result stream ([`drive`]), not from here.
 pub fn error_policy<K: TypedKind>(
     obj: Arc<DeserializeGuard<K>>,
     err: &ReconcileError,
-    ctx: Arc<TypedCtx>,
+    kctx: Arc<KindCtx<K>>,
 ) -> Action {
     let key = key_of::<K>(obj.as_ref());
-    let n = ctx.shared.count_failure(&key);
-    let delay = jitter(ctx.shared.backoff.delay(n));
-    tracing::warn!(object = %key, category = err.category(), error = %err, failures = n, "reconcile failed");
+    let object = ObjectRef::from_obj(obj.as_ref());
+    // Counted only while the object is in the cache (checked under the failures' lock):
+    // the watch updates the cache before it forgets a deleted object's count, so a
+    // reconcile that fails as its object goes cannot leave a count behind.
+    let (n, delay) = kctx
+        .ctx
+        .shared
+        .count_failure(&key, || kctx.cache.get(&object).is_some());
+    tracing::warn!(
+        object = %key,
+        category = err.category(),
+        error = %err,
+        failures = n,
+        retry_in_ms = delay.as_millis() as u64,
+        "reconcile failed"
+    );
     Action::requeue(delay)
 }
 
@@ -432,30 +550,56 @@ where
     }
 }
 
-/// The controller of `K`: its typed watch (metrics from the watch events, our own writes
-/// filtered out) and the Secrets its objects name. The caller adds the kind's other
-/// watches and then [`drive`]s it.
-pub fn controller<K: TypedKind>(
+/// A kind's controller before it runs ([`controller`]).
+pub struct Watched<K: TypedKind> {
+    /// The controller: the kind's typed watch and the Secrets its objects name.
+    pub controller: Controller<DeserializeGuard<K>>,
+    /// Its reflector cache.
+    pub cache: Store<DeserializeGuard<K>>,
+    /// True once the cache holds the first full list.
+    pub synced: watch::Receiver<bool>,
+}
+
+/// The controller of `K` on a cache of its own (see [`controller_on`]).
+pub fn controller<K: TypedKind>(ctx: &TypedCtx, namespace: Option<&str>) -> Watched<K> {
+    controller_on(ctx, namespace, Writer::default())
+}
+
+/// The controller of `K`, filling `writer`'s cache: its typed watch (metrics and the error
+/// backoff's bookkeeping from the watch events, our own writes filtered out) and the
+/// Secrets its objects name. The caller adds the kind's other watches and then [`drive`]s
+/// it.
+pub fn controller_on<K: TypedKind>(
     ctx: &TypedCtx,
     namespace: Option<&str>,
-) -> (Controller<DeserializeGuard<K>>, Store<DeserializeGuard<K>>) {
+    writer: Writer<DeserializeGuard<K>>,
+) -> Watched<K> {
     let client = &ctx.shared.client;
     let wc = watcher::Config::default();
-    let writer = Writer::<DeserializeGuard<K>>::default();
     let reader = writer.as_reader();
-    // The resource gauges follow the watch events (a scrape walks no cache).
-    let metrics = ctx.shared.metrics.clone();
+    // Synced once the first full list is in the cache. (Not `Store::wait_until_ready`: the
+    // controller waits on it too, and its one-shot keeps only one waker.)
+    let (synced_tx, synced) = watch::channel(false);
+    let shared = ctx.shared.clone();
     let cache = reader.clone();
+    let live = move |ns: &str, name: &str| cache.get(&ObjectRef::new(name).within(ns)).is_some();
+    // The resource gauges follow the watch events (a scrape walks no cache).
     let stream = reflector(
         writer,
         watcher(api::<DeserializeGuard<K>>(client, namespace), wc.clone()),
     )
     .default_backoff()
     .inspect(move |e| match e {
-        Ok(watcher::Event::InitDone) => metrics.retain_resources(K::KIND, |name| {
-            let (ns, name) = name.split_once('/').unwrap_or(("", name));
-            cache.get(&ObjectRef::new(name).within(ns)).is_some()
-        }),
+        Ok(watcher::Event::InitDone) => {
+            synced_tx.send_replace(true);
+            // Deletions during a watch gap get no `Delete` event: forget what the fresh
+            // list no longer has.
+            shared.retain_failures(K::KIND, |key| live(&key.namespace, &key.name));
+            shared.metrics.retain_resources(K::KIND, |name| {
+                let (ns, name) = name.split_once('/').unwrap_or(("", name));
+                live(ns, name)
+            });
+        }
         Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
             let state = match &o.0 {
                 Ok(k) => k.resource_state(),
@@ -465,29 +609,34 @@ pub fn controller<K: TypedKind>(
                     tls_not_after: None,
                 },
             };
-            metrics.resource(K::KIND, &object_name(o), Some(state))
+            shared
+                .metrics
+                .resource(K::KIND, &object_name(o), Some(state))
         }
-        Ok(watcher::Event::Delete(o)) => metrics.resource(K::KIND, &object_name(o), None),
+        Ok(watcher::Event::Delete(o)) => {
+            // kube-runtime never reconciles an object that left its cache (a pending retry
+            // finds nothing), so nothing else would reset its failure count.
+            shared.clear_failures(&key_of::<K>(o));
+            shared.metrics.resource(K::KIND, &object_name(o), None)
+        }
         _ => {}
     })
     .applied_objects()
     .predicate_filter(relevant_change::<K>, Default::default());
+    // Secrets as metadata only: their contents never enter the watch path.
     let secrets = watcher(api::<PartialObjectMeta<Secret>>(client, namespace), wc)
         .default_backoff()
         .touched_objects();
     // Its objects share their subscriptions' read budget with every other kind's.
-    let counted = reader.clone();
-    ctx.store.count_also(Box::new(move || {
-        counted
-            .state()
-            .iter()
-            .filter_map(|o| o.0.as_ref().ok().and_then(TypedKind::subscription))
-            .collect()
-    }));
+    ctx.store.count_cache(reader.clone());
     let lookup = reader.clone();
-    let c = Controller::for_stream(stream, reader.clone())
+    let controller = Controller::for_stream(stream, reader.clone())
         .watches_stream(secrets, move |s| referencing::<K>(&lookup, &s));
-    (c, reader)
+    Watched {
+        controller,
+        cache: reader,
+        synced,
+    }
 }
 
 /// Objects of `K` whose `refers(object)` names `(namespace, name)`: for a watch of another
@@ -529,25 +678,58 @@ where
     .touched_objects()
 }
 
-/// Runs `c` with the generic reconcile until `term` turns true.
+/// Runs `c` (whose cache is `cache`) with the generic reconcile until `term` turns true. A
+/// failed reconcile's Warning event (`ReconcileError`, with the retry delay the error
+/// policy chose) is published from the result stream, concurrently with the reconciles.
 pub async fn drive<K: TypedKind>(
     c: Controller<DeserializeGuard<K>>,
+    cache: Store<DeserializeGuard<K>>,
     ctx: Arc<TypedCtx>,
     concurrency: u16,
     mut term: watch::Receiver<bool>,
 ) {
+    let kctx = Arc::new(KindCtx {
+        ctx: ctx.clone(),
+        cache,
+    });
     c.with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(async move {
             let _ = term.wait_for(|t| *t).await;
         })
-        .run(reconcile::<K>, error_policy::<K>, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
-                Err(controller::Error::ObjectNotFound(r)) => {
-                    tracing::debug!(object = %r, "object gone")
+        .run(reconcile::<K>, error_policy::<K>, kctx)
+        .for_each_concurrent(None, |res| {
+            let ctx = ctx.clone();
+            async move {
+                match res {
+                    Ok(_) => {}
+                    Err(controller::Error::ReconcilerFailed(err, obj)) => {
+                        let key = ObjKey {
+                            kind: K::KIND.into(),
+                            namespace: obj.namespace.clone().unwrap_or_default(),
+                            name: obj.name.clone(),
+                        };
+                        // No delay recorded: the object left the cache meanwhile.
+                        let Some(delay) = ctx.shared.retry_delay(&key) else {
+                            return;
+                        };
+                        let message = truncate(
+                            &format!("{err} (retrying in {}s)", delay.as_secs().max(1)),
+                            1024,
+                        );
+                        ctx.store
+                            .emit(Event {
+                                key,
+                                warning: true,
+                                reason: "ReconcileError".into(),
+                                message,
+                            })
+                            .await;
+                    }
+                    Err(controller::Error::ObjectNotFound(r)) => {
+                        tracing::debug!(object = %r, "object gone")
+                    }
+                    Err(e) => tracing::warn!(error = %e, kind = K::KIND, "controller"),
                 }
-                Err(e) => tracing::warn!(error = %e, kind = K::KIND, "controller"),
             }
         })
         .await;

@@ -15,11 +15,11 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::SecretRef;
 use super::common::immutable_once_recorded;
 use super::status::{
     OperationStatus, ProvisioningError, UNOBSERVED_GENERATION, observed_generation,
 };
+use super::{CredentialsRef, SecretRef};
 
 fn default_max_retries() -> i32 {
     3
@@ -365,7 +365,7 @@ pub struct AzureMlExtensionSpec {
     pub deletion_policy: ExtensionDeletionPolicy,
     /// Secret in this namespace with Azure credentials overriding the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_ref: Option<SecretRef>,
+    pub credentials_ref: Option<CredentialsRef>,
     /// How many times a Failed install or update is retried before giving up (`Stalled`).
     #[serde(default = "default_max_retries")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 10").message("maxRetries must be between 0 and 10"))]

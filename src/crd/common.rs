@@ -129,6 +129,38 @@ pub struct SecretRef {
     pub name: String,
 }
 
+/// A `credentialsRef`: a Secret in the resource's own namespace, with the schema of
+/// [`SecretRef`]. A `namespace` is not part of that schema (the API server prunes it), but
+/// it is read when an object carries one anyway, so that the controller refuses the
+/// reference (`CredentialsRefForbidden`) instead of quietly reading a Secret of the same
+/// name in the resource's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CredentialsRef {
+    /// Name of the Secret (same namespace as this resource).
+    pub name: String,
+    /// Another namespace, if an object names one (never valid; see the type's note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl JsonSchema for CredentialsRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        SecretRef::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        SecretRef::schema_id()
+    }
+
+    fn inline_schema() -> bool {
+        SecretRef::inline_schema()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        SecretRef::json_schema(generator)
+    }
+}
+
 /// TLS of the scoring endpoint. Changing it detaches and reattaches the compute; the operator
 /// backs up the certificate and key first (see `status.tls`).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, Hash)]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{NAME_AS_COMPUTE_NAME, NAME_AS_COMPUTE_NAME_MSG, immutable_once_created};
 use super::{
-    ClusterPurpose, ClusterStatus, ComputeName, DeletionPolicy, LoadBalancerSpec, SecretRef,
+    ClusterPurpose, ClusterStatus, ComputeName, CredentialsRef, DeletionPolicy, LoadBalancerSpec,
     TlsSpec, WorkspaceRef,
 };
 
@@ -112,7 +112,7 @@ pub struct InferenceClusterSpec {
     pub deletion_policy: DeletionPolicy,
     /// Secret in this namespace with Azure credentials overriding the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_ref: Option<SecretRef>,
+    pub credentials_ref: Option<CredentialsRef>,
     /// How many times a Failed compute is deleted and created again before giving up.
     #[serde(default = "default_max_retries")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 10").message("maxRetries must be between 0 and 10"))]

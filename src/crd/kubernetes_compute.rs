@@ -11,7 +11,7 @@ use super::common::{NAME_AS_COMPUTE_NAME, NAME_AS_COMPUTE_NAME_MSG, immutable_on
 use super::status::{
     OperationStatus, ProvisioningError, UNOBSERVED_GENERATION, observed_generation,
 };
-use super::{ComputeName, DeletionPolicy, ReattachPolicy, SecretRef, WorkspaceRef};
+use super::{ComputeName, CredentialsRef, DeletionPolicy, ReattachPolicy, WorkspaceRef};
 
 fn default_deletion_policy() -> DeletionPolicy {
     DeletionPolicy::Detach
@@ -169,7 +169,7 @@ pub struct KubernetesComputeSpec {
     pub deletion_policy: DeletionPolicy,
     /// Secret in this namespace with Azure credentials overriding the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_ref: Option<SecretRef>,
+    pub credentials_ref: Option<CredentialsRef>,
     /// How many times a Failed compute is detached and attached again before giving up.
     #[serde(default = "default_max_retries")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 10").message("maxRetries must be between 0 and 10"))]

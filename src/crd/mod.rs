@@ -25,8 +25,8 @@ pub use cluster_attachment::{
     AksClusterRef, ClusterAttachment, ClusterAttachmentSpec, ReattachPolicy,
 };
 pub use common::{
-    ClusterPurpose, ComputeName, DeletionPolicy, LoadBalancerSpec, LoadBalancerType, SecretRef,
-    TlsMode, TlsSpec, WorkspaceRef,
+    ClusterPurpose, ComputeName, CredentialsRef, DeletionPolicy, LoadBalancerSpec,
+    LoadBalancerType, SecretRef, TlsMode, TlsSpec, WorkspaceRef,
 };
 pub use inference_cluster::{InferenceCluster, InferenceClusterSpec, NetworkSpec};
 pub use kubernetes_compute::{

@@ -57,16 +57,6 @@ pub enum Manifest {
 }
 
 impl Manifest {
-    /// The same manifest with `meta` as its metadata: the checks read the spec (and the
-    /// immutable name) only, so a verdict outlives changes of annotations or finalizers.
-    pub fn with_metadata(mut self, meta: kube::api::ObjectMeta) -> Self {
-        match &mut self {
-            Self::InferenceCluster(o) => o.metadata = meta,
-            Self::ClusterAttachment(o) => o.metadata = meta,
-        }
-        self
-    }
-
     /// The engine's view of this manifest.
     pub fn desired(&self) -> crate::engine::Desired {
         match self {
@@ -112,7 +102,7 @@ pub fn describe_value(value: &Value) -> String {
 }
 
 /// The CRD schema of one kind and its CEL rules, compiled once: generating the schema and
-/// compiling the rules cost milliseconds, and the controller validates on every reconcile.
+/// compiling the rules cost milliseconds, and one run validates many documents.
 struct KindRules {
     schema: Value,
     cel: CompiledSchema,
@@ -176,7 +166,8 @@ impl Checked {
 }
 
 /// Run every static check on one legacy-path object (`old` for update rules, e.g.
-/// immutability): what the controller of `InferenceCluster` and `ClusterAttachment` uses.
+/// immutability): `amlops validate`, and the demo and the benchmark read their example
+/// manifests through it.
 ///
 /// # Errors
 /// The findings; a Kubernetes-path kind is refused with a finding pointing to
