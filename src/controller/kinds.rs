@@ -44,11 +44,6 @@ impl Kind {
         }
     }
 
-    /// `amlops.dev/v1alpha1`.
-    pub fn api_version(self) -> String {
-        format!("{GROUP}/{VERSION}")
-    }
-
     /// Name of the CRD.
     pub fn crd_name(self) -> String {
         format!("{}.{GROUP}", self.plural())
