@@ -16,7 +16,7 @@ pub enum Kind {
     ClusterAttachment,
 }
 
-/// API version of both kinds.
+/// API version of every amlops kind.
 pub const VERSION: &str = "v1alpha1";
 
 impl Kind {

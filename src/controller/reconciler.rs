@@ -41,7 +41,7 @@ impl Backoff {
     }
 }
 
-/// What the controllers of both kinds share for the whole process.
+/// What the controllers of all four kinds share for the whole process.
 pub struct Shared {
     /// Kubernetes client.
     pub client: Client,
