@@ -430,9 +430,12 @@ async fn dropping_server(drops: usize, response: String) -> (SocketAddr, Arc<Mut
             };
             let response = response.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 16 * 1024];
-                // Read the request head before deciding, like a server dying mid-request.
-                let _ = sock.read(&mut buf).await;
+                // Read the whole request (head and body) before deciding: the server has it,
+                // as Azure would have processed it, then dies before answering. (Reading
+                // only the first chunk raced the client's write of the body: a request cut
+                // short was sometimes sent again, which is harmless — Azure never got it —
+                // but not the case this server stands for.)
+                read_request(&mut sock).await;
                 if n <= drops {
                     drop(sock);
                 } else {
@@ -443,6 +446,34 @@ async fn dropping_server(drops: usize, response: String) -> (SocketAddr, Arc<Mut
         }
     });
     (addr, count)
+}
+
+/// Reads one HTTP/1.1 request: the head, then `content-length` bytes of body.
+async fn read_request(sock: &mut tokio::net::TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = sock.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        let Some(head_end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let length = text[..head_end]
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if buf.len() >= head_end + 4 + length {
+            return;
+        }
+    }
 }
 
 fn raw_http_ok(body: &str) -> String {
