@@ -108,47 +108,58 @@ async fn reconcile_cluster(
     ))
 }
 
-/// The Secrets a cluster kind names: `tls.secretRef`, then `credentialsRef`.
-fn secret_names<'a>(
-    tls: Option<&'a crate::crd::SecretRef>,
-    credentials: Option<&'a CredentialsRef>,
-) -> Vec<&'a str> {
-    tls.map(|r| r.name.as_str())
-        .into_iter()
-        .chain(credentials.map(|r| r.name.as_str()))
-        .collect()
+/// The [`TypedKind`] items both cluster kinds share: their specs name the same fields
+/// (`credentialsRef`, `tls.secretRef`, `workspace`) and their engine is the same. A macro
+/// rather than a blanket impl: the two specs are distinct types with no trait of their own.
+macro_rules! cluster_kind_items {
+    () => {
+        type Status = ClusterStatus;
+
+        fn status(&self) -> ClusterStatus {
+            self.status.clone().unwrap_or_default()
+        }
+
+        fn credentials_ref(&self) -> Option<&CredentialsRef> {
+            self.spec.credentials_ref.as_ref()
+        }
+
+        /// `tls.secretRef`, then `credentialsRef`.
+        fn secret_names(&self) -> Vec<&str> {
+            self.spec
+                .tls
+                .secret_ref
+                .as_ref()
+                .map(|r| r.name.as_str())
+                .into_iter()
+                .chain(self.spec.credentials_ref.as_ref().map(|r| r.name.as_str()))
+                .collect()
+        }
+
+        fn reached_azure(status: &ClusterStatus) -> bool {
+            status.compute_id.is_some()
+        }
+
+        fn resource_state(&self) -> ResourceState {
+            cluster_state(self.status.as_ref())
+        }
+
+        fn subscription(&self) -> Option<String> {
+            Some(self.spec.workspace.subscription_id.clone())
+        }
+
+        async fn reconcile(
+            &self,
+            ctx: &TypedCtx,
+            arm: ArmClient,
+        ) -> Result<TypedOutcome, ReconcileError> {
+            reconcile_cluster(ctx, arm, &self.desired(), self.status()).await
+        }
+    };
 }
 
 impl TypedKind for InferenceCluster {
     const KIND: &'static str = "InferenceCluster";
-    type Status = ClusterStatus;
-
-    fn status(&self) -> ClusterStatus {
-        self.status.clone().unwrap_or_default()
-    }
-
-    fn credentials_ref(&self) -> Option<&CredentialsRef> {
-        self.spec.credentials_ref.as_ref()
-    }
-
-    fn secret_names(&self) -> Vec<&str> {
-        secret_names(
-            self.spec.tls.secret_ref.as_ref(),
-            self.spec.credentials_ref.as_ref(),
-        )
-    }
-
-    fn reached_azure(status: &ClusterStatus) -> bool {
-        status.compute_id.is_some()
-    }
-
-    fn resource_state(&self) -> ResourceState {
-        cluster_state(self.status.as_ref())
-    }
-
-    fn subscription(&self) -> Option<String> {
-        Some(self.spec.workspace.subscription_id.clone())
-    }
+    cluster_kind_items!();
 
     /// Address arithmetic of a custom network ([`semantic::check_inference_cluster`]).
     fn check(&self) -> Result<(), Stall> {
@@ -156,46 +167,11 @@ impl TypedKind for InferenceCluster {
         semantic::check_inference_cluster(&self.spec, &mut findings);
         findings_stall(findings)
     }
-
-    async fn reconcile(
-        &self,
-        ctx: &TypedCtx,
-        arm: ArmClient,
-    ) -> Result<TypedOutcome, ReconcileError> {
-        reconcile_cluster(ctx, arm, &self.desired(), self.status()).await
-    }
 }
 
 impl TypedKind for ClusterAttachment {
     const KIND: &'static str = "ClusterAttachment";
-    type Status = ClusterStatus;
-
-    fn status(&self) -> ClusterStatus {
-        self.status.clone().unwrap_or_default()
-    }
-
-    fn credentials_ref(&self) -> Option<&CredentialsRef> {
-        self.spec.credentials_ref.as_ref()
-    }
-
-    fn secret_names(&self) -> Vec<&str> {
-        secret_names(
-            self.spec.tls.secret_ref.as_ref(),
-            self.spec.credentials_ref.as_ref(),
-        )
-    }
-
-    fn reached_azure(status: &ClusterStatus) -> bool {
-        status.compute_id.is_some()
-    }
-
-    fn resource_state(&self) -> ResourceState {
-        cluster_state(self.status.as_ref())
-    }
-
-    fn subscription(&self) -> Option<String> {
-        Some(self.spec.workspace.subscription_id.clone())
-    }
+    cluster_kind_items!();
 
     /// The AKS cluster's subscription against the workspace's
     /// ([`semantic::check_cluster_attachment`]).
@@ -203,14 +179,6 @@ impl TypedKind for ClusterAttachment {
         let mut findings = Vec::new();
         semantic::check_cluster_attachment(&self.spec, &mut findings);
         findings_stall(findings)
-    }
-
-    async fn reconcile(
-        &self,
-        ctx: &TypedCtx,
-        arm: ArmClient,
-    ) -> Result<TypedOutcome, ReconcileError> {
-        reconcile_cluster(ctx, arm, &self.desired(), self.status()).await
     }
 }
 
@@ -305,10 +273,6 @@ mod tests {
         v["spec"]["credentialsRef"] = json!({"name": "team-azure", "namespace": "other"});
         let o: ClusterAttachment = serde_json::from_value(v).unwrap();
         assert_eq!(o.secret_names(), ["scoring-tls", "team-azure"]);
-        assert_eq!(
-            o.desired().secret_names().collect::<Vec<_>>(),
-            ["scoring-tls", "team-azure"]
-        );
         let s = super::super::credentials::foreign_namespace("ml-platform", o.credentials_ref());
         assert_eq!(s.map(|s| s.reason), Some("CredentialsRefForbidden"));
     }

@@ -87,7 +87,6 @@ fn desired(create: bool) -> Desired {
         deleting: false,
         generation: Some(1),
         created: None,
-        credentials_ref: None,
     }
 }
 

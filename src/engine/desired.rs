@@ -6,9 +6,9 @@ use sha2::{Digest, Sha256};
 
 use crate::azure::{AzureError, ResourceId};
 use crate::crd::{
-    ADOPT_ANNOTATION, ClusterAttachment, ClusterPurpose, CredentialsRef, DeletionPolicy,
-    InferenceCluster, LoadBalancerSpec, NetworkSpec, REATTACH_ANNOTATION, RENEW_ANNOTATION,
-    ReattachPolicy, TlsSpec, WorkspaceRef,
+    ADOPT_ANNOTATION, ClusterAttachment, ClusterPurpose, DeletionPolicy, InferenceCluster,
+    LoadBalancerSpec, NetworkSpec, REATTACH_ANNOTATION, RENEW_ANNOTATION, ReattachPolicy, TlsSpec,
+    WorkspaceRef,
 };
 
 /// Create (Azure ML makes the AKS cluster) or Attach (an existing one).
@@ -74,9 +74,6 @@ pub struct Desired {
     /// metadata.creationTimestamp: who was there first when two resources claim the same
     /// compute or cluster ([`super::checks::takes_precedence`]).
     pub created: Option<jiff::Timestamp>,
-    /// `spec.credentialsRef`: the Secret (own namespace) holding the identity to act as;
-    /// `None`: the operator's own identity.
-    pub credentials_ref: Option<CredentialsRef>,
 }
 
 /// (`amlops.dev/reattach`, `amlops.dev/adopt: "true"`, `amlops.dev/renew-certificate`).
@@ -132,7 +129,6 @@ impl Desired {
             deleting: o.metadata.deletion_timestamp.is_some(),
             generation: o.metadata.generation,
             created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            credentials_ref: s.credentials_ref.clone(),
         }
     }
 
@@ -173,16 +169,7 @@ impl Desired {
             deleting: o.metadata.deletion_timestamp.is_some(),
             generation: o.metadata.generation,
             created: o.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            credentials_ref: s.credentials_ref.clone(),
         }
-    }
-
-    /// The Secrets of its namespace it names (`credentialsRef`, `tls.secretRef`): a change
-    /// of one of them calls for a reconcile.
-    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
-        let tls = self.tls.secret_ref.as_ref().map(|r| r.name.as_str());
-        let credentials = self.credentials_ref.as_ref().map(|r| r.name.as_str());
-        tls.into_iter().chain(credentials)
     }
 
     /// Identity of the CR this view was made from.
