@@ -5,12 +5,13 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# The whole package (filtered by .dockerignore): Cargo.toml may name targets (benches,
-# tests) whose files must exist for the manifest to load.
+# The whole workspace (filtered by .dockerignore): every member's manifest must exist for
+# the workspace to load, but only the operator crate (`-p amlops`) is built — not the Azure
+# emulator, the fake API server, the test kit or the development commands.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin amlops \
+    cargo build --release --locked -p amlops --bin amlops \
  && install -D -m 0755 target/release/amlops /out/amlops
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -50,7 +50,7 @@ def test_chart_metadata_and_app_version_matches_cargo():
     assert chart["name"] == "amlops"
     assert chart["version"] == "0.1.0"
     cargo = (REPO / "Cargo.toml").read_text()
-    version = re.search(r'(?m)^\[package\][^\[]*?^version\s*=\s*"([^"]+)"', cargo).group(1)
+    version = re.search(r'(?m)^\[workspace\.package\][^\[]*?^version\s*=\s*"([^"]+)"', cargo).group(1)
     assert str(chart["appVersion"]) == version
 
 

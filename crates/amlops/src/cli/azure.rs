@@ -1,0 +1,64 @@
+//! `--arm-endpoint` / `--azure-credential`: the Azure cloud and credential of the commands that
+//! talk to ARM. Explicit: no hidden chain of credentials.
+
+use anyhow::{Context, bail};
+
+use crate::azure::{ArmClient, ArmClientConfig, AzureCloud, CredentialConfig, config::Secret};
+
+/// `--arm-endpoint` / `--azure-credential` and their environment fallbacks.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AzureArgs {
+    /// ARM endpoint: `public`, `usgov`, `china`, or a URL (another cloud, or the emulator).
+    #[arg(long, env = "AMLOPS_ARM_ENDPOINT", default_value = "public")]
+    pub arm_endpoint: String,
+    /// Credential: workload-identity, managed-identity, client-secret, azure-cli, static-token.
+    #[arg(
+        long,
+        env = "AMLOPS_AZURE_CREDENTIAL",
+        default_value = "workload-identity"
+    )]
+    pub azure_credential: String,
+}
+
+impl AzureArgs {
+    /// The client configuration these arguments select. Identity details come from the
+    /// standard variables (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET`,
+    /// `AZURE_FEDERATED_TOKEN_FILE`) or, for `static-token`, `AMLOPS_ARM_TOKEN`.
+    pub fn config(&self) -> anyhow::Result<ArmClientConfig> {
+        let cloud = match self.arm_endpoint.as_str() {
+            "public" => AzureCloud::Public,
+            "usgov" => AzureCloud::UsGov,
+            "china" => AzureCloud::China,
+            url => AzureCloud::custom(url.parse().context("--arm-endpoint is not a URL")?),
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let credential = match self.azure_credential.as_str() {
+            "workload-identity" => CredentialConfig::WorkloadIdentity {
+                client_id: None,
+                tenant_id: None,
+                token_file: None,
+            },
+            "managed-identity" => CredentialConfig::ManagedIdentity {
+                client_id: env("AZURE_CLIENT_ID"),
+            },
+            "client-secret" => CredentialConfig::ClientSecret {
+                tenant_id: env("AZURE_TENANT_ID").context("AZURE_TENANT_ID is not set")?,
+                client_id: env("AZURE_CLIENT_ID").context("AZURE_CLIENT_ID is not set")?,
+                secret: Secret::new(
+                    env("AZURE_CLIENT_SECRET").context("AZURE_CLIENT_SECRET is not set")?,
+                ),
+            },
+            "azure-cli" => CredentialConfig::AzureCli,
+            "static-token" => CredentialConfig::StaticToken(Secret::new(
+                env("AMLOPS_ARM_TOKEN").context("AMLOPS_ARM_TOKEN is not set")?,
+            )),
+            other => bail!("unknown --azure-credential {other}"),
+        };
+        Ok(ArmClientConfig::new(cloud, credential))
+    }
+
+    /// An ARM client for these arguments.
+    pub fn client(&self) -> anyhow::Result<ArmClient> {
+        Ok(ArmClient::new(self.config()?)?)
+    }
+}

@@ -1,0 +1,128 @@
+//! The engine's narrow view of Kubernetes: Secrets, status, events and sibling claims. The
+//! controller implements it against the API server (`controller::kube_store`); the test kit
+//! (`amlops-testkit`) keeps one in memory for the demo, the benchmark and the tests.
+
+use std::future::Future;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::crd::ClusterStatus;
+
+use super::body::attach_target;
+use super::desired::Desired;
+
+/// Identity of a CR: kind, namespace, name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjKey {
+    /// `InferenceCluster` or `ClusterAttachment`.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// What another CR claims in Azure, with the facts the precedence rule needs
+/// ([`super::checks::takes_precedence`]: it owns its compute, or was there first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The claiming CR.
+    pub key: ObjKey,
+    /// ARM id of the compute (lowercase comparison).
+    pub compute_id: String,
+    /// ARM id of the AKS cluster it attaches, if any.
+    pub aks_id: Option<String>,
+    /// Its status records a compute it created or attached (`status.computeId`).
+    pub owns: bool,
+    /// Its creationTimestamp.
+    pub created: Option<jiff::Timestamp>,
+}
+
+impl Claim {
+    /// What `d` claims: its compute and, for an attachment, its AKS cluster (`owns`
+    /// false: the store that lists claims knows the statuses).
+    pub fn of(d: &Desired) -> Self {
+        Self {
+            key: d.key(),
+            compute_id: d.compute_id(),
+            aks_id: attach_target(d).map(str::to_string),
+            owns: false,
+            created: d.created,
+        }
+    }
+
+    /// Whether this claim names the compute `compute_id`, or the AKS cluster `aks_id` to
+    /// attach (ARM ids compare case-insensitively).
+    pub fn contends_with(&self, compute_id: &str, aks_id: Option<&str>) -> bool {
+        self.compute_id.eq_ignore_ascii_case(compute_id)
+            || self
+                .aks_id
+                .as_deref()
+                .zip(aks_id)
+                .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+    }
+}
+
+/// The compute and attached cluster `d` would claim, for [`Claim::contends_with`].
+pub fn claim_target(d: &Desired) -> (String, Option<&str>) {
+    (d.compute_id(), attach_target(d))
+}
+
+/// A Kubernetes event the engine emits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The CR it is about.
+    pub key: ObjKey,
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Message (never a secret).
+    pub message: String,
+}
+
+/// Failure of the Kubernetes side.
+#[derive(Debug, thiserror::Error)]
+#[error("kubernetes: {0}")]
+pub struct StoreError(pub String);
+
+impl StoreError {
+    /// The API server refused to create an object because its namespace is being deleted
+    /// (its NamespaceLifecycle admission: "… because it is being terminated", HTTP 403).
+    pub fn namespace_terminating(&self) -> bool {
+        self.0.contains("because it is being terminated")
+    }
+}
+
+/// Kubernetes operations the engine needs.
+pub trait KubeStore: Send + Sync {
+    /// Read a Secret of `namespace`.
+    fn get_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Secret>, StoreError>> + Send;
+    /// Create or replace a Secret.
+    fn apply_secret(&self, secret: Secret) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Persist the status of a CR (called before every Azure write, so intent survives a crash).
+    fn save_status(
+        &self,
+        key: &ObjKey,
+        status: &ClusterStatus,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Emit an event.
+    fn emit(&self, event: Event) -> impl Future<Output = ()> + Send;
+    /// Claims of the other CRs that contend with `d` ([`Claim::contends_with`] its
+    /// [`claim_target`]): only those, so that a check costs no copy of every sibling's claim.
+    /// All of them, whoever was first: `decide` applies the precedence rule.
+    fn claims(&self, d: &Desired) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+    /// How many resources the operator manages in `subscription`, of all four kinds (the
+    /// steady-state resync spreads their reads over ARM's budget, which they all share).
+    fn resources_in_subscription(&self, subscription: &str) -> usize;
+}
