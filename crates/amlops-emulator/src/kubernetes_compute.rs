@@ -3,7 +3,7 @@
 //! ([`super::compute`]); `arm.rs` routes a request here when the body says
 //! `computeType: Kubernetes` or the name belongs to a Kubernetes compute.
 //!
-//! Behaviour (reference/azureml-kubernetes-extension.md §1.6, §7.6):
+//! Behaviour (<https://learn.microsoft.com/azure/machine-learning/how-to-attach-kubernetes-to-workspace>, and the reports cited per item):
 //! - attach is accepted only when the cluster runs the Azure ML extension in `Succeeded`
 //!   (else 400, emulator wording after the docs' "extension not installed");
 //! - a workspace whose identity lacks roles on the cluster gets the real 400

@@ -1,5 +1,5 @@
-//! ARM's request throttling, per subscription, under either of its models (DESIGN §4,
-//! Throttling; <https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling>):
+//! ARM's request throttling, per subscription, under either of its models
+//! (<https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling>):
 //!
 //! - **token buckets** (since 2024): per subscription and principal a bucket per operation
 //!   type (reads 250 tokens refilled at 25 per second, writes and deletes 200 at 10 per
@@ -13,8 +13,9 @@
 //!   wording of real 429s as reported by Azure SDK users), `Retry-After` the seconds until a
 //!   token is back.
 //! - **hourly counts** (the older model): 12,000 reads, 1,200 writes, 15,000 deletes per hour;
-//!   the headers count down the hour; over the limit: 429 `TooManyRequests` with DESIGN §6's
-//!   wording and `Retry-After` the rest of the window.
+//!   the headers count down the hour; over the limit: 429 `TooManyRequests` with Azure's
+//!   wording ("The request is being throttled as the limit has been reached for operation
+//!   …") and `Retry-After` the rest of the window.
 //!
 //! The model is chosen per subscription ([`Throttling::subscriptions`]) with a default for the
 //! others. Limits are enforced only when [`Throttling::enforce`] is set: tests and the

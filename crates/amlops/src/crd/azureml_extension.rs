@@ -1,6 +1,6 @@
 //! `AzureMLExtension`: the Azure ML cluster extension (`Microsoft.AzureML.Kubernetes`) on one
 //! AKS cluster, its inference router and TLS, and the cluster's `InstanceType` objects
-//! (DESIGN §8; reference/azureml-kubernetes-extension.md §7).
+//! (<https://learn.microsoft.com/azure/machine-learning/how-to-deploy-kubernetes-extension>).
 //!
 //! The admission rules are the checks `az k8s-extension create` makes before it sends
 //! anything (Azure/azure-cli-extensions `partner_extensions/AzureMLKubernetes.py`) and the

@@ -1,6 +1,7 @@
 //! `KubernetesCompute`: one attachment of a cluster that runs the Azure ML extension to a
 //! workspace, in one Kubernetes namespace (an Azure ML compute of type `Kubernetes`;
-//! DESIGN §8; reference/azureml-kubernetes-extension.md §1 and §7).
+//! Microsoft's recommended successor of the AKS compute, attached as in
+//! <https://learn.microsoft.com/azure/machine-learning/how-to-attach-kubernetes-to-workspace>).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};

@@ -1,6 +1,6 @@
 //! The amlops API (group `amlops.dev`, `v1alpha1`): the legacy AKS-compute kinds
 //! `InferenceCluster` and `ClusterAttachment`, and the Kubernetes compute path's
-//! `AzureMLExtension` and `KubernetesCompute` (DESIGN §8).
+//! `AzureMLExtension` and `KubernetesCompute` (the path Microsoft now recommends).
 //!
 //! Field doc comments become the `kubectl explain` text. Admission-time rules live next to the
 //! fields they check, as OpenAPI bounds and CEL `x-kubernetes-validations` whose messages say

@@ -4,7 +4,7 @@
 //! with one `GET compute` (the engine reads the AKS cluster only when its node count is not
 //! known to match the spec). ARM limits reads per subscription and principal — since 2024
 //! with a token bucket refilled at 25 reads per second, before with 12,000 reads per hour
-//! (DESIGN §4, Throttling) — so thousands of resources in one subscription could spend the
+//! (<https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling>) — so thousands of resources in one subscription could spend the
 //! whole allowance on resyncs. The policy stretches the interval so that the steady-state
 //! read rate of a subscription stays under a configurable share of the read refill of the
 //! model the subscription is under, however many resources it holds, and slows down further

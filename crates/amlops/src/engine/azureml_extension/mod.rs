@@ -6,7 +6,8 @@
 //! [`ExtensionWrite`], events, requeue), [`settle`] completes it from the write's result, and
 //! every Azure failure goes through the same [`verdict`](super::verdict::verdict).
 //!
-//! What the engine checks first (reference/azureml-kubernetes-extension.md §2, §7): before
+//! What the engine checks first (<https://learn.microsoft.com/azure/machine-learning/how-to-deploy-kubernetes-extension>, and the
+//! checks of `az k8s-extension create`): before
 //! it PUTs the extension it reads the provider registration, the AKS cluster (managed
 //! identity, local accounts, power state, node count for high availability) and the
 //! cluster's extensions (one Azure ML extension per cluster), and stalls with an actionable

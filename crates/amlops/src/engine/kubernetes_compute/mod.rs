@@ -7,7 +7,7 @@
 //! every Azure failure goes through the same [`verdict`](super::verdict::verdict).
 //!
 //! What Azure does and does not check, and so what this engine checks first
-//! (reference/azureml-kubernetes-extension.md §1.6, §7): Azure refuses the attach while the
+//! (<https://learn.microsoft.com/azure/machine-learning/how-to-attach-kubernetes-to-workspace>): Azure refuses the attach while the
 //! cluster's Azure ML extension is not `Succeeded`, so the engine waits for it
 //! (`WaitingForExtension`) instead of collecting 400s; Azure does *not* check the namespace
 //! (jobs fail later), so the engine looks on the cluster first (`NamespaceNotFound`, or
