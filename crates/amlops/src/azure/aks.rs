@@ -46,6 +46,10 @@ pub(crate) fn check_subscription(subscription: &str) -> Result<(), AzureError> {
 
 impl ArmClient {
     /// GET a managed cluster; `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// `Config` before any request when `id` is not a `managedClusters` id; otherwise the [usual
+    /// failures](ArmClient#errors-of-every-call) of the GET. A 404 is `Ok(None)`, not an error.
     pub async fn get_managed_cluster(
         &self,
         id: &ResourceId,
@@ -56,6 +60,12 @@ impl ArmClient {
     }
 
     /// POST `listClusterUserCredential`: the first user kubeconfig.
+    ///
+    /// # Errors
+    /// `Config` before any request when `id` is not a `managedClusters` id; `Decode` when the
+    /// answer holds no kubeconfig; otherwise the [usual failures](ArmClient#errors-of-every-call)
+    /// (a 403 when the identity may not list credentials, a 404 when the cluster is gone: both
+    /// `Api`).
     pub async fn list_cluster_user_credential(
         &self,
         id: &ResourceId,
@@ -66,6 +76,10 @@ impl ArmClient {
 
     /// POST `listClusterAdminCredential`: the first admin kubeconfig (fails when the cluster
     /// disables local accounts).
+    ///
+    /// # Errors
+    /// As [`list_cluster_user_credential`](Self::list_cluster_user_credential); a cluster that
+    /// disables local accounts refuses with an `Api` error.
     pub async fn list_cluster_admin_credential(
         &self,
         id: &ResourceId,
@@ -99,6 +113,11 @@ impl ArmClient {
     }
 
     /// GET an agent pool; `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// `Config` before any request when `cluster` is not a `managedClusters` id or `pool` is not a
+    /// path segment; otherwise the [usual failures](ArmClient#errors-of-every-call). A 404 (pool or
+    /// cluster gone) is `Ok(None)`.
     pub async fn get_agent_pool(
         &self,
         cluster: &ResourceId,
@@ -112,6 +131,12 @@ impl ArmClient {
 
     /// PUT an agent pool (read-only fields are dropped). Long-running; AKS answers 409
     /// `OperationNotAllowed` while another operation runs on the cluster.
+    ///
+    /// # Errors
+    /// `Config` as for [`get_agent_pool`](Self::get_agent_pool), or when the body cannot be
+    /// serialised; otherwise the [usual failures](ArmClient#errors-of-every-call): AKS's 409
+    /// `OperationNotAllowed` while another operation runs is an `Api` error of category `Conflict`
+    /// (the verdict waits). `Decode` when a synchronous answer is not an agent pool.
     pub async fn put_agent_pool(
         &self,
         cluster: &ResourceId,
@@ -132,6 +157,11 @@ impl ArmClient {
     /// Sets the node count of an agent pool: GET, change `count`, PUT back — every other
     /// setting is sent back unchanged. Fails with a `Config` error when the pool does not
     /// exist or uses the cluster autoscaler (AKS refuses a manual count then).
+    ///
+    /// # Errors
+    /// As [`get_agent_pool`](Self::get_agent_pool) and [`put_agent_pool`](Self::put_agent_pool);
+    /// `Config`, before the PUT, when the pool does not exist or uses the cluster autoscaler (the
+    /// verdict stalls with `InvalidConfiguration`).
     pub async fn scale_agent_pool(
         &self,
         cluster: &ResourceId,
@@ -154,6 +184,10 @@ impl ArmClient {
     }
 
     /// DELETE a managed cluster (used after detaching a compute that must be deleted).
+    ///
+    /// # Errors
+    /// `Config` before any request when `id` is not a `managedClusters` id; otherwise the [usual
+    /// failures](ArmClient#errors-of-every-call). A 404 (already gone) is `Ok(LroStart::Done(()))`.
     pub async fn delete_managed_cluster(
         &self,
         id: &ResourceId,
@@ -165,6 +199,11 @@ impl ArmClient {
     }
 
     /// Kubernetes versions AKS offers in `location`.
+    ///
+    /// # Errors
+    /// `Config` before any request when `subscription` holds other than ASCII letters, digits and
+    /// `-`, or `location` other than letters and digits (spaces are dropped); otherwise the [usual
+    /// failures](ArmClient#errors-of-every-call), `Decode` when the body is not a version list.
     pub async fn list_kubernetes_versions(
         &self,
         subscription: &str,

@@ -24,6 +24,12 @@ use super::error::AzureError;
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// Builds the credential described by `config` for `cloud`.
+///
+/// # Errors
+/// [`AzureError::Credential`] (named by `config.kind()`) when azure_identity refuses the
+/// configuration, e.g. workload identity without `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` or
+/// `AZURE_FEDERATED_TOKEN_FILE`. No token is requested here: a wrong secret or a missing
+/// role assignment only shows on the first call.
 pub fn build_credential(
     config: &CredentialConfig,
     cloud: &AzureCloud,
@@ -161,6 +167,11 @@ impl TokenProvider {
     }
 
     /// A valid bearer token.
+    ///
+    /// # Errors
+    /// [`AzureError::Credential`] when the credential fails or gives no token within
+    /// [`Timeouts::token`](super::Timeouts::token). Not retried: the ARM calls return it as is
+    /// and the verdict stalls with `AuthorizationFailed`.
     pub async fn token(&self) -> Result<Secret, AzureError> {
         let mut cached = self.cached.lock().await;
         if let Some(t) = cached.as_ref() {

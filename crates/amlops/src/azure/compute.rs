@@ -41,6 +41,11 @@ fn expect_compute(id: &ResourceId) -> Result<(), AzureError> {
 
 impl ArmClient {
     /// GET a compute; `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// `Config` before any request when `id` is not a `workspaces/computes` id; otherwise the
+    /// [usual failures](ArmClient#errors-of-every-call), `Decode` when the body is not a compute. A
+    /// 404 is `Ok(None)`.
     pub async fn get_compute(
         &self,
         id: &ResourceId,
@@ -56,6 +61,13 @@ impl ArmClient {
     /// compute create is not idempotent, so failures where Azure may already have acted
     /// (timeouts, 500/502/504) are not retried here: re-observe with
     /// [`get_compute`](Self::get_compute) before trying again.
+    ///
+    /// # Errors
+    /// `Config` before any request when `id` is not a `workspaces/computes` id or the body cannot
+    /// be serialised; otherwise the [usual failures](ArmClient#errors-of-every-call), except that
+    /// `Connection`, `Timeout` and 500/502/504 `Api` errors come back without a retry (Azure may
+    /// have acted: re-observe). Azure's refusals of the body are `Api` errors (400 with Azure's
+    /// code); `Decode` when a synchronous answer is not a compute.
     pub async fn put_compute(
         &self,
         id: &ResourceId,
@@ -76,6 +88,11 @@ impl ArmClient {
 
     /// DELETE a compute with `underlyingResourceAction`. A compute that is already gone
     /// counts as done.
+    ///
+    /// # Errors
+    /// `Config` before any request when `id` is not a `workspaces/computes` id; otherwise the
+    /// [usual failures](ArmClient#errors-of-every-call). A 404 (already gone) is
+    /// `Ok(LroStart::Done(()))`.
     pub async fn delete_compute(
         &self,
         id: &ResourceId,
@@ -93,6 +110,13 @@ impl ArmClient {
     }
 
     /// All computes of a workspace (every page).
+    ///
+    /// # Errors
+    /// `Config` before any request when `workspace` is not a `workspaces` id, or when a `nextLink`
+    /// leaves the ARM endpoint; otherwise the [usual failures](ArmClient#errors-of-every-call) of
+    /// any page (a 404 when the workspace is gone). `Decode` when a page is not a list or the
+    /// paging does not end (a repeated `nextLink`, more than 500 pages); items that do not decode
+    /// are skipped.
     pub async fn list_computes(
         &self,
         workspace: &ResourceId,
@@ -116,6 +140,10 @@ impl ArmClient {
     }
 
     /// POST `listKeys`: the compute's user and admin kubeconfigs.
+    ///
+    /// # Errors
+    /// `Config` before any request when `id` is not a `workspaces/computes` id; otherwise the
+    /// [usual failures](ArmClient#errors-of-every-call), `Decode` when the body is not the keys.
     pub async fn list_compute_keys(&self, id: &ResourceId) -> Result<ComputeKeys, AzureError> {
         expect_compute(id)?;
         let url = self.resource_url(id, "/listKeys", MLS_API_VERSION, &[]);

@@ -113,6 +113,10 @@ impl AzureCloud {
     }
 
     /// Parses `public`, `usgov`, `china` (case-insensitive) or an `http(s)://` URL (custom).
+    ///
+    /// # Errors
+    /// [`AzureError::Config`] when `value` is neither a cloud name nor a URL, or a URL whose
+    /// scheme is not `http` or `https`.
     pub fn parse(value: &str) -> Result<Self, AzureError> {
         match value.to_ascii_lowercase().as_str() {
             "public" | "azurepublic" | "azurecloud" => Ok(Self::Public),
@@ -339,14 +343,15 @@ pub struct ArmLimits {
 
 impl ArmLimits {
     /// ARM's token buckets (2024 on): reads 250 at 25/s, writes and deletes 200 at 10/s,
-    /// global 15×.
+    /// global 15× (same page as [`ThrottlingModel`]).
     pub const TOKEN_BUCKET: Self = Self {
         reads: ArmBucket::new(250.0, 25.0),
         writes: ArmBucket::new(200.0, 10.0),
         deletes: ArmBucket::new(200.0, 10.0),
         global_factor: 15.0,
     };
-    /// ARM's older hourly counts: 12,000 reads, 1,200 writes, 15,000 deletes per hour.
+    /// ARM's older hourly counts: 12,000 reads, 1,200 writes, 15,000 deletes per hour (same
+    /// page as [`ThrottlingModel`]).
     pub const HOURLY: Self = Self {
         reads: ArmBucket::per_hour(12_000.0),
         writes: ArmBucket::per_hour(1_200.0),

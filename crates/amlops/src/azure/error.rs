@@ -79,7 +79,7 @@ pub struct ArmErrorResponse {
     pub error: Option<ArmErrorDetail>,
 }
 
-/// ARM's `ErrorDetail` (common-types v3).
+/// ARM's `ErrorDetail` (`specification/common-types/resource-management/v3/types.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ArmErrorDetail {

@@ -100,6 +100,10 @@ impl ArmClient {
 
     /// GET an extension; `Ok(None)` when it does not exist. Protected settings are never
     /// part of the answer.
+    ///
+    /// # Errors
+    /// The [usual failures](ArmClient#errors-of-every-call) of the GET (the id was checked by
+    /// [`ExtensionId::new`]); `Decode` when the body is not an extension. A 404 is `Ok(None)`.
     pub async fn get_extension(&self, id: &ExtensionId) -> Result<Option<Extension>, AzureError> {
         let url = self.extension_url(id, "", &[]);
         self.get_optional("extension.get", url).await
@@ -110,6 +114,12 @@ impl ArmClient {
     ///
     /// Not retried after ambiguous failures (the RP may have started the Helm install):
     /// re-observe with [`get_extension`](Self::get_extension).
+    ///
+    /// # Errors
+    /// `Config` when the body cannot be serialised; otherwise the [usual
+    /// failures](ArmClient#errors-of-every-call), except that `Connection`, `Timeout` and
+    /// 500/502/504 `Api` errors come back without a retry. Azure's refusals of the body are `Api`
+    /// errors; `Decode` when a synchronous answer is not an extension.
     pub async fn create_extension(
         &self,
         id: &ExtensionId,
@@ -135,6 +145,10 @@ impl ArmClient {
     /// PATCH an extension. Azure merges `configurationSettings` and replaces
     /// `configurationProtectedSettings` when sent; 200 means nothing changed (done), 202
     /// starts an [`OperationKind::Update`] operation.
+    ///
+    /// # Errors
+    /// As [`create_extension`](Self::create_extension) (the PATCH is not retried after an
+    /// ambiguous failure either).
     pub async fn update_extension(
         &self,
         id: &ExtensionId,
@@ -154,6 +168,10 @@ impl ArmClient {
     /// DELETE an extension. `force` adds `forceDelete=true`: Azure deletes the resource
     /// synchronously ("not the normal asynchronous delete") without waiting for the agent.
     /// An extension that is already gone (204, 404) counts as done.
+    ///
+    /// # Errors
+    /// The [usual failures](ArmClient#errors-of-every-call). A 204 or 404 (already gone) is
+    /// `Ok(LroStart::Done(()))`.
     pub async fn delete_extension(
         &self,
         id: &ExtensionId,
@@ -170,6 +188,12 @@ impl ArmClient {
     }
 
     /// All extensions of a cluster (every page).
+    ///
+    /// # Errors
+    /// `Config` before any request when `cluster` is neither a `managedClusters` nor a
+    /// `connectedClusters` id, or when a `nextLink` leaves the ARM endpoint; otherwise the
+    /// [usual failures](ArmClient#errors-of-every-call) of any page, `Decode` as for
+    /// [`list_computes`](Self::list_computes).
     pub async fn list_extensions(
         &self,
         cluster: &ResourceId,
@@ -214,6 +238,12 @@ impl ArmClient {
 
     /// GET `/subscriptions/{s}/providers/{namespace}`: whether the subscription registered
     /// the provider (e.g. `Microsoft.KubernetesConfiguration`, which extensions need).
+    ///
+    /// # Errors
+    /// `Config` before any request when `subscription` holds other than ASCII letters, digits and
+    /// `-`, or `namespace` other than letters, digits and dots; otherwise the [usual
+    /// failures](ArmClient#errors-of-every-call) of the GET, `Decode` when the body is not a
+    /// provider.
     pub async fn get_provider_registration(
         &self,
         subscription: &str,

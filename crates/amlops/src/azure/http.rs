@@ -59,6 +59,9 @@ impl Request {
         }
     }
 
+    /// # Errors
+    /// `Config` when `body` cannot be serialised (a map with non-string keys, a failing
+    /// `Serialize`); the model's request bodies serialise. No caller branches on it.
     pub fn json<T: Serialize>(mut self, body: &T) -> Result<Self, AzureError> {
         let bytes = serde_json::to_vec(body).map_err(|e| {
             AzureError::Config(format!(
@@ -87,6 +90,9 @@ pub(crate) struct Response {
 
 impl Response {
     /// Decodes the body as JSON.
+    ///
+    /// # Errors
+    /// `Decode`, naming the operation, when the body is not JSON of type `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, AzureError> {
         serde_json::from_slice(&self.body).map_err(|e| AzureError::decode(self.operation, e))
     }
@@ -141,6 +147,8 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
+    /// # Errors
+    /// `Config` when reqwest cannot build the client (its TLS backend fails to initialise).
     pub fn new(
         base: Url,
         tokens: TokenProvider,
@@ -195,6 +203,10 @@ impl Transport {
 
     /// Checks that a URL Azure handed us (LRO status, `nextLink`), or one read back from a
     /// CR status, points at our ARM endpoint: the bearer token must never be sent elsewhere.
+    ///
+    /// # Errors
+    /// `Config` when `url` does not parse or its origin (scheme, host, port) is not the
+    /// configured endpoint's; the verdict stalls with `InvalidConfiguration`.
     pub fn trusted_url(&self, url: &str) -> Result<Url, AzureError> {
         let parsed = Url::parse(url)
             .map_err(|e| AzureError::Config(format!("invalid URL from Azure: {e}")))?;
@@ -210,6 +222,13 @@ impl Transport {
 
     /// Sends `req`, retrying transient failures. Returns 2xx responses; any other status
     /// becomes [`AzureError::Api`].
+    ///
+    /// # Errors
+    /// `RateLimited` before sending when the client-side wait would exceed `max_wait`;
+    /// `Credential`; after the retries, `Api` for a non-2xx answer (a 401 is retried once with
+    /// a fresh token), `Timeout` or `Connection`. A request marked [`Request::not_idempotent`]
+    /// returns 500/502/504, timeouts and dropped connections at once. Details:
+    /// [`ArmClient`](super::ArmClient#errors-of-every-call).
     pub async fn send(&self, req: Request) -> Result<Response, AzureError> {
         let start = Instant::now();
         let class = RequestClass::of(&req.method);

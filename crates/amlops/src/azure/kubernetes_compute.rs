@@ -18,6 +18,10 @@ use super::{ArmClient, MLS_API_VERSION};
 impl ArmClient {
     /// GET a compute as a Kubernetes compute; `Ok(None)` when it does not exist. A compute
     /// of another type decodes too: check [`KubernetesComputeResource::is_kubernetes`].
+    ///
+    /// # Errors
+    /// As [`get_compute`](Self::get_compute): `Config` when `id` is not a `workspaces/computes`
+    /// id, the [usual failures](ArmClient#errors-of-every-call); a 404 is `Ok(None)`.
     pub async fn get_kubernetes_compute(
         &self,
         id: &ResourceId,
@@ -72,6 +76,10 @@ impl ArmClient {
 
     /// Detach a Kubernetes compute (`DELETE ?underlyingResourceAction=Detach`): the cluster
     /// and its extension are left untouched. A compute already gone counts as done.
+    ///
+    /// # Errors
+    /// As [`delete_compute`](Self::delete_compute); a 404 (already gone) is
+    /// `Ok(LroStart::Done(()))`.
     pub async fn detach_kubernetes_compute(
         &self,
         id: &ResourceId,
@@ -81,6 +89,9 @@ impl ArmClient {
     }
 
     /// The Kubernetes computes of a workspace (computes of other types are left out).
+    ///
+    /// # Errors
+    /// As [`list_computes`](Self::list_computes).
     pub async fn list_kubernetes_computes(
         &self,
         workspace: &ResourceId,

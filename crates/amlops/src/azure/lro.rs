@@ -7,6 +7,7 @@
 //! Two polling styles exist: `Azure-AsyncOperation` (a status resource answering 200 with
 //! `{status, error}`) and `Location` (202 while running, 200/204 when done, an error status
 //! with an error body on failure). `Azure-AsyncOperation` is preferred when both are sent.
+//! Both are ARM's (<https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations>).
 
 use std::fmt;
 use std::time::Duration;
@@ -74,7 +75,8 @@ pub struct OperationHandle {
     pub style: LroStyle,
     /// The URL to poll (must be on the configured ARM endpoint).
     pub url: String,
-    /// Wait Azure asked for before the first poll.
+    /// Wait Azure asked for before the first poll (kept in the status as `retryAfterMs`,
+    /// whole milliseconds).
     #[serde(
         default,
         rename = "retryAfterMs",
@@ -232,6 +234,14 @@ impl ArmClient {
     /// status, which is not trusted with the bearer token). Errors are about the poll
     /// itself (throttling, auth, network); a 404 from an `Azure-AsyncOperation` URL means
     /// Azure no longer knows the operation — re-observe the resource with a GET.
+    ///
+    /// # Errors
+    /// `Config` when the handle's URL does not parse or is not on the ARM endpoint; otherwise the
+    /// [usual failures](ArmClient#errors-of-every-call) of the GET. `AsyncOperation` style: every
+    /// error status is an `Api` error (a 404: Azure no longer knows the operation), and a body
+    /// that is not JSON with a `status` is `Decode`. `Location` style: a 4xx other than 401, 403, 408 and 429 is
+    /// the operation's own failure, `Ok(OperationStatus::Failed)`. `Failed`/`Canceled` are `Ok`
+    /// values either way.
     pub async fn poll(&self, handle: &OperationHandle) -> Result<OperationStatus, AzureError> {
         let t = self.transport();
         let url = t.trusted_url(&handle.url)?;
@@ -274,6 +284,10 @@ impl ArmClient {
 
     /// Polls until the operation ends or `max_wait` elapses (for command-line tools and
     /// tests; the reconcile engine polls once per reconcile instead).
+    ///
+    /// # Errors
+    /// As [`poll`](Self::poll), the first failed poll (not retried here). Reaching `max_wait`
+    /// is not an error: the last `InProgress` comes back.
     pub async fn wait_for(
         &self,
         handle: &OperationHandle,
@@ -303,6 +317,8 @@ mod opt_millis {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// # Errors
+    /// Only the serializer's own error; a wait beyond `u64::MAX` ms is saturated.
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -310,6 +326,9 @@ mod opt_millis {
         }
     }
 
+    /// # Errors
+    /// The deserializer's error when the value is neither `null` nor a non-negative integer
+    /// (a status edited by hand).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }

@@ -152,6 +152,26 @@ const MAX_PAGES: usize = 500;
 
 /// The ARM client. Clone it freely: clones share the HTTP pool, token cache, rate limiter
 /// and SKU cache.
+///
+/// # Errors of every call
+/// A call fails with one [`AzureError`], after [`RetryPolicy`]'s retries of 408, 429, 500,
+/// 502, 503, 504 and connection failures (each method's `# Errors` adds what is its own):
+/// - [`AzureError::Config`], before any request: an id of the wrong resource type, an
+///   invalid subscription, location or name, a body that cannot be serialised, or a poll or
+///   `nextLink` URL that is not on the configured endpoint;
+/// - [`AzureError::Api`]: ARM's error status, Azure's `code` and message, and its
+///   `Retry-After` ([`AzureError::retry_after`]); a 401 is retried once with a fresh token;
+/// - [`AzureError::RateLimited`]: the client-side budget, or a 429 of the same subscription,
+///   would hold the call longer than [`RateLimitConfig::max_wait`]; nothing was sent;
+/// - [`AzureError::Timeout`], [`AzureError::Connection`]: no answer (the compute, Kubernetes
+///   compute and extension PUT/PATCH return these and 500/502/504 at once: Azure may have
+///   acted, so re-observe first);
+/// - [`AzureError::Credential`]: no token;
+/// - [`AzureError::Decode`]: a 2xx body of the wrong shape.
+///
+/// [`crate::engine::verdict::verdict`] turns any of them into retry (after `Retry-After`),
+/// wait (409 / `OperationNotAllowed`) or a `Stalled` condition; [`AzureError::category`] is
+/// the coarse class.
 #[derive(Clone, Debug)]
 pub struct ArmClient {
     inner: Arc<Inner>,
@@ -205,6 +225,11 @@ impl ArmClientBuilder {
     }
 
     /// Builds the client.
+    ///
+    /// # Errors
+    /// `Credential` when no credential was supplied and [`build_credential`] cannot build the
+    /// configured one; `Config` when the HTTP client cannot be built. No request is sent, so a
+    /// wrong identity or role shows only on the first call.
     pub fn build(self) -> Result<ArmClient, AzureError> {
         let config = self.config;
         let credential = match self.credential {
@@ -245,6 +270,9 @@ impl ArmClientBuilder {
 
 impl ArmClient {
     /// A client with the credential described by `config.credential`.
+    ///
+    /// # Errors
+    /// As [`ArmClientBuilder::build`].
     pub fn new(config: ArmClientConfig) -> Result<Self, AzureError> {
         Self::builder(config).build()
     }

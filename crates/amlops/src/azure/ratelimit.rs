@@ -2,7 +2,9 @@
 //!
 //! ARM throttles per subscription and principal: since 2024 with token buckets (reads 250
 //! refilled at 25/s, writes and deletes 200 at 10/s, plus a global bucket 15× that), before
-//! with hourly counts (12,000 reads, 1,200 writes). Thousands of CRs resyncing at once must
+//! with hourly counts (12,000 reads, 1,200 writes)
+//! (<https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling>,
+//! also for the headers below). Thousands of CRs resyncing at once must
 //! slow down, not fail, so every request first takes a token from its subscription's
 //! read, write or delete bucket, sized and refilled at a share of ARM's figures under the
 //! model the subscription is under. The buckets hand out reservations in order (the balance
@@ -71,7 +73,7 @@ impl RequestClass {
 /// What ARM's headers last said about one of a subscription's buckets.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BucketLevel {
-    /// `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}` last seen.
+    /// `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}` last seen (requests).
     pub remaining: u32,
     /// The `…-global-…` counterpart, when ARM sent it.
     pub global_remaining: Option<u32>,
@@ -286,6 +288,11 @@ impl RateLimiter {
     /// Reserves a token and returns the wait before the request may be sent. When the
     /// wait would exceed `max_wait`, nothing is reserved and `Err(wait)` is returned: the
     /// caller should requeue rather than hold a worker that long.
+    ///
+    /// # Errors
+    /// `Err(wait)`, with nothing reserved, when the wait (a pause after a 429, or the bucket's
+    /// refill) would exceed `max_wait`; the transport turns it into `AzureError::RateLimited`
+    /// with that `retry_after`.
     pub fn reserve(&self, subscription: &str, class: RequestClass) -> Result<Duration, Duration> {
         self.reserve_at(subscription, class, Instant::now())
     }
@@ -311,6 +318,9 @@ impl RateLimiter {
     }
 
     /// Waits for a token; `Err(wait)` when the wait would exceed `max_wait`.
+    ///
+    /// # Errors
+    /// As [`Self::reserve`].
     pub async fn acquire(&self, subscription: &str, class: RequestClass) -> Result<(), Duration> {
         let wait = self.reserve(subscription, class)?;
         if !wait.is_zero() {

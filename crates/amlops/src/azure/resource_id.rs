@@ -25,6 +25,11 @@ pub struct ResourceId {
 
 impl ResourceId {
     /// Builds an id from its parts. `segments` are (type, name) pairs, outermost first.
+    ///
+    /// # Errors
+    /// [`AzureError::Config`] when `segments` is empty, or a part, type or name is empty or
+    /// holds `/`, `?`, `#`, `%` or a control character. The engine's ids come from specs:
+    /// the verdict stalls with `InvalidConfiguration`.
     pub fn new(
         subscription: impl Into<String>,
         resource_group: impl Into<String>,
@@ -64,6 +69,9 @@ impl ResourceId {
     }
 
     /// `…/Microsoft.MachineLearningServices/workspaces/{workspace}`.
+    ///
+    /// # Errors
+    /// As [`Self::new`]: `Config` when a name is empty or not a path segment.
     pub fn workspace(
         subscription: &str,
         resource_group: &str,
@@ -78,6 +86,9 @@ impl ResourceId {
     }
 
     /// `…/workspaces/{workspace}/computes/{compute}`.
+    ///
+    /// # Errors
+    /// As [`Self::new`]: `Config` when a name is empty or not a path segment.
     pub fn compute(
         subscription: &str,
         resource_group: &str,
@@ -93,6 +104,9 @@ impl ResourceId {
     }
 
     /// `…/Microsoft.ContainerService/managedClusters/{name}`.
+    ///
+    /// # Errors
+    /// As [`Self::new`]: `Config` when a name is empty or not a path segment.
     pub fn managed_cluster(
         subscription: &str,
         resource_group: &str,
@@ -107,6 +121,10 @@ impl ResourceId {
     }
 
     /// The child `{type}/{name}` of this resource.
+    ///
+    /// # Errors
+    /// As [`Self::new`]: `Config` when `resource_type` or `name` is empty or not a path
+    /// segment.
     pub fn child(&self, resource_type: &str, name: &str) -> Result<Self, AzureError> {
         let mut id = self.clone();
         id.segments
@@ -161,6 +179,10 @@ impl ResourceId {
     }
 
     /// Fails unless the id has the given namespace and type.
+    ///
+    /// # Errors
+    /// [`AzureError::Config`] naming both types when the namespace or type differs (ASCII case
+    /// is ignored).
     pub fn expect_type(&self, namespace: &str, resource_type: &str) -> Result<(), AzureError> {
         if self.is_type(namespace, resource_type) {
             Ok(())

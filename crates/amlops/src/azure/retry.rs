@@ -15,7 +15,8 @@ pub fn is_retryable_status(status: u16) -> bool {
 }
 
 /// The wait a response asks for. `retry-after-ms` and `x-ms-retry-after-ms` are preferred
-/// (finer-grained), then `Retry-After` as delta-seconds or an HTTP date.
+/// (finer-grained), then `Retry-After` as delta-seconds or an HTTP date (RFC 9110,
+/// section 10.2.3).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     retry_after_at(headers, SystemTime::now())
 }

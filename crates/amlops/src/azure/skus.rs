@@ -51,6 +51,13 @@ impl SkuCache {
 impl ArmClient {
     /// The VM sizes available in `location` (size → vCPUs, restrictions), cached for the
     /// configured `sku_cache_ttl`.
+    ///
+    /// # Errors
+    /// `Config` before any request for an invalid `subscription` or `location` (as for
+    /// [`list_kubernetes_versions`](Self::list_kubernetes_versions)); otherwise the
+    /// [usual failures](ArmClient#errors-of-every-call) of any page, `Decode` as for
+    /// [`list_computes`](Self::list_computes) (SKUs that do not decode are skipped). A cached
+    /// catalogue does not fail.
     pub async fn list_vm_skus(
         &self,
         subscription: &str,
@@ -74,6 +81,9 @@ impl ArmClient {
     }
 
     /// vCPUs of `vm_size` in `location`; `Ok(None)` when the size does not exist there.
+    ///
+    /// # Errors
+    /// As [`list_vm_skus`](Self::list_vm_skus); a size not offered in `location` is `Ok(None)`.
     pub async fn vm_vcpus(
         &self,
         subscription: &str,

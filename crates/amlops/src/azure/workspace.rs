@@ -9,6 +9,11 @@ use super::{ArmClient, MLS_API_VERSION};
 impl ArmClient {
     /// GET a workspace; `Ok(None)` when it does not exist (report `WorkspaceNotFound`
     /// rather than a failed create). Its `location` is the `location` of compute bodies.
+    ///
+    /// # Errors
+    /// `Config` before any request when `id` is not a `workspaces` id; otherwise the [usual
+    /// failures](ArmClient#errors-of-every-call), `Decode` when the body is not a workspace. A 404
+    /// is `Ok(None)`.
     pub async fn get_workspace(&self, id: &ResourceId) -> Result<Option<Workspace>, AzureError> {
         id.expect_type(MLS_NAMESPACE, "workspaces")?;
         let url = self.resource_url(id, "", MLS_API_VERSION, &[]);

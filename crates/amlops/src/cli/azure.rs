@@ -24,6 +24,13 @@ impl AzureArgs {
     /// The client configuration these arguments select. Identity details come from the
     /// standard variables (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET`,
     /// `AZURE_FEDERATED_TOKEN_FILE`) or, for `static-token`, `AMLOPS_ARM_TOKEN`.
+    ///
+    /// # Errors
+    /// When `--arm-endpoint` is none of `public`, `usgov`, `china` and not a URL,
+    /// `--azure-credential` is unknown, or a variable the credential needs here is unset or
+    /// empty (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` for `client-secret`;
+    /// `AMLOPS_ARM_TOKEN` for `static-token`). Workload identity's variables are read by
+    /// [`Self::client`].
     pub fn config(&self) -> anyhow::Result<ArmClientConfig> {
         let cloud = match self.arm_endpoint.as_str() {
             "public" => AzureCloud::Public,
@@ -58,6 +65,10 @@ impl AzureArgs {
     }
 
     /// An ARM client for these arguments.
+    ///
+    /// # Errors
+    /// As [`Self::config`], and [`ArmClient::new`]'s: a credential azure_identity cannot build
+    /// (e.g. workload identity without its variables).
     pub fn client(&self) -> anyhow::Result<ArmClient> {
         Ok(ArmClient::new(self.config()?)?)
     }

@@ -18,6 +18,10 @@ pub enum LogFormat {
 }
 
 /// Parses `90s`, `10m`, `1h30m`, `500ms`, or a bare number of seconds.
+///
+/// # Errors
+/// A message for the command line when `s` is empty, zero, negative, fractional, or has a
+/// unit other than `ms`, `s`, `m` and `h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
@@ -194,6 +198,12 @@ impl RunArgs {
 }
 
 /// `amlops run`: runs until SIGTERM/Ctrl-C; `Ok(true)` after a clean shutdown.
+///
+/// # Errors
+/// No Kubernetes configuration; invalid Azure flags ([`AzureArgs::config`]); an ARM client that
+/// cannot be built ([`Operator::new`]); a probe address that cannot be bound ([`Operator::start`]);
+/// the operator's task ending abnormally ([`Running::join`](crate::controller::Running::join)).
+/// [`exit_code`](super::exit_code) prints it and exits 2.
 pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     init_logging(args.log_format);
     let client = kube::Client::try_default().await.map_err(|e| {

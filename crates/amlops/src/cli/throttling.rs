@@ -58,19 +58,19 @@ pub struct ArmThrottlingArgs {
         value_parser = model_parser()
     )]
     pub arm_throttling: ThrottlingModel,
-    /// Token-bucket model: read bucket size per subscription and principal.
+    /// Token-bucket model: read bucket size (requests) per subscription and principal.
     #[arg(long, default_value_t = 250.0, value_parser = parse_positive, env = "AMLOPS_ARM_READ_BUCKET")]
     pub arm_read_bucket: f64,
     /// Token-bucket model: reads refilled per second.
     #[arg(long, default_value_t = 25.0, value_parser = parse_positive, env = "AMLOPS_ARM_READ_REFILL")]
     pub arm_read_refill: f64,
-    /// Token-bucket model: write bucket size.
+    /// Token-bucket model: write bucket size (requests).
     #[arg(long, default_value_t = 200.0, value_parser = parse_positive, env = "AMLOPS_ARM_WRITE_BUCKET")]
     pub arm_write_bucket: f64,
     /// Token-bucket model: writes refilled per second.
     #[arg(long, default_value_t = 10.0, value_parser = parse_positive, env = "AMLOPS_ARM_WRITE_REFILL")]
     pub arm_write_refill: f64,
-    /// Token-bucket model: delete bucket size.
+    /// Token-bucket model: delete bucket size (requests).
     #[arg(long, default_value_t = 200.0, value_parser = parse_positive, env = "AMLOPS_ARM_DELETE_BUCKET")]
     pub arm_delete_bucket: f64,
     /// Token-bucket model: deletes refilled per second.

@@ -25,6 +25,12 @@ pub struct BackupArgs {
 }
 
 /// Run `amlops tls backup`.
+///
+/// # Errors
+/// Neither `--kubeconfig` nor `--aks`; an unreadable or unusable kubeconfig; an invalid
+/// `--aks` id or a failed ARM call ([`AzureError`](crate::azure::AzureError)); reading
+/// `azuremlfessl` failing ([`TlsError`](crate::tls::TlsError): missing, unreachable, a pair
+/// that does not verify); writing the files. Each ends the command with exit code 2.
 pub async fn run(args: BackupArgs) -> anyhow::Result<bool> {
     let client = match (&args.kubeconfig, &args.aks) {
         (Some(path), _) => {

@@ -18,6 +18,11 @@ pub struct ValidateArgs {
 }
 
 /// Validate, print a report to `out`, and return whether everything passed.
+///
+/// # Errors
+/// When a path cannot be read ([`LoadError`](crate::validate::LoadError)), `out` cannot be
+/// written, or a plan cannot be serialised. Invalid manifests are not errors: they make
+/// the result `Ok(false)`.
 pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
     let docs = load_paths(&args.files)?;
     if docs.is_empty() {

@@ -61,6 +61,10 @@ pub fn router(probes: Probes) -> Router {
 
 /// Binds `addr` and serves until `stop` turns true. Returns the bound address (port 0 picks
 /// one) and the server task.
+///
+/// # Errors
+/// The I/O error of binding `addr` (in use, not permitted, not a local address). A failure
+/// while serving later is logged, not returned.
 pub async fn serve(
     addr: SocketAddr,
     probes: Probes,

@@ -48,7 +48,8 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// Defaults of client-go: 15 s / 10 s / 2 s.
+    /// Kubernetes' leader-election defaults (component-base `LeaderElectionConfiguration`,
+    /// as kube-controller-manager and controller-runtime use them): 15 s / 10 s / 2 s.
     pub fn new(name: &str, namespace: &str, identity: &str) -> Self {
         Self {
             name: name.into(),
@@ -101,6 +102,11 @@ impl Elector {
     }
 
     /// One attempt to acquire or renew. `Ok(true)`: this replica holds the Lease now.
+    ///
+    /// # Errors
+    /// The API server's error reading, creating or replacing the Lease, except a 409 (another
+    /// replica wrote first), which is `Ok(false)`. [`Self::run`] logs it and a leader keeps
+    /// leading until `renew_deadline` has passed since its last renewal.
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
             let lease = Lease {
@@ -159,6 +165,11 @@ impl Elector {
     }
 
     /// Gives the Lease up (on shutdown), so another replica takes over at once.
+    ///
+    /// # Errors
+    /// The API server's error reading or replacing the Lease; a Lease that is gone, held by
+    /// another replica, or changed meanwhile (409) is `Ok(())`. The caller logs it: the Lease
+    /// then expires after `lease_duration`.
     pub async fn release(&mut self) -> Result<(), kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
             return Ok(());

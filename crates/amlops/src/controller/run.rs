@@ -73,6 +73,10 @@ pub struct Running {
 
 impl Running {
     /// Waits until the operator has stopped (after `stop` turned true).
+    ///
+    /// # Errors
+    /// When the operator's task or the election task panicked or was cancelled (a
+    /// `JoinError`). A Lease that could not be released is logged, not returned.
     pub async fn join(self) -> anyhow::Result<()> {
         self.task.await?
     }
@@ -88,6 +92,11 @@ impl Operator {
     /// ARM's throttling model and figures come from the resync policy
     /// (`options.engine.resync.arm`: the client and the policy must read the headers alike);
     /// the pacing share stays `arm`'s.
+    ///
+    /// # Errors
+    /// [`AzureError`](crate::azure::AzureError) from building the default ARM client: a
+    /// credential that cannot be built (`Credential`) or an HTTP client (`Config`). No request
+    /// is sent.
     pub fn new(client: Client, mut arm: ArmClientConfig, options: Options) -> anyhow::Result<Self> {
         arm.rate_limits.arm = options.engine.resync.arm;
         let metrics = Metrics::new();
@@ -111,6 +120,9 @@ impl Operator {
     }
 
     /// Starts probes, election and controllers; everything stops when `stop` turns true.
+    ///
+    /// # Errors
+    /// When the probe address (`options.metrics_addr`) cannot be bound.
     pub async fn start(self, stop: watch::Receiver<bool>) -> anyhow::Result<Running> {
         let metrics = self.shared.metrics.clone();
         let shared = self.shared.clone();

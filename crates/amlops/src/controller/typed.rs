@@ -657,6 +657,11 @@ pub fn naming<K: TypedKind>(
 }
 
 /// A watch of another kind's metadata in the same namespaces.
+///
+/// # Errors
+/// The stream yields `Err(watcher::Error)` when a list or watch fails and goes on after
+/// the default backoff; the controller reports such errors in its result stream, which
+/// [`drive`] logs.
 pub fn metadata_watch<O>(
     ctx: &TypedCtx,
     namespace: Option<&str>,

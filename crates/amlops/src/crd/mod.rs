@@ -145,6 +145,10 @@ pub fn strip_unrecognized_formats(schema: &mut JSONSchemaProps) {
 }
 
 /// The CRDs as YAML documents keyed by their file name under `crds/`.
+///
+/// # Errors
+/// serde_saphyr's error when a CRD cannot be written as YAML; the generated CRDs can
+/// (`tests/crds.rs`). No caller branches on it.
 pub fn crd_files() -> Result<Vec<(String, String)>, serde_saphyr::SerializeError> {
     all_crds()
         .into_iter()

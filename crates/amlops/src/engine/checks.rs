@@ -24,6 +24,10 @@ pub fn takes_precedence(other: &Claim, d: &Desired) -> bool {
 
 /// Another resource already claims this compute or AKS cluster (the claims that lose to
 /// `d` under [`takes_precedence`] are ignored: `d` goes first).
+///
+/// # Errors
+/// A [`Stall`] `NameConflict` when a claim that takes precedence names the same compute
+/// (ids compared ignoring ASCII case) or, for an attach, the same AKS cluster.
 pub fn check_claims(d: &Desired, claims: &[Claim]) -> Result<(), Stall> {
     let me = d.compute_id();
     let winners = || {
@@ -62,6 +66,13 @@ pub fn check_claims(d: &Desired, claims: &[Claim]) -> Result<(), Stall> {
 /// subscription, existence, power state, private API server with a public FQDN, Kubernetes
 /// minor and existing attachments. Returns the
 /// workspace location (the compute body's `location`) and the warnings to emit.
+///
+/// # Errors
+/// The first failed check as a [`Stall`]: `WorkspaceNotFound`; for a create, `InvalidSpec`
+/// (VM size not offered), `InsufficientVCPUs`, `InsufficientNodes`; for an attach,
+/// `InvalidSpec` (invalid id, other subscription), `AksClusterNotFound`, `AksClusterStopped`,
+/// `PrivateClusterPublicFQDN`, `UnsupportedKubernetesVersion`, `InsufficientVCPUs`,
+/// `InsufficientNodes`, `AlreadyAttached`.
 pub fn check_azure(
     d: &Desired,
     facts: &ProvisionFacts,

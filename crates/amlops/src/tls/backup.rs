@@ -30,6 +30,11 @@ fn field(secret: &Secret, keys: &[&str]) -> Option<String> {
 
 /// Certificate and key PEM from a Secret: `tls.crt`/`tls.key` (kubernetes.io/tls) or
 /// `cert.pem`/`key.pem` (Opaque, as Azure ML writes them).
+///
+/// # Errors
+/// [`TlsError::InvalidCertificate`] when the Secret lacks a certificate or a key under those
+/// names, or one is neither PEM nor base64 of PEM. The pair is not verified here
+/// ([`verify_pair`]).
 pub fn cert_and_key_from_secret(secret: &Secret) -> Result<(String, String), TlsError> {
     let name = secret.metadata.name.clone().unwrap_or_default();
     let cert = field(secret, &["tls.crt", "cert.pem"]);

@@ -45,6 +45,11 @@ pub fn parse_documents(source: &str, text: &str) -> Vec<Document> {
 }
 
 /// Read every path: files, directories (their `*.yaml`/`*.yml`/`*.json`, recursively, sorted) and `-` for stdin.
+///
+/// # Errors
+/// [`LoadError`] naming the first path that cannot be read (missing, not permitted, not
+/// UTF-8, stdin failing). A document that does not parse is not an error: its
+/// [`Document::value`] is `Err`.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
     let mut docs = Vec::new();
     for path in paths {

@@ -20,6 +20,10 @@ impl KubeconfigSecret {
     }
 
     /// Decodes a base64 kubeconfig (the AKS credential format).
+    ///
+    /// # Errors
+    /// [`AzureError::Decode`] (operation `kubeconfig`) when `value` is not base64 or not UTF-8;
+    /// the message never quotes the value.
     pub fn from_base64(value: &str) -> Result<Self, AzureError> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(value.trim())
@@ -36,6 +40,10 @@ impl KubeconfigSecret {
 
     /// Parses the document as a kubeconfig. Parser messages are withheld from the error:
     /// they can quote values, and values here are credentials.
+    ///
+    /// # Errors
+    /// [`AzureError::Decode`] when the document is not a kubeconfig (the parser's message is
+    /// withheld).
     pub fn parse(&self) -> Result<kube::config::Kubeconfig, AzureError> {
         kube::config::Kubeconfig::from_yaml(&self.0).map_err(|_| {
             AzureError::decode(
@@ -46,6 +54,11 @@ impl KubeconfigSecret {
     }
 
     /// A `kube::Config` for the kubeconfig's current context (or `context`).
+    ///
+    /// # Errors
+    /// `Decode` as for [`Self::parse`]; [`AzureError::Config`] when the kubeconfig cannot be
+    /// used (no current context, `context` or its cluster missing, no or invalid server URL, CA
+    /// or client certificate unreadable), described without values.
     pub async fn to_kube_config(&self, context: Option<&str>) -> Result<kube::Config, AzureError> {
         let kubeconfig = self.parse()?;
         let options = kube::config::KubeConfigOptions {
@@ -61,6 +74,9 @@ impl KubeconfigSecret {
     }
 
     /// A `kube::Client` for the kubeconfig's current context (or `context`).
+    ///
+    /// # Errors
+    /// As [`Self::to_kube_config`]; `Config` when kube cannot build a client from it.
     pub async fn client(&self, context: Option<&str>) -> Result<kube::Client, AzureError> {
         let config = self.to_kube_config(context).await?;
         kube::Client::try_from(config)
@@ -91,7 +107,8 @@ impl KubeconfigSecret {
     /// as its only credential.
     ///
     /// # Errors
-    /// [`AzureError::Config`] when the kubeconfig cannot be used.
+    /// As [`Self::to_kube_config`]: [`AzureError::Decode`] when the document is not a
+    /// kubeconfig, [`AzureError::Config`] when it cannot be used.
     pub async fn config_with_token(
         &self,
         context: Option<&str>,
@@ -112,7 +129,8 @@ impl KubeconfigSecret {
     /// application ([`crate::azure::ArmClient::aks_entra_token`]) instead.
     ///
     /// # Errors
-    /// [`AzureError::Config`] when the kubeconfig cannot be used (no secret in the message).
+    /// As [`Self::config_with_token`], and [`AzureError::Config`] when kube cannot build a
+    /// client from it (no secret in the message).
     pub async fn client_with_token(
         &self,
         context: Option<&str>,
