@@ -372,3 +372,38 @@ async fn scale_reads_the_managed_cluster_once() {
         "scaled"
     );
 }
+
+/// Azure forgets an operation: its `Azure-AsyncOperation` URL answers 404 (the operation's
+/// record expired, or a status restored from a backup names an old one). The engine reads
+/// the compute instead of polling a dead URL forever: the operation leaves the status, the
+/// resource stays Ready, no verdict and no write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_operation_is_read_from_the_resource() {
+    let w = World::new().await;
+    let d = ic("forgot1", "");
+    let mut st = w.ready(&d).await;
+    let before = w.emu.requests().len();
+    st.operation = Some(OperationStatus {
+        kind: amlops::azure::OperationKind::Update,
+        url: format!(
+            "{}/subscriptions/{SUB}/providers/Microsoft.MachineLearningServices/locations/eastus/computeOperationsStatus/00000000-0000-0000-0000-00000000dead?api-version={}",
+            w.emu.base_url(),
+            amlops::azure::MLS_API_VERSION
+        ),
+        style: None,
+        started_at: None,
+    });
+    let out = w.engine.reconcile(&d, st).await.expect("reconcile");
+    assert!(out.verdict.is_none(), "{:?}", out.verdict);
+    assert!(out.status.operation.is_none(), "{:?}", out.status.operation);
+    assert!(is_ready(&out.status, &d), "{:#?}", out.status);
+    let log = w.emu.requests()[before..].to_vec();
+    let polls = attempted(&log, "GET", "/computeOperationsStatus/");
+    assert_eq!(polls.len(), 1, "one poll: {log:#?}");
+    assert_eq!(polls[0].status, 404);
+    assert_eq!(attempted(&log, "GET", "/computes/forgot1").len(), 1, "{log:#?}");
+    assert!(
+        log.iter().all(|r| r.method == "GET"),
+        "no write: {log:#?}"
+    );
+}

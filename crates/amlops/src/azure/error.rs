@@ -326,12 +326,44 @@ impl AzureError {
         self.category() == ErrorCategory::NotFound
     }
 
+    /// A body that did not decode. The decoder's message loses the values it quotes from the
+    /// body ([`without_values`]): the body may be a credentials answer.
     pub(crate) fn decode(operation: &'static str, err: impl fmt::Display) -> Self {
         Self::Decode {
             operation,
-            reason: err.to_string(),
+            reason: without_values(&err.to_string()),
         }
     }
+}
+
+/// A decoder's message without the body's values it quotes. serde quotes strings in double
+/// quotes (`invalid type: string "…", expected u32`) and enum values in backticks after
+/// `unknown variant`; a credentials answer of an unexpected shape (`listClusterUserCredential`,
+/// `listKeys`) must not put a kubeconfig into a log, an event or a status. Field names
+/// (`missing field `name``), types, lines and columns stay: they come from the schema.
+/// Hand-written: serde has no option to leave values out of its messages.
+pub(crate) fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let variant = c == '`' && message[..i].ends_with("unknown variant ");
+        if c == '"' || variant {
+            let close = if variant { '`' } else { '"' };
+            let mut escaped = false;
+            for (_, d) in chars.by_ref() {
+                if d == close && !escaped {
+                    break;
+                }
+                escaped = d == '\\' && !escaped;
+            }
+            out.push(close);
+            out.push('…');
+            out.push(close);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl From<ApiError> for AzureError {
@@ -483,6 +515,50 @@ mod tests {
         for (err, want) in others {
             assert_eq!(err.category(), want);
             assert!(!want.as_str().is_empty());
+        }
+    }
+
+    /// A body of an unexpected shape: the decode error names the field and the expected
+    /// type, never the value (a credentials answer holds a kubeconfig).
+    #[test]
+    fn decode_errors_do_not_quote_the_body() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Creds {
+            kubeconfigs: Vec<Kc>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Kc {
+            name: String,
+            value: u32,
+            kind: Kind,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        enum Kind {
+            User,
+        }
+        const SECRET: &str = "token: c2VjcmV0LXRva2Vu";
+        let bodies = [
+            (format!(r#"{{"kubeconfigs": "{SECRET}"}}"#), "invalid type: string \"…\", expected a sequence"),
+            (format!(r#"{{"kubeconfigs": [{{"name": "u", "value": "{SECRET} \" more"}}]}}"#), "invalid type: string \"…\", expected u32"),
+            (format!(r#"{{"kubeconfigs": [{{"name": "u", "value": 1, "kind": "{SECRET}"}}]}}"#), "unknown variant `…`, expected `User`"),
+            (r#"{"kubeconfigs": [{"value": 1}]}"#.to_string(), "missing field `name`"),
+        ];
+        for (body, want) in bodies {
+            let e = serde_json::from_str::<Creds>(&body).unwrap_err();
+            let got = AzureError::decode("aks.list_cluster_user_credential", e).to_string();
+            assert!(!got.contains("c2VjcmV0"), "{got}");
+            assert!(got.contains(want), "{got} should contain {want}");
+        }
+        let table = [
+            ("plain message", "plain message"),
+            (r#"a "b \" c" d"#, r#"a "…" d"#),
+            ("unknown variant `x`, expected `A` or `B`", "unknown variant `…`, expected `A` or `B`"),
+            ("missing field `name` at line 1 column 2", "missing field `name` at line 1 column 2"),
+        ];
+        for (input, want) in table {
+            assert_eq!(without_values(input), want, "{input}");
         }
     }
 }

@@ -125,6 +125,12 @@ pub enum OperationStatus {
     },
     /// Canceled (by Azure or another client).
     Canceled,
+    /// Azure no longer knows the operation: its `Azure-AsyncOperation` URL answers 404 (the
+    /// operation's record expired, or the URL stored in a status is stale). Its outcome is
+    /// read from the resource itself, as Azure's asynchronous-operations guidance says for a
+    /// status that cannot be read
+    /// (<https://learn.microsoft.com/azure/azure-resource-manager/management/async-operations>).
+    Forgotten,
 }
 
 impl OperationStatus {
@@ -249,7 +255,13 @@ impl ArmClient {
         let req = Request::get("lro.poll", url);
         match handle.style {
             LroStyle::AsyncOperation => {
-                let resp = t.send(req).await?;
+                let resp = match t.send(req).await {
+                    Ok(resp) => resp,
+                    Err(AzureError::Api(e)) if e.status == 404 => {
+                        return Ok(OperationStatus::Forgotten);
+                    }
+                    Err(e) => return Err(e),
+                };
                 let wait = retry::retry_after(&resp.headers).unwrap_or(default_wait);
                 parse_async_status(&resp.body, wait).map_err(|e| AzureError::decode("lro.poll", e))
             }

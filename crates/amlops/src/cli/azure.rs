@@ -32,12 +32,9 @@ impl AzureArgs {
     /// `AMLOPS_ARM_TOKEN` for `static-token`). Workload identity's variables are read by
     /// [`Self::client`].
     pub fn config(&self) -> anyhow::Result<ArmClientConfig> {
-        let cloud = match self.arm_endpoint.as_str() {
-            "public" => AzureCloud::Public,
-            "usgov" => AzureCloud::UsGov,
-            "china" => AzureCloud::China,
-            url => AzureCloud::custom(url.parse().context("--arm-endpoint is not a URL")?),
-        };
+        // One parser for the flag and the library: cloud names case-insensitively, URLs
+        // only over http(s).
+        let cloud = AzureCloud::parse(&self.arm_endpoint)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let credential = match self.azure_credential.as_str() {
             "workload-identity" => CredentialConfig::WorkloadIdentity {
@@ -71,5 +68,34 @@ impl AzureArgs {
     /// (e.g. workload identity without its variables).
     pub fn client(&self) -> anyhow::Result<ArmClient> {
         Ok(ArmClient::new(self.config()?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flag takes what the library's parser takes: cloud names in any case, URLs only
+    /// over http(s).
+    #[test]
+    fn arm_endpoint_flag_uses_the_clouds_parser() {
+        let args = |endpoint: &str| AzureArgs {
+            arm_endpoint: endpoint.into(),
+            azure_credential: "azure-cli".into(),
+        };
+        let table = [
+            ("public", Some(AzureCloud::Public)),
+            ("Public", Some(AzureCloud::Public)),
+            ("AzureUSGovernment", Some(AzureCloud::UsGov)),
+            ("china", Some(AzureCloud::China)),
+            ("ftp://example.com", None),
+            ("not a url", None),
+        ];
+        for (endpoint, want) in table {
+            let got = args(endpoint).config().ok().map(|c| c.cloud);
+            assert_eq!(got, want, "{endpoint}");
+        }
+        let custom = args("http://127.0.0.1:8640").config().unwrap().cloud;
+        assert!(matches!(custom, AzureCloud::Custom { .. }), "{custom:?}");
     }
 }

@@ -44,17 +44,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("invalid duration {s:?}"))?;
         let unit = &rest[digits..digits + unit_len];
-        total += match unit {
+        let too_long = || format!("duration {s:?} is too long");
+        let part = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(too_long)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(too_long)?),
             _ => {
                 return Err(format!(
                     "invalid duration unit {unit:?} in {s:?}: use ms, s, m or h"
                 ));
             }
         };
+        total = total.checked_add(part).ok_or_else(too_long)?;
         rest = &rest[digits + unit_len..];
     }
     if total.is_zero() {
@@ -174,9 +176,11 @@ impl RunArgs {
             concurrency: self.concurrency,
             engine: EngineConfig {
                 tls_namespace: self.tls_namespace.clone(),
+                // Empty is unset (a chart value left blank), as for the other namespaces.
                 backup_namespace: self
                     .backup_namespace
                     .clone()
+                    .filter(|s| !s.is_empty())
                     .or_else(|| std::env::var("POD_NAMESPACE").ok())
                     .filter(|s| !s.is_empty()),
                 resync: self.throttling.policy(self.resync),
@@ -295,7 +299,18 @@ mod tests {
         for (s, ms) in ok {
             assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
         }
-        for bad in ["", "0", "m", "10x", "1.5m", "0s", "-5s"] {
+        for bad in [
+            "",
+            "0",
+            "m",
+            "10x",
+            "1.5m",
+            "0s",
+            "-5s",
+            "99999999999999999h",
+            "5124095576030431h1h",
+            "18446744073709551615s1s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -498,7 +498,7 @@ pub fn decide(d: &Desired, obs: &Observed, status: &ClusterStatus, cfg: &EngineC
                 plan.requeue = Some(*retry_after);
                 return plan;
             }
-            Poll::Succeeded => plan.status.operation = None,
+            Poll::Succeeded | Poll::Forgotten => plan.status.operation = None,
             Poll::Failed { .. } | Poll::Canceled => {
                 plan.status.operation = None;
                 let (code, message) = match polled {

@@ -190,7 +190,7 @@ pub fn decide(
                 plan.requeue = Some((*retry_after).max(Duration::from_millis(1)));
                 return plan;
             }
-            Poll::Succeeded => plan.status.operation = None,
+            Poll::Succeeded | Poll::Forgotten => plan.status.operation = None,
             Poll::Failed { code, message } => {
                 plan.status.operation = None;
                 plan.status.provisioning_errors = vec![ProvisioningError {

@@ -109,6 +109,8 @@ pub fn decide(
                 just_detached = kind == Some(OperationKind::Detach);
                 plan.status.operation = None;
             }
+            // The compute's GET (observed next) tells what the operation did.
+            Poll::Forgotten => plan.status.operation = None,
             Poll::Failed { code, message } => {
                 plan.status.operation = None;
                 plan.events.push(Note::warning(
