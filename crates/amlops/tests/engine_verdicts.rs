@@ -401,9 +401,10 @@ async fn a_forgotten_operation_is_read_from_the_resource() {
     let polls = attempted(&log, "GET", "/computeOperationsStatus/");
     assert_eq!(polls.len(), 1, "one poll: {log:#?}");
     assert_eq!(polls[0].status, 404);
-    assert_eq!(attempted(&log, "GET", "/computes/forgot1").len(), 1, "{log:#?}");
-    assert!(
-        log.iter().all(|r| r.method == "GET"),
-        "no write: {log:#?}"
+    assert_eq!(
+        attempted(&log, "GET", "/computes/forgot1").len(),
+        1,
+        "{log:#?}"
     );
+    assert!(log.iter().all(|r| r.method == "GET"), "no write: {log:#?}");
 }

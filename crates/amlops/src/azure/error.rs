@@ -540,10 +540,22 @@ mod tests {
         }
         const SECRET: &str = "token: c2VjcmV0LXRva2Vu";
         let bodies = [
-            (format!(r#"{{"kubeconfigs": "{SECRET}"}}"#), "invalid type: string \"…\", expected a sequence"),
-            (format!(r#"{{"kubeconfigs": [{{"name": "u", "value": "{SECRET} \" more"}}]}}"#), "invalid type: string \"…\", expected u32"),
-            (format!(r#"{{"kubeconfigs": [{{"name": "u", "value": 1, "kind": "{SECRET}"}}]}}"#), "unknown variant `…`, expected `User`"),
-            (r#"{"kubeconfigs": [{"value": 1}]}"#.to_string(), "missing field `name`"),
+            (
+                format!(r#"{{"kubeconfigs": "{SECRET}"}}"#),
+                "invalid type: string \"…\", expected a sequence",
+            ),
+            (
+                format!(r#"{{"kubeconfigs": [{{"name": "u", "value": "{SECRET} \" more"}}]}}"#),
+                "invalid type: string \"…\", expected u32",
+            ),
+            (
+                format!(r#"{{"kubeconfigs": [{{"name": "u", "value": 1, "kind": "{SECRET}"}}]}}"#),
+                "unknown variant `…`, expected `User`",
+            ),
+            (
+                r#"{"kubeconfigs": [{"value": 1}]}"#.to_string(),
+                "missing field `name`",
+            ),
         ];
         for (body, want) in bodies {
             let e = serde_json::from_str::<Creds>(&body).unwrap_err();
@@ -554,8 +566,14 @@ mod tests {
         let table = [
             ("plain message", "plain message"),
             (r#"a "b \" c" d"#, r#"a "…" d"#),
-            ("unknown variant `x`, expected `A` or `B`", "unknown variant `…`, expected `A` or `B`"),
-            ("missing field `name` at line 1 column 2", "missing field `name` at line 1 column 2"),
+            (
+                "unknown variant `x`, expected `A` or `B`",
+                "unknown variant `…`, expected `A` or `B`",
+            ),
+            (
+                "missing field `name` at line 1 column 2",
+                "missing field `name` at line 1 column 2",
+            ),
         ];
         for (input, want) in table {
             assert_eq!(without_values(input), want, "{input}");
