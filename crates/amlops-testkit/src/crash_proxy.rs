@@ -1,6 +1,8 @@
-//! The crash harness's parts: a counting reverse proxy in front of the emulator that lets
-//! exactly k calls through and holds the next one forever (the crash), and a store that
-//! stops persisting at the crash. See crates/amlops/tests/engine_crash.rs for how they are used.
+//! The crash harness: a counting reverse proxy in front of the emulator that lets exactly k
+//! calls through and holds the next one forever (the crash), a store that stops persisting at
+//! the crash, and the driver that runs a scenario once per crash point
+//! ([`crash_at_every_call`]). Used by `crates/amlops/tests/engine_crash.rs`,
+//! `kubernetes_compute_crash.rs` and `azureml_extension_crash.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,6 +17,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use tokio::sync::Notify;
 
@@ -211,4 +214,72 @@ impl ExtensionStore for CrashStore {
         }
         Ok(())
     }
+}
+
+/// What one crash-tested run reports to [`crash_at_every_call`].
+pub trait CrashRun {
+    /// Calls through the proxy in the crash-tested phase until the crash (or the end).
+    fn calls(&self) -> usize;
+    /// Whether the run crashed (and was restarted).
+    fn crashed(&self) -> bool;
+}
+
+/// The crash harness's driver. For each scenario: a reference run without a crash (it must
+/// pass `check` and make at least `min_calls` calls), then one run per crash point — after
+/// each of the reference's `n` calls and before each — six independent worlds at once, each
+/// checked. Prints one line per scenario; returns every failure (empty: each of the `2n`
+/// crash points crashed, restarted and converged as `check` wants).
+///
+/// # Panics
+/// When a reference run fails or is too short: the scenario itself is broken.
+pub async fn crash_at_every_call<S, R: CrashRun>(
+    scenarios: &[S],
+    name: impl Fn(&S) -> &str,
+    min_calls: usize,
+    run: impl AsyncFn(&S, Crash) -> Result<R, String>,
+    check: impl AsyncFn(&S, &R) -> Result<(), String>,
+) -> Vec<String> {
+    let width = scenarios.iter().map(|s| name(s).len()).max().unwrap_or(0);
+    let mut failures = Vec::new();
+    for sc in scenarios {
+        let name = name(sc);
+        let reference = run(sc, Crash::Never).await.expect("reference run");
+        assert!(!reference.crashed(), "{name}: the reference run crashed");
+        if let Err(e) = check(sc, &reference).await {
+            panic!("{name}: reference run: {e}");
+        }
+        let n = reference.calls();
+        assert!(n >= min_calls, "{name}: only {n} calls");
+        let points: Vec<Crash> = (1..=n)
+            .map(Crash::After)
+            .chain((0..n).map(Crash::Before))
+            .collect();
+        // Independent worlds (one emulator and proxy each): run a few at once.
+        let run = &run;
+        let results: Vec<_> = futures::stream::iter(points)
+            .map(|crash| async move { (crash, run(sc, crash).await) })
+            .buffer_unordered(6)
+            .collect()
+            .await;
+        let mut crashes = 0;
+        for (crash, result) in results {
+            match result {
+                Ok(r) => {
+                    crashes += usize::from(r.crashed());
+                    if let Err(e) = check(sc, &r).await {
+                        failures.push(format!("{name} / {crash:?}: {e}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{name} / {crash:?}: {e}")),
+            }
+        }
+        eprintln!("{name:<width$} {n:>3} calls, {crashes:>3} crash points restarted");
+        if crashes != 2 * n {
+            failures.push(format!(
+                "{name}: {crashes} of {} crash points crashed (the call sequence differs from the reference run)",
+                2 * n
+            ));
+        }
+    }
+    failures
 }

@@ -27,9 +27,8 @@ use amlops::engine::store::KubeStore;
 use amlops::engine::{Desired, Engine};
 use amlops_emulator::{Emulator, EmulatorConfig, EmulatorHandle, RequestRecord};
 use amlops_testkit::MemoryStore;
-use common::crash_proxy::{Crash, CrashStore, Proxy};
+use common::crash_proxy::{Crash, CrashRun, CrashStore, Proxy, crash_at_every_call};
 use common::*;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 
 /// What a crash-tested phase must end with.
@@ -184,6 +183,15 @@ struct Run {
     fqdn_before: Option<String>,
     aks: Option<String>,
     clusters_before: usize,
+}
+
+impl CrashRun for Run {
+    fn calls(&self) -> usize {
+        self.calls
+    }
+    fn crashed(&self) -> bool {
+        self.crashed
+    }
 }
 
 async fn run(sc: &Scenario, crash: Crash) -> Result<Run, String> {
@@ -403,51 +411,13 @@ fn check(sc: &Scenario, r: &Run) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_every_azure_call_then_restart_converges() {
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    for sc in scenarios() {
-        let reference = run(&sc, Crash::Never).await.expect("reference run");
-        assert!(!reference.crashed);
-        check(&sc, &reference).unwrap_or_else(|e| panic!("{}: reference run: {e}", sc.name));
-        let n = reference.calls;
-        assert!(n > 3, "{}: only {n} calls", sc.name);
-        let points: Vec<Crash> = (1..=n)
-            .map(Crash::After)
-            .chain((0..n).map(Crash::Before))
-            .collect();
-        // Independent worlds (one emulator and proxy each): run a few at once.
-        let results: Vec<_> = futures::stream::iter(points)
-            .map(|crash| {
-                let sc = &sc;
-                async move { (crash, run(sc, crash).await) }
-            })
-            .buffer_unordered(6)
-            .collect()
-            .await;
-        let mut crashes = 0;
-        for (crash, result) in results {
-            match result {
-                Ok(r) => {
-                    crashes += usize::from(r.crashed);
-                    if let Err(e) = check(&sc, &r) {
-                        failures.push(format!("{} / {crash:?}: {e}", sc.name));
-                    }
-                }
-                Err(e) => failures.push(format!("{} / {crash:?}: {e}", sc.name)),
-            }
-        }
-        eprintln!(
-            "{:<66} {n:>3} calls, {crashes:>3} crash points restarted",
-            sc.name
-        );
-        if crashes != 2 * n {
-            failures.push(format!(
-                "{}: {crashes} of {} crash points crashed (the call sequence differs from the reference run)",
-                sc.name,
-                2 * n
-            ));
-        }
-    }
-    eprintln!("{:.1}s", started.elapsed().as_secs_f64());
+    let failures = crash_at_every_call(
+        &scenarios(),
+        |sc| sc.name,
+        4,
+        async |sc, crash| run(sc, crash).await,
+        async |sc, r| check(sc, r),
+    )
+    .await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

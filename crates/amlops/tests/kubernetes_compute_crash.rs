@@ -15,10 +15,9 @@ use amlops::engine::Engine;
 use amlops::engine::kubernetes_compute::{ComputeDesired, ComputeStore};
 use amlops_emulator::RequestRecord;
 use amlops_testkit::MemoryStore;
-use common::crash_proxy::{Crash, CrashStore, Proxy};
+use common::crash_proxy::{Crash, CrashRun, CrashStore, Proxy, crash_at_every_call};
 use common::kpath::*;
 use common::{World, accepted, arm, engine_config};
-use futures::StreamExt;
 
 struct Scenario {
     name: &'static str,
@@ -62,6 +61,15 @@ struct Run {
     crashed: bool,
     log: Vec<RequestRecord>,
     w: World,
+}
+
+impl CrashRun for Run {
+    fn calls(&self) -> usize {
+        self.calls
+    }
+    fn crashed(&self) -> bool {
+        self.crashed
+    }
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -228,50 +236,13 @@ async fn check(sc: &Scenario, r: &Run) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_every_call_then_restart_converges_without_a_duplicate_write() {
-    let mut failures = Vec::new();
-    for sc in scenarios() {
-        let reference = run(&sc, Crash::Never).await.expect("reference run");
-        assert!(!reference.crashed);
-        check(&sc, &reference)
-            .await
-            .unwrap_or_else(|e| panic!("{}: reference run: {e}", sc.name));
-        let n = reference.calls;
-        assert!(n >= 2, "{}: only {n} calls", sc.name);
-        let points: Vec<Crash> = (1..=n)
-            .map(Crash::After)
-            .chain((0..n).map(Crash::Before))
-            .collect();
-        let results: Vec<_> = futures::stream::iter(points)
-            .map(|crash| {
-                let sc = &sc;
-                async move { (crash, run(sc, crash).await) }
-            })
-            .buffer_unordered(6)
-            .collect()
-            .await;
-        let mut crashes = 0;
-        for (crash, result) in results {
-            match result {
-                Ok(r) => {
-                    crashes += usize::from(r.crashed);
-                    if let Err(e) = check(&sc, &r).await {
-                        failures.push(format!("{} / {crash:?}: {e}", sc.name));
-                    }
-                }
-                Err(e) => failures.push(format!("{} / {crash:?}: {e}", sc.name)),
-            }
-        }
-        eprintln!(
-            "{:<40} {n:>3} calls, {crashes:>3} crash points restarted",
-            sc.name
-        );
-        if crashes != 2 * n {
-            failures.push(format!(
-                "{}: {crashes} of {} crash points crashed (the call sequence differs from the reference run)",
-                sc.name,
-                2 * n
-            ));
-        }
-    }
+    let failures = crash_at_every_call(
+        &scenarios(),
+        |sc| sc.name,
+        2,
+        async |sc, crash| run(sc, crash).await,
+        async |sc, r| check(sc, r).await,
+    )
+    .await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
