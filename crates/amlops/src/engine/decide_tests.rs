@@ -1,3 +1,6 @@
+//! Table tests of the legacy kinds' decisions ([`super::decide`]): a row per situation —
+//! desired state, what Azure and Kubernetes show, the status — and the plan that must follow.
+
 use super::*;
 use crate::azure::OperationHandle;
 use crate::azure::model::ManagedCluster;
