@@ -2,7 +2,7 @@
 //! controller implements it against the API server; [`MemoryStore`] keeps it in memory for
 //! the demo and tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -137,8 +137,45 @@ struct Inner {
     extension_statuses: BTreeMap<ObjKey, AzureMlExtensionStatus>,
     events: Vec<Event>,
     claims: Vec<Claim>,
-    /// The Kubernetes-path resources (they claim nothing) by their subscription, lowercase.
+    /// The subscription (lowercase) of every resource counted by
+    /// [`KubeStore::resources_in_subscription`]: the legacy kinds' from their claim, the
+    /// Kubernetes-path kinds' (they claim nothing) from [`MemoryStore::count_resource`].
     counted: BTreeMap<ObjKey, String>,
+    /// How many of `counted` each subscription holds: every reconcile asks, so the answer
+    /// must not walk every resource (at 10,000 that walk was half the steady state's CPU).
+    per_subscription: HashMap<String, usize>,
+}
+
+impl Inner {
+    /// Counts `key` in `subscription` (lowercase), or in none, instead of where it was.
+    fn count(&mut self, key: &ObjKey, subscription: Option<String>) {
+        let old = match &subscription {
+            Some(sub) => self.counted.insert(key.clone(), sub.clone()),
+            None => self.counted.remove(key),
+        };
+        if let Some(old) = old
+            && let Some(n) = self.per_subscription.get_mut(&old)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_subscription.remove(&old);
+            }
+        }
+        if let Some(sub) = subscription {
+            *self.per_subscription.entry(sub).or_default() += 1;
+        }
+    }
+}
+
+/// The subscription of an ARM id (`/subscriptions/{id}/…`), lowercase.
+fn subscription_of(arm_id: &str) -> Option<String> {
+    const PREFIX: &str = "/subscriptions/";
+    let rest = arm_id
+        .get(..PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(PREFIX))
+        .map(|_| &arm_id[PREFIX.len()..])?;
+    let (sub, _) = rest.split_once('/')?;
+    Some(sub.to_ascii_lowercase())
 }
 
 /// In-memory [`KubeStore`]; clones share state.
@@ -184,20 +221,20 @@ impl MemoryStore {
     pub fn set_claim(&self, claim: Claim) {
         let mut inner = self.lock();
         inner.claims.retain(|c| c.key != claim.key);
+        inner.count(&claim.key, subscription_of(&claim.compute_id));
         inner.claims.push(claim);
     }
     /// Forget a CR (deleted): its claim and its place in [`KubeStore::resources_in_subscription`].
     pub fn remove_claim(&self, key: &ObjKey) {
         let mut inner = self.lock();
         inner.claims.retain(|c| &c.key != key);
-        inner.counted.remove(key);
+        inner.count(key, None);
     }
     /// Count an `AzureMLExtension` or `KubernetesCompute` in `subscription` (the legacy kinds
     /// are counted by their claims, [`set_claim`](Self::set_claim)).
     pub fn count_resource(&self, key: &ObjKey, subscription: &str) {
         self.lock()
-            .counted
-            .insert(key.clone(), subscription.to_ascii_lowercase());
+            .count(key, Some(subscription.to_ascii_lowercase()));
     }
 }
 
@@ -235,23 +272,11 @@ impl KubeStore for MemoryStore {
             .collect())
     }
     fn resources_in_subscription(&self, subscription: &str) -> usize {
-        let prefix = format!("/subscriptions/{subscription}/");
-        let inner = self.lock();
-        let legacy = inner
-            .claims
-            .iter()
-            .filter(|c| {
-                c.compute_id
-                    .get(..prefix.len())
-                    .is_some_and(|p| p.eq_ignore_ascii_case(&prefix))
-            })
-            .count();
-        let kubernetes_path = inner
-            .counted
-            .values()
-            .filter(|s| s.eq_ignore_ascii_case(subscription))
-            .count();
-        legacy + kubernetes_path
+        self.lock()
+            .per_subscription
+            .get(&subscription.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -332,5 +357,33 @@ mod tests {
         s.remove_claim(&key("InferenceCluster", "ic1"));
         assert_eq!(s.resources_in_subscription(A), 3);
         assert_eq!(s.resources_in_subscription(&A.to_ascii_uppercase()), 3);
+        // A claim set again counts once, in the subscription it names now; forgetting a
+        // resource twice or one never counted changes nothing.
+        s.set_claim(claim("ic2", A));
+        s.remove_claim(&key("KubernetesCompute", "kc1"));
+        s.remove_claim(&key("InferenceCluster", "never"));
+        for (sub, want) in [(A, 4), (B, 1)] {
+            assert_eq!(s.resources_in_subscription(sub), want, "{sub}");
+        }
+        // A claim whose compute id names no subscription counts in none.
+        s.set_claim(Claim {
+            compute_id: "not-an-arm-id".into(),
+            ..claim("odd", A)
+        });
+        assert_eq!(s.resources_in_subscription(A), 4);
+    }
+
+    #[test]
+    fn subscription_of_an_arm_id() {
+        for (id, want) in [
+            ("/subscriptions/AbC/resourceGroups/rg", Some("abc")),
+            ("/SUBSCRIPTIONS/abc/x", Some("abc")),
+            ("/subscriptions/abc", None),
+            ("/subscriptions/", None),
+            ("subscriptions/abc/x", None),
+            ("", None),
+        ] {
+            assert_eq!(subscription_of(id).as_deref(), want, "{id}");
+        }
     }
 }
