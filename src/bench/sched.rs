@@ -318,7 +318,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// At full concurrency, or once `done` held or the deadline passed, only a reconcile's end
 /// can change anything: a due time already past must not wake it, or the loop spins — and
 /// with it `done`, a walk over every resource — at full CPU for as long as the queue is
-/// backlogged (10,000 resources kept the process at ~170 % CPU).
+/// backlogged (~30 s of the main thread's CPU while converging 10,000).
 fn wake_at(now: Instant, next_due: Option<Instant>, can_start: bool, deadline: Instant) -> Instant {
     let tick = now + TICK;
     if !can_start {
