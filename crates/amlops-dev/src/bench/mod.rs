@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use amlops::azure::ThrottlingModel;
 use amlops::cli::ResyncArgs;
+use amlops::engine::listing::WorkspaceListings;
 use amlops::engine::resync::{ReadQuota, ResyncPolicy};
 use amlops::engine::{Engine, EngineConfig};
 use amlops_emulator::{Budget as EmuBudget, ThrottleModel, Throttling, TokenBuckets};
@@ -638,6 +639,47 @@ async fn run_one(
     Ok(run)
 }
 
+/// ARM reads per resync of the resources workspace listings answer (the legacy kinds), as
+/// the engine computes them from the latest listings of their subscription; `None` when
+/// the run has none or nothing was listed yet.
+fn listing_reads_per_resync(
+    items: &[Tracked],
+    listings: &WorkspaceListings,
+    per_sub: usize,
+) -> Option<f64> {
+    let sub = items.iter().find_map(|t| match &t.object {
+        sched::Object::Legacy(d) => Some(d.workspace.subscription_id.clone()),
+        _ => None,
+    })?;
+    let pages = listings.pages_in_subscription(&sub)?;
+    Some(amlops::engine::listing::reads_per_resync(
+        Some(pages),
+        per_sub,
+    ))
+}
+
+/// The nominal steady interval the engines use for `per_sub` resources of one
+/// subscription: the legacy kinds' resyncs cost the listings' reads, the Kubernetes-path
+/// kinds' one `GET` each; the longer of the two when the run has both.
+fn steady_interval(
+    policy: &ResyncPolicy,
+    items: &[Tracked],
+    listings: &WorkspaceListings,
+    per_sub: usize,
+    quota: Option<ReadQuota>,
+) -> Duration {
+    let listed = listing_reads_per_resync(items, listings, per_sub);
+    let legacy = policy.with_reads_per_resync(listed).nominal(per_sub, quota);
+    let has_other = items
+        .iter()
+        .any(|t| !matches!(t.object, sched::Object::Legacy(_)));
+    if has_other {
+        legacy.max(policy.nominal(per_sub, quota))
+    } else {
+        legacy
+    }
+}
+
 /// Warm-up for one resync round, then `steady_hours` emulated hours measured.
 async fn steady(
     args: &BenchArgs,
@@ -654,7 +696,6 @@ async fn steady(
         model: args.model(),
         fill: None,
     });
-    let nominal = policy.nominal(per_sub, model);
     // Warm-up: until every resource has been resynced once more, so that intervals set
     // while converging (slowed down if that drained the read budget) are behind us.
     let start: Vec<u64> = sched.items.iter().map(|t| t.rounds).collect();
@@ -667,6 +708,8 @@ async fn steady(
         })
         .await;
     sched.take_stats();
+    // The interval the engine uses: after the warm-up the workspace listings are known.
+    let nominal = steady_interval(policy, &sched.items, sched.listings(), per_sub, model);
     emu.clear_requests().await?;
     counters.take_latency();
     let tally0: Tally = counters.snapshot();
@@ -705,7 +748,13 @@ async fn steady(
         real_seconds: real.as_secs_f64(),
         arm_reads_per_hour: arm_reads_per_hour(args),
         policy_interval_seconds: nominal.as_secs_f64(),
-        policy_reads_per_subscription_hour: policy.expected_reads_per_hour(per_sub, model),
+        policy_reads_per_subscription_hour: policy
+            .with_reads_per_resync(listing_reads_per_resync(
+                &sched.items,
+                sched.listings(),
+                per_sub,
+            ))
+            .expected_reads_per_hour(per_sub, model),
         reconciles: stats.reconciles,
         resyncs_per_resource_hour: stats.reconciles as f64 / n / hours,
         reads_per_resync: tally.reads() as f64 / stats.reconciles.max(1) as f64,

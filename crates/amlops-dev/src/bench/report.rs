@@ -146,9 +146,14 @@ pub struct Steady {
     /// × 3600).
     pub arm_reads_per_hour: u64,
     /// Policy: nominal resync interval in (emulated) seconds for the resources per
-    /// subscription, before jitter and before the remaining-reads slow-down.
+    /// subscription, before jitter and before the remaining-reads slow-down, as the engines
+    /// compute it after the warm-up: the legacy kinds' resyncs at the reads of their
+    /// workspaces' listings, the Kubernetes-path kinds' at one read each (the longer of the
+    /// two when the run has both).
     pub policy_interval_seconds: f64,
-    /// Policy: expected reads per subscription per hour (no slow-down).
+    /// Policy: expected reads per subscription per hour (no slow-down), with every
+    /// resync at the listings' reads per resync when the run has legacy kinds (one read
+    /// otherwise).
     pub policy_reads_per_subscription_hour: f64,
     /// Reconciles in the window.
     pub reconciles: u64,

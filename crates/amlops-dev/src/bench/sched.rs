@@ -18,6 +18,7 @@ use amlops::azure::ArmClient;
 use amlops::crd::{AzureMlExtensionStatus, ClusterStatus, KubernetesComputeStatus, Phase};
 use amlops::engine::azureml_extension::{self, ExtensionDesired};
 use amlops::engine::kubernetes_compute::{self, ComputeDesired};
+use amlops::engine::listing::WorkspaceListings;
 use amlops::engine::resync::ResyncPolicy;
 use amlops::engine::verdict::Verdict;
 use amlops::engine::{Desired, Engine, EngineError, ObjKey};
@@ -309,6 +310,27 @@ pub struct Scheduler {
 
 type Done = (usize, Instant, Instant, Result<Step, EngineError>);
 
+/// How often [`Scheduler::run_until`] looks at its `done` condition when nothing else
+/// wakes it.
+const TICK: Duration = Duration::from_millis(50);
+
+/// When [`Scheduler::run_until`] wakes up if no reconcile ends first: at the next due time
+/// or the deadline only while it `can_start` a reconcile (a worker free, still running).
+/// At full concurrency, or once `done` held or the deadline passed, only a reconcile's end
+/// can change anything: a due time already past must not wake it, or the loop spins — and
+/// with it `done`, a walk over every resource — at full CPU for as long as the queue is
+/// backlogged (~30 s of the main thread's CPU while converging 10,000).
+fn wake_at(now: Instant, next_due: Option<Instant>, can_start: bool, deadline: Instant) -> Instant {
+    let tick = now + TICK;
+    if !can_start {
+        return tick;
+    }
+    next_due
+        .map_or(tick, |d| d.min(tick))
+        .min(deadline)
+        .max(now)
+}
+
 impl Scheduler {
     /// A scheduler over `engine` with no resources.
     pub fn new(engine: Arc<Engine<MemoryStore>>, concurrency: usize) -> Self {
@@ -355,6 +377,11 @@ impl Scheduler {
         }
         self.items.push(Tracked::new(object, at));
         self.schedule(idx, at);
+    }
+
+    /// The workspace listings the engine shares between its reconciles.
+    pub fn listings(&self) -> &WorkspaceListings {
+        &self.engine.config.listings
     }
 
     /// Queues resource `idx` for `at` (replacing an earlier due time).
@@ -414,14 +441,8 @@ impl Scheduler {
                     });
                 }
             }
-            let next_due = self
-                .heap
-                .peek()
-                .map(|r| r.0.0)
-                .unwrap_or(now + Duration::from_millis(50));
-            let wake = next_due
-                .min(now + Duration::from_millis(50))
-                .min(deadline.max(now));
+            let can_start = !satisfied && now < deadline && inflight < self.concurrency;
+            let wake = wake_at(now, self.heap.peek().map(|r| r.0.0), can_start, deadline);
             tokio::select! {
                 Some(joined) = set.join_next(), if inflight > 0 => {
                     inflight -= 1;
@@ -536,5 +557,39 @@ impl Scheduler {
                 self.schedule(d, now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wakes_for_a_due_reconcile_only_when_one_can_start() {
+        let now = Instant::now();
+        let ms = |m: u64| now + Duration::from_millis(m);
+        let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        let deadline = ms(1_000);
+        for (next_due, can_start, want) in [
+            // A worker free: the next due time, at most a tick away.
+            (Some(ms(10)), true, ms(10)),
+            (Some(ms(500)), true, ms(50)),
+            (None, true, ms(50)),
+            // Full, done or past the deadline: a backlog due long ago waits for a
+            // reconcile to end (or the tick), it does not spin.
+            (Some(past), false, ms(50)),
+            (Some(ms(10)), false, ms(50)),
+            (None, false, ms(50)),
+        ] {
+            assert_eq!(
+                wake_at(now, next_due, can_start, deadline),
+                want,
+                "{next_due:?} {can_start}"
+            );
+        }
+        // The deadline wakes a scheduler that could start reconciles.
+        assert_eq!(wake_at(now, Some(ms(40)), true, ms(20)), ms(20));
+        // Never in the past.
+        assert_eq!(wake_at(now, Some(ms(40)), true, past), now);
     }
 }
