@@ -176,14 +176,20 @@ mod tests {
         assert!(rss > 0 && hwm_bytes().unwrap() >= rss);
         let before = thread_cpu();
         assert!(!before.is_empty());
-        // Burn a little CPU on this (non-emulator) thread.
-        let mut x = 0u64;
-        for i in 0..3_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-        let after = thread_cpu();
-        let (op, emu) = cpu_split(&before, &after);
+        // Burn CPU on this (non-emulator) thread until the kernel's counter, in clock ticks
+        // (10 ms), moves: a fixed loop stays under one tick in a release build.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let (op, emu) = loop {
+            let mut x = 0u64;
+            for i in 0..3_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+            let split = cpu_split(&before, &thread_cpu());
+            if split.0 > Duration::ZERO || std::time::Instant::now() > deadline {
+                break split;
+            }
+        };
         assert_eq!(emu, Duration::ZERO);
         assert!(op > Duration::ZERO);
         let s = RssSampler::start(Duration::from_millis(1));
