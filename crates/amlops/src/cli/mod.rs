@@ -75,11 +75,20 @@ pub fn exit_code(result: anyhow::Result<bool>) -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // The reader went away (`amlops crds | head`): nothing left to say, as for `cat`.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A multi-threaded Tokio runtime for a command.
@@ -93,11 +102,38 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn print_crds(out: Option<std::path::PathBuf>) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
     for (file, yaml) in crate::crd::crd_files()? {
         match &out {
             Some(dir) => std::fs::write(dir.join(&file), yaml)?,
-            None => println!("---\n{yaml}"),
+            None => writeln!(stdout, "---\n{yaml}")?,
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A closed pipe ends a command quietly; any other failure is exit code 2.
+    #[test]
+    fn exit_codes() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let table: [(anyhow::Result<bool>, ExitCode); 5] = [
+            (Ok(true), ExitCode::SUCCESS),
+            (Ok(false), ExitCode::FAILURE),
+            (Err(pipe().into()), ExitCode::SUCCESS),
+            (
+                Err(anyhow::Error::from(pipe()).context("writing")),
+                ExitCode::SUCCESS,
+            ),
+            (Err(anyhow::anyhow!("no such file")), ExitCode::from(2)),
+        ];
+        for (result, want) in table {
+            let shown = format!("{result:?}");
+            assert_eq!(exit_code(result), want, "{shown}");
+        }
+    }
 }
