@@ -21,7 +21,7 @@ pub enum LogFormat {
 ///
 /// # Errors
 /// A message for the command line when `s` is empty, zero, negative, fractional, or has a
-/// unit other than `ms`, `s`, `m` and `h`.
+/// unit other than `ms`, `s`, `m` and `h`, or is too long for a `Duration`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
