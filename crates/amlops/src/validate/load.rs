@@ -18,11 +18,12 @@ pub struct Document {
 
 /// A file or directory that could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{path}: {error}")]
 pub struct LoadError {
     path: String,
-    #[source]
-    source: std::io::Error,
+    // Not a `source` (thiserror would chain it): the message already ends with it, and the
+    // command line's `{:#}` would print it twice.
+    error: std::io::Error,
 }
 
 /// Split multi-document YAML; empty documents are skipped, broken ones reported. After a
@@ -57,17 +58,17 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
-                .map_err(|source| LoadError {
+                .map_err(|error| LoadError {
                     path: "-".into(),
-                    source,
+                    error,
                 })?;
             docs.extend(parse_documents("-", &text));
             continue;
         }
         for file in files_under(path)? {
-            let text = std::fs::read_to_string(&file).map_err(|source| LoadError {
+            let text = std::fs::read_to_string(&file).map_err(|error| LoadError {
                 path: file.display().to_string(),
-                source,
+                error,
             })?;
             docs.extend(parse_documents(&file.display().to_string(), &text));
         }
@@ -76,9 +77,9 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
 }
 
 fn files_under(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let err = |source| LoadError {
+    let err = |error| LoadError {
         path: path.display().to_string(),
-        source,
+        error,
     };
     if !path.is_dir() {
         std::fs::metadata(path).map_err(err)?;
@@ -98,4 +99,19 @@ fn files_under(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `amlops validate -f missing` says what is wrong once (the command line prints the
+    /// whole error chain).
+    #[test]
+    fn a_missing_file_is_named_once() {
+        let e = load_paths(&[PathBuf::from("/nonexistent/amlops")]).unwrap_err();
+        let shown = format!("{:#}", anyhow::Error::from(e));
+        assert!(shown.starts_with("/nonexistent/amlops: "), "{shown}");
+        assert_eq!(shown.matches("os error").count(), 1, "{shown}");
+    }
 }
