@@ -224,6 +224,28 @@ pub trait CrashRun {
     fn crashed(&self) -> bool;
 }
 
+/// A crash-tested run in a [`World`](crate::World): what it did and the world it left, for
+/// the checks.
+pub struct WorldRun {
+    /// Calls through the proxy in the crash-tested phase until the crash (or the end).
+    pub calls: usize,
+    /// Whether the run crashed (and was restarted).
+    pub crashed: bool,
+    /// Emulator requests of the crash-tested phase.
+    pub log: Vec<amlops_emulator::RequestRecord>,
+    /// The world, after the restart's convergence.
+    pub w: crate::World,
+}
+
+impl CrashRun for WorldRun {
+    fn calls(&self) -> usize {
+        self.calls
+    }
+    fn crashed(&self) -> bool {
+        self.crashed
+    }
+}
+
 /// The crash harness's driver. For each scenario: a reference run without a crash (it must
 /// pass `check` and make at least `min_calls` calls), then one run per crash point — after
 /// each of the reference's `n` calls and before each — six independent worlds at once, each

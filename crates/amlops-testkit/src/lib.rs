@@ -20,7 +20,6 @@ pub use examples::{
 };
 pub use memory_store::MemoryStore;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use amlops::azure::{
@@ -32,7 +31,6 @@ use amlops::engine::{Desired, Engine, EngineConfig};
 use amlops_emulator::{
     Emulator, EmulatorConfig, EmulatorHandle, FaultKind, FaultMatch, FaultRule, RequestRecord,
 };
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
 /// Subscription of the emulator's default seed.
@@ -442,28 +440,11 @@ pub fn deleting(d: &Desired) -> Desired {
 /// A fresh self-signed certificate for `host` as a kubernetes.io/tls Secret, and its
 /// fingerprint.
 pub fn tls_secret(name: &str, host: &str) -> (Secret, String) {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("cert");
-    let (cert, key) = (cert.pem(), key.serialize_pem());
+    let secret = self_signed_tls_secret(NS, name, host).expect("self-signed certificate");
+    let (cert, key) = amlops::tls::cert_and_key_from_secret(&secret).expect("tls.crt and tls.key");
     let fp = amlops::tls::verify_pair(&cert, &key)
         .expect("valid pair")
         .sha256_fingerprint;
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(NS.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(BTreeMap::from([
-            ("tls.crt".into(), ByteString(cert.into_bytes())),
-            ("tls.key".into(), ByteString(key.into_bytes())),
-        ])),
-        ..Default::default()
-    };
     (secret, fp)
 }
 

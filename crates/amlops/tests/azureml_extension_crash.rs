@@ -13,10 +13,9 @@ use amlops::azure::{ExtensionId, ResourceId};
 use amlops::crd::{AzureMLExtension, AzureMlExtensionStatus};
 use amlops::engine::Engine;
 use amlops::engine::azureml_extension::{ExtensionDesired, ExtensionStore};
-use amlops_emulator::RequestRecord;
 use amlops_emulator::{ClusterSeed, DEFAULT_SUBSCRIPTION, KubernetesPathSeed, PoolSeed};
 use amlops_testkit::MemoryStore;
-use common::crash_proxy::{Crash, CrashRun, CrashStore, Proxy, crash_at_every_call};
+use common::crash_proxy::{Crash, CrashStore, Proxy, WorldRun, crash_at_every_call};
 use common::{NS, World, accepted, arm, engine_config, tls_secret};
 
 const HOST: &str = "scoring.contoso.com";
@@ -141,21 +140,7 @@ async fn converge<S: ExtensionStore>(
     false
 }
 
-struct Run {
-    calls: usize,
-    crashed: bool,
-    log: Vec<RequestRecord>,
-    w: World,
-}
-
-impl CrashRun for Run {
-    fn calls(&self) -> usize {
-        self.calls
-    }
-    fn crashed(&self) -> bool {
-        self.crashed
-    }
-}
+type Run = WorldRun;
 
 async fn run(sc: &Scenario, crash: Crash) -> Result<Run, String> {
     let w = World::new().await;

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use amlops::crd::KubernetesComputeStatus;
 use amlops::engine::Engine;
 use amlops::engine::kubernetes_compute::{ComputeDesired, ComputeStore};
-use amlops_emulator::RequestRecord;
 use amlops_testkit::MemoryStore;
-use common::crash_proxy::{Crash, CrashRun, CrashStore, Proxy, crash_at_every_call};
+use common::crash_proxy::{Crash, CrashStore, Proxy, WorldRun, crash_at_every_call};
 use common::kpath::*;
 use common::{World, accepted, arm, engine_config};
 
@@ -56,21 +55,7 @@ async fn converge<S: ComputeStore>(
     false
 }
 
-struct Run {
-    calls: usize,
-    crashed: bool,
-    log: Vec<RequestRecord>,
-    w: World,
-}
-
-impl CrashRun for Run {
-    fn calls(&self) -> usize {
-        self.calls
-    }
-    fn crashed(&self) -> bool {
-        self.crashed
-    }
-}
+type Run = WorldRun;
 
 fn scenarios() -> Vec<Scenario> {
     // The cluster id is the same in every world (same seed).
