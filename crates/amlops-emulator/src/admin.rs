@@ -69,6 +69,7 @@ pub fn router(shared: Shared) -> Router<Shared> {
         )
         .route("/faults/{id}", delete(remove_fault))
         .route("/requests", get(requests).delete(clear_requests))
+        .route("/requests/counts", get(request_counts))
         .route("/op-duration", put(set_op_duration))
         .route("/budget", put(set_budget).delete(clear_budget))
         .route("/throttling", put(set_throttling).delete(clear_budget))
@@ -197,6 +198,10 @@ async fn remove_fault(State(s): State<Shared>, Path(id): Path<u64>) -> Response 
 async fn requests(State(s): State<Shared>) -> Response {
     let log: Vec<_> = s.lock().log.iter().cloned().collect();
     Json(log).into_response()
+}
+
+async fn request_counts(State(s): State<Shared>) -> Response {
+    Json(s.lock().request_counts()).into_response()
 }
 
 async fn clear_requests(State(s): State<Shared>) -> Response {

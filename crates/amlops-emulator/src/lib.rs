@@ -47,7 +47,7 @@
 //! `POST /admin/aks-clusters` (`{subscriptionId, resourceGroup, name, location, kubernetesVersion,
 //! agentPools:[{name,count,vmSize,mode}], powerState, private, privatePublicFqdn, authorizedIpRanges,
 //! dataPlaneReachable, tags}`), `GET|POST|DELETE /admin/faults`, `DELETE /admin/faults/{id}`,
-//! `GET|DELETE /admin/requests`, `PUT /admin/op-duration` (`{seconds}`),
+//! `GET|DELETE /admin/requests`, `GET /admin/requests/counts` (by method), `PUT /admin/op-duration` (`{seconds}`),
 //! `PUT|DELETE /admin/throttling` (as `throttling:` below; DELETE: back to the default),
 //! `POST /admin/throttling/take` (`{subscription, class: reads|writes|deletes, count, global}`:
 //! another tool spends tokens), `PUT|DELETE /admin/budget` (`{readsPerHour, writesPerHour,
@@ -233,6 +233,12 @@ impl EmulatorHandle {
     /// Every request received so far (ARM and AKS data plane).
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().log.iter().cloned().collect()
+    }
+
+    /// The requests of the log counted by HTTP method (`GET`, `PUT`, …): what a caller
+    /// that only counts needs, without a copy of the log.
+    pub fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.lock().request_counts()
     }
 
     /// Empties the request log.

@@ -507,6 +507,15 @@ impl Inner {
         )
     }
 
+    /// The request log counted by HTTP method.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for r in &self.log {
+            *counts.entry(r.method.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// Appends to the request log.
     pub fn record(&mut self, mut rec: RequestRecord) {
         self.next_seq += 1;

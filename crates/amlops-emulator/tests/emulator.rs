@@ -1854,6 +1854,18 @@ async fn admin_endpoints_seed_fault_and_read_back() {
         .expect("json");
     assert_eq!(log.as_array().map(Vec::len), Some(2));
     assert_eq!(log[0]["status"], 429);
+    // The same log counted by method (the admin POSTs are not ARM requests).
+    let counts: Value = ctx
+        .http
+        .get(admin("/requests/counts"))
+        .send()
+        .await
+        .expect("counts")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(counts, json!({"GET": 2}));
+    assert_eq!(ctx.emu.request_counts(), [("GET".to_string(), 2)].into());
     ctx.http
         .delete(admin("/requests"))
         .send()

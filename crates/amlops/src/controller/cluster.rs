@@ -13,6 +13,7 @@ use crate::azure::ArmClient;
 use crate::crd::{ClusterAttachment, ClusterStatus, CredentialsRef, InferenceCluster};
 use crate::engine::Desired;
 use crate::engine::resync::ResyncPolicy;
+use crate::engine::store::Claim;
 use crate::engine::verdict::Stall;
 use crate::validate::{Finding, semantic};
 
@@ -147,6 +148,15 @@ macro_rules! cluster_kind_items {
             Some(self.spec.workspace.subscription_id.clone())
         }
 
+        /// Its compute and the AKS cluster it attaches; it owns the compute once its
+        /// status records one.
+        fn claim(&self) -> Option<Claim> {
+            Some(Claim {
+                owns: self.status.as_ref().is_some_and(|s| s.compute_id.is_some()),
+                ..Claim::of(&self.desired())
+            })
+        }
+
         async fn reconcile(
             &self,
             ctx: &TypedCtx,
@@ -183,7 +193,7 @@ impl TypedKind for ClusterAttachment {
 }
 
 /// Runs the controller of `K` (`InferenceCluster` or `ClusterAttachment`) on `writer`'s
-/// cache — the one the store reads sibling claims from — until `term` turns true; `synced`
+/// cache — the one the store reads event references from — until `term` turns true; `synced`
 /// turns true once that cache holds the first full list.
 pub async fn run<K: ClusterKind>(
     ctx: Arc<TypedCtx>,

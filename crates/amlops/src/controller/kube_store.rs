@@ -1,6 +1,7 @@
 //! [`KubeStore`] against the API server: Secrets through `Api<Secret>`, status through
-//! server-side apply under one field manager, Events through kube-runtime's `Recorder`, and
-//! sibling claims from the controllers' reflector caches (no extra API calls).
+//! server-side apply under one field manager, Events through an [`EventRecorder`], and
+//! sibling claims from an index the controllers' watch events keep ([`ClaimIndex`]; no extra
+//! API calls).
 //!
 //! The caches lag the API server: a reconcile requeued right after our own status write
 //! (an LRO that ended at once, a short Retry-After) can be handed the object as it was
@@ -14,9 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::DeserializeGuard;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+
+use super::events::EventRecorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use serde_json::json;
@@ -27,7 +30,7 @@ use crate::crd::{
 use crate::engine::Desired;
 use crate::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError};
 
-use super::cluster::ClusterKind;
+use super::claims::ClaimIndex;
 use super::typed::TypedKind;
 
 /// The single field manager of everything amlops writes.
@@ -36,8 +39,8 @@ pub const FIELD_MANAGER: &str = "amlops";
 /// Events and conditions carry at most this many bytes of message (the events API limit).
 const MAX_NOTE: usize = 1024;
 
-/// The reflector caches of the two cluster kinds, which the store reads sibling claims and
-/// event references from (no extra API calls).
+/// The reflector caches of the two cluster kinds, which the store reads event references
+/// and uids from (no extra API calls).
 #[derive(Clone)]
 pub struct ClusterCaches {
     /// `InferenceCluster`s.
@@ -60,9 +63,10 @@ impl Default for ClusterCaches {
 #[derive(Clone)]
 pub struct ApiStore {
     client: Client,
-    recorder: Recorder,
+    recorder: EventRecorder,
     caches: ClusterCaches,
-    parsed: Arc<Mutex<Memo>>,
+    /// The cluster kinds' claims, kept by their watch events ([`Self::claim_index`]).
+    claims: Arc<ClaimIndex>,
     /// The resourceVersion our last write to each object produced, until the cache shows it.
     written: Arc<Mutex<HashMap<ObjKey, String>>>,
     /// Resources per (lower-cased) subscription, and when they were counted.
@@ -74,115 +78,6 @@ pub struct ApiStore {
 
 /// The subscriptions of the objects in one kind's cache, one per object.
 pub type SubscriptionsOf = Box<dyn Fn() -> Vec<String> + Send + Sync>;
-
-/// What a cached object claims, as of one version of its spec: building every sibling's
-/// claim on every claim check would cost O(n) [`Desired`]s per new resource.
-struct Parsed {
-    version: SpecVersion,
-    claim: Option<Claim>,
-    /// The last [`Memo::epoch`] that saw the object in the caches.
-    epoch: u64,
-}
-
-/// A claim depends on the spec only: its generation (status writes do not move it) or,
-/// where the server keeps none, the resourceVersion.
-#[derive(PartialEq)]
-enum SpecVersion {
-    Generation(i64),
-    Resource(Option<String>),
-}
-
-impl SpecVersion {
-    fn matches(&self, meta: &ObjectMeta) -> bool {
-        match (self, meta.generation) {
-            (Self::Generation(g), Some(h)) => *g == h,
-            (Self::Resource(r), None) => r.as_deref() == meta.resource_version.as_deref(),
-            _ => false,
-        }
-    }
-
-    fn of(meta: &ObjectMeta) -> Self {
-        match meta.generation {
-            Some(g) => Self::Generation(g),
-            None => Self::Resource(meta.resource_version.clone()),
-        }
-    }
-}
-
-/// The memo key of an object: the API server always sets a uid; objects without one
-/// (hand-made in tests) are told apart by kind, namespace and name.
-fn memo_id<'a>(kind: &str, meta: &'a ObjectMeta) -> std::borrow::Cow<'a, str> {
-    match meta.uid.as_deref() {
-        Some(uid) => uid.into(),
-        None => format!(
-            "{kind}/{}/{}",
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default()
-        )
-        .into(),
-    }
-}
-
-/// Parsed claims by object uid. A claim check walks every cached sibling, so the walk
-/// allocates nothing for an object whose spec it has already seen.
-#[derive(Default)]
-struct Memo {
-    epoch: u64,
-    entries: HashMap<String, Parsed>,
-}
-
-impl Memo {
-    /// Adds the claims of `store`'s objects that contend with `(compute, aks)` (other than
-    /// `key`'s) to `out`, marking each object seen in this `epoch`.
-    fn contenders<K: ClusterKind>(
-        &mut self,
-        store: &Store<DeserializeGuard<K>>,
-        key: &ObjKey,
-        (compute, aks): (&str, Option<&str>),
-        out: &mut Vec<Claim>,
-    ) {
-        let epoch = self.epoch;
-        for obj in store.state() {
-            let meta = obj.meta();
-            let id = memo_id(K::KIND, meta);
-            let entry = match self.entries.get_mut(id.as_ref()) {
-                Some(p) if p.version.matches(meta) => p,
-                _ => {
-                    let claim = obj.0.as_ref().ok().map(|k| Claim::of(&k.desired()));
-                    let parsed = Parsed {
-                        version: SpecVersion::of(meta),
-                        claim,
-                        epoch,
-                    };
-                    self.entries.insert(id.to_string(), parsed);
-                    let Some(p) = self.entries.get_mut(id.as_ref()) else {
-                        continue;
-                    };
-                    p
-                }
-            };
-            entry.epoch = epoch;
-            let Some(claim) = entry.claim.as_ref() else {
-                continue;
-            };
-            if claim.key == *key || !claim.contends_with(compute, aks) {
-                continue;
-            }
-            // Whether it owns its compute changes with its status, not its spec.
-            let owns = obj
-                .0
-                .as_ref()
-                .ok()
-                .and_then(|k| k.cluster_status())
-                .is_some_and(|s| s.compute_id.is_some());
-            out.push(Claim {
-                owns,
-                created: meta.creation_timestamp.as_ref().map(|t| t.0),
-                ..claim.clone()
-            });
-        }
-    }
-}
 
 fn store_err(e: kube::Error) -> StoreError {
     // kube errors carry the API server's Status message: never object contents.
@@ -203,12 +98,12 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 impl ApiStore {
     /// A store publishing Events as `reporter`, reading claims from `caches`.
-    pub fn new(client: Client, recorder: Recorder, caches: ClusterCaches) -> Self {
+    pub fn new(client: Client, recorder: EventRecorder, caches: ClusterCaches) -> Self {
         Self {
             client,
             recorder,
             caches,
-            parsed: Arc::default(),
+            claims: Arc::default(),
             written: Arc::default(),
             counts: Arc::default(),
             typed: Arc::default(),
@@ -243,8 +138,10 @@ impl ApiStore {
         self.written.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
-        self.parsed.lock().unwrap_or_else(|e| e.into_inner())
+    /// The index [`KubeStore::claims`] answers from: the controllers apply their watch
+    /// events to it ([`ClaimIndex::apply`]).
+    pub fn claim_index(&self) -> Arc<ClaimIndex> {
+        self.claims.clone()
     }
 
     /// Records that one of our writes left `key` at resourceVersion `rv`.
@@ -349,15 +246,15 @@ impl ApiStore {
 
 /// The `action` of an event: `Reconcile/` and a digest of its note.
 ///
-/// events.k8s.io series (and kube-runtime's `Recorder`, which keys them by type, reason,
-/// action and object) keep the note of the *first* event: a later "retrying in 8s",
+/// events.k8s.io series (and [`EventRecorder`], which keys them by type, reason, action
+/// and object) keep the note of the *first* event: a later "retrying in 8s",
 /// "(2/3)" or "phase Creating → Ready" with the same reason would only bump the count of an
 /// event that still says "retrying in 4s", and `kubectl describe` would show stale text.
 /// With the note in the action, every distinct note is an event of its own and a series
 /// counts only repetitions of exactly what its note says.
 pub fn occurrence_action(note: &str) -> String {
     use std::hash::{Hash, Hasher};
-    // In-process only (the Recorder's cache lives as long as the process), so the std
+    // In-process only (the recorder's series cache lives as long as the process), so the std
     // hasher's stability across Rust versions does not matter.
     let mut h = std::collections::hash_map::DefaultHasher::new();
     note.hash(&mut h);
@@ -492,18 +389,8 @@ impl KubeStore for ApiStore {
     }
 
     async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
-        let key = &d.key();
         let (compute, aks) = crate::engine::store::claim_target(d);
-        let target = (compute.as_str(), aks);
-        let mut out = Vec::new();
-        let mut memo = self.memo();
-        memo.epoch += 1;
-        let epoch = memo.epoch;
-        memo.contenders(&self.caches.inference_clusters, key, target, &mut out);
-        memo.contenders(&self.caches.cluster_attachments, key, target, &mut out);
-        // Forget deleted objects.
-        memo.entries.retain(|_, p| p.epoch == epoch);
-        Ok(out)
+        Ok(self.claims.contenders(&d.key(), &compute, aks))
     }
 
     /// How many cached resources name `subscription`: the cluster kinds and the
@@ -530,6 +417,7 @@ impl KubeStore for ApiStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::cluster::ClusterKind;
     use kube::ResourceExt;
     use kube::runtime::events::Reporter;
     use kube::runtime::reflector::store::Writer;
@@ -563,22 +451,24 @@ mod tests {
     async fn claims_follow_spec_changes_and_deletions() {
         let fake = amlops_fake_kube::FakeApiServer::start().await.unwrap();
         let client = fake.client();
-        let recorder = Recorder::new(client.clone(), Reporter::from("test"));
+        let recorder = EventRecorder::new(client.clone(), Reporter::from("test"));
+        let store = ApiStore::new(client, recorder, ClusterCaches::default());
+        // What the controller's watch does with each event: the reflector, then the index.
         let mut writer = Writer::default();
-        let apply = |o: InferenceCluster| watcher::Event::Apply(DeserializeGuard(Ok(o)));
-        writer.apply_watcher_event(&apply(ic("a", "shared", 1, "2026-01-01T00:00:00Z")));
-        writer.apply_watcher_event(&apply(ic("b", "shared", 1, "2026-01-02T00:00:00Z")));
-        let caches = ClusterCaches {
-            inference_clusters: writer.as_reader(),
-            ..ClusterCaches::default()
+        let index = store.claim_index();
+        let mut event = |e: watcher::Event<DeserializeGuard<InferenceCluster>>| {
+            writer.apply_watcher_event(&e);
+            index.apply(&e);
         };
-        let store = ApiStore::new(client, recorder, caches.clone());
-        let claims = async |name: &str| {
-            let obj = caches
-                .inference_clusters
-                .get(&ObjectRef::new(name).within("ml"))
-                .unwrap();
-            let d = obj.0.as_ref().unwrap().desired();
+        let apply = |o: InferenceCluster| watcher::Event::Apply(DeserializeGuard(Ok(o)));
+        let (a, b) = (
+            ic("a", "shared", 1, "2026-01-01T00:00:00Z"),
+            ic("b", "shared", 1, "2026-01-02T00:00:00Z"),
+        );
+        event(apply(a.clone()));
+        event(apply(b.clone()));
+        let claims = async |obj: &InferenceCluster| {
+            let d = obj.desired();
             let c = store.claims(&d).await.unwrap();
             // The claims that win under the rule `decide` applies.
             c.into_iter()
@@ -587,19 +477,19 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         // The newer one sees the older one's claim; the older one keeps the name.
-        assert_eq!(claims("b").await, ["a"]);
-        assert!(claims("a").await.is_empty());
-        // A new spec of `a` (new generation) is parsed again: no contention any more…
-        writer.apply_watcher_event(&apply(ic("a", "other", 2, "2026-01-01T00:00:00Z")));
-        assert!(claims("b").await.is_empty());
+        assert_eq!(claims(&b).await, ["a"]);
+        assert!(claims(&a).await.is_empty());
+        // A new spec of `a` (new generation): no contention any more…
+        event(apply(ic("a", "other", 2, "2026-01-01T00:00:00Z")));
+        assert!(claims(&b).await.is_empty());
         // …and again when it comes back to the contested name.
         let back = ic("a", "shared", 3, "2026-01-01T00:00:00Z");
-        writer.apply_watcher_event(&apply(back.clone()));
-        assert_eq!(claims("b").await, ["a"]);
+        event(apply(back.clone()));
+        assert_eq!(claims(&b).await, ["a"]);
         // A deleted sibling claims nothing any more.
-        writer.apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(back))));
-        assert!(claims("b").await.is_empty());
-        assert_eq!(store.parsed.lock().unwrap().entries.len(), 1, "forgotten");
+        event(watcher::Event::Delete(DeserializeGuard(Ok(back))));
+        assert!(claims(&b).await.is_empty());
+        assert_eq!(store.claim_index().len(), 1, "forgotten");
     }
 
     /// events.k8s.io series keep their first note: each distinct note is its own event
@@ -609,7 +499,7 @@ mod tests {
     async fn event_notes_describe_the_occurrence_they_count() {
         let fake = amlops_fake_kube::FakeApiServer::start().await.unwrap();
         let client = fake.client();
-        let recorder = Recorder::new(client.clone(), Reporter::from("amlops"));
+        let recorder = EventRecorder::new(client.clone(), Reporter::from("amlops"));
         let store = ApiStore::new(client, recorder, ClusterCaches::default());
         let emit = async |reason: &str, message: &str| {
             store
@@ -687,7 +577,7 @@ mod tests {
         let a = live("a");
         let store = ApiStore::new(
             client.clone(),
-            Recorder::new(client, Reporter::from("test")),
+            EventRecorder::new(client, Reporter::from("test")),
             ClusterCaches::default(),
         );
         let gets = || {
@@ -756,7 +646,7 @@ mod tests {
         }
         let store = ApiStore::new(
             client.clone(),
-            Recorder::new(client, Reporter::from("test")),
+            EventRecorder::new(client, Reporter::from("test")),
             ClusterCaches::default(),
         );
         assert_eq!(store.resources_in_subscription(A), 0, "nothing registered");

@@ -3,9 +3,11 @@
 //! four run only while this replica holds the leader Lease and stop together on SIGTERM or
 //! when leadership is lost.
 
+pub mod claims;
 pub mod cluster;
 pub mod compute;
 pub mod credentials;
+pub mod events;
 pub mod extension;
 mod http;
 pub mod kinds;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::store::Writer;
 use tokio::sync::watch;
 
@@ -274,15 +274,15 @@ impl Operator {
                 return;
             }
         }
-        let recorder = Recorder::new(
+        let recorder = super::events::EventRecorder::new(
             self.client.clone(),
             Reporter {
                 controller: "amlops".into(),
                 instance: Some(self.options.identity.clone()),
             },
         );
-        // The store reads sibling claims from the cluster kinds' caches, which their
-        // controllers fill.
+        // The store reads event references from the cluster kinds' caches, which their
+        // controllers fill (and the sibling claims from the index their watches keep).
         let ic_writer = Writer::<kube::core::DeserializeGuard<InferenceCluster>>::default();
         let ca_writer = Writer::<kube::core::DeserializeGuard<ClusterAttachment>>::default();
         let caches = ClusterCaches {

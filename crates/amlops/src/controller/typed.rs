@@ -105,6 +105,12 @@ pub trait TypedKind:
     fn check(&self) -> Result<(), Stall> {
         Ok(())
     }
+    /// What it claims in Azure against its siblings, for the precedence rule of
+    /// [`crate::engine::checks::takes_precedence`] (the cluster kinds: their compute and the
+    /// AKS cluster they attach); `None`: the kind claims nothing there.
+    fn claim(&self) -> Option<crate::engine::store::Claim> {
+        None
+    }
     /// One reconcile through the kind's engine, with `arm` as identity.
     fn reconcile(
         &self,
@@ -583,12 +589,19 @@ pub fn controller_on<K: TypedKind>(
     let shared = ctx.shared.clone();
     let cache = reader.clone();
     let live = move |ns: &str, name: &str| cache.get(&ObjectRef::new(name).within(ns)).is_some();
-    // The resource gauges follow the watch events (a scrape walks no cache).
+    let claims = ctx.store.claim_index();
+    // The resource gauges and the claim index follow the watch events (a scrape or a
+    // claim check walks no cache).
     let stream = reflector(
         writer,
-        watcher(api::<DeserializeGuard<K>>(client, namespace), wc.clone()),
+        watcher(api::<DeserializeGuard<K>>(client, namespace), wc.clone()).modify(slim),
     )
     .default_backoff()
+    .inspect(move |e| {
+        if let Ok(event) = e {
+            claims.apply(event);
+        }
+    })
     .inspect(move |e| match e {
         Ok(watcher::Event::InitDone) => {
             synced_tx.send_replace(true);
@@ -636,6 +649,23 @@ pub fn controller_on<K: TypedKind>(
         controller,
         cache: reader,
         synced,
+    }
+}
+
+/// `kubectl apply`'s copy of the whole object in an annotation: the operator never reads it.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the operator never reads from a watched object before the cache keeps it: its
+/// `managedFields` (the API server returns them with every object, often larger than the
+/// spec) and `kubectl apply`'s last-applied annotation (a second copy of the object). The
+/// reduction kube-rs recommends for reflectors
+/// (<https://kube.rs/controllers/optimization/>); status writes use
+/// server-side apply, which needs no `managedFields` from the client.
+pub fn slim<K: Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
     }
 }
 
