@@ -12,7 +12,7 @@ use amlops::crd::{AzureMlExtensionStatus, ClusterStatus, KubernetesComputeStatus
 use amlops::engine::Desired;
 use amlops::engine::azureml_extension::ExtensionStore;
 use amlops::engine::kubernetes_compute::ComputeStore;
-use amlops::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError};
+use amlops::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError, SubscriptionCounts};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode};
@@ -173,7 +173,7 @@ impl KubeStore for CrashStore {
     async fn claims(&self, d: &Desired) -> Result<Vec<Claim>, StoreError> {
         self.inner.claims(d).await
     }
-    fn resources_in_subscription(&self, subscription: &str) -> usize {
+    fn resources_in_subscription(&self, subscription: &str) -> SubscriptionCounts {
         self.inner.resources_in_subscription(subscription)
     }
 }

@@ -8,7 +8,9 @@ use amlops::crd::{AzureMlExtensionStatus, ClusterStatus, KubernetesComputeStatus
 use amlops::engine::Desired;
 use amlops::engine::azureml_extension::ExtensionStore;
 use amlops::engine::kubernetes_compute::ComputeStore;
-use amlops::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError, claim_target};
+use amlops::engine::store::{
+    Claim, Event, KubeStore, ObjKey, ResyncRead, StoreError, SubscriptionCounts, claim_target,
+};
 use k8s_openapi::api::core::v1::Secret;
 
 #[derive(Default)]
@@ -23,14 +25,16 @@ struct Inner {
     /// [`KubeStore::resources_in_subscription`]: the legacy kinds' from their claim, the
     /// Kubernetes-path kinds' (they claim nothing) from [`MemoryStore::count_resource`].
     counted: BTreeMap<ObjKey, String>,
-    /// How many of `counted` each subscription holds: every reconcile asks, so the answer
-    /// must not walk every resource (at 10,000 that walk was half the steady state's CPU).
-    per_subscription: HashMap<String, usize>,
+    /// How many of `counted` each subscription holds, by how they resync
+    /// ([`ResyncRead::of_kind`] of the key's kind): every reconcile asks, so the answer must
+    /// not walk every resource (at 10,000 that walk was half the steady state's CPU).
+    per_subscription: HashMap<String, SubscriptionCounts>,
 }
 
 impl Inner {
     /// Counts `key` in `subscription` (lowercase), or in none, instead of where it was.
     fn count(&mut self, key: &ObjKey, subscription: Option<String>) {
+        let read = ResyncRead::of_kind(&key.kind);
         let old = match &subscription {
             Some(sub) => self.counted.insert(key.clone(), sub.clone()),
             None => self.counted.remove(key),
@@ -38,13 +42,13 @@ impl Inner {
         if let Some(old) = old
             && let Some(n) = self.per_subscription.get_mut(&old)
         {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+            n.remove(read);
+            if n.total() == 0 {
                 self.per_subscription.remove(&old);
             }
         }
         if let Some(sub) = subscription {
-            *self.per_subscription.entry(sub).or_default() += 1;
+            self.per_subscription.entry(sub).or_default().add(read);
         }
     }
 }
@@ -153,12 +157,12 @@ impl KubeStore for MemoryStore {
             })
             .collect())
     }
-    fn resources_in_subscription(&self, subscription: &str) -> usize {
+    fn resources_in_subscription(&self, subscription: &str) -> SubscriptionCounts {
         self.lock()
             .per_subscription
             .get(&subscription.to_ascii_lowercase())
             .copied()
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 }
 
@@ -212,11 +216,13 @@ mod tests {
         }
     }
 
-    /// Every kind shares its subscription's read budget, so every kind is counted.
+    /// Every kind shares its subscription's read budget, so every kind is counted: the
+    /// cluster kinds as listed, the other two as one read each.
     #[test]
     fn resources_in_subscription_counts_all_four_kinds() {
         const A: &str = "aaaaaaaa-0000-0000-0000-000000000000";
         const B: &str = "bbbbbbbb-0000-0000-0000-000000000000";
+        let counts = |listed, read_each| SubscriptionCounts { listed, read_each };
         let s = MemoryStore::default();
         s.set_claim(claim("ic1", A));
         s.set_claim(Claim {
@@ -230,21 +236,29 @@ mod tests {
         s.count_resource(&key("KubernetesCompute", "kc3"), B);
         // Counting one again changes nothing.
         s.count_resource(&key("KubernetesCompute", "kc3"), B);
-        let table = [(A, 5), (B, 2), ("cccccccc-0000-0000-0000-000000000000", 0)];
+        let table = [
+            (A, counts(2, 3)),
+            (B, counts(1, 1)),
+            ("cccccccc-0000-0000-0000-000000000000", counts(0, 0)),
+        ];
         for (sub, want) in table {
             assert_eq!(s.resources_in_subscription(sub), want, "{sub}");
         }
+        assert_eq!(s.resources_in_subscription(A).total(), 5);
         // Deleted resources no longer count, whatever their kind.
         s.remove_claim(&key("KubernetesCompute", "kc1"));
         s.remove_claim(&key("InferenceCluster", "ic1"));
-        assert_eq!(s.resources_in_subscription(A), 3);
-        assert_eq!(s.resources_in_subscription(&A.to_ascii_uppercase()), 3);
+        assert_eq!(s.resources_in_subscription(A), counts(1, 2));
+        assert_eq!(
+            s.resources_in_subscription(&A.to_ascii_uppercase()),
+            counts(1, 2)
+        );
         // A claim set again counts once, in the subscription it names now; forgetting a
         // resource twice or one never counted changes nothing.
         s.set_claim(claim("ic2", A));
         s.remove_claim(&key("KubernetesCompute", "kc1"));
         s.remove_claim(&key("InferenceCluster", "never"));
-        for (sub, want) in [(A, 4), (B, 1)] {
+        for (sub, want) in [(A, counts(2, 2)), (B, counts(0, 1))] {
             assert_eq!(s.resources_in_subscription(sub), want, "{sub}");
         }
         // A claim whose compute id names no subscription counts in none.
@@ -252,7 +266,10 @@ mod tests {
             compute_id: "not-an-arm-id".into(),
             ..claim("odd", A)
         });
-        assert_eq!(s.resources_in_subscription(A), 4);
+        assert_eq!(s.resources_in_subscription(A), counts(2, 2));
+        // A subscription whose last resource leaves holds none.
+        s.remove_claim(&key("KubernetesCompute", "kc3"));
+        assert_eq!(s.resources_in_subscription(B), counts(0, 0));
     }
 
     #[test]

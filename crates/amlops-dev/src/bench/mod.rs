@@ -51,8 +51,9 @@ use std::time::{Duration, Instant};
 
 use amlops::azure::ThrottlingModel;
 use amlops::cli::ResyncArgs;
-use amlops::engine::listing::WorkspaceListings;
+use amlops::engine::observe::ResyncFacts;
 use amlops::engine::resync::{ReadQuota, ResyncPolicy};
+use amlops::engine::store::KubeStore;
 use amlops::engine::{Engine, EngineConfig};
 use amlops_emulator::{Budget as EmuBudget, ThrottleModel, Throttling, TokenBuckets};
 use amlops_testkit::MemoryStore;
@@ -437,7 +438,6 @@ async fn run_one(
     let model = args.model();
     let timeout = Duration::from_secs_f64(args.timeout_seconds.max(1.0));
     let subs = args.subscriptions.max(1);
-    let per_sub = n.div_ceil(subs);
     let mut run = Run {
         resources: n,
         path: args.path.as_str().into(),
@@ -515,10 +515,7 @@ async fn run_one(
 
     // 2. Steady state under ARM's real limits of the model (time-compressed).
     emu.set_throttling(args.throttling(ts, None)).await?;
-    run.steady = steady(
-        args, &mut sched, &requeue, &emu, &counters, per_sub, timeout,
-    )
-    .await?;
+    run.steady = steady(args, &mut sched, &requeue, &emu, &counters, timeout).await?;
     writeln!(
         out,
         "  steady: {:.2} reads and {:.2} writes per resource per hour ({:.2} reads per resync), {} writes received, {} × 429",
@@ -616,10 +613,7 @@ async fn run_one(
             b.emulated_hours,
             b.throttled_429
         )?;
-        b.steady = steady(
-            args, &mut sched, &requeue, &emu, &counters, per_sub, timeout,
-        )
-        .await?;
+        b.steady = steady(args, &mut sched, &requeue, &emu, &counters, timeout).await?;
         b.steady.arm_reads_per_hour = reads;
         writeln!(
             out,
@@ -639,44 +633,21 @@ async fn run_one(
     Ok(run)
 }
 
-/// ARM reads per resync of the resources workspace listings answer (the legacy kinds), as
-/// the engine computes them from the latest listings of their subscription; `None` when
-/// the run has none or nothing was listed yet.
-fn listing_reads_per_resync(
-    items: &[Tracked],
-    listings: &WorkspaceListings,
-    per_sub: usize,
-) -> Option<f64> {
-    let sub = items.iter().find_map(|t| match &t.object {
-        sched::Object::Legacy(d) => Some(d.workspace.subscription_id.clone()),
-        _ => None,
-    })?;
-    let pages = listings.pages_in_subscription(&sub)?;
-    Some(amlops::engine::listing::reads_per_resync(
-        Some(pages),
-        per_sub,
-    ))
-}
-
-/// The nominal steady interval the engines use for `per_sub` resources of one
-/// subscription: the legacy kinds' resyncs cost the listings' reads, the Kubernetes-path
-/// kinds' one `GET` each; the longer of the two when the run has both.
-fn steady_interval(
-    policy: &ResyncPolicy,
-    items: &[Tracked],
-    listings: &WorkspaceListings,
-    per_sub: usize,
-    quota: Option<ReadQuota>,
-) -> Duration {
-    let listed = listing_reads_per_resync(items, listings, per_sub);
-    let legacy = policy.with_reads_per_resync(listed).nominal(per_sub, quota);
-    let has_other = items
-        .iter()
-        .any(|t| !matches!(t.object, sched::Object::Legacy(_)));
-    if has_other {
-        legacy.max(policy.nominal(per_sub, quota))
-    } else {
-        legacy
+/// The steady pace's inputs as the engines compute them for the run's first subscription
+/// (the resources go round robin over the subscriptions, so each holds the same mix): its
+/// resources and their average ARM reads per resync, from the store's counts by kind and the
+/// latest workspace listings ([`amlops::engine::listing::resync_demand`]), at `quota`.
+fn resync_facts(sched: &Scheduler, quota: Option<ReadQuota>) -> ResyncFacts {
+    let sub = world::subscription(0);
+    let (resources, reads_per_resync) = amlops::engine::listing::resync_demand(
+        sched.listings().pages_in_subscription(&sub),
+        sched.store().resources_in_subscription(&sub),
+    );
+    ResyncFacts {
+        resources: resources.max(1),
+        quota,
+        seed: 0,
+        reads_per_resync,
     }
 }
 
@@ -687,7 +658,6 @@ async fn steady(
     requeue: &Requeue,
     emu: &Emu,
     counters: &Counters,
-    per_sub: usize,
     timeout: Duration,
 ) -> anyhow::Result<report::Steady> {
     let ts = requeue.time_scale;
@@ -708,8 +678,10 @@ async fn steady(
         })
         .await;
     sched.take_stats();
-    // The interval the engine uses: after the warm-up the workspace listings are known.
-    let nominal = steady_interval(policy, &sched.items, sched.listings(), per_sub, model);
+    // The interval every engine uses for every kind: after the warm-up the workspace
+    // listings are known.
+    let facts = resync_facts(sched, model);
+    let nominal = facts.nominal(policy);
     emu.clear_requests().await?;
     counters.take_latency();
     let tally0: Tally = counters.snapshot();
@@ -749,12 +721,8 @@ async fn steady(
         arm_reads_per_hour: arm_reads_per_hour(args),
         policy_interval_seconds: nominal.as_secs_f64(),
         policy_reads_per_subscription_hour: policy
-            .with_reads_per_resync(listing_reads_per_resync(
-                &sched.items,
-                sched.listings(),
-                per_sub,
-            ))
-            .expected_reads_per_hour(per_sub, model),
+            .with_reads_per_resync(facts.reads_per_resync)
+            .expected_reads_per_hour(facts.resources, model),
         reconciles: stats.reconciles,
         resyncs_per_resource_hour: stats.reconciles as f64 / n / hours,
         reads_per_resync: tally.reads() as f64 / stats.reconciles.max(1) as f64,

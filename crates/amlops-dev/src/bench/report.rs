@@ -145,15 +145,15 @@ pub struct Steady {
     /// ARM's reads per hour per subscription the emulator allowed (token buckets: the refill
     /// × 3600).
     pub arm_reads_per_hour: u64,
-    /// Policy: nominal resync interval in (emulated) seconds for the resources per
-    /// subscription, before jitter and before the remaining-reads slow-down, as the engines
-    /// compute it after the warm-up: the legacy kinds' resyncs at the reads of their
-    /// workspaces' listings, the Kubernetes-path kinds' at one read each (the longer of the
-    /// two when the run has both).
+    /// Policy: nominal resync interval in (emulated) seconds of every resource of a
+    /// subscription, whatever its kind, before jitter and before the remaining-reads
+    /// slow-down, as the engines compute it after the warm-up
+    /// ([`amlops::engine::listing::resync_demand`]): one round costs the legacy kinds' share
+    /// of their workspaces' listings (2 × pages, one read each at most) plus one read per
+    /// Kubernetes-path resource.
     pub policy_interval_seconds: f64,
-    /// Policy: expected reads per subscription per hour (no slow-down), with every
-    /// resync at the listings' reads per resync when the run has legacy kinds (one read
-    /// otherwise).
+    /// Policy: expected reads per subscription per hour (no slow-down) at that interval and
+    /// that read demand per round.
     pub policy_reads_per_subscription_hour: f64,
     /// Reconciles in the window.
     pub reconciles: u64,

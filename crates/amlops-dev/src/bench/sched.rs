@@ -384,6 +384,11 @@ impl Scheduler {
         &self.engine.config.listings
     }
 
+    /// The store the engine counts the resources of each subscription in.
+    pub fn store(&self) -> &MemoryStore {
+        &self.engine.store
+    }
+
     /// Queues resource `idx` for `at` (replacing an earlier due time).
     pub fn schedule(&mut self, idx: usize, at: Instant) {
         self.items[idx].due = Some(at);

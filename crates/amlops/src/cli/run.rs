@@ -74,9 +74,11 @@ pub struct RunArgs {
     /// Address of /healthz, /readyz and /metrics (loopback by default; the chart sets 0.0.0.0:8080).
     #[arg(long, env = "AMLOPS_METRICS_ADDR", default_value = "127.0.0.1:8080")]
     pub metrics_addr: SocketAddr,
-    /// Steady-state resync of each Ready resource (answered by a listing of its workspace,
-    /// renewed after half the period), stretched when the resources of one subscription
-    /// would spend more than the ARM read share.
+    /// Steady-state resync of each Ready resource (an `InferenceCluster`'s or
+    /// `ClusterAttachment`'s answered by a listing of its workspace, renewed after half the
+    /// period; an `AzureMLExtension`'s or `KubernetesCompute`'s one `GET`), stretched when
+    /// the resources of one subscription, of all kinds, would spend more than the ARM read
+    /// share.
     #[arg(long, env = "AMLOPS_RESYNC", default_value = "10m", value_parser = parse_duration)]
     pub resync: Duration,
     /// ARM's throttling model and figures, and the shares of them the operator uses.

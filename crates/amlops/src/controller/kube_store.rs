@@ -28,7 +28,9 @@ use crate::crd::{
     ClusterAttachment, ClusterStatus, InferenceCluster, KubernetesCompute, KubernetesComputeStatus,
 };
 use crate::engine::Desired;
-use crate::engine::store::{Claim, Event, KubeStore, ObjKey, StoreError};
+use crate::engine::store::{
+    Claim, Event, KubeStore, ObjKey, ResyncRead, StoreError, SubscriptionCounts,
+};
 
 use super::claims::ClaimIndex;
 use super::typed::TypedKind;
@@ -72,8 +74,8 @@ pub struct ApiStore {
     /// Resources per (lower-cased) subscription, and when they were counted.
     counts: Arc<Mutex<Option<Counted>>>,
     /// Every kind's cache, registered when its controller starts ([`Self::count_cache`]):
-    /// each gives the subscription of every cached object.
-    typed: Arc<Mutex<Vec<SubscriptionsOf>>>,
+    /// each gives the subscription of every cached object, all of which resync alike.
+    typed: Arc<Mutex<Vec<(ResyncRead, SubscriptionsOf)>>>,
 }
 
 /// The subscriptions of the objects in one kind's cache, one per object.
@@ -111,25 +113,30 @@ impl ApiStore {
     }
 
     /// Counts the objects of `cache` (by [`TypedKind::subscription`]) in
-    /// [`resources_in_subscription`](KubeStore::resources_in_subscription): every kind's
-    /// cache, registered when its controller starts.
+    /// [`resources_in_subscription`](KubeStore::resources_in_subscription), as the kind
+    /// resyncs ([`ResyncRead::of_kind`] of [`TypedKind::KIND`]): every kind's cache,
+    /// registered when its controller starts.
     pub fn count_cache<K: TypedKind>(&self, cache: Store<DeserializeGuard<K>>) {
-        self.count_also(Box::new(move || {
-            cache
-                .state()
-                .iter()
-                .filter_map(|o| o.0.as_ref().ok().and_then(TypedKind::subscription))
-                .collect()
-        }));
+        self.count_also(
+            ResyncRead::of_kind(K::KIND),
+            Box::new(move || {
+                cache
+                    .state()
+                    .iter()
+                    .filter_map(|o| o.0.as_ref().ok().and_then(TypedKind::subscription))
+                    .collect()
+            }),
+        );
     }
 
     /// Counts the objects `subscriptions` lists in
-    /// [`resources_in_subscription`](KubeStore::resources_in_subscription) too.
-    pub fn count_also(&self, subscriptions: SubscriptionsOf) {
+    /// [`resources_in_subscription`](KubeStore::resources_in_subscription) too, each as one
+    /// resource whose resync reads ARM as `read`.
+    pub fn count_also(&self, read: ResyncRead, subscriptions: SubscriptionsOf) {
         self.typed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(subscriptions);
+            .push((read, subscriptions));
         // The next count includes them.
         *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
@@ -233,11 +240,14 @@ impl ApiStore {
         }
     }
 
-    fn count_by_subscription(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for subscriptions in self.typed.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    fn count_by_subscription(&self) -> HashMap<String, SubscriptionCounts> {
+        let mut counts: HashMap<String, SubscriptionCounts> = HashMap::new();
+        for (read, subscriptions) in self.typed.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             for sub in subscriptions() {
-                *counts.entry(sub.to_ascii_lowercase()).or_insert(0) += 1;
+                counts
+                    .entry(sub.to_ascii_lowercase())
+                    .or_default()
+                    .add(*read);
             }
         }
         counts
@@ -261,8 +271,8 @@ pub fn occurrence_action(note: &str) -> String {
     format!("Reconcile/{:016x}", h.finish())
 }
 
-/// Resources per (lower-cased) subscription, and when they were counted.
-type Counted = (Instant, HashMap<String, usize>);
+/// Resources per (lower-cased) subscription, by how they resync, and when they were counted.
+type Counted = (Instant, HashMap<String, SubscriptionCounts>);
 
 /// How long a count of resources per subscription is reused (it only paces resyncs).
 const COUNT_TTL: Duration = Duration::from_secs(1);
@@ -395,11 +405,13 @@ impl KubeStore for ApiStore {
 
     /// How many cached resources name `subscription`: the cluster kinds and the
     /// `KubernetesCompute`s by their workspace, the `AzureMLExtension`s by their cluster
-    /// (each kind once its controller registered its cache, [`Self::count_cache`]): the
-    /// resources whose resyncs share that subscription's ARM read budget. Counted for every
-    /// subscription in one walk of the caches at most once per [`COUNT_TTL`]: a walk per
-    /// steady reconcile was O(n²) per resync round (18% of the CPU at 1,000 resources).
-    fn resources_in_subscription(&self, subscription: &str) -> usize {
+    /// (each kind once its controller registered its cache, [`Self::count_cache`]), split
+    /// into the cluster kinds ([`ResyncRead::Listed`]) and the other two
+    /// ([`ResyncRead::ReadEach`]): the resources whose resyncs share that subscription's ARM
+    /// read budget. Counted for every subscription in one walk of the caches at most once
+    /// per [`COUNT_TTL`]: a walk per steady reconcile was O(n²) per resync round (18% of the
+    /// CPU at 1,000 resources).
+    fn resources_in_subscription(&self, subscription: &str) -> SubscriptionCounts {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = counts
             .as_ref()
@@ -410,7 +422,7 @@ impl KubeStore for ApiStore {
         counts
             .as_ref()
             .and_then(|(_, c)| c.get(&subscription.to_ascii_lowercase()).copied())
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 }
 
@@ -649,17 +661,39 @@ mod tests {
             EventRecorder::new(client, Reporter::from("test")),
             ClusterCaches::default(),
         );
-        assert_eq!(store.resources_in_subscription(A), 0, "nothing registered");
-        // As the InferenceCluster controller registers its cache (counted again at once).
+        let counts = |listed, read_each| SubscriptionCounts { listed, read_each };
+        assert_eq!(
+            store.resources_in_subscription(A),
+            counts(0, 0),
+            "nothing registered"
+        );
+        // As the InferenceCluster controller registers its cache (counted again at once):
+        // the cluster kinds' resyncs are listed.
         store.count_cache(writer.as_reader());
-        assert_eq!(store.resources_in_subscription(A), 2);
-        // The other kinds' caches, once registered.
-        store.count_also(Box::new(|| vec![A.to_ascii_uppercase(), B.into()]));
-        store.count_also(Box::new(|| vec![A.into()]));
-        let table = [(A, 4), (B, 1), ("cccccccc-0000-0000-0000-000000000000", 0)];
+        assert_eq!(store.resources_in_subscription(A), counts(2, 0));
+        // The other kinds' caches, once registered: a ClusterAttachment's is listed, an
+        // AzureMLExtension's or KubernetesCompute's read one each.
+        store.count_also(
+            ResyncRead::of_kind("ClusterAttachment"),
+            Box::new(|| vec![A.into()]),
+        );
+        store.count_also(
+            ResyncRead::of_kind("AzureMLExtension"),
+            Box::new(|| vec![A.to_ascii_uppercase(), B.into()]),
+        );
+        store.count_also(
+            ResyncRead::of_kind("KubernetesCompute"),
+            Box::new(|| vec![A.into()]),
+        );
+        let table = [
+            (A, counts(3, 2)),
+            (B, counts(0, 1)),
+            ("cccccccc-0000-0000-0000-000000000000", counts(0, 0)),
+        ];
         for (sub, want) in table {
             assert_eq!(store.resources_in_subscription(sub), want, "{sub}");
         }
+        assert_eq!(store.resources_in_subscription(A).total(), 5);
     }
 
     #[test]

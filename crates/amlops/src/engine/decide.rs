@@ -619,14 +619,9 @@ pub(super) fn stall(d: &Desired, mut plan: Plan, s: &Stall) -> Plan {
     plan
 }
 
-/// The steady-state resync interval: the policy's pace for this subscription.
-fn steady(obs: &Observed, cfg: &EngineConfig) -> Duration {
-    let r = obs.resync;
-    let interval = cfg
-        .resync
-        .with_reads_per_resync(r.reads_per_resync)
-        .interval(r.resources.max(1), r.quota, r.seed);
-    interval.div_f64(cfg.time_scale.max(f64::MIN_POSITIVE))
+/// The steady-state resync interval: the subscription's pace, the same as every kind's.
+pub(crate) fn steady(obs: &Observed, cfg: &EngineConfig) -> Duration {
+    obs.resync.interval(&cfg.resync, cfg.time_scale)
 }
 
 fn plan_action(

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::azure::model::ComputeResource;
 use crate::azure::{ArmClient, AzureError, ResourceId};
+use crate::engine::store::SubscriptionCounts;
 
 /// One workspace's computes as listed at `fetched`.
 #[derive(Debug)]
@@ -229,6 +230,34 @@ pub fn reads_per_resync(pages: Option<usize>, resources: usize) -> f64 {
     }
 }
 
+/// The read demand of one resync round of a subscription, as `(resources,
+/// reads_per_resync)` for the resync pace ([`super::observe::ResyncFacts`]): `resources` is
+/// every resource of the subscription (`counts.total()`), and `resources ×
+/// reads_per_resync` is what one round of their steady-state resyncs costs in ARM reads.
+///
+/// With `pages` (the pages of the latest listing of each workspace of the subscription,
+/// [`WorkspaceListings::pages_in_subscription`]), the [`listed`](SubscriptionCounts::listed)
+/// resources share the listings, `2 × pages` reads per round but never more than one per
+/// resource ([`reads_per_resync`]), and each [`read_each`](SubscriptionCounts::read_each)
+/// resource costs its own `GET`: `reads_per_resync = (min(2 × pages, listed) + read_each) /
+/// resources`. Without `pages` (no listing yet), or in a subscription of no resource,
+/// `reads_per_resync` is `None`: every resource costs the policy's own figure (one read),
+/// the conservative count.
+///
+/// Every engine paces a subscription from this, so its resources all get the same interval
+/// whatever their kind.
+pub fn resync_demand(pages: Option<usize>, counts: SubscriptionCounts) -> (usize, Option<f64>) {
+    let resources = counts.total();
+    let reads = match pages {
+        Some(p) if resources > 0 => {
+            let listed = counts.listed as f64 * reads_per_resync(Some(p), counts.listed);
+            Some((listed + counts.read_each as f64) / resources as f64)
+        }
+        _ => None,
+    };
+    (resources, reads)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +309,136 @@ mod tests {
                 "{model:?}: {per_hour}"
             );
         }
+    }
+
+    fn counts(listed: usize, read_each: usize) -> SubscriptionCounts {
+        SubscriptionCounts { listed, read_each }
+    }
+
+    /// A subscription's read demand per round, each kind counted as it resyncs, and the
+    /// nominal interval it gives under token buckets with the default policy.
+    #[test]
+    fn resync_demand_counts_each_kind_as_it_resyncs() {
+        use crate::engine::observe::ResyncFacts;
+        use crate::engine::resync::ResyncPolicy;
+        let policy = ResyncPolicy::default();
+        // (pages, counts, resources, reads per resync, nominal seconds)
+        type Case = (Option<usize>, SubscriptionCounts, usize, Option<f64>, f64);
+        let cases: [Case; 11] = [
+            // Only the legacy kinds, 400 workspaces of 25 in 1 page: 800 reads per round.
+            (Some(400), counts(10_000, 0), 10_000, Some(0.08), 600.0),
+            // In 2 pages each: 1,600 reads per round (what `reads_per_resync` gave).
+            (Some(800), counts(10_000, 0), 10_000, Some(0.16), 600.0),
+            // Only the Kubernetes path: no listing, one `GET` each.
+            (None, counts(0, 2_000), 2_000, None, 600.0),
+            (None, counts(0, 10_000), 10_000, None, 800.0 / 0.9),
+            // Listings known (of an attachment check) do not answer their resyncs.
+            (Some(400), counts(0, 10_000), 10_000, Some(1.0), 800.0 / 0.9),
+            // The mix: 800 listing reads and 2,000 `GET`s per round, the base interval.
+            (Some(400), counts(8_000, 2_000), 10_000, Some(0.28), 600.0),
+            // Pages unknown: one read each, the conservative count (the policy's figure).
+            (None, counts(8_000, 2_000), 10_000, None, 800.0 / 0.9),
+            // `GET`s dominate: 400 listing reads and 20,000 `GET`s, floor 1,632 s.
+            (
+                Some(200),
+                counts(5_000, 20_000),
+                25_000,
+                Some(20_400.0 / 25_000.0),
+                1_632.0 / 0.9,
+            ),
+            // A workspace of one compute: a list costs what a `GET` costs, never more.
+            (Some(3), counts(2, 1), 3, Some(1.0), 600.0),
+            (Some(1), counts(1, 0), 1, Some(1.0), 600.0),
+            // Nothing counted: nothing to pace.
+            (Some(3), counts(0, 0), 0, None, 600.0),
+        ];
+        for (pages, c, resources, reads, nominal) in cases {
+            let (got_resources, got_reads) = resync_demand(pages, c);
+            assert_eq!(got_resources, resources, "{pages:?} {c:?}");
+            assert_eq!(got_reads.is_some(), reads.is_some(), "{pages:?} {c:?}");
+            if let (Some(got), Some(want)) = (got_reads, reads) {
+                assert!((got - want).abs() < 1e-9, "{pages:?} {c:?}: {got}");
+            }
+            let facts = ResyncFacts {
+                resources: got_resources.max(1),
+                quota: None,
+                seed: 0,
+                reads_per_resync: got_reads,
+            };
+            let got = facts.nominal(&policy).as_secs_f64();
+            assert!((got - nominal).abs() < 1e-6, "{pages:?} {c:?}: {got}");
+        }
+        // Only legacy kinds: the same figure as `reads_per_resync` over all of them.
+        for (pages, n) in [(Some(400), 10_000), (Some(1), 1), (Some(3), 2), (None, 7)] {
+            let got = resync_demand(pages, counts(n, 0)).1.unwrap_or(1.0);
+            assert!(
+                (got - reads_per_resync(pages, n)).abs() < 1e-12,
+                "{pages:?} {n}"
+            );
+        }
+    }
+
+    /// 8,000 legacy resources and 2,000 Kubernetes-path ones in one subscription, 400
+    /// workspaces of one page each: 2,800 reads per round fit the default 50 % of the token
+    /// buckets' refill at the base interval, and every engine requeues every kind at the
+    /// same interval, 600 s ± 10 % (each engine at one read each: 889 s, as before).
+    #[test]
+    fn a_mixed_subscription_resyncs_every_kind_at_the_base_interval() {
+        use crate::azure::ThrottlingModel;
+        use crate::engine::observe::{Observed, ResyncFacts};
+        use crate::engine::resync::ReadQuota;
+        use crate::engine::{EngineConfig, azureml_extension, decide, kubernetes_compute};
+        let cfg = EngineConfig::default();
+        let (resources, reads_per_resync) = resync_demand(Some(400), counts(8_000, 2_000));
+        let quota = Some(ReadQuota {
+            model: ThrottlingModel::TokenBucket,
+            fill: Some(1.0),
+        });
+        let (mut lo, mut hi) = (f64::MAX, 0.0f64);
+        for seed in 0..500u64 {
+            let resync = ResyncFacts {
+                resources,
+                quota,
+                seed,
+                reads_per_resync,
+            };
+            let legacy = decide::steady(
+                &Observed {
+                    resync,
+                    ..Observed::default()
+                },
+                &cfg,
+            );
+            let compute = kubernetes_compute::steady(
+                &kubernetes_compute::ObservedAttachment {
+                    resync,
+                    ..Default::default()
+                },
+                &cfg,
+            );
+            let extension = azureml_extension::steady(
+                &azureml_extension::ObservedExtension {
+                    resync,
+                    ..Default::default()
+                },
+                &cfg,
+            );
+            assert_eq!(legacy, compute, "seed {seed}");
+            assert_eq!(legacy, extension, "seed {seed}");
+            let s = legacy.as_secs_f64();
+            assert!((540.0..=660.0).contains(&s), "seed {seed}: {s}");
+            lo = lo.min(s);
+            hi = hi.max(s);
+        }
+        assert!(lo < 550.0 && hi > 650.0, "{lo}..{hi}");
+        // What the Kubernetes-path engines computed before: one read for every resource.
+        let one_each = ResyncFacts {
+            resources,
+            quota,
+            seed: 0,
+            reads_per_resync: None,
+        };
+        assert_eq!(one_each.nominal(&cfg.resync).as_secs(), 888);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!
 //! A failed read stops the observation: [`Observed::failure`] carries it to the verdict.
 
+use std::time::Duration;
+
 use crate::azure::model::{ComputeResource, ManagedCluster};
 use crate::azure::model::{LoadBalancerType as AzLb, ProvisioningState, SslConfigStatus};
 use crate::azure::{AzureError, LroStyle, OperationHandle, OperationStatus as Poll, ResourceId};
@@ -15,7 +17,7 @@ use crate::tls::{self, CertInfo, TlsError};
 use super::body::TlsMaterial;
 use super::desired::{Desired, Flavor};
 use super::reconcile::Engine;
-use super::resync::{ReadQuota, fresh_read_quota};
+use super::resync::{ReadQuota, ResyncPolicy, fresh_read_quota};
 use super::store::{Claim, KubeStore, StoreError};
 use super::verdict::{Call, CallKind, Stall, Verdict, verdict};
 use super::versions::{MinorRange, RangeSource};
@@ -172,9 +174,30 @@ pub struct ResyncFacts {
     pub quota: Option<ReadQuota>,
     /// Jitter seed.
     pub seed: u64,
-    /// ARM reads one steady resync of one resource costs when workspace listings answer
-    /// them ([`super::listing::reads_per_resync`]); `None`: the policy's own figure.
+    /// ARM reads one steady resync costs on average over the subscription's resources,
+    /// listed kinds and one-`GET` kinds together ([`super::listing::resync_demand`]);
+    /// `None`: the policy's own figure.
     pub reads_per_resync: Option<f64>,
+}
+
+impl ResyncFacts {
+    /// The interval before jitter that `policy` gives every Ready resource of the
+    /// subscription (in emulated time: not divided by the time scale).
+    pub fn nominal(&self, policy: &ResyncPolicy) -> Duration {
+        policy
+            .with_reads_per_resync(self.reads_per_resync)
+            .nominal(self.resources.max(1), self.quota)
+    }
+
+    /// The steady-state resync interval of one Ready resource under `policy`, jittered by
+    /// [`seed`](Self::seed), in real time: divided by `time_scale`. Every engine requeues a
+    /// steady resource with this.
+    pub fn interval(&self, policy: &ResyncPolicy, time_scale: f64) -> Duration {
+        policy
+            .with_reads_per_resync(self.reads_per_resync)
+            .interval(self.resources.max(1), self.quota, self.seed)
+            .div_f64(time_scale.max(f64::MIN_POSITIVE))
+    }
 }
 
 /// A read that failed, for the verdict.
@@ -341,14 +364,16 @@ pub fn compute_expected_missing(phase: Phase) -> bool {
 }
 
 impl<S: KubeStore> Engine<S> {
-    /// The steady-state pace's inputs for `subscription`: `resources` (counted by the
-    /// caller) and what ARM's headers said of its reads.
-    pub(super) fn resync_facts(
-        &self,
-        subscription: &str,
-        resources: usize,
-        reads_per_resync: Option<f64>,
-    ) -> ResyncFacts {
+    /// The steady-state pace's inputs for `subscription`, the same for every kind: its
+    /// resources and their read demand per round ([`KubeStore::resources_in_subscription`]
+    /// and the pages of its workspace listings, through [`super::listing::resync_demand`]),
+    /// and what ARM's headers said of its reads. One count per reconcile: the store keeps it
+    /// cheap.
+    pub(super) fn resync_facts(&self, subscription: &str) -> ResyncFacts {
+        let (resources, reads_per_resync) = super::listing::resync_demand(
+            self.config.listings.pages_in_subscription(subscription),
+            self.store.resources_in_subscription(subscription),
+        );
         ResyncFacts {
             resources: resources.max(1),
             quota: fresh_read_quota(
@@ -390,15 +415,7 @@ impl<S: KubeStore> Engine<S> {
             ..Observed::default()
         };
         // The resync pace's inputs first: the listing's age follows from them.
-        let sub = d.workspace.subscription_id.as_str();
-        // One count per reconcile: the store walks its claims for it.
-        let resources = self.store.resources_in_subscription(sub);
-        let reads_per_resync = self
-            .config
-            .listings
-            .pages_in_subscription(sub)
-            .map(|pages| super::listing::reads_per_resync(Some(pages), resources));
-        o.resync = self.resync_facts(sub, resources, reads_per_resync);
+        o.resync = self.resync_facts(&d.workspace.subscription_id);
 
         macro_rules! read {
             ($call:expr, $resource:expr) => {
@@ -616,11 +633,7 @@ impl<S: KubeStore> Engine<S> {
     /// it or the list failed (the caller reads it with a `GET`).
     async fn listed_compute(&self, d: &Desired, r: &ResyncFacts) -> Option<ComputeResource> {
         let ws = d.workspace_resource_id().ok()?;
-        let nominal = self
-            .config
-            .resync
-            .with_reads_per_resync(r.reads_per_resync)
-            .nominal(r.resources, r.quota);
+        let nominal = r.nominal(&self.config.resync);
         let max_age = super::listing::WorkspaceListings::max_age(nominal, self.config.time_scale);
         match self
             .config

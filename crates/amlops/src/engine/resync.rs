@@ -1,8 +1,9 @@
 //! Adaptive steady-state resync: how long a Ready resource waits before its next read.
 //!
 //! A Ready resource is looked at again every [`ResyncPolicy::base`] (10 minutes, jittered),
-//! with one `GET compute` (the engine reads the AKS cluster only when its node count is not
-//! known to match the spec). ARM limits reads per subscription and principal — since 2024
+//! with one `GET compute` or `GET extension` (the engine reads the AKS cluster only when its
+//! node count is not known to match the spec), or, for the legacy kinds, a share of their
+//! workspace's listing ([`super::listing`]). ARM limits reads per subscription and principal — since 2024
 //! with a token bucket refilled at 25 reads per second, before with 12,000 reads per hour
 //! (<https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling>) — so thousands of resources in one subscription could spend the
 //! whole allowance on resyncs. The policy stretches the interval so that the steady-state
@@ -10,6 +11,10 @@
 //! model the subscription is under, however many resources it holds, and slows down further
 //! only when ARM's headers show the read bucket actually being drained (by another tool
 //! sharing the principal, or other principals on the global bucket):
+//!
+//! `resources` counts every resource of the subscription, of all four kinds, and
+//! `resources × reads_per_resync` is what one round of their resyncs costs
+//! ([`super::listing::resync_demand`]): every engine paces a subscription alike.
 //!
 //! ```text
 //! floor    = resources × reads_per_resync / (share × read refill per second)
@@ -98,9 +103,11 @@ pub struct ResyncPolicy {
     pub arm: ArmThrottling,
     /// Share of the read refill steady-state resyncs may use (0 < share ≤ 1).
     pub share: f64,
-    /// ARM reads one steady-state resync of one resource costs: 1 (`GET compute`) for both
-    /// kinds; an `InferenceCluster` adds `GET managedCluster` only when its node count is
-    /// not known to match the spec.
+    /// ARM reads one steady-state resync of one resource costs when no workspace listing
+    /// answers it: 1 (`GET compute`, or `GET extension` for an `AzureMLExtension`); an
+    /// `InferenceCluster` adds `GET managedCluster` only when its node count is not known to
+    /// match the spec. The engines replace it with the subscription's average once listings
+    /// are known ([`Self::with_reads_per_resync`]).
     pub reads_per_resync: f64,
     /// Fill of the read bucket (remaining / size) under which resyncs slow down.
     pub low_water: f64,
@@ -146,7 +153,8 @@ impl ResyncPolicy {
     }
 
     /// This policy with `reads` ARM reads per resync of one resource instead of its own
-    /// figure, when given (workspace listings: [`super::listing::reads_per_resync`]).
+    /// figure, when given (the subscription's average with workspace listings:
+    /// [`super::listing::resync_demand`]).
     pub fn with_reads_per_resync(&self, reads: Option<f64>) -> ResyncPolicy {
         ResyncPolicy {
             reads_per_resync: reads.unwrap_or(self.reads_per_resync),

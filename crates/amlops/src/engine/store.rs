@@ -14,7 +14,8 @@ use super::desired::Desired;
 /// Identity of a CR: kind, namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjKey {
-    /// `InferenceCluster` or `ClusterAttachment`.
+    /// The kind's name: `InferenceCluster`, `ClusterAttachment`, `AzureMLExtension` or
+    /// `KubernetesCompute`.
     pub kind: String,
     /// Namespace.
     pub namespace: String,
@@ -100,6 +101,65 @@ impl StoreError {
     }
 }
 
+/// How the steady-state resync of one resource reads ARM, by kind: what the read demand of
+/// its subscription counts it as ([`super::listing::resync_demand`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResyncRead {
+    /// `InferenceCluster` and `ClusterAttachment`: the legacy engine answers their resyncs
+    /// from workspace listings ([`super::listing`]), whose pages they share.
+    Listed,
+    /// `AzureMLExtension` and `KubernetesCompute`: one `GET` of their own each.
+    ReadEach,
+}
+
+impl ResyncRead {
+    /// How a resource of `kind` (its `kind` name, as in [`ObjKey::kind`]) resyncs:
+    /// [`Listed`](Self::Listed) for `InferenceCluster` and `ClusterAttachment`,
+    /// [`ReadEach`](Self::ReadEach) for any other kind.
+    pub fn of_kind(kind: &str) -> Self {
+        match kind {
+            "InferenceCluster" | "ClusterAttachment" => Self::Listed,
+            _ => Self::ReadEach,
+        }
+    }
+}
+
+/// The resources the operator manages in one subscription, counted by how their
+/// steady-state resyncs read ARM ([`KubeStore::resources_in_subscription`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionCounts {
+    /// Resources whose resyncs workspace listings answer ([`ResyncRead::Listed`]).
+    pub listed: usize,
+    /// Resources whose resyncs cost one `GET` each ([`ResyncRead::ReadEach`]).
+    pub read_each: usize,
+}
+
+impl SubscriptionCounts {
+    /// Every resource of the subscription, of all four kinds.
+    pub fn total(&self) -> usize {
+        self.listed.saturating_add(self.read_each)
+    }
+
+    /// Counts one more resource that resyncs as `read`.
+    pub fn add(&mut self, read: ResyncRead) {
+        let n = self.of_mut(read);
+        *n = n.saturating_add(1);
+    }
+
+    /// Counts one resource fewer that resyncs as `read` (never below zero).
+    pub fn remove(&mut self, read: ResyncRead) {
+        let n = self.of_mut(read);
+        *n = n.saturating_sub(1);
+    }
+
+    fn of_mut(&mut self, read: ResyncRead) -> &mut usize {
+        match read {
+            ResyncRead::Listed => &mut self.listed,
+            ResyncRead::ReadEach => &mut self.read_each,
+        }
+    }
+}
+
 /// Kubernetes operations the engine needs.
 pub trait KubeStore: Send + Sync {
     /// Read a Secret of `namespace`.
@@ -122,7 +182,8 @@ pub trait KubeStore: Send + Sync {
     /// [`claim_target`]): only those, so that a check costs no copy of every sibling's claim.
     /// All of them, whoever was first: `decide` applies the precedence rule.
     fn claims(&self, d: &Desired) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
-    /// How many resources the operator manages in `subscription`, of all four kinds (the
-    /// steady-state resync spreads their reads over ARM's budget, which they all share).
-    fn resources_in_subscription(&self, subscription: &str) -> usize;
+    /// How many resources the operator manages in `subscription`, of all four kinds, by how
+    /// their steady-state resyncs read ARM (the resync pace spreads those reads over ARM's
+    /// budget, which they all share: [`super::listing::resync_demand`]).
+    fn resources_in_subscription(&self, subscription: &str) -> SubscriptionCounts;
 }

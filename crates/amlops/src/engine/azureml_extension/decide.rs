@@ -1135,12 +1135,9 @@ fn record_sent(
     st.tls = tls_status(d);
 }
 
-/// The steady-state resync interval: the same policy as the other kinds.
-fn steady(o: &ObservedExtension, cfg: &EngineConfig) -> Duration {
-    let r = o.resync;
-    cfg.resync
-        .interval(r.resources.max(1), r.quota, r.seed)
-        .div_f64(cfg.time_scale.max(f64::MIN_POSITIVE))
+/// The steady-state resync interval: the subscription's pace, the same as every kind's.
+pub(crate) fn steady(o: &ObservedExtension, cfg: &EngineConfig) -> Duration {
+    o.resync.interval(&cfg.resync, cfg.time_scale)
 }
 
 /// Complete `plan` once its write finished: record the operation and the hashes, or turn

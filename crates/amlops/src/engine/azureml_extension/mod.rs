@@ -38,6 +38,9 @@ use crate::crd::{
     ExtensionPurpose, ExtensionTlsMode, RouterServiceType, TlsDelivery,
 };
 
+/// The steady-state resync interval of this kind (tests compare it with the other kinds').
+#[cfg(test)]
+pub(crate) use decide::steady;
 pub use decide::{
     ExtensionDone, ExtensionPlan, ExtensionWrite, ExtensionWriteFailure, decide, settle,
 };

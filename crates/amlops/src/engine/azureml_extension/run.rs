@@ -142,7 +142,7 @@ impl<S: ExtensionStore> Engine<S> {
             .map(|c| c.subscription().to_string())
             .unwrap_or_default();
         let mut o = ObservedExtension {
-            resync: self.resync_facts(&sub, self.store.resources_in_subscription(&sub), None),
+            resync: self.resync_facts(&sub),
             now: Some(jiff::Timestamp::now()),
             ..ObservedExtension::default()
         };

@@ -621,12 +621,9 @@ fn detach_to_reattach(d: &ComputeDesired, mut plan: ComputePlan, id: ResourceId)
     plan
 }
 
-/// The steady-state resync interval: the same policy as the legacy kinds.
-fn steady(o: &ObservedAttachment, cfg: &EngineConfig) -> Duration {
-    let r = o.resync;
-    cfg.resync
-        .interval(r.resources.max(1), r.quota, r.seed)
-        .div_f64(cfg.time_scale.max(f64::MIN_POSITIVE))
+/// The steady-state resync interval: the subscription's pace, the same as every kind's.
+pub(crate) fn steady(o: &ObservedAttachment, cfg: &EngineConfig) -> Duration {
+    o.resync.interval(&cfg.resync, cfg.time_scale)
 }
 
 /// Complete `plan` once its write finished: record the operation, or turn the failure into

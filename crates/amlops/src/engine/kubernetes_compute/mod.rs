@@ -32,6 +32,9 @@ use crate::crd::{
     KubernetesCompute, KubernetesComputeStatus, REATTACH_ANNOTATION, ReattachPolicy, WorkspaceRef,
 };
 
+/// The steady-state resync interval of this kind (tests compare it with the other kinds').
+#[cfg(test)]
+pub(crate) use decide::steady;
 pub use decide::{ComputeDone, ComputePlan, ComputeWrite, ComputeWriteFailure, decide, settle};
 pub use run::{ComputeStore, NamespaceLookup, ObservedAttachment};
 

@@ -73,7 +73,7 @@ impl<S: ComputeStore> Engine<S> {
     ) -> ObservedAttachment {
         let sub = d.workspace.subscription_id.as_str();
         let mut o = ObservedAttachment {
-            resync: self.resync_facts(sub, self.store.resources_in_subscription(sub), None),
+            resync: self.resync_facts(sub),
             ..ObservedAttachment::default()
         };
         macro_rules! read {
