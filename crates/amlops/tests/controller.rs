@@ -263,7 +263,7 @@ async fn create_to_ready_then_delete_with_the_finalizer_held_until_azure_confirm
             "{r:?}"
         );
     }
-    // Events on phase transitions, published by the Recorder.
+    // Events on phase transitions, published by the EventRecorder.
     let events = w.fake.events("ml-platform");
     let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
     assert!(

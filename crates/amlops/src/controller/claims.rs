@@ -6,13 +6,15 @@
 //! every reconcile of a resource whose compute does not exist yet. Walking the caches for
 //! it cost O(n) per check, O(n²) to converge n resources: at 10,000 resources it was half
 //! of the operator's CPU (BENCHMARKS.md, "10,000 resources"). With the index a check costs
-//! the contenders it returns, and each watch event O(1).
+//! the contenders it returns; an `Apply` or `Delete` costs the few objects that share its
+//! targets, and the end of a re-list one pass over the index.
 //!
 //! kube-runtime's `reflector::Store` offers no index and no change notification of its
-//! own, so the index follows the watch events itself, with the reflector's semantics: an
-//! `Apply` replaces, a `Delete` removes, and a re-list (`Init` … `InitApply`s …
-//! `InitDone`) removes at its end whatever it did not list (objects deleted during a watch
-//! gap get no `Delete` event).
+//! own, so the index follows the watch events itself: an `Apply` replaces, a `Delete`
+//! removes, and a re-list (`Init` … `InitApply`s … `InitDone`) removes at its end whatever
+//! it did not list (objects deleted during a watch gap get no `Delete` event). Unlike the
+//! reflector, which swaps in the listed objects at `InitDone`, the index applies each
+//! listed object as it arrives: a listed object is at least as new as the one it replaces.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -110,15 +112,24 @@ impl ClaimIndex {
             }
             watcher::Event::InitApply(o) => {
                 let key = key_of::<K>(o);
-                index
-                    .relisting
-                    .entry(K::KIND)
-                    .or_default()
-                    .insert(key.clone());
-                index.set(key, claim_of(o));
+                let claim = claim_of(o);
+                // Only objects that claim something are in the index, so only they need
+                // to be remembered as listed.
+                if claim.is_some() {
+                    index
+                        .relisting
+                        .entry(K::KIND)
+                        .or_default()
+                        .insert(key.clone());
+                }
+                index.set(key, claim);
             }
             watcher::Event::InitDone => {
-                let listed = index.relisting.remove(K::KIND).unwrap_or_default();
+                // kube-runtime's watcher always sends `Init` first; without one, there is
+                // no list to compare with.
+                let Some(listed) = index.relisting.remove(K::KIND) else {
+                    return;
+                };
                 let gone: Vec<ObjKey> = index
                     .claims
                     .keys()

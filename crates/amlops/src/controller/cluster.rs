@@ -26,27 +26,17 @@ use super::typed::{self, TypedCtx, TypedKind, TypedOutcome};
 pub trait ClusterKind: TypedKind<Status = ClusterStatus> {
     /// The engine's view of the object.
     fn desired(&self) -> Desired;
-    /// The saved status, if any.
-    fn cluster_status(&self) -> Option<&ClusterStatus>;
 }
 
 impl ClusterKind for InferenceCluster {
     fn desired(&self) -> Desired {
         Desired::from_inference_cluster(self)
     }
-
-    fn cluster_status(&self) -> Option<&ClusterStatus> {
-        self.status.as_ref()
-    }
 }
 
 impl ClusterKind for ClusterAttachment {
     fn desired(&self) -> Desired {
         Desired::from_cluster_attachment(self)
-    }
-
-    fn cluster_status(&self) -> Option<&ClusterStatus> {
-        self.status.as_ref()
     }
 }
 

@@ -1,8 +1,9 @@
 //! Kubernetes Events (`events.k8s.io/v1`) of the operator, repetitions counted in a series.
 //!
-//! What kube-runtime's `Recorder` does — the same Event objects, the same key (type,
-//! action, reason, reporting controller and instance, regarded object), the same 6-minute
-//! series window — with a cache that stays small. The `Recorder` keeps, per series, the
+//! What kube-runtime's `Recorder` does — the same Event objects, the series key as far as
+//! amlops uses it (type, action, reason, reporting controller and instance, the regarded
+//! object's apiVersion, kind, namespace, name and uid; amlops sets no related object), the
+//! same 6-minute series window — with a cache that stays small. The `Recorder` keeps, per series, the
 //! whole Event and a copy of its object reference (about 1.4 KB inline in its hash table)
 //! for 6 minutes, and walks its whole cache on every publish: converging 3,000 resources
 //! (three events each) its table alone peaked at 23.6 MB (heaptrack, BENCHMARKS.md "The
@@ -80,7 +81,8 @@ impl EventRecorder {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The series key: what kube-runtime's `Recorder` keys its cache by. In-process only,
+    /// The series key: what kube-runtime's `Recorder` keys its cache by, less the related
+    /// object, which amlops never sets (`ev.secondary` is not hashed). In-process only,
     /// so the std hasher's stability across Rust versions does not matter; two keys of one
     /// digest (odds ~10⁻¹¹ among 30,000 series) would merely count into one series.
     fn key(&self, ev: &Event, regarding: &ObjectReference) -> u64 {

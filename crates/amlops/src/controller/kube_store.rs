@@ -99,7 +99,9 @@ pub fn truncate(s: &str, max: usize) -> String {
 }
 
 impl ApiStore {
-    /// A store publishing Events as `reporter`, reading claims from `caches`.
+    /// A store publishing Events through `recorder`, reading uids and event references
+    /// from `caches`; its claims come from [`Self::claim_index`], which the controllers'
+    /// watches keep.
     pub fn new(client: Client, recorder: EventRecorder, caches: ClusterCaches) -> Self {
         Self {
             client,
@@ -264,7 +266,7 @@ impl ApiStore {
 /// counts only repetitions of exactly what its note says.
 pub fn occurrence_action(note: &str) -> String {
     use std::hash::{Hash, Hasher};
-    // In-process only (the recorder's series cache lives as long as the process), so the std
+    // In-process only (the recorder's series cache lives in this process only), so the std
     // hasher's stability across Rust versions does not matter.
     let mut h = std::collections::hash_map::DefaultHasher::new();
     note.hash(&mut h);

@@ -661,7 +661,7 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// reduction kube-rs recommends for reflectors
 /// (<https://kube.rs/controllers/optimization/>); status writes use
 /// server-side apply, which needs no `managedFields` from the client.
-pub fn slim<K: Resource>(o: &mut K) {
+fn slim<K: Resource>(o: &mut K) {
     let meta = o.meta_mut();
     meta.managed_fields = None;
     if let Some(a) = meta.annotations.as_mut() {
@@ -768,4 +768,48 @@ pub async fn drive<K: TypedKind>(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::InferenceCluster;
+    use serde_json::json;
+
+    fn served(spec: serde_json::Value) -> DeserializeGuard<InferenceCluster> {
+        serde_json::from_value(json!({
+            "apiVersion": "amlops.dev/v1alpha1", "kind": "InferenceCluster",
+            "metadata": {
+                "name": "a", "namespace": "ml",
+                "annotations": {LAST_APPLIED: "{\"kind\":\"InferenceCluster\"}",
+                                REATTACH_ANNOTATION: "token-1"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                                   "apiVersion": "amlops.dev/v1alpha1", "fieldsType": "FieldsV1",
+                                   "fieldsV1": {"f:spec": {"f:computeName": {}}}}]
+            },
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    /// What the caches keep of an object: no `managedFields`, no last-applied copy, every
+    /// annotation the operator reads — also for an object that does not decode.
+    #[test]
+    fn slim_drops_what_the_operator_never_reads() {
+        let spec = json!({"workspace": {"subscriptionId": "00000000-0000-0000-0000-000000000000",
+                                        "resourceGroup": "ml-rg", "name": "ml-ws"},
+                          "computeName": "c"});
+        for (mut o, decodes) in [
+            (served(spec), true),
+            (served(json!({"workspace": 7})), false),
+        ] {
+            assert_eq!(o.0.is_ok(), decodes);
+            slim(&mut o);
+            let meta = o.meta();
+            assert_eq!(meta.managed_fields, None);
+            let annotations = meta.annotations.clone().unwrap_or_default();
+            assert!(!annotations.contains_key(LAST_APPLIED));
+            assert_eq!(annotations[REATTACH_ANNOTATION], "token-1");
+        }
+    }
 }

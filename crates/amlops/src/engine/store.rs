@@ -117,9 +117,12 @@ impl ResyncRead {
     /// [`Listed`](Self::Listed) for `InferenceCluster` and `ClusterAttachment`,
     /// [`ReadEach`](Self::ReadEach) for any other kind.
     pub fn of_kind(kind: &str) -> Self {
-        match kind {
-            "InferenceCluster" | "ClusterAttachment" => Self::Listed,
-            _ => Self::ReadEach,
+        use crate::crd::{ClusterAttachment, InferenceCluster};
+        use kube::Resource;
+        if kind == InferenceCluster::kind(&()) || kind == ClusterAttachment::kind(&()) {
+            Self::Listed
+        } else {
+            Self::ReadEach
         }
     }
 }
