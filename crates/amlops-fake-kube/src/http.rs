@@ -18,6 +18,7 @@ use tokio::sync::watch as tokio_watch;
 
 use super::RequestRecord;
 use super::errors::ApiError;
+use super::managed::Writer;
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{Deleted, PatchType, State, Sub, TypeInfo};
 use super::watch;
@@ -127,6 +128,8 @@ pub(crate) struct Req {
     pub body: Option<Value>,
     /// Why the body could not be decoded, if it could not.
     pub body_error: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
 }
 
 impl Req {
@@ -193,6 +196,10 @@ async fn handle(
         })
         .unwrap_or_default();
     let (body, body_error) = decode_body(content_type.as_deref(), &body);
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let req = Req {
         method,
         path: uri.path().to_string(),
@@ -200,6 +207,7 @@ async fn handle(
         content_type,
         body,
         body_error,
+        user_agent,
     };
     let raw_query = uri.query().unwrap_or_default().to_string();
     process(&shared, req, raw_query)
@@ -222,7 +230,12 @@ fn process(shared: &Arc<Shared>, req: Req, raw_query: String) -> Response {
             f.remaining -= 1;
             Err(ApiError::injected(f.status, &f.message))
         }
-        None => dispatch(shared, &mut state, &req),
+        None => {
+            state.writer = writer_of(&req);
+            let outcome = dispatch(shared, &mut state, &req);
+            state.writer = Writer::default();
+            outcome
+        }
     };
     let (status, response) = match outcome {
         Ok(Reply::Json(code, v)) => (code, json_response(code, &v)),
@@ -238,6 +251,31 @@ fn process(shared: &Arc<Shared>, req: Req, raw_query: String) -> Response {
         status,
     });
     response
+}
+
+/// Who `req` writes as: its `fieldManager`, else its user agent up to the first `/` (the API
+/// server's default), and `Apply` for a server-side apply patch.
+fn writer_of(req: &Req) -> Writer {
+    let manager = req
+        .param("fieldManager")
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            req.user_agent
+                .as_deref()
+                .and_then(|ua| ua.split('/').next())
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let apply = req
+        .content_type
+        .as_deref()
+        .is_some_and(|c| c.starts_with("application/apply-patch"));
+    Writer {
+        manager,
+        operation: if apply { "Apply" } else { "Update" },
+    }
 }
 
 fn json_response(code: u16, body: &Value) -> Response {

@@ -62,11 +62,13 @@
 //! # Not emulated
 //! - Admission: no OpenAPI schema validation, CEL `x-kubernetes-validations`,
 //!   pruning of unknown fields, webhooks, RBAC or authentication (any request is allowed).
-//! - Server-side apply field ownership is approximated without `managedFields`: the applied
-//!   configuration is deep-merged (maps merge, lists are atomic); fields a manager applied
-//!   before and omits now are removed unless another apply manager applied them or they
-//!   changed since; conflicts are only detected against other apply managers (never
-//!   against PUT/merge-patch writers). `managedFields` is never returned.
+//! - Server-side apply field ownership is approximated without reading `managedFields`: the
+//!   applied configuration is deep-merged (maps merge, lists are atomic); fields a manager
+//!   applied before and omits now are removed unless another apply manager applied them or
+//!   they changed since; conflicts are only detected against other apply managers (never
+//!   against PUT/merge-patch writers). Objects do carry `managedFields`, one entry per
+//!   (manager, operation, subresource), each owning every field its last write covered
+//!   (see `managed.rs`), so clients decode what a real API server sends.
 //! - Strategic merge patch list strategies and directives; garbage collection
 //!   (`ownerReferences`, propagation policies); namespace existence (objects may be created
 //!   in a namespace no Namespace object names); graceful
@@ -84,6 +86,7 @@ mod crd;
 mod defaults;
 mod errors;
 mod http;
+mod managed;
 mod patch;
 mod select;
 mod store;

@@ -184,6 +184,8 @@ pub(crate) struct State {
     pub faults: Vec<Fault>,
     /// How long open watches hold each change back (a lagging watch cache).
     pub watch_delay: std::time::Duration,
+    /// Who the request being served writes as (its `managedFields` entry).
+    pub writer: super::managed::Writer,
 }
 
 pub(crate) fn now() -> String {
@@ -363,6 +365,7 @@ impl State {
             requests: Vec::new(),
             faults: Vec::new(),
             watch_delay: std::time::Duration::ZERO,
+            writer: super::managed::Writer::default(),
         };
         for kind in builtins {
             state.register_builtin(kind);
@@ -552,6 +555,7 @@ impl State {
             crd_type(&obj).map_err(|e| ApiError::invalid(ty, &name, &e))?;
             self.fill_crd_status(&mut obj, None);
         }
+        super::managed::record(&mut obj, None, &self.writer, Sub::Main);
         if dry_run {
             return Ok(obj);
         }
@@ -773,10 +777,12 @@ impl State {
             crd_type(&new).map_err(|e| ApiError::invalid(ty, name, &e))?;
             self.fill_crd_status(&mut new, Some(old));
         }
-        // A write that changes nothing is not a write: no new resourceVersion, no event.
-        if new == *old {
-            return Ok(new);
+        // A write that changes nothing is not a write: no new resourceVersion, no event, no
+        // new managedFields time.
+        if super::managed::without(&new) == super::managed::without(old) {
+            return Ok(old.clone());
         }
+        super::managed::record(&mut new, Some(old), &self.writer, sub);
         if dry_run {
             return Ok(new);
         }

@@ -721,6 +721,62 @@ async fn server_side_apply_conflicts_between_managers() {
     fake.shutdown().await;
 }
 
+/// Objects carry `managedFields` as a real API server returns them: an entry per (manager,
+/// operation, subresource), the manager from `fieldManager`, and a write
+/// that changes nothing changes neither the object nor its entries.
+#[tokio::test]
+async fn objects_carry_managed_fields_per_manager() {
+    let fake = fake_with_crds().await;
+    let api: Api<InferenceCluster> = Api::namespaced(fake.client(), "ml-platform");
+    let ic = example_ic();
+    let name = ic.name_any();
+    let create = PostParams {
+        field_manager: Some("kubectl-create".into()),
+        ..PostParams::default()
+    };
+    api.create(&create, &ic).await.unwrap();
+    let status = json!({"apiVersion": AV, "kind": "InferenceCluster",
+                        "status": {"phase": "Creating"}});
+    let applied = api
+        .patch_status(&name, &PatchParams::apply("amlops"), &Patch::Apply(&status))
+        .await
+        .unwrap();
+    let entries = applied.managed_fields();
+    let seen: Vec<(&str, &str, Option<&str>)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.manager.as_deref().unwrap_or_default(),
+                e.operation.as_deref().unwrap_or_default(),
+                e.subresource.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("kubectl-create", "Update", None),
+            ("amlops", "Apply", Some("status"))
+        ]
+    );
+    let fields = entries[1].fields_v1.as_ref().unwrap();
+    // Approximated: the entry owns the whole status it wrote (the API server: the fields
+    // of its applied configuration).
+    assert_eq!(fields.0["f:status"]["f:phase"], json!({}));
+    assert!(fields.0.get("f:spec").is_none());
+    // The same apply again: no write, same resourceVersion and entries.
+    let again = api
+        .patch_status(&name, &PatchParams::apply("amlops"), &Patch::Apply(&status))
+        .await
+        .unwrap();
+    assert_eq!(again.resource_version(), applied.resource_version());
+    assert_eq!(again.managed_fields(), applied.managed_fields());
+    // A watch event carries them too.
+    let listed = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items[0].managed_fields().len(), 2);
+    fake.shutdown().await;
+}
+
 #[tokio::test]
 async fn recorder_publishes_events() {
     let fake = fake_with_crds().await;
