@@ -23,7 +23,8 @@ pub(crate) type TypeKey = (String, String);
 
 /// How many changes watches can replay before old resourceVersions answer 410 Expired.
 const HISTORY_CAP: usize = 10_000;
-/// Capacity of the live change channel; a watch that falls this far behind ends with 410.
+/// Capacity of the live change channel; a watch that falls this far behind ends (its client
+/// watches again from its last resourceVersion).
 pub(crate) const BROADCAST_CAP: usize = 4096;
 pub(crate) const CRD_GROUP: &str = "apiextensions.k8s.io";
 pub(crate) const CRD_PLURAL: &str = "customresourcedefinitions";
