@@ -19,7 +19,7 @@ fn strip_nulls(v: &mut Value) {
 }
 
 /// The part of an applied object that counts as the manager's field set.
-fn applied_config(ty: &TypeInfo, applied: &Value, sub: Sub) -> Value {
+pub(crate) fn applied_config(ty: &TypeInfo, applied: &Value, sub: Sub) -> Value {
     let mut cfg = Map::new();
     let Some(obj) = applied.as_object() else {
         return Value::Object(cfg);

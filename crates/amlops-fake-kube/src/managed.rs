@@ -3,15 +3,17 @@
 //! `FieldsV1` (<https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>).
 //!
 //! Clients pay for them on every read and watch event, so the fake returns them too.
-//! Approximated: an entry owns every field of the part of the object its write covers (the
-//! main resource: spec-like fields, labels, annotations, finalizers, owner references; the
-//! status subresource: `status`), where the API server tracks each field's last writer;
+//! Approximated: an entry owns every field of the part of the object its write covers —
+//! what a server-side apply of the whole object would configure ([`applied_config`]: the
+//! main resource's spec-like fields, labels, annotations, finalizers and owner references;
+//! the status subresource's `status`) — where the API server tracks each field's last writer;
 //! lists are atomic; timestamps have second precision. The fake's apply conflicts do not read
 //! them (see [`crate::apply`]).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::store::{Sub, now};
+use super::apply::applied_config;
+use super::store::{Sub, TypeInfo, now};
 
 /// Who is writing, set per request: the `fieldManager` parameter (else the client's
 /// user agent up to its first `/`, as the API server does), and `Apply` for a server-side
@@ -45,41 +47,16 @@ pub(crate) fn fields_v1(v: &Value) -> Value {
     }
 }
 
-/// The fields of `obj` a write of `sub` covers.
-fn written(obj: &Value, sub: Sub) -> Value {
-    let mut fields = Map::new();
-    let Some(o) = obj.as_object() else {
-        return Value::Object(fields);
-    };
-    for (k, v) in o {
-        match (k.as_str(), sub) {
-            ("status", Sub::Status) => {
-                fields.insert("f:status".into(), fields_v1(v));
-            }
-            (_, Sub::Status) | ("apiVersion" | "kind" | "status", Sub::Main) => {}
-            ("metadata", Sub::Main) => {
-                let mut m = Map::new();
-                for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
-                    if let Some(x) = v.get(f) {
-                        m.insert(format!("f:{f}"), fields_v1(x));
-                    }
-                }
-                if !m.is_empty() {
-                    fields.insert("f:metadata".into(), Value::Object(m));
-                }
-            }
-            _ => {
-                fields.insert(format!("f:{k}"), fields_v1(v));
-            }
-        }
-    }
-    Value::Object(fields)
-}
-
 /// Records `writer`'s write of `sub` in `obj`'s `managedFields`: its entry for (manager,
 /// operation, subresource) is replaced, the others (from `old`, the object before the
 /// write) are kept.
-pub(crate) fn record(obj: &mut Value, old: Option<&Value>, writer: &Writer, sub: Sub) {
+pub(crate) fn record(
+    ty: &TypeInfo,
+    obj: &mut Value,
+    old: Option<&Value>,
+    writer: &Writer,
+    sub: Sub,
+) {
     let subresource = match sub {
         Sub::Main => None,
         Sub::Status => Some("status"),
@@ -100,7 +77,7 @@ pub(crate) fn record(obj: &mut Value, old: Option<&Value>, writer: &Writer, sub:
         "apiVersion": obj.get("apiVersion").cloned().unwrap_or(Value::Null),
         "time": now(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": written(obj, sub),
+        "fieldsV1": fields_v1(&applied_config(ty, obj, sub)),
     });
     if let Some(s) = subresource {
         entry["subresource"] = json!(s);
@@ -129,15 +106,28 @@ mod tests {
         let mut obj = json!({"apiVersion": "amlops.dev/v1alpha1", "kind": "InferenceCluster",
             "metadata": {"name": "a", "labels": {"team": "ml"}, "uid": "u"},
             "spec": {"computeName": "c", "agentCount": 3}, "status": {"phase": "Ready"}});
-        record(&mut obj, None, &Writer::default(), Sub::Main);
+        let ty = TypeInfo {
+            group: "amlops.dev".into(),
+            versions: vec!["v1alpha1".into()],
+            kind: "InferenceCluster".into(),
+            plural: "inferenceclusters".into(),
+            namespaced: true,
+            status_subresource: true,
+            has_generation: true,
+            custom: true,
+            unconditional_update: false,
+            served: true,
+            schema: None,
+        };
+        record(&ty, &mut obj, None, &Writer::default(), Sub::Main);
         let applied = Writer {
             manager: "amlops".into(),
             operation: "Apply",
         };
         let before = obj.clone();
-        record(&mut obj, Some(&before), &applied, Sub::Status);
+        record(&ty, &mut obj, Some(&before), &applied, Sub::Status);
         let before = obj.clone();
-        record(&mut obj, Some(&before), &applied, Sub::Status);
+        record(&ty, &mut obj, Some(&before), &applied, Sub::Status);
         let entries = obj["metadata"]["managedFields"].as_array().unwrap();
         assert_eq!(entries.len(), 2, "{entries:#?}");
         assert_eq!(entries[0]["manager"], "kubectl");

@@ -556,7 +556,7 @@ impl State {
             crd_type(&obj).map_err(|e| ApiError::invalid(ty, &name, &e))?;
             self.fill_crd_status(&mut obj, None);
         }
-        super::managed::record(&mut obj, None, &self.writer, Sub::Main);
+        super::managed::record(ty, &mut obj, None, &self.writer, Sub::Main);
         if dry_run {
             return Ok(obj);
         }
@@ -783,7 +783,7 @@ impl State {
         if super::managed::without(&new) == super::managed::without(old) {
             return Ok(old.clone());
         }
-        super::managed::record(&mut new, Some(old), &self.writer, sub);
+        super::managed::record(ty, &mut new, Some(old), &self.writer, sub);
         if dry_run {
             return Ok(new);
         }
