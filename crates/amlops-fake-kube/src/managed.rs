@@ -10,7 +10,7 @@
 //! lists are atomic; timestamps have second precision. The fake's apply conflicts do not read
 //! them (see [`crate::apply`]).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::apply::applied_config;
 use super::store::{Sub, TypeInfo, now};
@@ -88,13 +88,30 @@ pub(crate) fn record(
     }
 }
 
-/// `obj` without its `managedFields`, to tell whether a write changed anything else.
-pub(crate) fn without(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
-    o
+/// Whether maps `a` and `b` hold the same entries but for the key `skip`.
+fn same_but(a: &Map<String, Value>, b: &Map<String, Value>, skip: &str) -> bool {
+    let rest = |m: &Map<String, Value>| m.len() - usize::from(m.contains_key(skip));
+    rest(a) == rest(b)
+        && a.iter()
+            .filter(|(k, _)| k.as_str() != skip)
+            .all(|(k, v)| b.get(k) == Some(v))
+}
+
+/// Whether `a` and `b` are the same object but for their `managedFields`: whether a write
+/// changed anything. Compared in place: every write asks, and copying both objects to
+/// compare them would cost more than the comparison.
+pub(crate) fn same_but_managed(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    same_but(a, b, "metadata")
+        && match (
+            a.get("metadata").and_then(Value::as_object),
+            b.get("metadata").and_then(Value::as_object),
+        ) {
+            (Some(ma), Some(mb)) => same_but(ma, mb, "managedFields"),
+            _ => a.get("metadata") == b.get("metadata"),
+        }
 }
 
 #[cfg(test)]
@@ -143,9 +160,17 @@ mod tests {
         assert_eq!(entries[1]["fieldsV1"], json!({"f:status": {"f:phase": {}}}));
         assert_eq!(entries[1]["fieldsType"], "FieldsV1");
         assert_eq!(entries[1]["apiVersion"], "amlops.dev/v1alpha1");
-        assert_eq!(
-            without(&obj)["metadata"],
-            json!({"name": "a", "labels": {"team": "ml"}, "uid": "u"})
-        );
+        // Only the entries differ from the object before the write: not a change.
+        let mut bare = obj.clone();
+        bare["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        assert!(same_but_managed(&obj, &bare));
+        bare["metadata"]["labels"]["team"] = json!("ops");
+        assert!(!same_but_managed(&obj, &bare));
+        bare["metadata"]["labels"]["team"] = json!("ml");
+        bare["spec"]["agentCount"] = json!(4);
+        assert!(!same_but_managed(&obj, &bare));
     }
 }

@@ -780,7 +780,7 @@ impl State {
         }
         // A write that changes nothing is not a write: no new resourceVersion, no event, no
         // new managedFields time.
-        if super::managed::without(&new) == super::managed::without(old) {
+        if super::managed::same_but_managed(&new, old) {
             return Ok(old.clone());
         }
         super::managed::record(ty, &mut new, Some(old), &self.writer, sub);
