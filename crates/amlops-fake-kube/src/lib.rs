@@ -287,6 +287,20 @@ impl FakeApiServer {
             SocketAddr::from(([127, 0, 0, 1], 0)),
             bookmark_interval,
             false,
+            store::BROADCAST_CAP,
+        )
+        .await
+    }
+
+    /// Like [`FakeApiServer::start`], but a watch is closed once it falls more than
+    /// `changes` changes behind (4,096 otherwise; at least 1), for tests of a watcher that
+    /// does not keep up. Its client then watches again from the last resourceVersion it saw.
+    pub async fn start_with_watch_capacity(changes: usize) -> std::io::Result<Self> {
+        Self::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Duration::from_secs(1),
+            false,
+            changes,
         )
         .await
     }
@@ -295,13 +309,14 @@ impl FakeApiServer {
     /// `/_fake/` (seeding objects, the request counts; see `admin.rs`), for a fake run as
     /// its own process (`amlops-dev fake-api-server`). Watches send a BOOKMARK every second.
     pub async fn serve_on(addr: SocketAddr) -> std::io::Result<Self> {
-        Self::bind(addr, Duration::from_secs(1), true).await
+        Self::bind(addr, Duration::from_secs(1), true, store::BROADCAST_CAP).await
     }
 
     async fn bind(
         addr: SocketAddr,
         bookmark_interval: Duration,
         admin: bool,
+        watch_capacity: usize,
     ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -313,7 +328,7 @@ impl FakeApiServer {
         let (stop, stopped) = tokio_watch::channel(false);
         let (expire, expired) = tokio_watch::channel(0u64);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(default_kinds())),
+            state: Mutex::new(State::new(default_kinds(), watch_capacity)),
             shutdown: stopped.clone(),
             expire: expired,
             bookmark_interval: bookmark_interval.max(Duration::from_millis(10)),

@@ -23,8 +23,8 @@ pub(crate) type TypeKey = (String, String);
 
 /// How many changes watches can replay before old resourceVersions answer 410 Expired.
 const HISTORY_CAP: usize = 10_000;
-/// Capacity of the live change channel; a watch that falls this far behind ends (its client
-/// watches again from its last resourceVersion).
+/// Default capacity of the live change channel; a watch that falls this far behind ends (its
+/// client watches again from its last resourceVersion).
 pub(crate) const BROADCAST_CAP: usize = 4096;
 pub(crate) const CRD_GROUP: &str = "apiextensions.k8s.io";
 pub(crate) const CRD_PLURAL: &str = "customresourcedefinitions";
@@ -352,8 +352,9 @@ fn normalize_builtin(ty: &TypeInfo, obj: &mut Value) {
 }
 
 impl State {
-    pub fn new(builtins: Vec<ResourceKind>) -> Self {
-        let (tx, _) = broadcast::channel(BROADCAST_CAP);
+    /// `watch_capacity`: how many changes a watch may fall behind before it is closed.
+    pub fn new(builtins: Vec<ResourceKind>, watch_capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(watch_capacity.max(1));
         let mut state = Self {
             rv: 1,
             types: BTreeMap::new(),

@@ -385,6 +385,73 @@ async fn raw_watch_bookmarks_timeout_and_expiry() {
     fake.shutdown().await;
 }
 
+/// A watcher that falls behind is closed, not answered 410 (the API server's watch cache
+/// closes an unresponsive watcher), and watching again from the last resourceVersion it saw
+/// brings every change it missed, in order: no relist, no gap.
+#[tokio::test]
+async fn a_watch_that_falls_behind_ends_and_resumes_from_its_resource_version() {
+    const CHANGES: usize = 200;
+    let fake = FakeApiServer::start_with_watch_capacity(4).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(fake.client(), "default");
+    let from = fake.resource_version();
+    let wp = WatchParams::default().timeout(60);
+    // Opened and not read while the changes are made: 200 changes of 256 KiB (~68 MB of
+    // watch events, base64) are more than loopback's socket buffers can ever hold (at most
+    // tcp_rmem + tcp_wmem, 32 + 4 MiB on Linux's defaults), the fake's 32-line body channel
+    // and the 4 changes it may fall behind, so the watch is sure to lag.
+    let stalled = secrets.watch(&wp, &from).await.unwrap();
+    let mut made = Vec::new();
+    for i in 0..CHANGES {
+        let mut s = secret(&format!("big-{i:03}"), &[]);
+        s.string_data = Some([("blob".to_string(), "x".repeat(256 * 1024))].into());
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+        made.push(format!("big-{i:03}"));
+    }
+    let added = |events: Vec<Result<WatchEvent<Secret>, kube::Error>>| -> Vec<(String, String)> {
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Ok(WatchEvent::Added(s)) => Some((s.name_any(), s.resource_version().unwrap())),
+                Ok(WatchEvent::Bookmark(_)) => None,
+                other => panic!("only additions expected (no 410), got {other:?}"),
+            })
+            .collect()
+    };
+    // Long before its 60 s timeout the stream ends, with part of the changes.
+    let first = tokio::time::timeout(Duration::from_secs(30), stalled.collect::<Vec<_>>())
+        .await
+        .expect("a watch that fell behind ends");
+    let first = added(first);
+    assert!(
+        !first.is_empty() && first.len() < CHANGES,
+        "the lagging watch delivered {} of {CHANGES} changes before it ended",
+        first.len()
+    );
+    // From the last resourceVersion it saw, the rest follow, then the watch times out.
+    let last_rv = first.last().unwrap().1.clone();
+    let rest = secrets
+        .watch(&WatchParams::default().timeout(2), &last_rv)
+        .await
+        .unwrap()
+        .collect::<Vec<_>>()
+        .await;
+    let seen: Vec<String> = first
+        .into_iter()
+        .chain(added(rest))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(seen, made);
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && !r.is_watch())
+            .count(),
+        0,
+        "no list was needed"
+    );
+    fake.shutdown().await;
+}
+
 #[tokio::test]
 async fn watcher_relists_after_410() {
     let fake = FakeApiServer::start().await.unwrap();

@@ -472,8 +472,9 @@ pub struct ArmClientConfig {
     pub retry: RetryPolicy,
     /// Per-subscription client-side rate limits.
     pub rate_limits: RateLimitConfig,
-    /// Poll interval for a running LRO when Azure sent no `Retry-After` (Azure's documented
-    /// default is 60 s).
+    /// Poll interval for a running LRO when Azure sent no `Retry-After`. Default 30 s, the
+    /// Azure SDKs' own: `DEFAULT_RETRY_TIME` of azure_core 1.x's `http/poller.rs` (Rust) and
+    /// `ARMPolling(timeout=30)` of azure-mgmt-core (Python, what the Azure CLI polls with).
     pub default_poll_interval: Duration,
     /// How long the VM size catalogue of a (subscription, location) is cached.
     pub sku_cache_ttl: Duration,
@@ -488,7 +489,7 @@ impl ArmClientConfig {
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             rate_limits: RateLimitConfig::default(),
-            default_poll_interval: Duration::from_secs(60),
+            default_poll_interval: Duration::from_secs(30),
             sku_cache_ttl: Duration::from_secs(6 * 3600),
         }
     }
