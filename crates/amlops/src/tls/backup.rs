@@ -12,9 +12,9 @@ use super::{TlsError, verify_pair};
 /// Secret in which Azure ML's front end keeps the serving certificate and key.
 pub const AZUREMLFESSL: &str = "azuremlfessl";
 
-fn field(secret: &Secret, keys: &[&str]) -> Option<String> {
-    let data = secret.data.as_ref()?;
-    let bytes = keys.iter().find_map(|k| data.get(*k))?;
+/// The value of `key` as PEM text, if the Secret has it and it is PEM or base64 of PEM.
+fn pem_field(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
     let text = String::from_utf8(bytes.0.clone()).ok()?;
     if text.contains("-----BEGIN") {
         return Some(text);
@@ -28,21 +28,36 @@ fn field(secret: &Secret, keys: &[&str]) -> Option<String> {
         .filter(|t| t.contains("-----BEGIN"))
 }
 
+/// The keys of a `kubernetes.io/tls` Secret (Kubernetes' `TLSCertKey`, `TLSPrivateKeyKey`).
+const TLS_PAIR: (&str, &str) = ("tls.crt", "tls.key");
+/// The keys Azure ML writes and reads (`azuremlfessl`, the extension's `sslSecret`).
+const AZUREML_PAIR: (&str, &str) = ("cert.pem", "key.pem");
+
 /// Certificate and key PEM from a Secret: `tls.crt`/`tls.key` (kubernetes.io/tls) or
-/// `cert.pem`/`key.pem` (Opaque, as Azure ML writes them).
+/// `cert.pem`/`key.pem` (Opaque, as Azure ML writes them). Certificate and key always come
+/// from the same pair of keys, never one from each; a Secret holding both pairs gives the one
+/// its `type` names (`kubernetes.io/tls`: `tls.*`; any other type: `*.pem`).
 ///
 /// # Errors
-/// [`TlsError::InvalidCertificate`] when the Secret lacks a certificate or a key under those
-/// names, or one is neither PEM nor base64 of PEM. The pair is not verified here
-/// ([`verify_pair`]).
+/// [`TlsError::InvalidCertificate`] when the Secret holds neither pair whole, or the pair it
+/// holds is neither PEM nor base64 of PEM. The pair is not verified here ([`verify_pair`]).
 pub fn cert_and_key_from_secret(secret: &Secret) -> Result<(String, String), TlsError> {
-    let name = secret.metadata.name.clone().unwrap_or_default();
-    let cert = field(secret, &["tls.crt", "cert.pem"]);
-    let key = field(secret, &["tls.key", "key.pem"]);
-    match (cert, key) {
-        (Some(c), Some(k)) => Ok((c, k)),
-        _ => Err(TlsError::InvalidCertificate(format!(
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let has = |key: &str| secret.data.as_ref().is_some_and(|d| d.contains_key(key));
+    let order = if secret.type_.as_deref() == Some("kubernetes.io/tls") {
+        [TLS_PAIR, AZUREML_PAIR]
+    } else {
+        [AZUREML_PAIR, TLS_PAIR]
+    };
+    let Some((cert_key, key_key)) = order.into_iter().find(|(c, k)| has(c) && has(k)) else {
+        return Err(TlsError::InvalidCertificate(format!(
             "Secret {name} must hold tls.crt and tls.key (type kubernetes.io/tls) or cert.pem and key.pem, as PEM"
+        )));
+    };
+    match (pem_field(secret, cert_key), pem_field(secret, key_key)) {
+        (Some(cert), Some(key)) => Ok((cert, key)),
+        _ => Err(TlsError::InvalidCertificate(format!(
+            "Secret {name}: {cert_key} and {key_key} must be PEM (or base64 of PEM)"
         ))),
     }
 }
@@ -347,5 +362,115 @@ pub fn backup_secret(name: &str, namespace: &str, cert: &str, key: &str, source:
             ("tls.key".to_string(), ByteString(key.as_bytes().to_vec())),
         ])),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(type_: Option<&str>, data: &[(&str, &str)]) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("s".into()),
+                ..Default::default()
+            },
+            type_: type_.map(Into::into),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    const C1: &str = "-----BEGIN CERTIFICATE-----\nc1\n-----END CERTIFICATE-----\n";
+    const K1: &str = "-----BEGIN PRIVATE KEY-----\nk1\n-----END PRIVATE KEY-----\n";
+    const C2: &str = "-----BEGIN CERTIFICATE-----\nc2\n-----END CERTIFICATE-----\n";
+    const K2: &str = "-----BEGIN PRIVATE KEY-----\nk2\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn certificate_and_key_come_from_one_pair_of_keys() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let (c1_b64, k1_b64) = (b64(C1), b64(K1));
+        let tls = Some("kubernetes.io/tls");
+        let opaque = Some("Opaque");
+        // (type, data, the pair expected, or a fragment of the error)
+        let cases: Vec<(Option<&str>, Vec<(&str, &str)>, Result<(&str, &str), &str>)> = vec![
+            (tls, vec![("tls.crt", C1), ("tls.key", K1)], Ok((C1, K1))),
+            (
+                opaque,
+                vec![("cert.pem", C1), ("key.pem", K1)],
+                Ok((C1, K1)),
+            ),
+            (None, vec![("cert.pem", C1), ("key.pem", K1)], Ok((C1, K1))),
+            // Both pairs: the one the type names.
+            (
+                tls,
+                vec![
+                    ("tls.crt", C1),
+                    ("tls.key", K1),
+                    ("cert.pem", C2),
+                    ("key.pem", K2),
+                ],
+                Ok((C1, K1)),
+            ),
+            (
+                opaque,
+                vec![
+                    ("tls.crt", C1),
+                    ("tls.key", K1),
+                    ("cert.pem", C2),
+                    ("key.pem", K2),
+                ],
+                Ok((C2, K2)),
+            ),
+            // One pair whole, the other half there: the whole one, never a mix.
+            (
+                opaque,
+                vec![("tls.crt", C1), ("tls.key", K1), ("cert.pem", C2)],
+                Ok((C1, K1)),
+            ),
+            (
+                tls,
+                vec![("tls.crt", C1), ("cert.pem", C2), ("key.pem", K2)],
+                Ok((C2, K2)),
+            ),
+            (
+                opaque,
+                vec![("tls.crt", C1), ("key.pem", K2)],
+                Err("must hold tls.crt and tls.key"),
+            ),
+            // PEM stored base64-encoded once more.
+            (
+                opaque,
+                vec![("cert.pem", &c1_b64), ("key.pem", &k1_b64)],
+                Ok((C1, K1)),
+            ),
+            (
+                opaque,
+                vec![("cert.pem", C1), ("key.pem", "not pem")],
+                Err("s: cert.pem and key.pem must be PEM"),
+            ),
+            (opaque, vec![], Err("Secret s must hold")),
+        ];
+        for (i, (type_, data, want)) in cases.into_iter().enumerate() {
+            let got = cert_and_key_from_secret(&secret(type_, &data));
+            match (got, want) {
+                (Ok((c, k)), Ok((wc, wk))) => {
+                    assert_eq!((c.as_str(), k.as_str()), (wc, wk), "case {i}")
+                }
+                (Err(e), Err(fragment)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(fragment), "case {i}: {e}");
+                    assert!(
+                        !e.contains("BEGIN"),
+                        "case {i}: no key material in errors: {e}"
+                    );
+                }
+                (got, want) => panic!("case {i}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 }
