@@ -467,7 +467,15 @@ pub fn extension_json(e: &ExtensionRecord) -> Value {
         "currentVersion": e.current_version,
         "statuses": [],
         "isSystemExtension": false,
-        "aksAssignedIdentity": null,
+        // On AKS Azure reports the extension's managed identity here, not under `identity`
+        // (`az k8s-extension show --cluster-type managedClusters` prints
+        // `aksAssignedIdentity: {principalId: …}`, and Microsoft's docs were corrected to read
+        // the principal from it: MicrosoftDocs/azure-docs#120348). Arc clusters: `identity`.
+        "aksAssignedIdentity": if e.cluster.is_aks() {
+            json!({"principalId": e.principal_id})
+        } else {
+            Value::Null
+        },
     });
     if let Some(o) = props.as_object_mut() {
         if let Some(t) = &e.release_train {
@@ -510,10 +518,13 @@ pub fn extension_json(e: &ExtensionRecord) -> Value {
         "properties": props,
     });
     if let (Some(t), Some(o)) = (&e.identity_type, body.as_object_mut()) {
-        o.insert(
-            "identity".into(),
-            json!({"type": t, "principalId": e.principal_id, "tenantId": "00000000-0000-0000-0000-0000000000aa"}),
-        );
+        let identity = if e.cluster.is_aks() {
+            // The principal is under `aksAssignedIdentity` (above).
+            json!({"type": t})
+        } else {
+            json!({"type": t, "principalId": e.principal_id, "tenantId": "00000000-0000-0000-0000-0000000000aa"})
+        };
+        o.insert("identity".into(), identity);
     }
     body
 }

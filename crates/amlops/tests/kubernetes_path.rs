@@ -447,6 +447,17 @@ async fn protected_settings_are_never_read_back_and_force_delete_is_synchronous(
     let text = raw.to_string();
     assert!(!text.contains("configurationProtectedSettings"), "{text}");
     assert!(!text.contains("scoringFe.sslKey"), "{text}");
+    // On AKS the extension's principal is under aksAssignedIdentity (as Azure answers), and
+    // the client reads it from there.
+    let principal = raw["properties"]["aksAssignedIdentity"]["principalId"]
+        .as_str()
+        .expect("aksAssignedIdentity.principalId on an AKS cluster");
+    assert!(raw["identity"].get("principalId").is_none(), "{raw}");
+    let ext = ctx.arm.get_extension(&id).await.unwrap().unwrap();
+    assert_eq!(
+        ext.properties.aks_assigned_identity.as_ref().unwrap()["principalId"],
+        principal
+    );
     swagger_check(EXT_SPEC, "Extension", "--response", &raw);
     // An internal load balancer: the Service carries Azure's annotation and a private IP.
     let kube = ctx.kube(&cluster).await;
