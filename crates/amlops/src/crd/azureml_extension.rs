@@ -426,7 +426,8 @@ pub struct AzureMlExtensionStatus {
     /// Installed extension version (`currentVersion`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Principal id of the extension's managed identity (`aksAssignedIdentity.principalId`).
+    /// Principal id of the extension's managed identity (`aksAssignedIdentity.principalId` on
+    /// AKS, `identity.principalId` on an Arc-enabled cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_id: Option<String>,
     /// Address of the inference router (Service `azureml/azureml-fe`), read from the

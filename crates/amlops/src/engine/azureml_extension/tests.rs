@@ -494,6 +494,16 @@ fn steady_change_and_rotation() {
         plan.status.principal_id.as_deref(),
         Some("11111111-2222-3333-4444-555555555555")
     );
+    // As Azure answers on AKS: the principal under aksAssignedIdentity, none under identity.
+    let mut on_aks = installed(&d, State::Succeeded);
+    on_aks.properties.aks_assigned_identity =
+        Some(serde_json::json!({"principalId": "66666666-7777-8888-9999-000000000000"}));
+    on_aks.identity.as_mut().unwrap().principal_id = None;
+    let aks_plan = decide(&d, &found(on_aks), &owned(&d), &cfg);
+    assert_eq!(
+        aks_plan.status.principal_id.as_deref(),
+        Some("66666666-7777-8888-9999-000000000000")
+    );
     assert_eq!(plan.status.provisioning_state.as_deref(), Some("Succeeded"));
     assert!(plan.status.tls.is_some());
     assert!(plan.requeue.is_some());
