@@ -397,7 +397,12 @@ mod tests {
         let tls = Some("kubernetes.io/tls");
         let opaque = Some("Opaque");
         // (type, data, the pair expected, or a fragment of the error)
-        let cases: Vec<(Option<&str>, Vec<(&str, &str)>, Result<(&str, &str), &str>)> = vec![
+        type Case<'a> = (
+            Option<&'a str>,
+            Vec<(&'a str, &'a str)>,
+            Result<(&'a str, &'a str), &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (tls, vec![("tls.crt", C1), ("tls.key", K1)], Ok((C1, K1))),
             (
                 opaque,
