@@ -72,10 +72,10 @@ pub struct BenchArgs {
     /// Which kinds make up the resources: `legacy` (of every 40: 30 InferenceClusters, 10
     /// ClusterAttachments — the mix of the figures measured before the Kubernetes compute
     /// path), `kubernetes` (of every 10: 2 AzureMLExtensions, 8 KubernetesComputes) or
-    /// `both` (of every 5: 4 of the legacy mix, then 1 of the Kubernetes path). Engine runs
-    /// only: `--controller` runs the legacy mix.
-    #[arg(long, value_enum, default_value = "both")]
-    pub path: Path,
+    /// `both` (of every 5: 4 of the legacy mix, then 1 of the Kubernetes path). Default:
+    /// `both` for engine runs, `legacy` for `--controller` (the mix of its earlier figures).
+    #[arg(long, value_enum)]
+    pub path: Option<Path>,
     /// Emulated duration of each Azure operation (create, attach, extension install), real
     /// seconds.
     #[arg(long, default_value_t = 2.0)]
@@ -192,11 +192,16 @@ impl BenchArgs {
         Throttling::enforced(model)
     }
 
-    /// The world of a run with `n` resources.
+    /// The kinds of an engine run (`--path`, else both paths).
+    fn engine_path(&self) -> Path {
+        self.path.unwrap_or(Path::Both)
+    }
+
+    /// The world of an engine run with `n` resources.
     fn shape(&self, n: usize) -> Shape {
         Shape {
             resources: n,
-            path: self.path,
+            path: self.engine_path(),
             subscriptions: self.subscriptions,
             per_workspace: self.per_workspace,
         }
@@ -440,7 +445,7 @@ async fn run_one(
     let subs = args.subscriptions.max(1);
     let mut run = Run {
         resources: n,
-        path: args.path.as_str().into(),
+        path: args.engine_path().as_str().into(),
         subscriptions: subs,
         op_seconds: args.op_seconds,
         time_scale: ts,

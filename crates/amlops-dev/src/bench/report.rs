@@ -399,7 +399,11 @@ impl Report {
             } else {
                 "all at once".into()
             };
-            let tag = format!("{} {how}", r.resources);
+            // The legacy mix's names are those of the earlier reports.
+            let tag = match r.path.as_str() {
+                "" | "legacy" => format!("{} {how}", r.resources),
+                path => format!("{} {how} {path}", r.resources),
+            };
             add(
                 format!("controller {tag}: all Ready"),
                 "all",
@@ -705,9 +709,9 @@ impl Report {
         };
         row("controller: resources", &|r| {
             if r.apply_rate > 0.0 {
-                format!("{} at {:.0}/s", r.resources, r.apply_rate)
+                format!("{} at {:.0}/s ({})", r.resources, r.apply_rate, r.path)
             } else {
-                format!("{} all at once", r.resources)
+                format!("{} all at once ({})", r.resources, r.path)
             }
         });
         row("converged (all Ready)", &|r| {
