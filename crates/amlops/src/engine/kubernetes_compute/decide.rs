@@ -415,11 +415,11 @@ fn present(
         }
     };
     let got_cluster = c.properties.resource_id.as_deref().unwrap_or_default();
-    let same = c.is_kubernetes()
+    let same = c.is_expected_type()
         && got_cluster.eq_ignore_ascii_case(&want_cluster)
         && c.namespace() == d.namespace;
     if !same {
-        let what = if c.is_kubernetes() {
+        let what = if c.is_expected_type() {
             format!(
                 "a Kubernetes compute of cluster {got_cluster} in namespace {}",
                 c.namespace()
