@@ -469,14 +469,9 @@ fn present(
     st.provisioning_state = Some(state_str(c).to_string());
     st.provisioning_errors = c
         .properties
-        .provisioning_errors
-        .iter()
-        .flatten()
-        .filter_map(|e| e.error.as_ref())
-        .map(|e| ProvisioningError {
-            code: e.code.clone().unwrap_or_default(),
-            message: e.message.clone().unwrap_or_default(),
-        })
+        .provisioning_error_messages()
+        .into_iter()
+        .map(|(code, message)| ProvisioningError { code, message })
         .collect();
     st.principal_id = c.identity.as_ref().and_then(|i| i.principal_id.clone());
     if busy(c) {
