@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amlops::azure::model::{
-    AksCompute, AksProperties, ClusterPurpose, ComputeResource, SslConfigStatus, SslConfiguration,
+    AksCompute, AksComputeResource, AksProperties, ClusterPurpose, SslConfigStatus,
+    SslConfiguration,
 };
 use amlops::azure::{
     ArmBucket, ArmClient, ArmClientConfig, ArmLimits, ArmThrottling, Attempt, AzureCloud,
@@ -202,8 +203,8 @@ fn compute_json(name: &str, state: &str) -> String {
     )
 }
 
-fn create_body() -> ComputeResource {
-    ComputeResource::aks(
+fn create_body() -> AksComputeResource {
+    AksComputeResource::aks(
         "eastus",
         AksCompute {
             compute_location: Some("eastus".into()),
@@ -739,7 +740,7 @@ async fn list_follows_next_link() {
     let all = client(&base).list_computes(&ws).await.unwrap();
     let names: Vec<_> = all.iter().filter_map(|c| c.name.as_deref()).collect();
     assert_eq!(names, ["a", "cpu", "b"]);
-    assert_eq!(all.iter().filter(|c| c.is_aks()).count(), 2);
+    assert_eq!(all.iter().filter(|c| c.is_expected_type()).count(), 2);
     let second = stub
         .seen()
         .into_iter()

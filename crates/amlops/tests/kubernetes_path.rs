@@ -948,7 +948,7 @@ async fn kubernetes_compute_lifecycle() {
         .await
         .unwrap()
         .unwrap();
-    assert!(c.is_kubernetes());
+    assert!(c.is_expected_type());
     assert_eq!(c.provisioning_state(), Some(&ProvisioningState::Succeeded));
     assert_eq!(c.properties.is_attached_compute, Some(true));
     assert_eq!(c.namespace(), "team-a");

@@ -5,7 +5,7 @@ use reqwest::Method;
 use super::error::AzureError;
 use super::http::{Request, Response};
 use super::lro::{LroStart, OperationKind, handle_from_response};
-use super::model::{ComputeKeys, ComputeResource};
+use super::model::{AksComputeResource, ComputeKeys};
 use super::resource_id::{MLS_NAMESPACE, ResourceId};
 use super::{ArmClient, MLS_API_VERSION};
 
@@ -49,7 +49,7 @@ impl ArmClient {
     pub async fn get_compute(
         &self,
         id: &ResourceId,
-    ) -> Result<Option<ComputeResource>, AzureError> {
+    ) -> Result<Option<AksComputeResource>, AzureError> {
         expect_compute(id)?;
         let url = self.resource_url(id, "", MLS_API_VERSION, &[]);
         self.get_optional("compute.get", url).await
@@ -57,7 +57,7 @@ impl ArmClient {
 
     /// PUT a compute (create, attach or in-place update; `kind` says which, for the handle).
     ///
-    /// Read-only fields of `body` are dropped ([`ComputeResource::for_request`]). Azure's
+    /// Read-only fields of `body` are dropped ([`AksComputeResource::for_request`]). Azure's
     /// compute create is not idempotent, so failures where Azure may already have acted
     /// (timeouts, 500/502/504) are not retried here: re-observe with
     /// [`get_compute`](Self::get_compute) before trying again.
@@ -71,9 +71,9 @@ impl ArmClient {
     pub async fn put_compute(
         &self,
         id: &ResourceId,
-        body: &ComputeResource,
+        body: &AksComputeResource,
         kind: OperationKind,
-    ) -> Result<LroStart<ComputeResource>, AzureError> {
+    ) -> Result<LroStart<AksComputeResource>, AzureError> {
         expect_compute(id)?;
         let url = self.resource_url(id, "", MLS_API_VERSION, &[]);
         let req = Request::new("compute.put", Method::PUT, url)
@@ -120,7 +120,7 @@ impl ArmClient {
     pub async fn list_computes(
         &self,
         workspace: &ResourceId,
-    ) -> Result<Vec<ComputeResource>, AzureError> {
+    ) -> Result<Vec<AksComputeResource>, AzureError> {
         workspace.expect_type(MLS_NAMESPACE, "workspaces")?;
         let url = self.resource_url(workspace, "/computes", MLS_API_VERSION, &[]);
         self.list_all("compute.list", url).await
@@ -133,7 +133,7 @@ impl ArmClient {
     pub async fn list_computes_paged(
         &self,
         workspace: &ResourceId,
-    ) -> Result<(Vec<ComputeResource>, usize), AzureError> {
+    ) -> Result<(Vec<AksComputeResource>, usize), AzureError> {
         workspace.expect_type(MLS_NAMESPACE, "workspaces")?;
         let url = self.resource_url(workspace, "/computes", MLS_API_VERSION, &[]);
         self.list_all_pages("compute.list", url).await

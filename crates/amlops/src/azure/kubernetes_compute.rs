@@ -17,7 +17,7 @@ use super::{ArmClient, MLS_API_VERSION};
 
 impl ArmClient {
     /// GET a compute as a Kubernetes compute; `Ok(None)` when it does not exist. A compute
-    /// of another type decodes too: check [`KubernetesComputeResource::is_kubernetes`].
+    /// of another type decodes too: check [`KubernetesComputeResource::is_expected_type`].
     ///
     /// # Errors
     /// As [`get_compute`](Self::get_compute): `Config` when `id` is not a `workspaces/computes`
@@ -47,7 +47,7 @@ impl ArmClient {
         body: &KubernetesComputeResource,
     ) -> Result<LroStart<KubernetesComputeResource>, AzureError> {
         id.expect_type(MLS_NAMESPACE, "workspaces/computes")?;
-        if !body.is_kubernetes() {
+        if !body.is_expected_type() {
             return Err(AzureError::Config(format!(
                 "compute type {:?} is not Kubernetes",
                 body.properties.compute_type
@@ -100,6 +100,6 @@ impl ArmClient {
         let url = self.resource_url(workspace, "/computes", MLS_API_VERSION, &[]);
         let all: Vec<KubernetesComputeResource> =
             self.list_all("kubernetes_compute.list", url).await?;
-        Ok(all.into_iter().filter(|c| c.is_kubernetes()).collect())
+        Ok(all.into_iter().filter(|c| c.is_expected_type()).collect())
     }
 }

@@ -15,7 +15,7 @@
 //! use amlops::azure::{
 //!     ArmClient, ArmClientConfig, AzureCloud, CredentialConfig, LroStart, OperationKind,
 //!     OperationStatus, ResourceId,
-//!     model::{AksCompute, AksProperties, ClusterPurpose, ComputeResource},
+//!     model::{AksCompute, AksComputeResource, AksProperties, ClusterPurpose},
 //! };
 //!
 //! # async fn demo() -> Result<(), amlops::azure::AzureError> {
@@ -31,7 +31,7 @@
 //! let compute = ResourceId::compute(sub, "ml-rg", "ml-ws", "prodaks")?;
 //!
 //! if arm.get_compute(&compute).await?.is_none() {
-//!     let body = ComputeResource::aks(
+//!     let body = AksComputeResource::aks(
 //!         workspace.location.clone().unwrap_or_default(),
 //!         AksCompute {
 //!             compute_location: workspace.location.clone(),

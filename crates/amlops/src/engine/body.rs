@@ -3,8 +3,8 @@
 use crate::azure::ResourceId;
 use crate::azure::config::Secret;
 use crate::azure::model::{
-    AksCompute, AksNetworkingConfiguration, AksProperties, ClusterPurpose as AzPurpose,
-    ComputeResource, LoadBalancerType as AzLb, SslConfigStatus, SslConfiguration,
+    AksCompute, AksComputeResource, AksNetworkingConfiguration, AksProperties,
+    ClusterPurpose as AzPurpose, LoadBalancerType as AzLb, SslConfigStatus, SslConfiguration,
 };
 use crate::crd::{ClusterPurpose, LoadBalancerType, NetworkSpec, TlsMode};
 
@@ -95,7 +95,7 @@ pub fn provision_body(
     location: &str,
     material: Option<&TlsMaterial>,
     attach_to: Option<&str>,
-) -> ComputeResource {
+) -> AksComputeResource {
     let mut props = AksProperties {
         cluster_purpose: Some(purpose(d.purpose)),
         ssl_configuration: Some(ssl(d, material)),
@@ -128,12 +128,12 @@ pub fn provision_body(
         (_, Some(id)) => compute.resource_id = Some(id.to_string()),
     }
     compute.properties = Some(props);
-    ComputeResource::aks(location.to_string(), compute)
+    AksComputeResource::aks(location.to_string(), compute)
 }
 
 /// In-place update (the SDK's `AksUpdateConfiguration`): the current compute with the desired
 /// load balancer and description.
-pub fn update_body(current: &ComputeResource, d: &Desired) -> ComputeResource {
+pub fn update_body(current: &AksComputeResource, d: &Desired) -> AksComputeResource {
     let mut body = current.clone();
     if d.description.is_some() {
         body.properties.description = d.description.clone();
@@ -155,11 +155,11 @@ pub fn update_body(current: &ComputeResource, d: &Desired) -> ComputeResource {
 /// label and `overwriteExistingDomain` — or, with `renew`, the compute's own `Auto`
 /// configuration with `renew: true` (same host name, new certificate).
 pub fn tls_update_body(
-    current: &ComputeResource,
+    current: &AksComputeResource,
     d: &Desired,
     material: Option<&TlsMaterial>,
     renew: bool,
-) -> ComputeResource {
+) -> AksComputeResource {
     let mut body = current.clone();
     let props = body
         .properties

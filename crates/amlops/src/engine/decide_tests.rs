@@ -1111,7 +1111,7 @@ fn plan_table() {
         d
     };
     let raw = |o: Observed| Observed {
-        compute_raw: Some(crate::azure::model::ComputeResource::default()),
+        compute_raw: Some(crate::azure::model::AksComputeResource::default()),
         ..o
     };
     let rows: Vec<(&str, Desired, Observed, ClusterStatus, &str, Phase)> = vec![
@@ -1565,7 +1565,7 @@ fn sent_ssl(plan: &Plan) -> serde_json::Value {
 fn tls_in_place() {
     let cfg = EngineConfig::default();
     let now = jiff::Timestamp::from_second(1_800_000_000).expect("time");
-    let raw: crate::azure::model::ComputeResource = serde_json::from_value(serde_json::json!({
+    let raw: crate::azure::model::AksComputeResource = serde_json::from_value(serde_json::json!({
         "location": "eastus",
         "properties": {
             "computeType": "AKS",

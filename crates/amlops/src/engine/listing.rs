@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::azure::model::ComputeResource;
+use crate::azure::model::AksComputeResource;
 use crate::azure::{ArmClient, AzureError, ResourceId};
 use crate::engine::store::SubscriptionCounts;
 
@@ -27,7 +27,7 @@ use crate::engine::store::SubscriptionCounts;
 struct Listing {
     fetched: Instant,
     /// By lowercase compute name.
-    computes: HashMap<String, ComputeResource>,
+    computes: HashMap<String, AksComputeResource>,
     /// (compute name, `properties.resourceId`) of the computes that attach or created an
     /// AKS cluster: what the attachment check needs, computed once per listing.
     attached: Arc<Vec<(String, String)>>,
@@ -60,7 +60,7 @@ pub struct WorkspaceListings {
 #[derive(Debug)]
 pub enum Listed {
     /// The compute, as the list returned it.
-    Found(Box<ComputeResource>),
+    Found(Box<AksComputeResource>),
     /// Not in the list: the caller reads it with a `GET` (it may be newer than the list).
     Absent,
 }
@@ -96,7 +96,7 @@ impl WorkspaceListings {
             .is_some_and(|l| l.fetched.elapsed() < max_age);
         if !fresh {
             let (computes, pages) = arm.list_computes_paged(workspace).await?;
-            let computes: HashMap<String, ComputeResource> = computes
+            let computes: HashMap<String, AksComputeResource> = computes
                 .into_iter()
                 .filter_map(|c| Some((c.name.clone()?.to_ascii_lowercase(), c)))
                 .collect();

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::azure::model::{ComputeResource, ManagedCluster};
+use crate::azure::model::{AksComputeResource, ManagedCluster};
 use crate::azure::model::{LoadBalancerType as AzLb, ProvisioningState, SslConfigStatus};
 use crate::azure::{AzureError, LroStyle, OperationHandle, OperationStatus as Poll, ResourceId};
 use crate::crd::{ClusterStatus, LoadBalancerType, OperationStatus, Phase, TlsMode};
@@ -229,7 +229,7 @@ pub struct Observed {
     /// The compute: `None` on 404 (or when the observation stopped before it).
     pub compute: Option<ObservedCompute>,
     /// The compute as Azure returned it (the base of an in-place update).
-    pub compute_raw: Option<ComputeResource>,
+    pub compute_raw: Option<AksComputeResource>,
     /// The managed cluster, when a decision needs it.
     pub cluster: Lookup<ObservedCluster>,
     /// Create/attach checks, when the compute is absent.
@@ -253,7 +253,7 @@ pub struct Observed {
 }
 
 /// Reduce a compute GET to what `decide` needs.
-pub fn observe_compute(c: &ComputeResource) -> ObservedCompute {
+pub fn observe_compute(c: &AksComputeResource) -> ObservedCompute {
     let p = &c.properties;
     let inner = p.properties.clone().unwrap_or_default();
     let state = match p.provisioning_state.as_ref() {
@@ -631,7 +631,7 @@ impl<S: KubeStore> Engine<S> {
 
     /// The compute from a fresh enough listing of its workspace; `None` when it is not in
     /// it or the list failed (the caller reads it with a `GET`).
-    async fn listed_compute(&self, d: &Desired, r: &ResyncFacts) -> Option<ComputeResource> {
+    async fn listed_compute(&self, d: &Desired, r: &ResyncFacts) -> Option<AksComputeResource> {
         let ws = d.workspace_resource_id().ok()?;
         let nominal = r.nominal(&self.config.resync);
         let max_age = super::listing::WorkspaceListings::max_age(nominal, self.config.time_scale);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::azure::model::ComputeResource;
+use crate::azure::model::AksComputeResource;
 use crate::azure::{OperationKind, ResourceId, UnderlyingResourceAction};
 use crate::crd::{ClusterStatus, Phase};
 
@@ -22,7 +22,7 @@ pub enum Write {
         /// Create, Attach or Update (recorded in `status.operation`).
         kind: OperationKind,
         /// The request body.
-        body: Box<ComputeResource>,
+        body: Box<AksComputeResource>,
     },
     /// DELETE the compute with `underlyingResourceAction` (`Delete` also deletes the AKS
     /// cluster Azure ML created; `Detach` leaves the cluster running).

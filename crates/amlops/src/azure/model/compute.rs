@@ -1,18 +1,26 @@
-//! Azure ML compute (`Microsoft.MachineLearningServices/workspaces/computes`, computeType
-//! `AKS`), api-version 2025-09-01.
+//! Azure ML computes (`Microsoft.MachineLearningServices/workspaces/computes`), api-version
+//! 2025-09-01: the definition every compute type shares, and the `AKS` type.
+//!
+//! The swagger models a compute as `ComputeResource` (the ARM envelope: id, name, type,
+//! location, identity, tags) whose `properties` is a `Compute` (computeType, computeLocation,
+//! description, resourceId, provisioningState, …) with the compute type's own `properties`
+//! (`AKSSchema`, `KubernetesSchema`, …). Here that is one generic [`ComputeResource`] /
+//! [`Compute`] over those inner properties ([`ComputeSchema`]): [`AksComputeResource`]
+//! (below) and [`KubernetesComputeResource`](super::KubernetesComputeResource)
+//! (`kubernetes_compute`).
 //!
 //! One type serves responses and requests. Read-only fields (swagger `readOnly`: id, name,
 //! type, provisioningState, provisioningErrors, isAttachedCompute, createdOn, modifiedOn,
-//! systemServices) are never sent: `ArmClient::put_compute` sends
-//! [`ComputeResource::for_request`], which clears them. Note that the swagger does *not*
-//! mark `clusterFqdn` read-only, so it is kept (a GET-modify-PUT update sends it back, as
-//! the Azure ML SDK does).
+//! the identity's ids, and each type's own, e.g. AKS systemServices) are never sent:
+//! `ArmClient::put_compute` sends [`ComputeResource::for_request`], which clears them. Note
+//! that the swagger does *not* mark `clusterFqdn` read-only, so it is kept (a GET-modify-PUT
+//! update sends it back, as the Azure ML SDK does).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::KubeconfigSecret;
+use super::{KubeconfigSecret, ManagedServiceIdentity, UserAssignedIdentity};
 use crate::azure::config::Secret;
 use crate::azure::error::ArmErrorResponse;
 
@@ -77,10 +85,27 @@ string_enum! {
     }
 }
 
-/// A compute resource of a workspace.
+/// What one compute type adds to the generic [`ComputeResource`] and [`Compute`]: its inner
+/// `properties` (the swagger's `AKSSchema`, `KubernetesSchema`, … of the `Compute` subtype
+/// whose `x-ms-discriminator-value` is [`COMPUTE_TYPE`](Self::COMPUTE_TYPE)).
+pub trait ComputeSchema: Clone {
+    /// The `computeType` of this type (swagger `ComputeType`): what [`Compute::default`]
+    /// sets, so that every body built from a default says which type it is.
+    const COMPUTE_TYPE: &'static str;
+
+    /// Clears this type's read-only inner fields, for a request body
+    /// ([`ComputeResource::for_request`]).
+    fn clear_read_only(&mut self);
+}
+
+/// A compute resource of a workspace (swagger `ComputeResource`: the ARM `Resource` envelope
+/// with `identity`, `location`, `tags` and the [`Compute`] definition), of the compute type
+/// whose inner properties are `P` (e.g. [`AksComputeResource`],
+/// [`KubernetesComputeResource`](super::KubernetesComputeResource)). The swagger's `sku` is
+/// not modelled.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ComputeResource {
+pub struct ComputeResource<P: ComputeSchema> {
     /// ARM id (read-only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -90,33 +115,35 @@ pub struct ComputeResource {
     /// ARM type (read-only).
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
-    /// Region; the SDK sends the workspace's location.
+    /// Region: the workspace's location (what Azure's CLI and SDKs send).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Identity the compute's workloads use (a Kubernetes compute's AcrPull, storage access;
+    /// amlops sets none on AKS computes, whose bodies then carry no `identity`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ManagedServiceIdentity>,
     /// Tags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
     /// The compute definition.
     #[serde(default)]
-    pub properties: AksCompute,
+    pub properties: Compute<P>,
 }
 
-impl ComputeResource {
-    /// A compute body in `location` with the given AKS definition.
-    pub fn aks(location: impl Into<String>, properties: AksCompute) -> Self {
-        Self {
-            location: Some(location.into()),
-            properties,
-            ..Default::default()
-        }
-    }
-
+impl<P: ComputeSchema> ComputeResource<P> {
     /// This resource without its read-only fields: what may be sent in a PUT.
     pub fn for_request(&self) -> Self {
         let mut body = self.clone();
         body.id = None;
         body.name = None;
         body.resource_type = None;
+        if let Some(identity) = body.identity.as_mut() {
+            identity.principal_id = None;
+            identity.tenant_id = None;
+            for v in identity.user_assigned_identities.values_mut() {
+                *v = UserAssignedIdentity::default();
+            }
+        }
         let p = &mut body.properties;
         p.provisioning_state = None;
         p.provisioning_errors = None;
@@ -124,7 +151,7 @@ impl ComputeResource {
         p.created_on = None;
         p.modified_on = None;
         if let Some(inner) = p.properties.as_mut() {
-            inner.system_services = None;
+            inner.clear_read_only();
         }
         body
     }
@@ -134,35 +161,44 @@ impl ComputeResource {
         self.properties.provisioning_state.as_ref()
     }
 
-    /// True for an AKS compute.
-    pub fn is_aks(&self) -> bool {
-        self.properties.compute_type.eq_ignore_ascii_case("AKS")
+    /// True when Azure's `computeType` is the one `P` models ([`ComputeSchema::COMPUTE_TYPE`],
+    /// case-insensitive): a compute of any other type decodes into a `ComputeResource<P>` too
+    /// (a workspace's listing holds every type; a name may be taken by another type).
+    pub fn is_expected_type(&self) -> bool {
+        self.properties
+            .compute_type
+            .eq_ignore_ascii_case(P::COMPUTE_TYPE)
     }
 }
 
-/// The `properties` of an AKS compute (swagger `Compute` + `AKSSchema`).
+/// The `properties` of a compute (swagger `Compute`, the base of every compute type, with
+/// the type's own `properties`: `P`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AksCompute {
-    /// `AKS` (other types appear when listing a workspace's computes).
+pub struct Compute<P: ComputeSchema> {
+    /// `AKS`, `Kubernetes`, … (other types than `P`'s appear when listing a workspace's
+    /// computes).
     #[serde(default)]
     pub compute_type: String,
-    /// Region of the AKS cluster to create (create only).
+    /// Region of the compute (create only): of an AKS cluster to create; SDK v2 sends the
+    /// workspace's for a Kubernetes compute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compute_location: Option<String>,
     /// Free text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// ARM id of the AKS cluster (attach only).
+    /// ARM id of the cluster: the AKS cluster an AKS compute attaches (attach only), the
+    /// AKS (`managedClusters`) or Arc (`connectedClusters`) cluster of a Kubernetes compute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
     /// Read-only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
-    /// Read-only: why provisioning failed.
+    /// Read-only: why provisioning (or the attach) failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provisioning_errors: Option<Vec<ArmErrorResponse>>,
-    /// Read-only: true when the cluster was attached rather than created.
+    /// Read-only: true when the cluster was attached rather than created (always for
+    /// Kubernetes computes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub is_attached_compute: Option<bool>,
     /// Read-only, RFC 3339.
@@ -174,15 +210,16 @@ pub struct AksCompute {
     /// Disable key-based local auth (create only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disable_local_auth: Option<bool>,
-    /// AKS-specific properties.
+    /// The compute type's own properties.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub properties: Option<AksProperties>,
+    pub properties: Option<P>,
 }
 
-impl Default for AksCompute {
+impl<P: ComputeSchema> Default for Compute<P> {
+    /// Every field unset but `computeType`, `P`'s ([`ComputeSchema::COMPUTE_TYPE`]).
     fn default() -> Self {
         Self {
-            compute_type: "AKS".to_owned(),
+            compute_type: P::COMPUTE_TYPE.to_owned(),
             compute_location: None,
             description: None,
             resource_id: None,
@@ -197,7 +234,7 @@ impl Default for AksCompute {
     }
 }
 
-impl AksCompute {
+impl<P: ComputeSchema> Compute<P> {
     /// `(code, message)` of each provisioning error.
     pub fn provisioning_error_messages(&self) -> Vec<(String, String)> {
         self.provisioning_errors
@@ -211,6 +248,33 @@ impl AksCompute {
                 )
             })
             .collect()
+    }
+}
+
+/// An AKS compute (swagger `ComputeResource` whose `properties` is an `AKS`).
+pub type AksComputeResource = ComputeResource<AksProperties>;
+
+/// The `properties` of an AKS compute (swagger `Compute` + `AKSSchema`).
+pub type AksCompute = Compute<AksProperties>;
+
+impl AksComputeResource {
+    /// A compute body in `location` with the given AKS definition.
+    pub fn aks(location: impl Into<String>, properties: AksCompute) -> Self {
+        Self {
+            location: Some(location.into()),
+            properties,
+            ..Default::default()
+        }
+    }
+}
+
+impl ComputeSchema for AksProperties {
+    /// `AKS`.
+    const COMPUTE_TYPE: &'static str = "AKS";
+
+    /// `systemServices`.
+    fn clear_read_only(&mut self) {
+        self.system_services = None;
     }
 }
 
@@ -340,15 +404,15 @@ mod tests {
     #[test]
     fn decodes_official_examples() {
         let get = example("mls-2025-06-01/examples/Compute/get/AKSCompute.json");
-        let c: ComputeResource =
+        let c: AksComputeResource =
             serde_json::from_value(get["responses"]["200"]["body"].clone()).unwrap();
-        assert!(c.is_aks());
+        assert!(c.is_expected_type());
         assert_eq!(c.provisioning_state(), Some(&ProvisioningState::Succeeded));
         assert_eq!(c.name.as_deref(), Some("compute123"));
         assert!(c.properties.resource_id.is_some());
 
         let put = example("mls-2025-09-01/examples/Compute/createOrUpdate/AKSCompute.json");
-        let req: ComputeResource =
+        let req: AksComputeResource =
             serde_json::from_value(put["parameters"]["parameters"].clone()).unwrap();
         assert_eq!(
             req.properties
@@ -364,7 +428,7 @@ mod tests {
         );
 
         let list = example("mls-2025-09-01/examples/Compute/list.json");
-        let page: super::super::Page<ComputeResource> =
+        let page: super::super::Page<AksComputeResource> =
             serde_json::from_value(list["responses"]["200"]["body"].clone()).unwrap();
         assert!(!page.value.is_empty());
 
@@ -380,7 +444,7 @@ mod tests {
 
     #[test]
     fn unknown_enum_values_survive() {
-        let c: ComputeResource = serde_json::from_str(
+        let c: AksComputeResource = serde_json::from_str(
             r#"{"properties":{"computeType":"AKS","provisioningState":"Migrating",
                 "properties":{"clusterPurpose":"fastprod","loadBalancerType":"Fancy"}}}"#,
         )
@@ -399,7 +463,7 @@ mod tests {
 
     #[test]
     fn provisioning_errors_are_read() {
-        let c: ComputeResource = serde_json::from_str(
+        let c: AksComputeResource = serde_json::from_str(
             r#"{"properties":{"computeType":"AKS","provisioningState":"Failed",
               "provisioningErrors":[{"error":{"code":"BadArgument","message":"Agent cores Cluster should have at least 12 cores to operate."}}]}}"#,
         )
@@ -487,8 +551,8 @@ mod swagger_tests {
 
     /// What the engine sends to create a cluster: location, computeLocation, agents,
     /// network, TLS Auto, load balancer — no resourceId.
-    fn create_body() -> ComputeResource {
-        ComputeResource::aks(
+    fn create_body() -> AksComputeResource {
+        AksComputeResource::aks(
             "eastus",
             AksCompute {
                 compute_location: Some("eastus".into()),
@@ -519,8 +583,8 @@ mod swagger_tests {
 
     /// What the engine sends to attach: resourceId, purpose, TLS Enabled with cert and key,
     /// internal load balancer — none of the create-only fields.
-    fn attach_body() -> ComputeResource {
-        ComputeResource::aks(
+    fn attach_body() -> AksComputeResource {
+        AksComputeResource::aks(
             "eastus",
             AksCompute {
                 resource_id: Some("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/shared".into()),
@@ -543,7 +607,7 @@ mod swagger_tests {
     }
 
     /// A GET answer with every read-only field set, as Azure returns it.
-    fn observed() -> ComputeResource {
+    fn observed() -> AksComputeResource {
         let mut c = attach_body();
         c.id = Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/computes/c".into());
         c.name = Some("c".into());
@@ -667,7 +731,7 @@ mod swagger_tests {
             let text =
                 std::fs::read_to_string(format!("/work/shared/azure-specs/{example}")).unwrap();
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let c: ComputeResource =
+            let c: AksComputeResource =
                 serde_json::from_value(v["parameters"]["parameters"].clone()).unwrap();
             let body = serde_json::to_value(c.for_request()).unwrap();
             assert_eq!(body, v["parameters"]["parameters"], "{example}");

@@ -7,40 +7,24 @@
 //! `relayConnectionString` and `serviceBusConnectionString` (`x-ms-secret`, Arc-era
 //! plumbing), are deliberately not modelled: they are dropped when decoding and can never
 //! be serialised, logged or sent back.
+//!
+//! The resource and its `Compute` are the generic ones of `compute`
+//! ([`KubernetesComputeResource`] is a [`ComputeResource`] of [`KubernetesProperties`]);
+//! this module holds what is the Kubernetes type's own, and the common-types
+//! [`ManagedServiceIdentity`] that a compute's envelope carries.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::ProvisioningState;
-use crate::azure::error::ArmErrorResponse;
+use super::{Compute, ComputeResource, ComputeSchema};
 
-/// A Kubernetes compute (request and response).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KubernetesComputeResource {
-    /// ARM id (read-only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Compute name (read-only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// ARM type (read-only).
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
-    /// The workspace's location (what Azure's CLI and SDK v2 always send).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-    /// Identity the compute's workloads use (AcrPull, storage access).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<ManagedServiceIdentity>,
-    /// Tags.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
-    /// The compute definition.
-    #[serde(default)]
-    pub properties: KubernetesCompute,
-}
+/// A Kubernetes compute (request and response): swagger `ComputeResource` whose
+/// `properties` is a `Kubernetes`.
+pub type KubernetesComputeResource = ComputeResource<KubernetesProperties>;
+
+/// `properties` of a Kubernetes compute (swagger `Compute` + `KubernetesSchema`).
+pub type KubernetesCompute = Compute<KubernetesProperties>;
 
 impl KubernetesComputeResource {
     /// An attach body: `{location, identity?, properties: {computeType: Kubernetes,
@@ -65,38 +49,6 @@ impl KubernetesComputeResource {
         }
     }
 
-    /// This resource without its read-only fields: what may be sent in a PUT.
-    pub fn for_request(&self) -> Self {
-        let mut body = self.clone();
-        body.id = None;
-        body.name = None;
-        body.resource_type = None;
-        if let Some(identity) = body.identity.as_mut() {
-            identity.principal_id = None;
-            identity.tenant_id = None;
-            for v in identity.user_assigned_identities.values_mut() {
-                *v = UserAssignedIdentity::default();
-            }
-        }
-        let p = &mut body.properties;
-        p.provisioning_state = None;
-        p.provisioning_errors = None;
-        p.is_attached_compute = None;
-        p.created_on = None;
-        p.modified_on = None;
-        if let Some(inner) = p.properties.as_mut() {
-            inner.extension_instance_release_train = None;
-            inner.extension_principal_id = None;
-            inner.vc_name = None;
-        }
-        body
-    }
-
-    /// Provisioning state, if Azure reported one.
-    pub fn provisioning_state(&self) -> Option<&ProvisioningState> {
-        self.properties.provisioning_state.as_ref()
-    }
-
     /// The namespace workloads run in (`default` when Azure reports none).
     pub fn namespace(&self) -> &str {
         self.properties
@@ -105,69 +57,18 @@ impl KubernetesComputeResource {
             .and_then(|p| p.namespace.as_deref())
             .unwrap_or("default")
     }
-
-    /// True for a Kubernetes compute.
-    pub fn is_kubernetes(&self) -> bool {
-        self.properties
-            .compute_type
-            .eq_ignore_ascii_case("Kubernetes")
-    }
 }
 
-/// `properties` of a Kubernetes compute (swagger `Compute` + `KubernetesSchema`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KubernetesCompute {
+impl ComputeSchema for KubernetesProperties {
     /// `Kubernetes`.
-    #[serde(default)]
-    pub compute_type: String,
-    /// Region (SDK v2 sends the workspace's; create only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub compute_location: Option<String>,
-    /// Free text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// ARM id of the AKS (`managedClusters`) or Arc (`connectedClusters`) cluster.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_id: Option<String>,
-    /// Read-only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provisioning_state: Option<ProvisioningState>,
-    /// Read-only: why the attach failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provisioning_errors: Option<Vec<ArmErrorResponse>>,
-    /// Read-only: `true` for Kubernetes computes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub is_attached_compute: Option<bool>,
-    /// Read-only, RFC 3339.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_on: Option<String>,
-    /// Read-only, RFC 3339.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub modified_on: Option<String>,
-    /// Disable key-based local auth (create only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disable_local_auth: Option<bool>,
-    /// Kubernetes-specific properties.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub properties: Option<KubernetesProperties>,
-}
+    const COMPUTE_TYPE: &'static str = "Kubernetes";
 
-impl Default for KubernetesCompute {
-    fn default() -> Self {
-        Self {
-            compute_type: "Kubernetes".to_owned(),
-            compute_location: None,
-            description: None,
-            resource_id: None,
-            provisioning_state: None,
-            provisioning_errors: None,
-            is_attached_compute: None,
-            created_on: None,
-            modified_on: None,
-            disable_local_auth: None,
-            properties: None,
-        }
+    /// The fields Azure fills: `extensionInstanceReleaseTrain`, `extensionPrincipalId`,
+    /// `vcName`.
+    fn clear_read_only(&mut self) {
+        self.extension_instance_release_train = None;
+        self.extension_principal_id = None;
+        self.vc_name = None;
     }
 }
 
@@ -286,6 +187,7 @@ pub struct UserAssignedIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::azure::model::ProvisioningState;
 
     fn example(path: &str) -> serde_json::Value {
         let full = format!("/work/shared/azure-specs/mls-2025-09-01/examples/Compute/{path}");
@@ -299,7 +201,7 @@ mod tests {
         body["properties"]["properties"]["relayConnectionString"] =
             serde_json::json!("Endpoint=sb://x/;SharedAccessKey=TOPSECRET");
         let c: KubernetesComputeResource = serde_json::from_value(body).unwrap();
-        assert!(c.is_kubernetes());
+        assert!(c.is_expected_type());
         assert_eq!(c.provisioning_state(), Some(&ProvisioningState::Succeeded));
         assert_eq!(c.namespace(), "default");
         let props = c.properties.properties.as_ref().unwrap();

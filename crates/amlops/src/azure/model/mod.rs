@@ -67,9 +67,9 @@ pub use aks::{
     ServicePrincipalProfile,
 };
 pub use compute::{
-    AksCompute, AksNetworkingConfiguration, AksProperties, ClusterPurpose, ComputeKeys,
-    ComputeResource, LoadBalancerType, ProvisioningState, SslConfigStatus, SslConfiguration,
-    SystemService,
+    AksCompute, AksComputeResource, AksNetworkingConfiguration, AksProperties, ClusterPurpose,
+    Compute, ComputeKeys, ComputeResource, ComputeSchema, LoadBalancerType, ProvisioningState,
+    SslConfigStatus, SslConfiguration, SystemService,
 };
 pub use extension::{
     AutoUpgradeMode, Extension, ExtensionIdentity, ExtensionPatch, ExtensionPatchProperties,

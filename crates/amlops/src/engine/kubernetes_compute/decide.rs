@@ -415,11 +415,11 @@ fn present(
         }
     };
     let got_cluster = c.properties.resource_id.as_deref().unwrap_or_default();
-    let same = c.is_kubernetes()
+    let same = c.is_expected_type()
         && got_cluster.eq_ignore_ascii_case(&want_cluster)
         && c.namespace() == d.namespace;
     if !same {
-        let what = if c.is_kubernetes() {
+        let what = if c.is_expected_type() {
             format!(
                 "a Kubernetes compute of cluster {got_cluster} in namespace {}",
                 c.namespace()
@@ -469,14 +469,9 @@ fn present(
     st.provisioning_state = Some(state_str(c).to_string());
     st.provisioning_errors = c
         .properties
-        .provisioning_errors
-        .iter()
-        .flatten()
-        .filter_map(|e| e.error.as_ref())
-        .map(|e| ProvisioningError {
-            code: e.code.clone().unwrap_or_default(),
-            message: e.message.clone().unwrap_or_default(),
-        })
+        .provisioning_error_messages()
+        .into_iter()
+        .map(|(code, message)| ProvisioningError { code, message })
         .collect();
     st.principal_id = c.identity.as_ref().and_then(|i| i.principal_id.clone());
     if busy(c) {
