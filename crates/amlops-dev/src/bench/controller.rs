@@ -49,6 +49,8 @@ pub struct ControllerRun {
     /// `KubernetesCompute` counts from the later of its apply and its extension's Ready
     /// (Azure attaches a cluster only once its extension has installed).
     pub apply_to_ready_minus_operation: Dist,
+    /// The same by kind.
+    pub apply_to_ready_minus_operation_by_kind: BTreeMap<String, Dist>,
     /// Reconciles run (the operator's own counter).
     pub reconciles: u64,
     /// ARM requests the emulator received, per resource, to reach Ready.
@@ -266,17 +268,24 @@ pub async fn run(
         ..Default::default()
     };
     let op = Duration::from_secs_f64(args.op_seconds.max(0.0));
-    let minus: Vec<Duration> = ready
-        .iter()
-        .map(|(name, at)| {
-            let mut from = applied.get(name).copied().unwrap_or(t0);
-            if let Some(extension_ready) = waits_for.get(name).and_then(|e| ready.get(e)) {
-                from = from.max(*extension_ready);
-            }
-            at.saturating_duration_since(from).saturating_sub(op)
-        })
-        .collect();
+    let mut by_kind: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for (name, at) in &ready {
+        let mut from = applied.get(name).copied().unwrap_or(t0);
+        if let Some(extension_ready) = waits_for.get(name).and_then(|e| ready.get(e)) {
+            from = from.max(*extension_ready);
+        }
+        let kind = name.split('/').next().unwrap_or_default().to_string();
+        by_kind
+            .entry(kind)
+            .or_default()
+            .push(at.saturating_duration_since(from).saturating_sub(op));
+    }
+    let minus: Vec<Duration> = by_kind.values().flatten().copied().collect();
     c.apply_to_ready_minus_operation = Dist::of(&minus);
+    c.apply_to_ready_minus_operation_by_kind = by_kind
+        .iter()
+        .map(|(k, v)| (k.clone(), Dist::of(v)))
+        .collect();
     c.reconciles = reconciles() - r0;
     let (arm_reads, arm_writes) = emu.reads_and_writes().await?;
     let per = |x: u64| x as f64 / n.max(1) as f64;

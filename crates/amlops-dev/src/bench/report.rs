@@ -727,6 +727,13 @@ impl Report {
             let d = &r.apply_to_ready_minus_operation;
             format!("{:.1} | {:.1} ms", d.p50_ms, d.p99_ms)
         });
+        row("  by kind, p50 | p99 ms", &|r| {
+            r.apply_to_ready_minus_operation_by_kind
+                .iter()
+                .map(|(kind, d)| format!("{kind} {:.0} | {:.0}", d.p50_ms, d.p99_ms))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
         row("reconciles", &|r| r.reconciles.to_string());
         row("ARM reads | writes per resource", &|r| {
             format!(

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use futures::{StreamExt, future};
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
@@ -132,14 +133,15 @@ pub async fn run(
 ) {
     let ns = namespace.as_deref();
     let w = typed::controller::<AzureMLExtension>(&ctx, ns);
-    // A compute that goes (or changes) wakes the extension it names: one being deleted waits
-    // for its last compute (`InUse`).
+    // A compute that goes wakes the extension it names: one being deleted waits for its last
+    // compute (`InUse`). Only that: a compute's other changes (its own status saves, several
+    // per attach) would each cost the extension a reconcile and an ARM read for nothing.
     let computes = watcher(
         typed::api::<DeserializeGuard<KubernetesCompute>>(&ctx.shared.client, ns),
         watcher::Config::default(),
     )
     .default_backoff()
-    .touched_objects();
+    .filter_map(|event| future::ready(going(event)));
     let c = w.controller.watches_stream(computes, |kc| {
         let ns = kc.namespace().unwrap_or_default();
         kc.0.as_ref()
@@ -148,4 +150,39 @@ pub async fn run(
             .map(|r| ObjectRef::new(&r.name).within(&ns))
     });
     typed::drive(c, w.cache, ctx, concurrency, term).await;
+}
+
+/// The compute of a watch event that the extension it names must hear of: one deleted, or
+/// being deleted (`deletionTimestamp`, while our finalizer holds it). Errors pass through.
+fn going<K: Resource>(
+    event: Result<watcher::Event<K>, watcher::Error>,
+) -> Option<Result<K, watcher::Error>> {
+    match event {
+        Ok(watcher::Event::Delete(k)) => Some(Ok(k)),
+        Ok(watcher::Event::Apply(k)) if k.meta().deletion_timestamp.is_some() => Some(Ok(k)),
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn only_a_compute_that_goes_wakes_its_extension() {
+        let live = ConfigMap::default();
+        let mut deleting = ConfigMap::default();
+        deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+        let wakes = |e: watcher::Event<ConfigMap>| going(Ok(e)).is_some();
+        assert!(wakes(watcher::Event::Delete(live.clone())));
+        assert!(wakes(watcher::Event::Apply(deleting.clone())));
+        assert!(!wakes(watcher::Event::Apply(live.clone())), "a status save");
+        assert!(!wakes(watcher::Event::InitApply(deleting)), "a re-list");
+        assert!(!wakes(watcher::Event::Init));
+        assert!(!wakes(watcher::Event::InitDone));
+        assert!(going::<ConfigMap>(Err(watcher::Error::NoResourceVersion)).is_some());
+    }
 }
