@@ -452,6 +452,7 @@ async fn protected_settings_are_never_read_back_and_force_delete_is_synchronous(
     let principal = raw["properties"]["aksAssignedIdentity"]["principalId"]
         .as_str()
         .expect("aksAssignedIdentity.principalId on an AKS cluster");
+    assert_eq!(raw["identity"]["type"], "SystemAssigned", "{raw}");
     assert!(raw["identity"].get("principalId").is_none(), "{raw}");
     let ext = ctx.arm.get_extension(&id).await.unwrap().unwrap();
     assert_eq!(

@@ -254,9 +254,6 @@ pub async fn run(
         }
     }
     let converged = ready.len() >= n;
-    if !converged {
-        why_not_ready(&client, out).await?;
-    }
     let last = ready.values().max().copied().unwrap_or(t0);
     let mut c = ControllerRun {
         resources: n,
@@ -316,6 +313,10 @@ pub async fn run(
         c.apply_to_ready_minus_operation.p50_ms,
         c.apply_to_ready_minus_operation.p99_ms,
     )?;
+    // After the request counts were read: these lists are not the operator's.
+    if !converged && let Err(e) = why_not_ready(&client, out).await {
+        writeln!(out, "  (could not list what the resources wait for: {e})")?;
+    }
 
     if converged {
         // Steady: let in-flight work settle, then two and a half resync periods.

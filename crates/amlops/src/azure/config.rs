@@ -472,9 +472,11 @@ pub struct ArmClientConfig {
     pub retry: RetryPolicy,
     /// Per-subscription client-side rate limits.
     pub rate_limits: RateLimitConfig,
-    /// Poll interval for a running LRO when Azure sent no `Retry-After`. Default 30 s, the
-    /// Azure SDKs' own: `DEFAULT_RETRY_TIME` of azure_core 1.x's `http/poller.rs` (Rust) and
-    /// `ARMPolling(timeout=30)` of azure-mgmt-core (Python, what the Azure CLI polls with).
+    /// Poll interval for a running LRO when Azure sent no `Retry-After`. Default 60 s, the
+    /// project's design (DESIGN §4; ARM's resource providers normally send `Retry-After`).
+    /// Not a documented ARM default: the Azure SDKs choose 30 s (`DEFAULT_RETRY_TIME` of
+    /// azure_core 1.x's `http/poller.rs`, `ARMPolling(timeout=30)` of azure-mgmt-core); the
+    /// longer one spends half the reads of the subscription's budget on such polls.
     pub default_poll_interval: Duration,
     /// How long the VM size catalogue of a (subscription, location) is cached.
     pub sku_cache_ttl: Duration,
@@ -489,7 +491,7 @@ impl ArmClientConfig {
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             rate_limits: RateLimitConfig::default(),
-            default_poll_interval: Duration::from_secs(30),
+            default_poll_interval: Duration::from_secs(60),
             sku_cache_ttl: Duration::from_secs(6 * 3600),
         }
     }

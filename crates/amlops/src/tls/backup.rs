@@ -358,8 +358,8 @@ pub fn backup_secret(name: &str, namespace: &str, cert: &str, key: &str, source:
         },
         type_: Some("kubernetes.io/tls".to_string()),
         data: Some(BTreeMap::from([
-            ("tls.crt".to_string(), ByteString(cert.as_bytes().to_vec())),
-            ("tls.key".to_string(), ByteString(key.as_bytes().to_vec())),
+            (TLS_PAIR.0.to_string(), ByteString(cert.as_bytes().to_vec())),
+            (TLS_PAIR.1.to_string(), ByteString(key.as_bytes().to_vec())),
         ])),
         ..Default::default()
     }

@@ -132,12 +132,20 @@ fn without_nulls<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Str
         .collect())
 }
 
+fn null_as_empty<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, UserAssignedIdentity>, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_default())
+}
+
 /// common-types `ManagedServiceIdentity`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedServiceIdentity {
-    /// `None`, `SystemAssigned`, `UserAssigned` or `SystemAssigned,UserAssigned`.
-    #[serde(rename = "type")]
+    /// `None`, `SystemAssigned`, `UserAssigned` or `SystemAssigned,UserAssigned`. Required by
+    /// the swagger, but tolerated when missing: one odd compute must not make a workspace's
+    /// whole listing undecodable.
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     pub identity_type: String,
     /// Read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,8 +153,13 @@ pub struct ManagedServiceIdentity {
     /// Read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
-    /// User-assigned identities by ARM id (Azure ML uses only the first one).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// User-assigned identities by ARM id (Azure ML uses only the first one); `null` in an
+    /// answer reads as none.
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub user_assigned_identities: BTreeMap<String, UserAssignedIdentity>,
 }
 
@@ -192,6 +205,36 @@ mod tests {
     fn example(path: &str) -> serde_json::Value {
         let full = format!("/work/shared/azure-specs/mls-2025-09-01/examples/Compute/{path}");
         serde_json::from_str(&std::fs::read_to_string(full).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn odd_identities_in_a_listing_still_decode() {
+        use crate::azure::model::AksComputeResource;
+        // A workspace listing decodes every compute, of any type, as the caller's type: an
+        // identity without `type` or with `userAssignedIdentities: null` must not fail it.
+        for identity in [
+            serde_json::json!({"principalId": "p"}),
+            serde_json::json!({"type": "SystemAssigned", "userAssignedIdentities": null}),
+            serde_json::json!(null),
+        ] {
+            let body = serde_json::json!({
+                "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/computes/c",
+                "identity": identity,
+                "properties": {"computeType": "AmlCompute"},
+            });
+            let aks: AksComputeResource = serde_json::from_value(body.clone()).unwrap();
+            assert!(!aks.is_expected_type());
+            let k: KubernetesComputeResource = serde_json::from_value(body).unwrap();
+            // Sent back (GET-modify-PUT), an identity without a type carries none.
+            let sent = serde_json::to_value(k.for_request()).unwrap();
+            assert!(
+                sent["identity"]
+                    .get("type")
+                    .is_none_or(|t| t == "SystemAssigned"),
+                "{sent}"
+            );
+            assert!(sent["identity"].get("principalId").is_none(), "{sent}");
+        }
     }
 
     #[test]
