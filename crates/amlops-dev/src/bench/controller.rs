@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -170,11 +169,7 @@ pub async fn run(
         crd_poll: Duration::from_millis(100),
     };
     let arm = world::client_config(&emu.base_url(), emu.token(), throttling.arm(), 1.0, false)?;
-    // The namespaces a platform team made beforehand on the clusters (computes without
-    // `createNamespace`), through a client the benchmark does not count.
-    let setup = world::client(arm.clone(), Arc::new(world::Counters::default()))?;
-    world::create_namespaces(&setup, &world::namespaces_to_create(&manifests)).await?;
-    drop(setup);
+    world::create_namespaces_beforehand(arm.clone(), &manifests).await?;
     let (stop, stopped) = watch::channel(false);
     let running = Operator::new(client.clone(), arm, options)?
         .start(stopped)

@@ -300,10 +300,7 @@ async fn build_world(
     let policy = args.resync.policy();
     let client_config =
         |paced| world::client_config(&emu.base_url(), emu.token(), policy.arm, ts, paced);
-    // The namespaces a platform team made beforehand, through a client whose requests the
-    // benchmark does not count.
-    let setup = world::client(client_config(false)?, Arc::new(Counters::default()))?;
-    world::create_namespaces(&setup, &world::namespaces_to_create(&manifests)).await?;
+    world::create_namespaces_beforehand(client_config(false)?, &manifests).await?;
     let arm = world::client(client_config(paced)?, counters.clone())?;
     let engine = Arc::new(Engine {
         arm,

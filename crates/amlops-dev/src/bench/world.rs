@@ -487,6 +487,17 @@ pub fn namespaces_to_create(manifests: &[serde_json::Value]) -> Vec<(String, Str
         .collect()
 }
 
+/// Creates, before a run, the namespaces `manifests`' computes need on their clusters
+/// ([`namespaces_to_create`]: what a platform team made beforehand), through a client of
+/// `config` whose requests the benchmark does not count.
+pub async fn create_namespaces_beforehand(
+    config: ArmClientConfig,
+    manifests: &[serde_json::Value],
+) -> anyhow::Result<()> {
+    let setup = client(config, Arc::new(Counters::default()))?;
+    create_namespaces(&setup, &namespaces_to_create(manifests)).await
+}
+
 /// Creates each `(cluster ARM id, namespace)` on the cluster's API server (the emulator's),
 /// with the cluster's admin credential read through `arm`.
 pub async fn create_namespaces(

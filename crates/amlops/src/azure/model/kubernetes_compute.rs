@@ -10,8 +10,7 @@
 //!
 //! The resource and its `Compute` are the generic ones of `compute`
 //! ([`KubernetesComputeResource`] is a [`ComputeResource`] of [`KubernetesProperties`]);
-//! this module holds what is the Kubernetes type's own, and the common-types
-//! [`ManagedServiceIdentity`] that a compute's envelope carries.
+//! this module holds what is the Kubernetes type's own.
 
 use std::collections::BTreeMap;
 
@@ -132,75 +131,10 @@ fn without_nulls<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Str
         .collect())
 }
 
-fn null_as_empty<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, UserAssignedIdentity>, D::Error> {
-    Ok(Option::deserialize(d)?.unwrap_or_default())
-}
-
-/// common-types `ManagedServiceIdentity`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ManagedServiceIdentity {
-    /// `None`, `SystemAssigned`, `UserAssigned` or `SystemAssigned,UserAssigned`. Required by
-    /// the swagger, but tolerated when missing: one odd compute must not make a workspace's
-    /// whole listing undecodable.
-    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
-    pub identity_type: String,
-    /// Read-only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal_id: Option<String>,
-    /// Read-only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<String>,
-    /// User-assigned identities by ARM id (Azure ML uses only the first one); `null` in an
-    /// answer reads as none.
-    #[serde(
-        default,
-        deserialize_with = "null_as_empty",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
-    pub user_assigned_identities: BTreeMap<String, UserAssignedIdentity>,
-}
-
-impl ManagedServiceIdentity {
-    /// `{type: SystemAssigned}`.
-    pub fn system_assigned() -> Self {
-        Self {
-            identity_type: "SystemAssigned".to_owned(),
-            ..Default::default()
-        }
-    }
-
-    /// `{type: UserAssigned, userAssignedIdentities: {id: {}}}`.
-    pub fn user_assigned(identity_id: impl Into<String>) -> Self {
-        Self {
-            identity_type: "UserAssigned".to_owned(),
-            user_assigned_identities: BTreeMap::from([(
-                identity_id.into(),
-                UserAssignedIdentity::default(),
-            )]),
-            ..Default::default()
-        }
-    }
-}
-
-/// A user-assigned identity entry (ids are read-only).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserAssignedIdentity {
-    /// Read-only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal_id: Option<String>,
-    /// Read-only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azure::model::ProvisioningState;
+    use crate::azure::model::{ManagedServiceIdentity, ProvisioningState};
 
     fn example(path: &str) -> serde_json::Value {
         let full = format!("/work/shared/azure-specs/mls-2025-09-01/examples/Compute/{path}");

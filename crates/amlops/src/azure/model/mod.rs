@@ -68,8 +68,8 @@ pub use aks::{
 };
 pub use compute::{
     AksCompute, AksComputeResource, AksNetworkingConfiguration, AksProperties, ClusterPurpose,
-    Compute, ComputeKeys, ComputeResource, ComputeSchema, LoadBalancerType, ProvisioningState,
-    SslConfigStatus, SslConfiguration, SystemService,
+    Compute, ComputeKeys, ComputeResource, ComputeSchema, LoadBalancerType, ManagedServiceIdentity,
+    ProvisioningState, SslConfigStatus, SslConfiguration, SystemService, UserAssignedIdentity,
 };
 pub use extension::{
     AutoUpgradeMode, Extension, ExtensionIdentity, ExtensionPatch, ExtensionPatchProperties,
@@ -80,7 +80,7 @@ pub use extension::{
 pub use kubeconfig::{CredentialResult, CredentialResults, KubeconfigSecret};
 pub use kubernetes_compute::{
     InstanceTypeResources, InstanceTypeSchema, KubernetesCompute, KubernetesComputeResource,
-    KubernetesProperties, ManagedServiceIdentity, UserAssignedIdentity,
+    KubernetesProperties,
 };
 pub use sku::{
     KubernetesPatchVersion, KubernetesVersion, KubernetesVersionCapabilities,
